@@ -1,0 +1,1 @@
+"""Topology, coordination, the embedded lab and the operator CLI."""

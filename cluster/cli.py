@@ -1,0 +1,124 @@
+"""The ``tenir`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from cluster.render import ROLES_DIR
+from cluster.topology import Topology, TopologyError, load_topology
+
+DEFAULT_INVENTORY = ROLES_DIR.parents[1] / "inventories" / "lab"
+
+
+def _inventory(args: argparse.Namespace) -> Topology:
+    path = args.inventory or os.environ.get("TENIR_INVENTORY") or str(DEFAULT_INVENTORY)
+    return load_topology(Path(path))
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _print_hosts(hosts: list[Any]) -> None:
+    for h in hosts:
+        svc = ", ".join(f"{s.name} {'pid ' + str(s.pid) if s.running else 'DOWN'}"
+                        for s in h.services)
+        print(f"  {h.site:<10} {h.name:<14} {h.namespace:<20} {h.address:<13} {svc}")
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from cluster.lab.lab import Lab
+
+    lab = Lab(_inventory(args), say=_say if not getattr(args, "json", False) else _quiet)
+    if args.lab_command == "up":
+        hosts = lab.up(timeout=args.timeout)
+        if args.json:
+            print(json.dumps({"hosts": [h.to_json() for h in hosts]}, indent=2))
+        else:
+            _print_hosts(hosts)
+    elif args.lab_command == "down":
+        lab.down(keep_data=args.keep_data)
+    elif args.lab_command == "status":
+        hosts = lab.status()
+        if args.json:
+            print(json.dumps({"hosts": [h.to_json() for h in hosts]}, indent=2))
+        else:
+            _print_hosts(hosts)
+    elif args.lab_command == "kill-site":
+        killed = lab.kill_site(args.site)
+        print(f"killed {len(killed)} processes of site {args.site}: {killed}")
+    return 0
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from cluster.status import gather, render_table
+
+    status = gather(_inventory(args))
+    print(json.dumps(status, indent=2) if args.json else render_table(status))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cluster.demo import run_demo
+
+    return run_demo(_inventory(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tenir", description=__doc__)
+    parser.add_argument("-i", "--inventory", help="inventory file or directory "
+                        "(default: $TENIR_INVENTORY or inventories/lab)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    lab = sub.add_parser("lab", help="the embedded two-site lab (network namespaces, root)")
+    lab_sub = lab.add_subparsers(dest="lab_command", required=True)
+    up = lab_sub.add_parser("up", help="start the lab (idempotent; restarts what died)")
+    up.add_argument("--json", action="store_true")
+    up.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for health")
+    down = lab_sub.add_parser("down", help="stop every lab process, remove namespaces and data")
+    down.add_argument("--keep-data", action="store_true", help="keep data for the next 'up'")
+    st = lab_sub.add_parser("status", help="hosts, namespaces and processes of the lab")
+    st.add_argument("--json", action="store_true")
+    kill = lab_sub.add_parser("kill-site", help="SIGKILL every process of a site")
+    kill.add_argument("site")
+    lab.set_defaults(func=cmd_lab)
+
+    status = sub.add_parser("status", help="etcd, PostgreSQL and HAProxy state")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    demo = sub.add_parser("demo", help="lab up, lose the primary's site, watch the takeover")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except TopologyError as exc:
+        print(f"tenir: invalid inventory: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from cluster.lab.lab import LabError
+        from cluster.wait import WaitTimeout
+
+        if isinstance(exc, LabError | WaitTimeout):
+            print(f"tenir: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

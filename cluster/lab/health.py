@@ -1,0 +1,79 @@
+"""Health conditions of the cluster that ``lab up`` waits for (and the tests reuse)."""
+
+from __future__ import annotations
+
+from cluster.etcd_probe import has_quorum, probe_members
+from cluster.settings import int_setting
+from cluster.topology import Host, Topology
+from cluster.wait import wait_for
+from replication.haproxy import HAProxyAdmin
+from replication.patroni import PatroniClient, PatroniCluster
+
+
+def etcd_members(topo: Topology) -> list[tuple[str, str]]:
+    return [(h.name, str(h.address)) for h in topo.hosts_running(topo.coordination)]
+
+
+def wait_etcd(topo: Topology, timeout: float, *, all_members: bool = True) -> None:
+    port = int_setting(topo, None, "etcd", "etcd_client_port")
+
+    def probe() -> tuple[bool, None, str]:
+        health = probe_members(etcd_members(topo), port)
+        ok = all(h.healthy for h in health) if all_members else has_quorum(health)
+        return ok, None, ", ".join(f"{h.name}={'ok' if h.healthy else h.error}" for h in health)
+
+    wait_for("etcd members healthy", probe, timeout)
+
+
+def patroni_client(topo: Topology, host: Host, auth: tuple[str, str] | None = None) -> PatroniClient:
+    return PatroniClient(str(host.address), int_setting(topo, host, "patroni",
+                                                        "patroni_restapi_port"), auth)
+
+
+def patroni_view(topo: Topology) -> PatroniCluster | None:
+    """The cluster as seen by the first Patroni that answers, or None."""
+    for host in topo.hosts_running("postgres"):
+        try:
+            return patroni_client(topo, host).cluster()
+        except Exception:  # noqa: S112 - try the next member
+            continue
+    return None
+
+
+def wait_primary(topo: Topology, host: Host, timeout: float) -> None:
+    client = patroni_client(topo, host)
+    wait_for(f"{host.name} to be the PostgreSQL primary",
+             lambda: (client.is_primary(), None, "not primary yet"), timeout)
+
+
+def wait_replication(topo: Topology, timeout: float) -> PatroniCluster:
+    def probe() -> tuple[bool, PatroniCluster | None, str]:
+        view = patroni_view(topo)
+        if view is None:
+            return False, None, "no Patroni answers"
+        desc = ", ".join(f"{m.name}:{m.role}/{m.state}" for m in view.members)
+        return view.primary is not None and view.sync_standby is not None, view, desc
+
+    result = wait_for("a primary and a streaming synchronous standby", probe, timeout)
+    assert result is not None
+    return result
+
+
+def haproxy_admin(topo: Topology, host: Host) -> HAProxyAdmin:
+    return HAProxyAdmin(str(host.address), int_setting(topo, host, "haproxy", "haproxy_admin_port"))
+
+
+def haproxy_routes(topo: Topology, host: Host) -> list[str]:
+    """Names of the PostgreSQL servers this HAProxy currently routes to (status UP)."""
+    return [s.server for s in haproxy_admin(topo, host).servers("postgres_primary") if s.up]
+
+
+def wait_haproxy_routes_to(topo: Topology, primary: str, timeout: float,
+                           hosts: list[Host] | None = None) -> None:
+    targets = hosts if hosts is not None else topo.hosts_running("haproxy")
+
+    def probe() -> tuple[bool, None, str]:
+        seen = {h.name: haproxy_routes(topo, h) for h in targets}
+        return all(v == [primary] for v in seen.values()), None, str(seen)
+
+    wait_for(f"every HAProxy to route only to {primary}", probe, timeout)

@@ -1,0 +1,143 @@
+"""Where the lab keeps its files, its secrets and its record of what it started.
+
+Everything lives under one directory (``/var/lib/tenir/lab``, or ``$TENIR_LAB_DIR``), readable by
+the ``postgres`` user where Patroni needs it. ``state.json`` records every process the lab started
+(host, service, PID, start time), so that ``lab down`` and a later ``lab up`` stop exactly those.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cluster.lab.procs import ProcessRecord
+
+DEFAULT_LAB_DIR = Path("/var/lib/tenir/lab")
+DEFAULT_PATRONI_BIN = Path("/opt/tenir/patroni-venv/bin/patroni")
+SECRET_NAMES = ("superuser", "replication", "rewind", "restapi", "app")
+
+
+def lab_dir() -> Path:
+    return Path(os.environ.get("TENIR_LAB_DIR", str(DEFAULT_LAB_DIR)))
+
+
+def patroni_bin() -> Path:
+    return Path(os.environ.get("TENIR_PATRONI_BIN", str(DEFAULT_PATRONI_BIN)))
+
+
+@dataclass
+class LabState:
+    inventory: str = ""
+    records: list[ProcessRecord] = field(default_factory=list)
+    keep_data: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"inventory": self.inventory, "keep_data": self.keep_data,
+                "records": [r.to_json() for r in self.records]}
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.root / "secrets.json"
+
+    def host_dir(self, host: str) -> Path:
+        return self.root / "hosts" / host
+
+    def etcd_data(self, host: str) -> Path:
+        return self.host_dir(host) / "etcd"
+
+    def pg_data(self, host: str) -> Path:
+        return self.host_dir(host) / "pgdata"
+
+    def pg_run(self, host: str) -> Path:
+        return self.host_dir(host) / "run"
+
+    def log(self, host: str, service: str) -> Path:
+        return self.host_dir(host) / f"{service}.log"
+
+    def config(self, host: str, name: str) -> Path:
+        return self.host_dir(host) / name
+
+    # --- state -------------------------------------------------------------------------------
+    def load_state(self) -> LabState:
+        try:
+            data = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return LabState()
+        return LabState(
+            inventory=str(data.get("inventory", "")),
+            keep_data=bool(data.get("keep_data", False)),
+            records=[ProcessRecord.from_json(r) for r in data.get("records", [])],
+        )
+
+    def save_state(self, state: LabState) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state.to_json(), indent=2))
+        tmp.replace(self.state_file)
+
+    # --- secrets -----------------------------------------------------------------------------
+    def load_or_create_secrets(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.secrets_file.read_text())
+            if all(isinstance(data.get(k), str) for k in SECRET_NAMES):
+                return {k: str(data[k]) for k in SECRET_NAMES}
+        except (OSError, ValueError):
+            pass
+        created = {k: secrets.token_urlsafe(24) for k in SECRET_NAMES}
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(created, fh)
+        return created
+
+    def load_secrets(self) -> dict[str, str] | None:
+        try:
+            data = json.loads(self.secrets_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return {str(k): str(v) for k, v in data.items()}
+
+    # --- directories -------------------------------------------------------------------------
+    def prepare_host(self, host: str, postgres: bool) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o755)
+        (self.root / "hosts").mkdir(exist_ok=True)
+        (self.root / "hosts").chmod(0o755)
+        hdir = self.host_dir(host)
+        hdir.mkdir(exist_ok=True)
+        hdir.chmod(0o755)
+        if postgres:
+            pg = pwd.getpwnam("postgres")
+            for d in (self.pg_data(host), self.pg_run(host)):
+                d.mkdir(exist_ok=True)
+                d.chmod(0o700)
+                os.chown(d, pg.pw_uid, pg.pw_gid)
+
+    def write_file(self, path: Path, content: str, *, owner: str | None = None,
+                   mode: int = 0o644) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(content)
+        tmp.chmod(mode)
+        if owner is not None:
+            user = pwd.getpwnam(owner)
+            os.chown(tmp, user.pw_uid, user.pw_gid)
+        tmp.replace(path)
+
+    def remove_all(self) -> None:
+        if self.root.exists():
+            shutil.rmtree(self.root)

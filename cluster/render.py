@@ -1,0 +1,33 @@
+"""Render configuration from the Ansible roles' templates, so the lab and a real deployment share
+one source of configuration. Role defaults (``defaults/main.yml``) are read first; the lab's values
+override them; an undefined variable is an error, never an empty string."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+ROLES_DIR = Path(__file__).resolve().parents[1] / "ansible" / "roles"
+
+
+def role_defaults(role: str, roles_dir: Path = ROLES_DIR) -> dict[str, Any]:
+    path = roles_dir / role / "defaults" / "main.yml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: defaults must be a mapping")
+    return data
+
+
+def render(role: str, template: str, values: dict[str, Any], roles_dir: Path = ROLES_DIR) -> str:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(roles_dir / role / "templates")),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        autoescape=False,  # noqa: S701 - configuration files, not HTML
+    )
+    context = {**role_defaults(role, roles_dir), **values}
+    return env.get_template(template).render(**context)

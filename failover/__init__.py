@@ -1,0 +1,1 @@
+"""The watchdog, planned switchover, failover drills and their evidence."""

@@ -1,0 +1,1 @@
+"""The alert node: REST API, dispatcher and carrier adapters (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""PostgreSQL under Patroni behind HAProxy: clients, schema and the campaign store."""

@@ -1,0 +1,86 @@
+"""Client of Patroni's REST API: cluster view, health endpoints and dynamic configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cluster.httpjson import HttpError, request_json
+
+
+@dataclass(frozen=True)
+class PatroniMember:
+    name: str
+    role: str  # leader, sync_standby, replica, standby_leader
+    state: str  # running, streaming, stopped, starting, ...
+    host: str
+    timeline: int | None
+    lag_bytes: int | None
+
+
+@dataclass(frozen=True)
+class PatroniCluster:
+    members: tuple[PatroniMember, ...]
+
+    @property
+    def primary(self) -> str | None:
+        return next((m.name for m in self.members if m.role in ("leader", "master")), None)
+
+    @property
+    def sync_standby(self) -> str | None:
+        return next(
+            (m.name for m in self.members if m.role == "sync_standby" and m.state == "streaming"),
+            None,
+        )
+
+    @property
+    def max_lag_bytes(self) -> int | None:
+        lags = [m.lag_bytes for m in self.members if m.role not in ("leader", "master")]
+        known = [lag for lag in lags if lag is not None]
+        return max(known) if known else None
+
+
+def _lag(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) else None
+
+
+class PatroniClient:
+    def __init__(self, address: str, port: int = 8008, auth: tuple[str, str] | None = None,
+                 timeout: float = 2.0) -> None:
+        self.base = f"http://{address}:{port}"
+        self.auth = auth
+        self.timeout = timeout
+
+    def cluster(self) -> PatroniCluster:
+        _, data = request_json("GET", f"{self.base}/cluster", timeout=self.timeout)
+        members = tuple(
+            PatroniMember(
+                name=str(m.get("name")), role=str(m.get("role")), state=str(m.get("state")),
+                host=str(m.get("host")), timeline=m.get("timeline"), lag_bytes=_lag(m.get("lag")),
+            )
+            for m in (data or {}).get("members", [])
+        )
+        return PatroniCluster(members)
+
+    def is_primary(self) -> bool:
+        try:
+            status, _ = request_json("GET", f"{self.base}/primary", timeout=self.timeout,
+                                     accept_status=(200, 503))
+        except HttpError:
+            return False
+        return status == 200
+
+    def config(self) -> dict[str, Any]:
+        _, data = request_json("GET", f"{self.base}/config", timeout=self.timeout)
+        return dict(data or {})
+
+    def patch_config(self, changes: dict[str, Any]) -> dict[str, Any]:
+        _, data = request_json("PATCH", f"{self.base}/config", changes, timeout=self.timeout,
+                               auth=self.auth)
+        return dict(data or {})
+
+    def switchover(self, leader: str, candidate: str) -> str:
+        _, data = request_json("POST", f"{self.base}/switchover",
+                               {"leader": leader, "candidate": candidate},
+                               timeout=30.0, auth=self.auth)
+        return str(data)
