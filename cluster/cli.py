@@ -73,8 +73,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(_inventory(args))
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tenir")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tenir", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"tenir {_version()}")
     parser.add_argument("-i", "--inventory", help="inventory file or directory "
                         "(default: $TENIR_INVENTORY or inventories/lab)")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -18,6 +18,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -114,11 +115,28 @@ def load_topology(path: str | Path) -> Topology:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise TopologyError(source, "(file)", f"cannot read inventory: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise TopologyError(source, "(file)", f"not UTF-8 text: {exc.reason} at byte "
+                            f"{exc.start}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise TopologyError(source, "(file)", f"not valid YAML: {exc}") from exc
     return parse_topology(data, source)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _mapping(value: Any, source: str, entry: str, *, required: bool = True) -> dict[str, Any]:
@@ -134,7 +152,8 @@ def _mapping(value: Any, source: str, entry: str, *, required: bool = True) -> d
 def _int_var(variables: Mapping[str, Any], name: str, source: str, entry: str) -> int:
     value = variables.get(name)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TopologyError(source, f"{entry}.{name}", f"must be a whole number of seconds, got {value!r}")
+        raise TopologyError(source, f"{entry}.{name}",
+                            f"must be a whole number of seconds, got {value!r}")
     if value <= 0:
         raise TopologyError(source, f"{entry}.{name}", f"must be positive, got {value}")
     return value
@@ -149,7 +168,8 @@ def _timings(variables: Mapping[str, Any], source: str) -> Timings:
     )
     if t.ttl < PATRONI_MIN_TTL:
         raise TopologyError(
-            source, f"{entry}.patroni_ttl", f"is {t.ttl}; Patroni refuses a ttl below {PATRONI_MIN_TTL}"
+            source, f"{entry}.patroni_ttl",
+            f"is {t.ttl}; Patroni refuses a ttl below {PATRONI_MIN_TTL}",
         )
     if t.loop_wait + 2 * t.retry_timeout > t.ttl:
         raise TopologyError(
@@ -183,7 +203,8 @@ def parse_topology(data: Any, source: str = "<inventory>") -> Topology:
         try:
             lab_net = ipaddress.IPv4Network(str(network))
         except ValueError as exc:
-            raise TopologyError(source, "all.vars.tenir_lab_network", f"not an IPv4 network: {exc}") from exc
+            raise TopologyError(source, "all.vars.tenir_lab_network",
+                                f"not an IPv4 network: {exc}") from exc
         if not lab_net.is_private:
             raise TopologyError(
                 source, "all.vars.tenir_lab_network", f"{lab_net} is not a private range"
@@ -209,7 +230,8 @@ def parse_topology(data: Any, source: str = "<inventory>") -> Topology:
         kind = svars.get("tenir_site_kind")
         if kind not in SITE_KINDS:
             raise TopologyError(
-                source, f"{entry}.vars.tenir_site_kind", f"must be one of {SITE_KINDS}, got {kind!r}"
+                source, f"{entry}.vars.tenir_site_kind",
+                f"must be one of {SITE_KINDS}, got {kind!r}",
             )
         hosts = _mapping(group.get("hosts"), source, f"{entry}.hosts")
         if not hosts:
@@ -234,7 +256,8 @@ def parse_topology(data: Any, source: str = "<inventory>") -> Topology:
                 )
             if lab_net is not None and addr not in lab_net:
                 raise TopologyError(
-                    source, f"{hentry}.ansible_host", f"{addr} is outside tenir_lab_network {lab_net}"
+                    source, f"{hentry}.ansible_host",
+                    f"{addr} is outside tenir_lab_network {lab_net}",
                 )
             addresses[addr] = hentry
             host_site[host_name] = site_name
@@ -285,7 +308,7 @@ def parse_topology(data: Any, source: str = "<inventory>") -> Topology:
         hosts=hosts,
         timings=_timings(global_vars, source),
         coordination=str(coordination),
-        vars=global_vars,
+        vars=MappingProxyType(dict(global_vars)),
     )
     _check_placement(topo)
     return topo
@@ -311,14 +334,15 @@ def _check_placement(topo: Topology) -> None:
     if len(set(member_sites)) != 3:
         raise TopologyError(
             source, f"all.children.{coord}.hosts",
-            f"the three {coord} members must sit on three distinct sites, got {sorted(member_sites)}",
+            f"the three {coord} members must sit on three distinct sites, "
+            f"got {sorted(member_sites)}",
         )
     for site in topo.sites.values():
         pg = [h for h in topo.site_hosts(site.name) if h.runs("postgres")]
-        entry = f"all.children.postgres.hosts"
+        entry = "all.children.postgres.hosts"
         if site.is_datacenter and len(pg) != 1:
             raise TopologyError(
-                source, entry,
+                source, f"{entry}.{pg[1].name}" if pg else entry,
                 f"datacenter site {site.name!r} needs exactly one postgres host, found {len(pg)}",
             )
         if not site.is_datacenter and pg:

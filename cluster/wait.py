@@ -1,4 +1,4 @@
-"""Bounded waiting for a condition: every wait in tenir has a deadline and says what it waited for."""
+"""Bounded waiting: every wait in tenir has a deadline and says what it waited for."""
 
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ def wait_for(what: str, probe: Callable[[], tuple[bool, T, str]], timeout: float
     while True:
         try:
             done, value, last = probe()
+            if done:
+                return value
         except Exception as exc:  # a probe that fails is a probe that says "not yet"
-            done, value, last = False, None, f"{type(exc).__name__}: {exc}"  # type: ignore[assignment]
-        if done:
-            return value
+            last = f"{type(exc).__name__}: {exc}"
         if time.monotonic() >= deadline:
             raise WaitTimeout(what, timeout, last)
         time.sleep(interval)

@@ -25,7 +25,8 @@ def wait_etcd(topo: Topology, timeout: float, *, all_members: bool = True) -> No
     wait_for("etcd members healthy", probe, timeout)
 
 
-def patroni_client(topo: Topology, host: Host, auth: tuple[str, str] | None = None) -> PatroniClient:
+def patroni_client(topo: Topology, host: Host,
+                   auth: tuple[str, str] | None = None) -> PatroniClient:
     return PatroniClient(str(host.address), int_setting(topo, host, "patroni",
                                                         "patroni_restapi_port"), auth)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cluster.lab import health, netns, procs
-from cluster.lab.layout import Layout, LabState, lab_dir, patroni_bin
+from cluster.lab.layout import LabState, Layout, lab_dir, patroni_bin
 from cluster.lab.services import SERVICE_ORDER, ServiceSpec, specs_for, write_config
 from cluster.settings import int_setting
 from cluster.topology import Host, Topology
@@ -72,6 +72,9 @@ class Lab:
 
     # --- checks ------------------------------------------------------------------------------
     def preflight(self) -> None:
+        if self.topo.coordination != "etcd":
+            raise LabError(f"{self.topo.source}: all.vars.tenir_coordination: the lab runs etcd "
+                           f"only for now, not {self.topo.coordination!r}")
         if os.geteuid() != 0:
             raise LabError("the lab creates network namespaces: run it as root")
         missing = [b for b in REQUIRED_BINARIES if shutil.which(b) is None]
@@ -124,7 +127,8 @@ class Lab:
         health.wait_etcd(self.topo, remaining())
 
         patroni = [s for s in specs if s.service == "patroni"]
-        fresh = not any(svc == "patroni" for _, svc in running)
+        fresh = not any(svc == "patroni" for _, svc in running) and not any(
+            (self.layout.pg_data(s.host.name) / "PG_VERSION").exists() for s in patroni)
         if fresh and patroni:
             # Bootstrap from the first datacenter's member, so a new lab's primary is predictable.
             self._start(patroni[0], state)

@@ -7,6 +7,7 @@ import hashlib
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cluster.lab.layout import Layout, patroni_bin
 from cluster.lab.netns import namespace_name
@@ -39,9 +40,17 @@ def _in_namespace(host: Host, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", namespace_name(host.name), *argv]
 
 
+def _inventory_values(topo: Topology, host: Host, role: str) -> dict[str, Any]:
+    """The role's variables set in the inventory (global, then host), as Ansible would apply."""
+    prefix = f"{role}_"
+    merged = {**topo.vars, **host.vars}
+    return {k: v for k, v in merged.items() if k.startswith(prefix)}
+
+
 def etcd_spec(topo: Topology, host: Host, layout: Layout) -> ServiceSpec:
     members = [{"name": h.name, "address": str(h.address)} for h in topo.hosts_running("etcd")]
     text = render("etcd", "etcd.conf.yml.j2", {
+        **_inventory_values(topo, host, "etcd"),
         "etcd_name": host.name,
         "etcd_listen_address": str(host.address),
         "etcd_initial_cluster": members,
@@ -58,6 +67,7 @@ def patroni_spec(topo: Topology, host: Host, layout: Layout,
     etcd_port = int_setting(topo, None, "etcd", "etcd_client_port")
     network = topo.lab_network or setting(topo, host, "patroni", "patroni_allowed_network")
     text = render("patroni", "patroni.yml.j2", {
+        **_inventory_values(topo, host, "patroni"),
         "patroni_scope": topo.name,
         "patroni_name": host.name,
         "patroni_address": str(host.address),
@@ -87,6 +97,10 @@ def haproxy_spec(topo: Topology, host: Host, layout: Layout) -> ServiceSpec:
     backends = [{"name": h.name, "address": str(h.address)} for h in topo.hosts_running("postgres")]
     config = layout.config(host.name, "haproxy.cfg")
     text = render("haproxy", "haproxy.cfg.j2", {
+        **_inventory_values(topo, host, "haproxy"),
+        # HAProxy must reach the ports the patroni role actually configured.
+        "haproxy_pg_port": int_setting(topo, host, "patroni", "patroni_pg_port"),
+        "haproxy_patroni_port": int_setting(topo, host, "patroni", "patroni_restapi_port"),
         "haproxy_bind_address": str(host.address),
         "haproxy_admin_address": str(host.address),
         "haproxy_admin_socket": str(layout.config(host.name, "haproxy.sock")),

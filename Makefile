@@ -1,0 +1,44 @@
+# tenir: the two quick-start commands are `make demo` and `make test` (Debian 12, as root).
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST := $(BIN)/pytest
+
+.PHONY: install demo test test-quick test-lab lint typecheck lab-up lab-down bench-failover lock clean
+
+install:  ## Debian packages, the Patroni venv and the project venv (idempotent)
+	./scripts/install-debian.sh
+
+demo: install  ## bring the lab up and lose the PostgreSQL primary's whole site
+	$(BIN)/tenir demo
+
+test: install lint typecheck  ## every test: unit, then the lab on real etcd/Patroni/HAProxy
+	$(PYTEST) -m "unit" -q
+	$(PYTEST) -m "not unit" -v
+
+test-quick: install lint typecheck  ## the fast loop: no root, no server
+	$(PYTEST) -m unit -q
+
+test-lab: install  ## only the lab tests
+	$(PYTEST) -m "lab" -v
+
+lint: install
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy
+
+lab-up: install
+	$(BIN)/tenir lab up
+
+lab-down: install
+	$(BIN)/tenir lab down
+
+bench-failover: install  ## PostgreSQL failover time, Patroni defaults vs the lab's timings
+	$(BIN)/python bench/pg_failover.py
+
+lock:  ## re-resolve the pinned dependencies of the project venv
+	$(BIN)/pip freeze --exclude-editable | grep -v '^tenir' > requirements/lock.txt
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
