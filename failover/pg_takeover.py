@@ -20,10 +20,14 @@ PROBE_TABLE = "tenir_probe"  # literal in the statements below
 
 @dataclass
 class WriterLog:
+    """Acknowledged ids, with when each successful write started and ended (monotonic)."""
+
     acked: list[int] = field(default_factory=list)
+    successes: list[tuple[float, float]] = field(default_factory=list)
     failures: int = 0
-    first_ok_after_kill: float | None = None
-    kill_at: float | None = None
+
+    def first_success_started_after(self, t: float) -> float | None:
+        return next((end for start, end in self.successes if start >= t), None)
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ def _writer(dsn: str, run: str, log: WriterLog, stop: threading.Event,
             deadline: float) -> None:
     conn: psycopg.Connection[tuple[int]] | None = None
     while not stop.is_set() and time.monotonic() < deadline:
+        began = time.monotonic()
         try:
             if conn is None or conn.closed:
                 conn = psycopg.connect(dsn, autocommit=True, connect_timeout=1)
@@ -64,8 +69,7 @@ def _writer(dsn: str, run: str, log: WriterLog, stop: threading.Event,
                                (run,)).fetchone()
             assert row is not None
             log.acked.append(int(row[0]))
-            if log.kill_at is not None and log.first_ok_after_kill is None:
-                log.first_ok_after_kill = time.monotonic()
+            log.successes.append((began, time.monotonic()))
         except psycopg.Error:
             log.failures += 1
             if conn is not None:
@@ -75,6 +79,19 @@ def _writer(dsn: str, run: str, log: WriterLog, stop: threading.Event,
         time.sleep(0.02)
     if conn is not None:
         conn.close()
+
+
+def _ids_present(dsn: str, run: str, timeout: float) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(dsn, autocommit=True, connect_timeout=2) as conn:
+                return {int(r[0]) for r in conn.execute(
+                    "SELECT id FROM tenir_probe WHERE run = %s", (run,))}
+        except psycopg.OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
 
 
 def measure_site_loss(
@@ -98,20 +115,18 @@ def measure_site_loss(
     thread.start()
     time.sleep(warmup)
     kill_at = time.monotonic()
-    log.kill_at = kill_at
     kill_site()
-    while log.first_ok_after_kill is None and time.monotonic() < deadline:
+    # Only a write that began once every process of the site was dead proves a takeover.
+    killed = time.monotonic()
+    while log.first_success_started_after(killed) is None and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)  # a few more acknowledged writes on the new primary
     stop.set()
     thread.join(timeout=10)
-    seconds = None if log.first_ok_after_kill is None else log.first_ok_after_kill - kill_at
+    resumed = log.first_success_started_after(killed)
+    seconds = None if resumed is None else resumed - kill_at
     acked = set(log.acked)
-    present: set[int] = set()
-    if seconds is not None:
-        with psycopg.connect(survivor_dsn, autocommit=True) as conn:
-            present = {int(r[0]) for r in conn.execute(
-                "SELECT id FROM tenir_probe WHERE run = %s", (run,))}
+    present = _ids_present(survivor_dsn, run, 30.0) if seconds is not None else set()
     return TakeoverResult(
         killed_site=killed_site, old_primary=old_primary, new_primary=current_primary(),
         seconds_to_write=seconds, acknowledged=len(acked),

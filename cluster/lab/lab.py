@@ -9,6 +9,7 @@ links and, unless asked to keep it, data.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -156,6 +157,14 @@ class Lab:
             rec = next((r for r in state.records
                         if r.host == spec.host.name and r.service == spec.service), None)
             if rec is None or rec.config_sha == spec.config_sha:
+                continue
+            if spec.service == "patroni":
+                # Patroni re-reads its file on SIGHUP; bootstrap-only and dynamic settings need no
+                # restart (dynamic ones are then set through /config by _ensure_timings).
+                self.say(f"configuration of patroni on {spec.host.name} changed: reloading")
+                procs.signal_process(rec.pid, signal.SIGHUP, rec.start_time)
+                state.records[state.records.index(rec)] = dataclasses.replace(
+                    rec, config_sha=spec.config_sha)
                 continue
             self.say(f"configuration of {spec.service} on {spec.host.name} changed: restarting")
             procs.stop([(rec.pid, rec.start_time)], timeout=20.0)
