@@ -38,7 +38,7 @@ bench-failover: install  ## PostgreSQL failover time, Patroni defaults vs the la
 	$(BIN)/python bench/pg_failover.py
 
 lock:  ## re-resolve the pinned dependencies of the project venv
-	$(BIN)/pip freeze --exclude-editable | grep -v '^tenir' > requirements/lock.txt
+	{ echo "# Pinned dependencies of the project venv (.venv). Regenerate: make lock"; $(BIN)/pip freeze --exclude-editable | grep -v "^tenir"; } > requirements/lock.txt
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -61,7 +61,10 @@ def one_run(topo: Topology, lab: Lab) -> TakeoverResult:
 
 
 def run_profile(name: str, topo: Topology, runs: int) -> dict[str, Any]:
+    # A fresh lab per profile: Patroni's etcd lease keeps the TTL it was created with, so timings
+    # changed at runtime would only apply from the leader's next lease.
     lab = Lab(topo, say=lambda s: None)
+    lab.down()
     lab.up(timeout=240)
     t = topo.timings
     print(f"[{name}] ttl {t.ttl} / loop_wait {t.loop_wait} / retry_timeout {t.retry_timeout}:"

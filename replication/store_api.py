@@ -1,0 +1,213 @@
+"""The campaign store's contract: the types and the abstract interface that the API, the dispatcher
+and the watchdog use. ``replication/store.py`` implements it on PostgreSQL; unit tests use an
+in-memory fake implementing the same Protocol.
+
+Contract
+--------
+* Every method is a coroutine; each runs in one transaction: it either fully happens or not at all.
+  Bad input raises :class:`InvalidInput` naming the field or line, and stores nothing.
+* ``launch_campaign`` writes the campaign, its recipients (a snapshot of the contacts' addresses)
+  and its batches in one transaction and returns the campaign id.
+* ``claim_batch`` hands one pending batch of a running campaign to ``node`` (PostgreSQL
+  ``FOR UPDATE SKIP LOCKED``: two nodes never get the same batch), increments its fencing
+  ``epoch`` and sets a lease deadline. Only the holder of the current epoch may write outcomes.
+* ``record_outcomes`` writes many outcomes at once (``unnest``/COPY). The database itself
+  refuses a write whose (batch, epoch, node) is no longer current: :class:`StaleEpoch` is raised,
+  nothing of that call is stored, and the refusal is counted (``fencing_rejections``).
+* ``reassign_batches`` (the watchdog) puts a dead node's batches back to pending; their epoch
+  grows at the next claim, so the old holder's late writes are refused.
+* A recipient has exactly one *final* outcome (delivered, acknowledged or failed); attempts
+  before it are kept. ``recipient_outcomes`` returns the final one (or pending).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+Channel = Literal["sms", "email", "voice"]
+CHANNELS: tuple[Channel, ...] = ("sms", "email", "voice")
+AckRule = Literal["none", "dtmf", "reply", "link"]
+CampaignState = Literal["running", "paused", "completed", "cancelled"]
+AttemptState = Literal["sent", "delivered", "acknowledged", "failed"]
+RecipientState = Literal["pending", "delivered", "acknowledged", "failed"]
+
+
+class StoreError(Exception):
+    pass
+
+
+class InvalidInput(StoreError):
+    """Input refused; ``field`` names the field (or ``line N``) at fault."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class NotFound(StoreError):
+    pass
+
+
+class StaleEpoch(StoreError):
+    """A write carried a (batch, epoch, node) that is no longer the batch's current owner."""
+
+    def __init__(self, batch_id: int, epoch: int, node: str) -> None:
+        self.batch_id = batch_id
+        self.epoch = epoch
+        self.node = node
+        super().__init__(f"batch {batch_id}: epoch {epoch} of node {node} is stale")
+
+
+@dataclass(frozen=True)
+class ContactIn:
+    name: str
+    phone: str | None = None  # E.164, validated
+    mobile: str | None = None  # E.164, validated
+    email: str | None = None
+    language: str = "fr"
+    groups: tuple[str, ...] = ()
+    external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Contact(ContactIn):
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class ChannelStep:
+    """One step of a scenario: a channel, its message per language, retries and acknowledgement."""
+
+    channel: Channel
+    templates: dict[str, str]  # language -> text; "fr" is the fallback language
+    retries: int = 1  # further attempts on the same channel after a failure
+    retry_interval_s: float = 2.0
+    ack: AckRule = "none"  # "none": delivery is final; otherwise wait ack_timeout_s for an ack
+    ack_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class ScenarioIn:
+    name: str
+    steps: tuple[ChannelStep, ...]  # fallback order
+    priority: int = 5  # 1 (highest) .. 9
+
+
+@dataclass(frozen=True)
+class Scenario(ScenarioIn):
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """A recipient as handed to a dispatcher, with where it stands in the scenario."""
+
+    id: int
+    campaign_id: int
+    name: str
+    phone: str | None
+    mobile: str | None
+    email: str | None
+    language: str
+    step: int = 0  # index into the scenario's steps
+    attempt: int = 0  # attempts already made on that step
+
+
+@dataclass(frozen=True)
+class ClaimedBatch:
+    id: int
+    campaign_id: int
+    epoch: int
+    node: str
+    lease_until: datetime
+    scenario: Scenario
+    recipients: tuple[Recipient, ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One attempt's result. ``final`` marks the recipient's final outcome."""
+
+    recipient_id: int
+    channel: Channel
+    carrier: str
+    reference: str  # idempotency reference: campaign:recipient:channel:attempt
+    state: AttemptState
+    step: int
+    attempt: int
+    final: bool
+    site: str
+    carrier_message_id: str | None = None
+    detail: str | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CampaignSummary:
+    id: int
+    scenario: str
+    state: CampaignState
+    launched_by: str
+    recipients: int
+    delivered: int
+    acknowledged: int
+    failed: int
+    pending: int
+    started_at: datetime
+    completed_at: datetime | None
+    by_site: dict[str, int] = field(default_factory=dict)  # final deliveries per site
+
+
+@dataclass(frozen=True)
+class RecipientOutcome:
+    recipient_id: int
+    name: str
+    state: RecipientState
+    channel: Channel | None
+    site: str | None
+    reference: str | None
+    at: datetime | None
+
+
+class CampaignStore(Protocol):
+    # contacts and groups
+    async def add_contacts(self, contacts: Sequence[ContactIn]) -> int: ...
+    async def list_contacts(self, limit: int = 100, offset: int = 0) -> list[Contact]: ...
+    async def create_group(self, name: str) -> None: ...
+    async def list_groups(self) -> dict[str, int]: ...  # name -> member count
+
+    # scenarios
+    async def create_scenario(self, scenario: ScenarioIn) -> Scenario: ...
+    async def get_scenario(self, name: str) -> Scenario: ...  # NotFound
+    async def list_scenarios(self) -> list[Scenario]: ...
+
+    # campaigns
+    async def launch_campaign(
+        self, scenario: str, launched_by: str, *, group: str | None = None,
+        population: int | None = None, batch_size: int = 100,
+    ) -> int: ...
+    async def set_campaign_state(self, campaign_id: int, state: CampaignState) -> None: ...
+    async def campaign_summary(self, campaign_id: int) -> CampaignSummary: ...
+    async def list_campaigns(self, limit: int = 50) -> list[CampaignSummary]: ...
+    async def recipient_outcomes(
+        self, campaign_id: int, limit: int = 100, offset: int = 0,
+    ) -> list[RecipientOutcome]: ...
+
+    # dispatch
+    async def claim_batch(self, node: str, lease_s: float) -> ClaimedBatch | None: ...
+    async def renew_batch(self, batch_id: int, epoch: int, node: str, lease_s: float) -> None: ...
+    async def record_outcomes(
+        self, batch_id: int, epoch: int, node: str, outcomes: Sequence[Outcome],
+    ) -> None: ...  # StaleEpoch
+    async def finish_batch(self, batch_id: int, epoch: int, node: str) -> None: ...  # StaleEpoch
+    async def release_batch(self, batch_id: int, epoch: int, node: str) -> None: ...
+    async def reassign_batches(self, node: str) -> int: ...  # -> batches put back to pending
+    async def record_receipt(
+        self, reference: str, state: AttemptState, carrier_message_id: str | None,
+    ) -> None: ...
+    async def record_acknowledgement(self, reference: str, via: str) -> bool: ...
+    async def fencing_rejections(self) -> int: ...
