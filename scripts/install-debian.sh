@@ -66,7 +66,7 @@ if ! stamp_ok "$here/.venv" "$here/requirements/lock.txt" || [[ ! -x $here/.venv
     "$PY" -m venv "$here/.venv"
   fi
   "$here/.venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements/lock.txt"
-  "$here/.venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$here"
+  "$here/.venv/bin/pip" install -q --disable-pip-version-check --no-deps -e "$here"
   stamp "$here/.venv" "$here/requirements/lock.txt"
 fi
 echo "install: ok ($("$here/.venv/bin/tenir" --version 2>/dev/null || echo tenir))"
