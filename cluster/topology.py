@@ -6,7 +6,7 @@ Layout of the inventory (see ``inventories/lab/hosts.yml``):
 * ``all.children.sites.children.<site>``: one group per site, with ``vars.tenir_site_kind``
   (``datacenter`` or ``witness``) and its ``hosts`` (each with ``ansible_host``, its address);
 * ``all.children.<service>.hosts``: one group per service (``etcd``, ``zookeeper``, ``postgres``,
-  ``haproxy``) naming the hosts that run it.
+  ``haproxy``, ``alert_nodes``, ``carriers``) naming the hosts that run it.
 
 Every rule is checked at load and every error names the inventory entry at fault, as a dotted path
 (``all.children.sites.children.paris.hosts.paris-db.ansible_host``).
@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 SITE_KINDS = ("datacenter", "witness")
-SERVICES = ("etcd", "zookeeper", "postgres", "haproxy")
+SERVICES = ("etcd", "zookeeper", "postgres", "haproxy", "alert_nodes", "carriers")
 COORDINATION_BACKENDS = ("etcd", "zookeeper")
 PATRONI_MIN_TTL = 20  # Patroni 4 refuses a smaller ttl.
 
@@ -356,4 +356,18 @@ def _check_placement(topo: Topology) -> None:
             raise TopologyError(
                 source, "all.children.haproxy.hosts",
                 f"datacenter site {site.name!r} has no haproxy host",
+            )
+        for group in ("alert_nodes", "carriers"):
+            members = [h for h in topo.site_hosts(site.name) if h.runs(group)]
+            if not site.is_datacenter and members:
+                raise TopologyError(
+                    source, f"all.children.{group}.hosts.{members[0].name}",
+                    f"{group} run only in datacenter sites, not in {site.kind} site "
+                    f"{site.name!r}",
+                )
+        carriers = [h for h in topo.site_hosts(site.name) if h.runs("carriers")]
+        if site.is_datacenter and len(carriers) > 1:
+            raise TopologyError(
+                source, f"all.children.carriers.hosts.{carriers[1].name}",
+                f"datacenter site {site.name!r} has more than one carriers host",
             )

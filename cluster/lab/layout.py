@@ -20,7 +20,8 @@ from cluster.lab.procs import ProcessRecord
 
 DEFAULT_LAB_DIR = Path("/var/lib/tenir/lab")
 DEFAULT_PATRONI_BIN = Path("/opt/tenir/patroni-venv/bin/patroni")
-SECRET_NAMES = ("superuser", "replication", "rewind", "restapi", "app")
+SECRET_NAMES = ("superuser", "replication", "rewind", "restapi", "app", "smpp",
+                "token_operator", "token_oncall", "token_auditor")
 
 
 def lab_dir() -> Path:
@@ -92,18 +93,18 @@ class Layout:
 
     # --- secrets -----------------------------------------------------------------------------
     def load_or_create_secrets(self) -> dict[str, str]:
-        try:
-            data = json.loads(self.secrets_file.read_text())
-            if all(isinstance(data.get(k), str) for k in SECRET_NAMES):
-                return {k: str(data[k]) for k in SECRET_NAMES}
-        except (OSError, ValueError):
-            pass
-        created = {k: secrets.token_urlsafe(24) for k in SECRET_NAMES}
+        """The lab's secrets; any that is missing is generated (existing ones are kept, since
+        running servers use them)."""
+        data = self.load_secrets() or {}
+        missing = [k for k in SECRET_NAMES if not data.get(k)]
+        if not missing:
+            return data
+        data.update({k: secrets.token_urlsafe(24) for k in missing})
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            json.dump(created, fh)
-        return created
+            json.dump(data, fh)
+        return data
 
     def load_secrets(self) -> dict[str, str] | None:
         try:

@@ -60,8 +60,11 @@ def _service_hosts(d: Inventory, service: str) -> dict[str, Any]:
 # --- the shipped lab inventory --------------------------------------------------------------------
 def test_lab_inventory_loads_three_sites(lab_topology: Topology) -> None:
     assert list(lab_topology.sites) == ["paris", "marseille", "witness"]
-    assert lab_topology.sites["paris"] == Site("paris", "datacenter", ("paris-db",))
-    assert lab_topology.sites["marseille"] == Site("marseille", "datacenter", ("marseille-db",))
+    assert lab_topology.sites["paris"] == Site(
+        "paris", "datacenter", ("paris-db", "paris-node1", "paris-node2", "paris-carriers"))
+    assert lab_topology.sites["marseille"] == Site(
+        "marseille", "datacenter",
+        ("marseille-db", "marseille-node1", "marseille-node2", "marseille-carriers"))
     assert lab_topology.sites["witness"] == Site("witness", "witness", ("witness-etcd",))
     assert [s.name for s in lab_topology.datacenter_sites] == ["paris", "marseille"]
     assert not lab_topology.sites["witness"].is_datacenter
@@ -72,6 +75,12 @@ def test_lab_inventory_hosts_addresses_and_services(lab_topology: Topology) -> N
         "paris-db": ("paris", "10.213.0.11", {"etcd", "postgres", "haproxy"}),
         "marseille-db": ("marseille", "10.213.0.21", {"etcd", "postgres", "haproxy"}),
         "witness-etcd": ("witness", "10.213.0.31", {"etcd"}),
+        "paris-node1": ("paris", "10.213.0.12", {"alert_nodes"}),
+        "paris-node2": ("paris", "10.213.0.13", {"alert_nodes"}),
+        "paris-carriers": ("paris", "10.213.0.14", {"carriers"}),
+        "marseille-node1": ("marseille", "10.213.0.22", {"alert_nodes"}),
+        "marseille-node2": ("marseille", "10.213.0.23", {"alert_nodes"}),
+        "marseille-carriers": ("marseille", "10.213.0.24", {"carriers"}),
     }
     assert set(lab_topology.hosts) == set(expected)
     for name, (site, address, services) in expected.items():
@@ -95,9 +104,36 @@ def test_lab_inventory_service_queries(lab_topology: Topology) -> None:
     assert names("postgres") == {"paris-db", "marseille-db"}
     assert names("haproxy") == {"paris-db", "marseille-db"}
     assert names("zookeeper") == set()
+    assert names("alert_nodes") == {"paris-node1", "paris-node2", "marseille-node1",
+                                    "marseille-node2"}
+    assert names("carriers") == {"paris-carriers", "marseille-carriers"}
     assert lab_topology.postgres_host_of_site("paris").name == "paris-db"
     assert lab_topology.postgres_host_of_site("marseille").name == "marseille-db"
     assert [h.name for h in lab_topology.site_hosts("witness")] == ["witness-etcd"]
+
+
+def _carriers_on_witness(d: Inventory) -> None:
+    _service_hosts(d, "carriers")["witness-etcd"] = None
+
+
+def _two_carriers_in_site(d: Inventory) -> None:
+    _site_hosts(d, "paris")["paris-carriers2"] = {"ansible_host": "10.213.0.15"}
+    _service_hosts(d, "carriers")["paris-carriers2"] = None
+
+
+@pytest.mark.parametrize(("mutate", "entry", "problem"), [
+    pytest.param(_carriers_on_witness, "all.children.carriers.hosts.witness-etcd",
+                 "only in datacenter sites", id="carriers-on-witness"),
+    pytest.param(_two_carriers_in_site, "all.children.carriers.hosts.paris-carriers2",
+                 "more than one carriers host", id="two-carriers-in-site"),
+])
+def test_bad_node_placement_is_refused(lab_data: Inventory, mutate: Mutation, entry: str,
+                                       problem: str) -> None:
+    mutate(lab_data)
+    with pytest.raises(TopologyError) as caught:
+        parse_topology(lab_data, "inv.yml")
+    assert caught.value.entry == entry
+    assert problem in caught.value.problem
 
 
 def test_lab_inventory_cluster_vars(lab_topology: Topology) -> None:
@@ -210,7 +246,7 @@ def _two_etcd_members(d: Inventory) -> None:
 
 
 def _etcd_two_on_one_site(d: Inventory) -> None:
-    _site_hosts(d, "paris")["paris-etcd"] = {"ansible_host": "10.213.0.12"}
+    _site_hosts(d, "paris")["paris-etcd"] = {"ansible_host": "10.213.0.15"}
     etcd = _service_hosts(d, "etcd")
     del etcd["witness-etcd"]
     etcd["paris-etcd"] = None
@@ -225,7 +261,7 @@ def _postgres_on_witness(d: Inventory) -> None:
 
 
 def _two_postgres_in_site(d: Inventory) -> None:
-    _site_hosts(d, "paris")["paris-db2"] = {"ansible_host": "10.213.0.12"}
+    _site_hosts(d, "paris")["paris-db2"] = {"ansible_host": "10.213.0.15"}
     _service_hosts(d, "postgres")["paris-db2"] = None
 
 
