@@ -7,7 +7,9 @@ Contract
 * Every method is a coroutine; each runs in one transaction: it either fully happens or not at all.
   Bad input raises :class:`InvalidInput` naming the field or line, and stores nothing.
 * ``launch_campaign`` writes the campaign, its recipients (a snapshot of the contacts' addresses)
-  and its batches in one transaction and returns the campaign id.
+  and its batches in one transaction and returns the campaign id. Targets are either a ``group``
+  (its contacts) or a ``population`` of N *generated* test recipients (synthetic names, fictional
+  numbers and ``example.invalid`` addresses, for drills and benchmarks; no contact is needed).
 * ``claim_batch`` hands one pending batch of a running campaign to ``node`` (PostgreSQL
   ``FOR UPDATE SKIP LOCKED``: two nodes never get the same batch), increments its fencing
   ``epoch`` and sets a lease deadline. Only the holder of the current epoch may write outcomes.

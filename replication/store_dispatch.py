@@ -1,0 +1,189 @@
+"""The campaign store's dispatch side: claims, fenced outcome writes, receipts, acknowledgements.
+
+Fencing is decided by the database (``tenir_fence`` in migrations/0002): a stale caller's write
+is refused there and the refusal recorded in ``fencing_rejections`` in the same transaction; the
+function returns 'stale' instead of raising (a raise would roll the record back), the
+transaction commits, and only then is :class:`StaleEpoch` raised here.
+
+Conventions the dispatcher relies on:
+
+* ``Outcome.step`` and ``Outcome.attempt`` are 0-based. Recording attempt ``k`` of step ``s``
+  moves the recipient to (step ``s``, attempt ``k + 1``) unless it is already further:
+  ``claim_batch`` hands back ``Recipient.attempt`` as "attempts already made on that step".
+* The first final outcome of a recipient wins; later final outcomes are kept as attempts but do
+  not replace it. Only an acknowledgement upgrades a final outcome (to acknowledged).
+* Receipts and acknowledgements may arrive before the outcome that records their attempt: they
+  are kept and applied when the attempt is recorded.
+* ``finish_batch`` refuses (InvalidInput 'batch_id') while recipients of the batch are pending,
+  unless the campaign was cancelled: finishing would lose them. Finishing again with the same
+  claim is a no-op (a retry after a lost reply).
+* ``claim_batch`` also takes over a claimed batch whose lease has expired (its epoch grows, so
+  the late holder's writes are refused), not only pending ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, cast
+
+import psycopg
+
+from replication.store_api import (
+    AttemptState,
+    ClaimedBatch,
+    InvalidInput,
+    Outcome,
+    Recipient,
+    Scenario,
+    StaleEpoch,
+)
+from replication.store_base import StoreBase, db_error
+from replication.store_codec import check_name, pack_outcomes, steps_from_json
+
+MAX_LEASE_S = 3600.0
+RECEIPT_STATES = ("sent", "delivered", "failed")
+
+_CLAIM = """
+SELECT k.out_batch_id, k.out_campaign_id, k.out_epoch, k.out_lease_until,
+       s.id, s.name, s.priority, s.steps
+  FROM tenir_claim_batch(%s, %s) AS k
+  JOIN campaigns c ON c.id = k.out_campaign_id
+  JOIN scenarios s ON s.id = c.scenario_id
+"""
+
+_RECORD = """
+SELECT tenir_record_outcomes(%s, %s, %s,
+    %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::int[],
+    %s::int[], %s::text[], %s::text[], %s::timestamptz[],
+    %s::bigint[], %s::int[], %s::int[], %s::text[], %s::text[], %s::text[], %s::text[],
+    %s::timestamptz[])
+"""
+
+
+def _lease(lease_s: float) -> float:
+    if isinstance(lease_s, bool) or not isinstance(lease_s, int | float) \
+            or not math.isfinite(lease_s) or not 0 < lease_s <= MAX_LEASE_S:
+        raise InvalidInput("lease_s", f"must be a number of seconds in (0, {MAX_LEASE_S:g}]")
+    return float(lease_s)
+
+
+def _fenced_args(batch_id: int, epoch: int, node: str) -> None:
+    for name, value in (("batch_id", batch_id), ("epoch", epoch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidInput(name, "must be an integer >= 0")
+    check_name("node", node)
+
+
+class DispatchPart(StoreBase):
+    async def claim_batch(self, node: str, lease_s: float) -> ClaimedBatch | None:
+        """Claim one batch (SKIP LOCKED; campaign priority, then age), or None if none is
+        claimable. Returns its recipients still pending, with where they stand."""
+        node = check_name("node", node)
+        lease = _lease(lease_s)
+        async with self._tx() as conn:
+            cur = await conn.execute(_CLAIM, (node, lease))
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            batch_id, campaign_id, epoch, lease_until, sid, sname, sprio, steps = row
+            cur = await conn.execute(
+                "SELECT id, campaign_id, name, phone, mobile, email, language, step, attempt"
+                " FROM recipients WHERE batch_id = %s AND state = 'pending' ORDER BY id",
+                (batch_id,))
+            rows = await cur.fetchall()
+        recipients = tuple(Recipient(id=r[0], campaign_id=r[1], name=r[2], phone=r[3],
+                                     mobile=r[4], email=r[5], language=r[6], step=r[7],
+                                     attempt=r[8]) for r in rows)
+        scenario = Scenario(id=sid, name=sname, priority=sprio, steps=steps_from_json(steps))
+        return ClaimedBatch(id=batch_id, campaign_id=campaign_id, epoch=epoch, node=node,
+                            lease_until=lease_until, scenario=scenario, recipients=recipients)
+
+    async def renew_batch(self, batch_id: int, epoch: int, node: str, lease_s: float) -> None:
+        _fenced_args(batch_id, epoch, node)
+        lease = _lease(lease_s)
+        row = await self._call("SELECT tenir_renew_batch(%s, %s, %s, %s)",
+                               (batch_id, epoch, node, lease))
+        if row is None:
+            raise StaleEpoch(batch_id, epoch, node)
+
+    async def record_outcomes(
+        self, batch_id: int, epoch: int, node: str, outcomes: Sequence[Outcome],
+    ) -> None:
+        """Write a flush of outcomes in one round trip (column arrays unnested server-side).
+        All or nothing: StaleEpoch if the database refused the claim (counted there),
+        InvalidInput for a bad outcome or one for a recipient outside the batch."""
+        _fenced_args(batch_id, epoch, node)
+        packed = pack_outcomes(outcomes)
+        status = await self._call(_RECORD, (batch_id, epoch, node, *packed.attempts,
+                                            *packed.recipients))
+        if status == "stale":
+            raise StaleEpoch(batch_id, epoch, node)
+
+    async def finish_batch(self, batch_id: int, epoch: int, node: str) -> None:
+        """Mark the batch done and complete its campaign when no batch of it is left open."""
+        _fenced_args(batch_id, epoch, node)
+        status = await self._call("SELECT tenir_finish_batch(%s, %s, %s)",
+                                  (batch_id, epoch, node))
+        if status == "stale":
+            raise StaleEpoch(batch_id, epoch, node)
+        if isinstance(status, str) and status.startswith("pending"):
+            raise InvalidInput("batch_id", f"batch {batch_id} still has "
+                               f"{status.split()[1]} pending recipients: record a final "
+                               "outcome for each first")
+
+    async def release_batch(self, batch_id: int, epoch: int, node: str) -> None:
+        """Give the batch back (pending, no owner, same epoch). StaleEpoch if not the holder."""
+        _fenced_args(batch_id, epoch, node)
+        status = await self._call("SELECT tenir_release_batch(%s, %s, %s)",
+                                  (batch_id, epoch, node))
+        if status == "stale":
+            raise StaleEpoch(batch_id, epoch, node)
+
+    async def reassign_batches(self, node: str) -> int:
+        """Put every batch claimed by ``node`` back to pending; returns how many."""
+        node = check_name("node", node)
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "UPDATE batches SET state = 'pending', owner = NULL, lease_until = NULL"
+                " WHERE state = 'claimed' AND owner = %s", (node,))
+            return cur.rowcount
+
+    async def record_receipt(
+        self, reference: str, state: AttemptState, carrier_message_id: str | None,
+    ) -> None:
+        """Update the attempt's state (upward only). A receipt for an attempt not recorded yet
+        is kept and applied when it is."""
+        check_name("reference", reference)
+        if state not in RECEIPT_STATES:
+            raise InvalidInput("state", "a receipt says sent, delivered or failed "
+                               "(acknowledgements go to record_acknowledgement)")
+        if carrier_message_id is not None:
+            check_name("carrier_message_id", carrier_message_id)
+        await self._call("SELECT tenir_record_receipt(%s, %s, %s)",
+                         (reference, state, carrier_message_id))
+
+    async def record_acknowledgement(self, reference: str, via: str) -> bool:
+        """Mark the attempt and its recipient acknowledged (idempotent). False when the
+        reference is unknown (the acknowledgement is kept, applied if the attempt comes)."""
+        check_name("reference", reference)
+        check_name("via", via)
+        found = await self._call("SELECT tenir_record_ack(%s, %s)", (reference, via))
+        return bool(found)
+
+    async def fencing_rejections(self) -> int:
+        return int(await self._call("SELECT count(*) FROM fencing_rejections", ()))
+
+    async def _call(self, query: str, params: Sequence[Any]) -> Any:
+        """One statement returning one value, in its own transaction; our functions' refusals
+        become store_api errors."""
+        try:
+            async with self._tx() as conn:
+                cur = await conn.execute(cast(Any, query), params)
+                row = await cur.fetchone()
+        except psycopg.Error as e:
+            mapped = db_error(e)
+            if mapped is e:
+                raise
+            raise mapped from None
+        return None if row is None else row[0]
