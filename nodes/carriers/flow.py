@@ -1,0 +1,126 @@
+"""Flow control shared by the carrier adapters (and the simulators' throttling).
+
+* :class:`TokenBucket` limits a rate (messages per second) with a burst capacity.
+* :class:`FlowControl` combines an in-flight window (a semaphore: at most ``window`` messages
+  waiting for the carrier's answer) with an optional rate limit, and bounds how long a caller may
+  wait locally for both (``max_wait_s``; ``None`` waits as long as it takes).
+
+The window is taken before the token, so a message holding a window slot is the one spaced by
+the rate: a freed slot never releases a burst of messages that took their tokens while queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+
+class LocalBusy(Exception):
+    """No window slot or rate token became free within ``max_wait_s``."""
+
+
+class TokenBucket:
+    """``rate_per_s`` tokens per second, at most ``burst`` stored (default: one second's worth,
+    at least one). A rate of 0 never grants a token (the simulators use it to throttle all)."""
+
+    def __init__(
+        self,
+        rate_per_s: float,
+        burst: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not math.isfinite(rate_per_s) or rate_per_s < 0:
+            raise ValueError(f"rate_per_s must be a finite number >= 0, not {rate_per_s!r}")
+        if burst is None:
+            burst = max(1.0, rate_per_s) if rate_per_s > 0 else 0.0
+        if not math.isfinite(burst) or burst < 0:
+            raise ValueError(f"burst must be a finite number >= 0, not {burst!r}")
+        self.rate_per_s = rate_per_s
+        self.capacity = burst
+        self._clock = clock
+        self._tokens = burst
+        self._last = clock()
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        elapsed = max(0.0, now - self._last)
+        self._last = now
+        self._tokens = min(self.capacity, self._tokens + elapsed * self.rate_per_s)
+
+    @property
+    def tokens(self) -> float:
+        self._refill()
+        return self._tokens
+
+    def try_acquire(self, n: float = 1.0) -> bool:
+        """Take ``n`` tokens now if they are there; never waits."""
+        self._refill()
+        if self._tokens >= n:
+            self._tokens -= n
+            return True
+        return False
+
+    async def acquire(self, n: float = 1.0) -> None:
+        """Wait until ``n`` tokens are there and take them; callers are served in order."""
+        if self.rate_per_s <= 0 or n > self.capacity:
+            raise ValueError(f"{n} token(s) can never be granted at {self.rate_per_s}/s "
+                             f"with a burst of {self.capacity}")
+        async with self._lock:
+            while True:
+                self._refill()
+                if self._tokens >= n:
+                    self._tokens -= n
+                    return
+                await asyncio.sleep((n - self._tokens) / self.rate_per_s)
+
+
+class FlowControl:
+    """An in-flight window plus an optional rate limit, entered with ``async with flow.slot()``."""
+
+    def __init__(
+        self, window: int, rate_per_s: float | None = None, max_wait_s: float | None = None,
+    ) -> None:
+        if window < 1:
+            raise ValueError(f"window must be >= 1, not {window!r}")
+        if rate_per_s is not None and rate_per_s <= 0:
+            raise ValueError(f"rate_per_s must be > 0 or None, not {rate_per_s!r}")
+        if max_wait_s is not None and max_wait_s < 0:
+            raise ValueError(f"max_wait_s must be >= 0 or None, not {max_wait_s!r}")
+        self.window = window
+        self.max_wait_s = max_wait_s
+        self._semaphore = asyncio.Semaphore(window)
+        self._bucket = TokenBucket(rate_per_s) if rate_per_s is not None else None
+        self._in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one window slot (and one rate token) for the duration of the block.
+
+        Raises :class:`LocalBusy` when they could not be had within ``max_wait_s``."""
+        try:
+            async with asyncio.timeout(self.max_wait_s):
+                await self._semaphore.acquire()
+                try:
+                    if self._bucket is not None:
+                        await self._bucket.acquire()
+                except BaseException:
+                    self._semaphore.release()
+                    raise
+        except TimeoutError:
+            raise LocalBusy(f"no send slot within {self.max_wait_s} s "
+                            f"(window {self.window}, {self._in_flight} in flight)") from None
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            self._semaphore.release()

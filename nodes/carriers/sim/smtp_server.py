@@ -1,0 +1,126 @@
+"""The simulated mail relay, on aiosmtpd, served by this process's own event loop.
+
+The reference is read from the ``X-Tenir-Reference`` header, else recovered from a Message-ID
+made by :func:`nodes.carriers.smtp.message_id_for`. Faults are applied when the message is
+complete (the DATA reply): ``refuse`` answers 554 5.7.1 (451 4.3.0 when ``refuse_temporary``),
+``throttle`` 451 4.7.1 beyond the rate, ``timeout`` never answers, ``slow`` answers late.
+A message carrying ``X-Tenir-Ack-Url`` has that link "clicked" (HTTP GET) after the receipt delay,
+for the ``ack_rate`` fraction of references.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import email.policy
+import logging
+import uuid
+import weakref
+from email.message import EmailMessage
+from typing import Final
+
+import aiohttp
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from nodes.carriers.redact import mask_email
+from nodes.carriers.sim.state import SimState, fraction
+from nodes.carriers.smtp import ACK_URL_HEADER, REFERENCE_HEADER, reference_from_message_id
+from nodes.carriers.tasks import TaskSet
+
+log = logging.getLogger("tenir.sim.smtp")
+
+DATA_SIZE_LIMIT: Final = 1 << 20
+CLICK_TIMEOUT_S: Final = 5.0
+
+
+class SmtpServer:
+    def __init__(self, state: SimState, *, host: str, port: int, receipt_delay_s: float,
+                 http: aiohttp.ClientSession, hostname: str) -> None:
+        self.state = state
+        self.host = host
+        self.port = port
+        self.receipt_delay_s = receipt_delay_s
+        self.hostname = hostname
+        self._http = http
+        self.stopping = asyncio.Event()
+        self._protocols: weakref.WeakSet[SMTP] = weakref.WeakSet()
+        self._clicks = TaskSet("smtp-clicks", log)
+        self._server: asyncio.Server | None = None
+
+    def _protocol(self) -> SMTP:
+        proto = SMTP(self, hostname=self.hostname, data_size_limit=DATA_SIZE_LIMIT,
+                     enable_SMTPUTF8=True, timeout=60, loop=asyncio.get_running_loop())
+        self._protocols.add(proto)
+        return proto
+
+    async def start(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._protocol, self.host, self.port)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self.port
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        if self._server is not None:
+            self._server.close()
+        for proto in list(self._protocols):
+            if proto.transport is not None:
+                proto.transport.close()
+        await self._clicks.close()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+
+    # -- aiosmtpd handler hooks -------------------------------------------------------------
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.original_content or b""
+        msg = email.message_from_bytes(content, _class=EmailMessage, policy=email.policy.default)
+        reference = msg.get(REFERENCE_HEADER) or reference_from_message_id(
+            str(msg.get("Message-ID", ""))) or f"untagged:{uuid.uuid4().hex}"
+        reference = str(reference).strip()
+        settings = self.state.settings["email"]
+        extra = {"reference": reference, "mode": settings.mode,
+                 "to": ",".join(mask_email(r) for r in envelope.rcpt_tos)}
+        if settings.mode == "timeout":
+            log.debug("message left unanswered", extra={"event": "email_timeout", **extra})
+            await self.stopping.wait()
+            return "421 4.3.2 Service shutting down"
+        if settings.mode == "slow":
+            await asyncio.sleep(settings.delay_ms / 1000)
+        if settings.mode == "refuse":
+            reply = ("451 4.3.0 Temporary refusal, try again later" if settings.refuse_temporary
+                     else "554 5.7.1 Message refused")
+            log.debug("message refused", extra={"event": "email_refused", **extra})
+            return reply
+        if settings.mode == "throttle" and not self.state.throttle_allows("email"):
+            log.debug("message throttled", extra={"event": "email_throttled", **extra})
+            return "451 4.7.1 Rate limit exceeded, slow down"
+        admission = self.state.record("email", reference, uuid.uuid4().hex)
+        log.debug("message accepted", extra={
+            "event": "email_accepted", **extra, "queue_id": admission.carrier_id,
+            "duplicate": admission.duplicate, "delivered": admission.deliver})
+        ack_url = msg.get(ACK_URL_HEADER)
+        if ack_url and admission.deliver and fraction(reference, "ack") < settings.ack_rate:
+            self._clicks.spawn(self._click(str(ack_url).strip(), reference), name="smtp-click")
+        return f"250 2.0.0 Ok: queued as {admission.carrier_id}"
+
+    async def _click(self, url: str, reference: str) -> None:
+        await asyncio.sleep(self.receipt_delay_s)
+        if not url.startswith(("http://", "https://")):
+            log.warning("ack link not followed", extra={"event": "email_click_skipped",
+                                                        "reference": reference})
+            return
+        try:
+            async with self._http.get(
+                url, timeout=aiohttp.ClientTimeout(total=CLICK_TIMEOUT_S),
+            ) as resp:
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("ack link click failed", extra={"event": "email_click_failed",
+                                                        "reference": reference,
+                                                        "error": repr(exc)})
+            return
+        log.debug("ack link clicked", extra={"event": "email_clicked", "reference": reference,
+                                            "status": status})
