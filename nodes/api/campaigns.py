@@ -1,0 +1,212 @@
+"""Campaigns: launch, progress, pause/resume/cancel, per-recipient outcomes.
+
+State changes: ``pause`` running -> paused, ``resume`` paused -> running, ``cancel``
+running|paused -> cancelled. Asking for the state a campaign is already in succeeds without
+change (a retried request is harmless); any other change from the current state is 409.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from nodes.api.bodies import Fields, check_query, page, query_int, read_json_object
+from nodes.api.context import context, principal
+from nodes.api.errors import ApiError, invalid, json_response
+from nodes.api.serialize import outcome_json, summary_json
+from nodes.api.spec import (
+    API,
+    JSON,
+    LIMIT,
+    OFFSET,
+    Body,
+    Handler,
+    Param,
+    Resp,
+    RouteSpec,
+    list_of,
+    page_of,
+    ref,
+)
+from nodes.logs import campaign_context
+from replication.store_api import CampaignState, InvalidInput, NotFound
+
+log = logging.getLogger("tenir.api.campaigns")
+
+MAX_POPULATION = 9_999_999  # generated numbers are +33639 and 7 digits
+CAMPAIGN = f"{API}/campaigns/{{id:\\d{{1,18}}}}"
+
+# action -> (target state, states it may leave)
+TRANSITIONS: dict[str, tuple[CampaignState, frozenset[CampaignState]]] = {
+    "pause": ("paused", frozenset({"running"})),
+    "resume": ("running", frozenset({"paused"})),
+    "cancel": ("cancelled", frozenset({"running", "paused"})),
+}
+
+
+def _campaign_id(request: web.Request) -> int:
+    return int(request.match_info["id"])
+
+
+async def launch_campaign(request: web.Request) -> web.Response:
+    f = Fields(await read_json_object(request),
+               ("scenario", "group", "population", "batch_size"))
+    scenario = f.req_str("scenario", 100)
+    group = f.opt_str("group", 100)
+    population = f.opt_int("population", 1, MAX_POPULATION)
+    batch_size = f.integer("batch_size", 100, 1, 10_000)
+    if (group is None) == (population is None):
+        raise invalid("group", "give either a group or a population, not both")
+    ctx = context(request)
+    try:
+        await ctx.store.get_scenario(scenario)
+    except NotFound:
+        raise invalid("scenario", f"unknown scenario {scenario!r}") from None
+    who = principal(request)
+    try:
+        campaign_id = await ctx.store.launch_campaign(
+            scenario, who.id, group=group, population=population, batch_size=batch_size,
+        )
+    except InvalidInput:
+        raise  # names its field (the PostgreSQL store's UnknownName is one too)
+    except NotFound:
+        # The scenario was just found, so what is missing is the group.
+        raise invalid("group", f"unknown group {group!r}") from None
+    ctx.metrics.campaigns_launched.inc()
+    with campaign_context(campaign_id):
+        log.info("campaign launched: scenario %r, %s, by %s", scenario,
+                 f"group {group!r}" if group is not None else f"population {population}",
+                 who.id)
+    return json_response({"id": campaign_id}, 201,
+                         {"Location": f"{API}/campaigns/{campaign_id}"})
+
+
+async def list_campaigns(request: web.Request) -> web.Response:
+    check_query(request, ("limit",))
+    limit = query_int(request, "limit", 50, 1, 500)
+    campaigns = await context(request).store.list_campaigns(limit=limit)
+    return json_response({"items": [summary_json(c) for c in campaigns]})
+
+
+async def get_campaign(request: web.Request) -> web.Response:
+    check_query(request, ())
+    summary = await context(request).store.campaign_summary(_campaign_id(request))
+    return json_response(summary_json(summary))
+
+
+def _control(action: str) -> Handler:
+    target, leaves = TRANSITIONS[action]
+
+    async def change_state(request: web.Request) -> web.Response:
+        check_query(request, ())
+        campaign_id = _campaign_id(request)
+        store = context(request).store
+        with campaign_context(campaign_id):
+            summary = await store.campaign_summary(campaign_id)
+            if summary.state == target:
+                return json_response(summary_json(summary))
+            if summary.state not in leaves:
+                raise ApiError(409, f"campaign {campaign_id} is {summary.state}: "
+                               f"cannot {action} it", "state")
+            await store.set_campaign_state(campaign_id, target)
+            log.info("campaign %s by %s", target, principal(request).id)
+            summary = await store.campaign_summary(campaign_id)
+        return json_response(summary_json(summary))
+
+    change_state.__name__ = f"{action}_campaign"
+    return change_state
+
+
+async def list_recipients(request: web.Request) -> web.Response:
+    check_query(request, ("limit", "offset"))
+    limit = query_int(request, "limit", 100, 1, 1000)
+    offset = query_int(request, "offset", 0, 0, 10**9)
+    outcomes = await context(request).store.recipient_outcomes(
+        _campaign_id(request), limit=limit, offset=offset,
+    )
+    return json_response(page([outcome_json(o) for o in outcomes], limit, offset))
+
+
+_NULLABLE_TIME: JSON = {"type": ["string", "null"], "format": "date-time"}
+
+SCHEMAS: dict[str, JSON] = {
+    "CampaignLaunch": {
+        "type": "object", "additionalProperties": False, "required": ["scenario"],
+        "description": "exactly one of group and population",
+        "properties": {
+            "scenario": {"type": "string"},
+            "group": {"type": "string", "description": "alert the members of this group"},
+            "population": {"type": "integer", "minimum": 1, "maximum": MAX_POPULATION,
+                           "description": "N generated test recipients (synthetic names, "
+                                          "fictional numbers, example.invalid addresses), "
+                                          "for drills and benchmarks"},
+            "batch_size": {"type": "integer", "minimum": 1, "maximum": 10_000,
+                           "default": 100},
+        },
+    },
+    "CampaignCreated": {
+        "type": "object", "required": ["id"], "properties": {"id": {"type": "integer"}},
+    },
+    "CampaignProgress": {
+        "type": "object",
+        "required": ["id", "scenario", "state", "launched_by", "recipients", "delivered",
+                     "acknowledged", "failed", "pending", "started_at", "completed_at",
+                     "by_site"],
+        "properties": {
+            "id": {"type": "integer"}, "scenario": {"type": "string"},
+            "state": {"enum": ["running", "paused", "completed", "cancelled"]},
+            "launched_by": {"type": "string", "description": "role:token fingerprint"},
+            "recipients": {"type": "integer"}, "delivered": {"type": "integer"},
+            "acknowledged": {"type": "integer"}, "failed": {"type": "integer"},
+            "pending": {"type": "integer"},
+            "started_at": {"type": "string", "format": "date-time"},
+            "completed_at": _NULLABLE_TIME,
+            "by_site": {"type": "object", "additionalProperties": {"type": "integer"},
+                        "description": "final deliveries per site"},
+        },
+    },
+    "RecipientOutcome": {
+        "type": "object",
+        "required": ["recipient_id", "name", "state", "channel", "site", "reference", "at"],
+        "properties": {
+            "recipient_id": {"type": "integer"}, "name": {"type": "string"},
+            "state": {"enum": ["pending", "delivered", "acknowledged", "failed"]},
+            "channel": {"enum": ["sms", "email", "voice", None]},
+            "site": {"type": ["string", "null"]},
+            "reference": {"type": ["string", "null"]},
+            "at": _NULLABLE_TIME,
+        },
+    },
+}
+
+_ID = Param("id", "path", {"type": "integer", "minimum": 0}, "campaign id", True)
+_PROGRESS = {200: Resp("the campaign's progress", ref("CampaignProgress"))}
+
+
+def _control_route(action: str, summary: str) -> RouteSpec:
+    return RouteSpec("POST", f"{CAMPAIGN}/{action}", _control(action), "control",
+                     f"{action}Campaign", summary, "campaigns", _PROGRESS, params=(_ID,),
+                     errors=(409,))
+
+
+ROUTES: tuple[RouteSpec, ...] = (
+    RouteSpec("POST", f"{API}/campaigns", launch_campaign, "write", "launchCampaign",
+              "Launch a campaign from a scenario", "campaigns",
+              {201: Resp("launched", ref("CampaignCreated"))},
+              body=Body("application/json", ref("CampaignLaunch"))),
+    RouteSpec("GET", f"{API}/campaigns", list_campaigns, "read", "listCampaigns",
+              "List the latest campaigns, newest first", "campaigns",
+              {200: Resp("latest campaigns", list_of("CampaignProgress"))},
+              params=(Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500,
+                                               "default": 50}, "how many"),)),
+    RouteSpec("GET", CAMPAIGN, get_campaign, "read", "getCampaign", "A campaign's progress",
+              "campaigns", _PROGRESS, params=(_ID,)),
+    _control_route("pause", "Pause a running campaign"),
+    _control_route("resume", "Resume a paused campaign"),
+    _control_route("cancel", "Cancel a running or paused campaign"),
+    RouteSpec("GET", f"{CAMPAIGN}/recipients", list_recipients, "read", "listRecipients",
+              "Per-recipient outcomes of a campaign", "campaigns",
+              {200: Resp("one page", page_of("RecipientOutcome"))},
+              params=(_ID, LIMIT, OFFSET)),
+)

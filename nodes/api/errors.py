@@ -1,0 +1,103 @@
+"""Errors as JSON: ``{"error": "...", "field": "..."}`` (``field`` when one is at fault).
+
+* :class:`ApiError` raised by a handler or a middleware carries its status;
+* ``store_api.InvalidInput`` becomes 422 with its field, ``store_api.NotFound`` 404;
+* aiohttp's own HTTP errors (404 no route, 405, 413 body too large) keep their status;
+* a store that cannot be reached (``ConnectionError``, ``TimeoutError``) gives 503, so that
+  clients retry; anything else is logged and answered 500 without detail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from nodes.api.spec import Handler
+from replication.store_api import InvalidInput, NotFound
+
+log = logging.getLogger("tenir.api")
+
+
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    return web.Response(
+        text=json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+        status=status, content_type="application/json", charset="utf-8",
+        headers=dict(headers) if headers else None,
+    )
+
+
+def error_body(error: str, field: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": error}
+    if field is not None:
+        body["field"] = field
+    return body
+
+
+class ApiError(Exception):
+    """A refusal with its HTTP status, message and (if one is at fault) the field or line."""
+
+    def __init__(
+        self, status: int, error: str, field: str | None = None, *,
+        headers: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {field + ': ' if field else ''}{error}")
+        self.status = status
+        self.error = error
+        self.field = field
+        self.headers = dict(headers) if headers else {}
+        self.extra = dict(extra) if extra else {}
+
+    def response(self) -> web.Response:
+        return json_response(
+            {**error_body(self.error, self.field), **self.extra}, self.status, self.headers,
+        )
+
+
+def invalid(field: str, problem: str) -> ApiError:
+    return ApiError(422, problem, field)
+
+
+def _log_refusal(request: web.Request, status: int, error: str, field: str | None) -> None:
+    log.info(
+        "refused %s %s%s: %s", request.method, request.path, f" ({field})" if field else "",
+        error, extra={"status": status, "field": field},
+    )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as e:
+        _log_refusal(request, e.status, e.error, e.field)
+        return e.response()
+    except InvalidInput as e:
+        _log_refusal(request, 422, e.problem, e.field)
+        return json_response(error_body(e.problem, e.field), 422)
+    except NotFound as e:
+        _log_refusal(request, 404, str(e), None)
+        return json_response(error_body(f"not found: {e}"), 404)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        headers = {k: v for k, v in e.headers.items() if k.lower() == "allow"}
+        if e.status == 413:
+            return json_response(error_body("request body too large", "body"), 413)
+        return json_response(error_body(e.reason.lower()), e.status, headers)
+    except asyncio.CancelledError:
+        raise
+    except (ConnectionError, TimeoutError):
+        log.warning("campaign store unavailable on %s %s", request.method, request.path,
+                    exc_info=True)
+        return json_response(error_body("campaign store unavailable, retry later"), 503,
+                             {"Retry-After": "1"})
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path)
+        return json_response(error_body("internal error"), 500)

@@ -1,0 +1,126 @@
+"""The OpenAPI 3.1 document, generated from the same :class:`RouteSpec` table that the
+application registers and the authorisation middleware enforces.
+
+Each operation states its security (``bearer`` or none), the roles allowed (``x-roles``), its
+parameters, request body and responses. Error responses follow from what the route does:
+401/403 from its access, 400/413/415/422 from having a body, 404 from a path parameter, 422
+from query parameters, 503 from using the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from nodes.api.spec import ALLOWED, JSON, ROLES, Resp, RouteSpec, ref
+
+ERROR_SCHEMA: JSON = {
+    "type": "object", "required": ["error"], "additionalProperties": True,
+    "properties": {
+        "error": {"type": "string", "description": "what is wrong"},
+        "field": {"type": "string", "description": "the field, parameter or 'line N' at fault"},
+    },
+}
+
+_STANDARD_ERRORS: dict[int, str] = {
+    400: "malformed body (not UTF-8, not JSON, not an object, duplicate keys)",
+    401: "missing or unknown bearer token",
+    403: "the token's role may not use this route",
+    404: "not found",
+    409: "the campaign's state does not allow this change",
+    413: "request body too large",
+    415: "wrong Content-Type",
+    422: "invalid field or parameter (named in 'field')",
+    503: "campaign store unavailable, retry",
+}
+
+_METHODS_WITHOUT_STORE = {"healthz", "metrics", "openapi", "readyz"}
+
+
+def _error(status: int) -> JSON:
+    return {"description": _STANDARD_ERRORS[status],
+            "content": {"application/json": {"schema": ref("Error")}}}
+
+
+def _response(resp: Resp) -> JSON:
+    out: JSON = {"description": resp.description}
+    if resp.schema is not None:
+        out["content"] = {resp.content_type: {"schema": resp.schema}}
+    return out
+
+
+def operation(spec: RouteSpec) -> JSON:
+    op: JSON = {
+        "operationId": spec.operation_id,
+        "summary": spec.summary,
+        "tags": [spec.tag],
+    }
+    if spec.access == "public":
+        op["security"] = []
+        op["x-roles"] = []
+        op["description"] = "No token."
+    else:
+        roles = [r for r in ROLES if r in ALLOWED[spec.access]]
+        op["security"] = [{"bearer": []}]
+        op["x-roles"] = roles
+        op["description"] = f"Roles: {', '.join(roles)}."
+    if spec.params:
+        op["parameters"] = [
+            {"name": p.name, "in": p.where, "required": p.required or p.where == "path",
+             "description": p.description, "schema": p.schema}
+            for p in spec.params
+        ]
+    if spec.body is not None:
+        op["requestBody"] = {
+            "required": True, "description": spec.body.description,
+            "content": {spec.body.content_type: {"schema": spec.body.schema}},
+        }
+    responses: dict[str, JSON] = {str(s): _response(r) for s, r in sorted(spec.responses.items())}
+    errors: set[int] = set(spec.errors)
+    if spec.access != "public":
+        errors.add(401)
+        if ALLOWED[spec.access] != frozenset(ROLES):
+            errors.add(403)
+    if spec.body is not None:
+        errors |= {400, 413, 415, 422}
+    if any(p.where == "path" for p in spec.params):
+        errors.add(404)
+    if any(p.where == "query" for p in spec.params):
+        errors.add(422)
+    if spec.operation_id not in _METHODS_WITHOUT_STORE:
+        errors.add(503)
+    for status in sorted(errors):
+        responses.setdefault(str(status), _error(status))
+    op["responses"] = dict(sorted(responses.items()))
+    return op
+
+
+def build(
+    routes: Iterable[tuple[str, RouteSpec]], schemas: Mapping[str, JSON], *, node: str,
+) -> dict[str, Any]:
+    """The document for ``routes``, given as (OpenAPI path, spec) pairs."""
+    paths: dict[str, dict[str, JSON]] = {}
+    for path, spec in routes:
+        paths.setdefault(path, {})[spec.method.lower()] = operation(spec)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "tenir alert node API",
+            "version": "1",
+            "description": "Contacts, groups, scenarios and campaigns of the tenir "
+                           f"mass-alerting platform, as served by node {node}. Errors are "
+                           "JSON objects {error, field}.",
+        },
+        "servers": [{"url": "/"}],
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": {"Error": ERROR_SCHEMA, **dict(sorted(schemas.items()))},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http", "scheme": "bearer",
+                    "description": "A token mapped to a role: operator (everything), oncall "
+                                   "(read, pause/resume/cancel), auditor (read only).",
+                },
+            },
+        },
+    }

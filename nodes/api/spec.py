@@ -1,0 +1,105 @@
+"""What a route is: its handler, who may call it, and what the OpenAPI document says about it.
+
+Every route of the API is declared once as a :class:`RouteSpec` (each resource module exports
+its ``ROUTES`` and ``SCHEMAS``). The application registers exactly these routes, the
+authorisation middleware reads their ``access``, and ``openapi.py`` describes them: the three
+cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+
+Role = Literal["operator", "oncall", "auditor"]
+ROLES: tuple[Role, ...] = ("operator", "oncall", "auditor")
+
+# public: no token (probes, carrier callbacks); read: any role; control: pause/resume/cancel;
+# write: create, import, launch.
+Access = Literal["public", "read", "control", "write"]
+ALLOWED: Mapping[Access, frozenset[Role]] = {
+    "public": frozenset(ROLES),
+    "read": frozenset({"operator", "oncall", "auditor"}),
+    "control": frozenset({"operator", "oncall"}),
+    "write": frozenset({"operator"}),
+}
+
+JSON = dict[str, Any]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+API = "/api/v1"
+
+
+def ref(name: str) -> JSON:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def page_of(item: str) -> JSON:
+    """The schema of a paginated list of ``item``."""
+    return {
+        "type": "object",
+        "required": ["items", "limit", "offset", "next_offset"],
+        "properties": {
+            "items": {"type": "array", "items": ref(item)},
+            "limit": {"type": "integer"},
+            "offset": {"type": "integer"},
+            "next_offset": {
+                "type": ["integer", "null"],
+                "description": "offset of the next page, null on the last page",
+            },
+        },
+    }
+
+
+def list_of(item: str) -> JSON:
+    return {
+        "type": "object", "required": ["items"],
+        "properties": {"items": {"type": "array", "items": ref(item)}},
+    }
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    where: Literal["path", "query"]
+    schema: JSON
+    description: str
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Body:
+    content_type: str
+    schema: JSON
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Resp:
+    description: str
+    schema: JSON | None = None
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    method: str
+    path: str  # aiohttp path; a regex in a placeholder is dropped from the OpenAPI path
+    handler: Handler
+    access: Access
+    operation_id: str
+    summary: str
+    tag: str
+    responses: Mapping[int, Resp]
+    body: Body | None = None
+    params: tuple[Param, ...] = ()
+    errors: tuple[int, ...] = field(default=())  # error statuses beyond the automatic ones
+
+
+LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000,
+                                 "default": 100}, "page size")
+OFFSET = Param("offset", "query", {"type": "integer", "minimum": 0, "default": 0},
+               "number of items to skip")

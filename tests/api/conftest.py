@@ -1,0 +1,94 @@
+"""Fixtures of the API tests: the in-memory store, one token per role, and a test client of
+the application served on 127.0.0.1 by aiohttp's TestServer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from nodes.api import Role, create_app
+from nodes.carriers.base import Ack, Receipt
+from nodes.metrics import Metrics
+from tests.fakes.memory_store import MemoryStore
+
+TOKENS: dict[str, Role] = {
+    "op-token-5f2b9c1e7a4d": "operator",
+    "oncall-token-8e3a1f6b0c2d": "oncall",
+    "audit-token-1c7e4b9a3f5e": "auditor",
+}
+OPERATOR, ONCALL, AUDITOR = TOKENS
+
+Client = TestClient[web.Request, web.Application]
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class Sinks:
+    """Records what the API hands to on_receipt / on_ack."""
+
+    def __init__(self) -> None:
+        self.receipts: list[Receipt] = []
+        self.acks: list[Ack] = []
+
+    async def on_receipt(self, receipt: Receipt) -> None:
+        self.receipts.append(receipt)
+
+    async def on_ack(self, ack: Ack) -> None:
+        self.acks.append(ack)
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+def sinks() -> Sinks:
+    return Sinks()
+
+
+def make_app(store: MemoryStore, metrics: Metrics, sinks: Sinks | None = None,
+             **kwargs: Any) -> web.Application:
+    return create_app(
+        store, node="paris-node1", site="paris", tokens=TOKENS, metrics=metrics,
+        on_ack=sinks.on_ack if sinks else None,
+        on_receipt=sinks.on_receipt if sinks else None, **kwargs,
+    )
+
+
+@pytest_asyncio.fixture
+async def client(store: MemoryStore, metrics: Metrics, sinks: Sinks) -> AsyncIterator[Client]:
+    async with TestClient(TestServer(make_app(store, metrics, sinks), host="127.0.0.1")) as c:
+        yield c
+
+
+SMS_STEP: dict[str, Any] = {"channel": "sms", "templates": {"fr": "Alerte {name}",
+                                                             "en": "Alert {name}"}}
+VOICE_STEP: dict[str, Any] = {"channel": "voice", "templates": {"fr": "Appuyez sur 1"},
+                              "ack": "dtmf", "ack_timeout_s": 30}
+EMAIL_STEP: dict[str, Any] = {"channel": "email", "templates": {"fr": "Cliquez le lien"},
+                              "ack": "link"}
+
+
+async def seed(client: Client, *, contacts: int = 3, group: str = "crise") -> None:
+    """A scenario 'alerte' (voice then sms), and ``contacts`` contacts in ``group``."""
+    r = await client.post("/api/v1/scenarios", headers=auth(OPERATOR), json={
+        "name": "alerte", "priority": 2, "steps": [VOICE_STEP, SMS_STEP, EMAIL_STEP]})
+    assert r.status == 201, await r.text()
+    for i in range(contacts):
+        r = await client.post("/api/v1/contacts", headers=auth(OPERATOR), json={
+            "name": f"Agent {i}", "mobile": f"06 12 34 56 {i:02d}",
+            "email": f"agent{i}@mairie.example.fr", "groups": [group]})
+        assert r.status == 201, await r.text()

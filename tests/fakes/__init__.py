@@ -1,0 +1,1 @@
+"""In-memory fakes of the project's contracts, for unit tests."""
