@@ -1,0 +1,112 @@
+"""An alert node's configuration file (YAML, rendered from the ``tenir_node`` role's template),
+validated at load: every error names the key at fault."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROLES = ("operator", "oncall", "auditor")
+
+
+class NodeConfigError(ValueError):
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        self.key = key
+        super().__init__(f"{source}: {key}: {problem}")
+
+
+@dataclass(frozen=True)
+class CarrierEndpoints:
+    host: str
+    smpp_port: int
+    smpp_system_id: str
+    smpp_password: str
+    smtp_port: int
+    voice_port: int
+    rate_per_s: float
+    window: int
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    node: str
+    site: str
+    listen_host: str
+    listen_port: int
+    public_url: str
+    dsn: str
+    tokens: dict[str, str]  # token -> role
+    carriers: CarrierEndpoints
+    lease_s: float
+    max_batches: int
+    drain_deadline_s: float
+    receipt_timeout_s: float
+    log_level: str
+
+
+def _get(data: dict[str, Any], key: str, kind: type, source: str, prefix: str = "") -> Any:
+    full = f"{prefix}{key}"
+    if key not in data:
+        raise NodeConfigError(source, full, "is missing")
+    value = data[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise NodeConfigError(source, full, f"must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def parse_node_config(data: Any, source: str = "<node config>") -> NodeConfig:
+    if not isinstance(data, dict):
+        raise NodeConfigError(source, "(document)", "must be a mapping")
+    raw_tokens = _get(data, "tokens", dict, source)
+    tokens: dict[str, str] = {}
+    for role, token in raw_tokens.items():
+        if role not in ROLES:
+            raise NodeConfigError(source, f"tokens.{role}", f"unknown role; roles: {ROLES}")
+        if not isinstance(token, str) or len(token) < 16:
+            raise NodeConfigError(source, f"tokens.{role}", "must be a string of 16+ characters")
+        tokens[token] = role
+    c = _get(data, "carriers", dict, source)
+    carriers = CarrierEndpoints(
+        host=_get(c, "host", str, source, "carriers."),
+        smpp_port=_get(c, "smpp_port", int, source, "carriers."),
+        smpp_system_id=_get(c, "smpp_system_id", str, source, "carriers."),
+        smpp_password=_get(c, "smpp_password", str, source, "carriers."),
+        smtp_port=_get(c, "smtp_port", int, source, "carriers."),
+        voice_port=_get(c, "voice_port", int, source, "carriers."),
+        rate_per_s=_get(c, "rate_per_s", float, source, "carriers."),
+        window=_get(c, "window", int, source, "carriers."),
+    )
+    cfg = NodeConfig(
+        node=_get(data, "node", str, source),
+        site=_get(data, "site", str, source),
+        listen_host=_get(data, "listen_host", str, source),
+        listen_port=_get(data, "listen_port", int, source),
+        public_url=_get(data, "public_url", str, source).rstrip("/"),
+        dsn=_get(data, "dsn", str, source),
+        tokens=tokens,
+        carriers=carriers,
+        lease_s=_get(data, "lease_s", float, source),
+        max_batches=_get(data, "max_batches", int, source),
+        drain_deadline_s=_get(data, "drain_deadline_s", float, source),
+        receipt_timeout_s=_get(data, "receipt_timeout_s", float, source),
+        log_level=str(data.get("log_level", "INFO")),
+    )
+    if cfg.lease_s < 3:
+        raise NodeConfigError(source, "lease_s", "must be at least 3 seconds")
+    if not 1 <= cfg.max_batches <= 64:
+        raise NodeConfigError(source, "max_batches", "must be between 1 and 64")
+    return cfg
+
+
+def load_node_config(path: str | Path) -> NodeConfig:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise NodeConfigError(str(p), "(file)", str(exc)) from exc
+    return parse_node_config(data, str(p))

@@ -1,0 +1,377 @@
+"""The dispatcher: claims batches, sends each recipient's messages through the carriers following
+the scenario (retries, then fallback to the next channel, waiting for receipts and
+acknowledgements), and records outcomes in bulk under the batch's fencing epoch.
+
+Ownership of tasks: the main loop owns one task per claimed batch (a tracked set, reaped when
+done); each batch runs its recipients and its lease renewal in a TaskGroup. Shutdown has two
+modes: ``drain`` stops claiming and lets running batches finish until a deadline, then cancels;
+``now`` cancels at once. Either way buffered outcomes are flushed (shielded) and unfinished
+batches are released so that another node takes them over.
+
+A node that may not dispatch (its membership lease is in doubt: see ``DispatchGate``) sends
+nothing more and stops claiming; the watchdog will hand its batches to others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from nodes.carriers.base import Ack, CarrierAdapter, Message, Receipt
+from nodes.metrics import Metrics
+from nodes.outcomes import OutcomeBuffer
+from replication.store_api import (
+    AttemptState,
+    CampaignStore,
+    Channel,
+    ChannelStep,
+    ClaimedBatch,
+    Outcome,
+    Recipient,
+    StaleEpoch,
+)
+
+log = logging.getLogger("tenir.dispatcher")
+StopMode = Literal["drain", "now"]
+
+
+class DispatchGate(Protocol):
+    """Whether this node may send right now (False once its membership lease is in doubt)."""
+
+    def may_dispatch(self) -> bool: ...
+
+
+class AlwaysOpen:
+    def may_dispatch(self) -> bool:
+        return True
+
+
+class LeaseLost(Exception):
+    pass
+
+
+class FencedOff(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class DispatcherConfig:
+    node: str
+    site: str
+    lease_s: float = 15.0
+    max_batches: int = 4
+    idle_poll_s: float = 0.25
+    receipt_timeout_s: float = 30.0
+    drain_deadline_s: float = 10.0
+    callback_base_url: str | None = None  # this node's API, for voice callbacks and ack links
+
+
+@dataclass
+class DispatchStats:
+    batches_claimed: int = 0
+    batches_finished: int = 0
+    batches_released: int = 0
+    fencing_rejections: int = 0
+    sent: dict[tuple[str, str, str], int] = field(default_factory=dict)  # channel,carrier,result
+
+    def count_send(self, channel: str, carrier: str, result: str) -> None:
+        key = (channel, carrier, result)
+        self.sent[key] = self.sent.get(key, 0) + 1
+
+
+def address_for(channel: Channel, r: Recipient) -> str | None:
+    if channel == "sms":
+        return r.mobile or r.phone
+    if channel == "voice":
+        return r.phone or r.mobile
+    return r.email
+
+
+def reference_for(r: Recipient, channel: Channel, step: int, attempt: int) -> str:
+    """Idempotency reference: the same attempt always carries the same reference, whichever
+    node makes it, so a carrier that deduplicates delivers it once."""
+    return f"{r.campaign_id}:{r.id}:{channel}:{step}.{attempt}"
+
+
+def text_for(step: ChannelStep, r: Recipient) -> str:
+    template = step.templates.get(r.language) or step.templates.get("fr") or ""
+    return template.replace("{name}", r.name)
+
+
+class Dispatcher:
+    def __init__(self, store: CampaignStore, carriers: Mapping[Channel, CarrierAdapter],
+                 config: DispatcherConfig, gate: DispatchGate | None = None,
+                 metrics: Metrics | None = None) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.carriers = dict(carriers)
+        self.config = config
+        self.gate = gate or AlwaysOpen()
+        self.stats = DispatchStats()
+        self._stopping = asyncio.Event()
+        self._stop_mode: StopMode = "drain"
+        self._batches: set[asyncio.Task[None]] = set()
+        self._receipts: dict[str, asyncio.Future[Receipt]] = {}
+        self._acks: dict[str, asyncio.Future[Ack]] = {}
+
+    # --- sinks handed to the carrier adapters and the API ----------------------------------
+    async def on_receipt(self, receipt: Receipt) -> None:
+        fut = self._receipts.get(receipt.reference)
+        if fut is not None and not fut.done():
+            fut.set_result(receipt)
+
+    async def on_ack(self, ack: Ack) -> None:
+        fut = self._acks.get(ack.reference)
+        if fut is not None and not fut.done():
+            fut.set_result(ack)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def request_stop(self, mode: StopMode = "drain") -> None:
+        self._stop_mode = mode
+        self._stopping.set()
+
+    @property
+    def running_batches(self) -> int:
+        return len(self._batches)
+
+    async def run(self) -> None:
+        """Claim and dispatch until ``request_stop``; then drain or cancel, and return."""
+        slots = asyncio.Semaphore(self.config.max_batches)
+        try:
+            while not self._stopping.is_set():
+                if not self.gate.may_dispatch():
+                    await self._idle()
+                    continue
+                await self._acquire(slots)
+                if self._stopping.is_set():
+                    slots.release()
+                    break
+                try:
+                    batch = await self.store.claim_batch(self.config.node, self.config.lease_s)
+                except Exception as exc:  # database away (failover): back off and retry
+                    slots.release()
+                    log.warning("claim failed: %s", exc, extra=self._extra())
+                    await self._idle(0.5)
+                    continue
+                if batch is None:
+                    slots.release()
+                    await self._idle()
+                    continue
+                self.stats.batches_claimed += 1
+                if self.metrics is not None:
+                    self.metrics.batches_claimed.inc()
+                task = asyncio.create_task(self._run_batch(batch), name=f"batch-{batch.id}")
+                self._batches.add(task)
+                task.add_done_callback(self._reaper(slots))
+        finally:
+            await self._shutdown()
+
+    def _reaper(self, slots: asyncio.Semaphore) -> Callable[[asyncio.Task[None]], None]:
+        def reap(task: asyncio.Task[None]) -> None:
+            self._batches.discard(task)
+            slots.release()
+            if not task.cancelled() and task.exception() is not None:
+                log.error("batch task failed: %r", task.exception(), extra=self._extra())
+
+        return reap
+
+    async def _acquire(self, slots: asyncio.Semaphore) -> None:
+        acquire = asyncio.ensure_future(slots.acquire())
+        stop = asyncio.ensure_future(self._stopping.wait())
+        done, _ = await asyncio.wait({acquire, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if acquire not in done:
+            acquire.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await acquire
+            if acquire.done() and not acquire.cancelled():
+                slots.release()
+            await asyncio.sleep(0)
+
+    async def _idle(self, delay: float | None = None) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay or self.config.idle_poll_s)
+
+    async def _shutdown(self) -> None:
+        if self._batches and self._stop_mode == "drain":
+            log.info("draining %d batches", len(self._batches), extra=self._extra())
+            await asyncio.wait(set(self._batches), timeout=self.config.drain_deadline_s)
+        for task in list(self._batches):
+            task.cancel()
+        if self._batches:
+            await asyncio.gather(*self._batches, return_exceptions=True)
+
+    # --- one batch -----------------------------------------------------------------------------
+    async def _run_batch(self, batch: ClaimedBatch) -> None:
+        extra = self._extra(batch.campaign_id)
+        lost = asyncio.Event()
+
+        def stale(exc: StaleEpoch) -> None:
+            self._count_fencing()
+            log.warning("outcome write refused: %s", exc, extra=extra)
+            lost.set()
+
+        buffer = OutcomeBuffer(self.store, batch.id, batch.epoch, batch.node, on_stale=stale)
+        finished = False
+        try:
+            async with asyncio.TaskGroup() as tg:
+                renewer = tg.create_task(self._renew(batch, lost))
+                workers = [tg.create_task(self._deliver(batch, r, buffer, lost))
+                           for r in batch.recipients]
+                if workers:
+                    await asyncio.gather(*workers)
+                renewer.cancel()
+            finished = True
+        except* (LeaseLost, FencedOff) as group:
+            log.warning("batch %d abandoned: %s", batch.id, group.exceptions[0], extra=extra)
+        finally:
+            await asyncio.shield(self._close_batch(batch, buffer, finished))
+
+    async def _close_batch(self, batch: ClaimedBatch, buffer: OutcomeBuffer,
+                           finished: bool) -> None:
+        complete = await buffer.close()
+        if buffer.stale is not None:
+            return
+        try:
+            if finished and complete:
+                await self.store.finish_batch(batch.id, batch.epoch, batch.node)
+                self.stats.batches_finished += 1
+            else:
+                await self.store.release_batch(batch.id, batch.epoch, batch.node)
+                self.stats.batches_released += 1
+        except StaleEpoch as exc:
+            self._count_fencing()
+            log.warning("closing batch refused: %s", exc, extra=self._extra(batch.campaign_id))
+        except Exception as exc:
+            log.warning("closing batch %d failed: %s", batch.id, exc,
+                        extra=self._extra(batch.campaign_id))
+
+    async def _renew(self, batch: ClaimedBatch, lost: asyncio.Event) -> None:
+        interval = self.config.lease_s / 3
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), interval)
+            if lost.is_set():
+                raise LeaseLost(f"batch {batch.id} epoch {batch.epoch} is no longer ours")
+            try:
+                await self.store.renew_batch(batch.id, batch.epoch, batch.node,
+                                             self.config.lease_s)
+            except StaleEpoch as exc:
+                self._count_fencing()
+                raise LeaseLost(str(exc)) from exc
+            except Exception as exc:  # database away: the next renewal may succeed
+                log.warning("lease renewal failed: %s", exc,
+                            extra=self._extra(batch.campaign_id))
+
+    # --- one recipient -------------------------------------------------------------------------
+    async def _deliver(self, batch: ClaimedBatch, r: Recipient, buffer: OutcomeBuffer,
+                       lost: asyncio.Event) -> None:
+        steps = batch.scenario.steps
+        last_detail = "no channel could reach the recipient"
+        for step_no in range(r.step, len(steps)):
+            step = steps[step_no]
+            first_attempt = r.attempt if step_no == r.step else 0
+            for attempt in range(first_attempt, step.retries + 1):
+                if lost.is_set():
+                    raise LeaseLost(f"batch {batch.id} lost")
+                if not self.gate.may_dispatch():
+                    raise FencedOff("membership lease in doubt: not sending")
+                state, detail = await self._attempt(batch, r, step, step_no, attempt, buffer)
+                if state in ("delivered", "acknowledged"):
+                    return
+                last_detail = detail or last_detail
+                if state == "fallback":
+                    break
+                if attempt < step.retries:
+                    await asyncio.sleep(step.retry_interval_s)
+        buffer.add(self._outcome(batch, r, steps[-1].channel, "failed", len(steps) - 1, 0,
+                                 final=True, reference=f"{r.campaign_id}:{r.id}:final",
+                                 detail=last_detail))
+
+    async def _attempt(self, batch: ClaimedBatch, r: Recipient, step: ChannelStep, step_no: int,
+                       attempt: int, buffer: OutcomeBuffer) -> tuple[str, str | None]:
+        """One send and its wait. Returns (state, detail): delivered/acknowledged (final,
+        recorded), failed (retry allowed) or fallback (go to the next step)."""
+        channel = step.channel
+        carrier = self.carriers.get(channel)
+        to = address_for(channel, r)
+        if carrier is None or to is None:
+            return "fallback", f"no {channel} {'carrier' if carrier is None else 'address'}"
+        ref = reference_for(r, channel, step_no, attempt)
+        loop = asyncio.get_running_loop()
+        receipt_fut: asyncio.Future[Receipt] = loop.create_future()
+        ack_fut: asyncio.Future[Ack] = loop.create_future()
+        self._receipts[ref] = receipt_fut
+        if step.ack != "none":
+            self._acks[ref] = ack_fut
+        try:
+            callback = None
+            if self.config.callback_base_url:
+                path = "callbacks/voice" if channel == "voice" else f"ack/{ref}"
+                callback = f"{self.config.callback_base_url}/api/v1/{path}"
+            result = await carrier.send(Message(ref, channel, to, text_for(step, r), step.ack,
+                                                callback))
+            outcome_of_send = ("accepted" if result.accepted else
+                               "throttled" if result.throttled else "refused")
+            self.stats.count_send(channel, carrier.name, outcome_of_send)
+            if self.metrics is not None:
+                self.metrics.messages_sent.inc(channel=channel, carrier=carrier.name,
+                                               result=outcome_of_send)
+            if not result.accepted:
+                buffer.add(self._outcome(batch, r, channel, "failed", step_no, attempt,
+                                         carrier=carrier.name, reference=ref,
+                                         detail=result.error))
+                return ("failed" if result.retryable else "fallback"), result.error
+            try:
+                receipt = await asyncio.wait_for(receipt_fut, self.config.receipt_timeout_s)
+            except TimeoutError:
+                buffer.add(self._outcome(batch, r, channel, "failed", step_no, attempt,
+                                         carrier=carrier.name, reference=ref,
+                                         detail="no delivery receipt"))
+                return "failed", "no delivery receipt"
+            if receipt.state != "delivered":
+                buffer.add(self._outcome(batch, r, channel, "failed", step_no, attempt,
+                                         carrier=carrier.name, reference=ref,
+                                         detail=receipt.detail, msg_id=receipt.carrier_message_id))
+                return "failed", receipt.detail
+            if step.ack == "none":
+                buffer.add(self._outcome(batch, r, channel, "delivered", step_no, attempt,
+                                         final=True, carrier=carrier.name, reference=ref,
+                                         msg_id=receipt.carrier_message_id))
+                return "delivered", None
+            try:
+                ack = await asyncio.wait_for(ack_fut, step.ack_timeout_s)
+            except TimeoutError:
+                buffer.add(self._outcome(batch, r, channel, "delivered", step_no, attempt,
+                                         carrier=carrier.name, reference=ref,
+                                         detail="delivered, not acknowledged",
+                                         msg_id=receipt.carrier_message_id))
+                return "fallback", "delivered but not acknowledged"
+            buffer.add(self._outcome(batch, r, channel, "acknowledged", step_no, attempt,
+                                     final=True, carrier=carrier.name, reference=ref,
+                                     detail=f"acknowledged by {ack.via}",
+                                     msg_id=receipt.carrier_message_id))
+            return "acknowledged", None
+        finally:
+            self._receipts.pop(ref, None)
+            self._acks.pop(ref, None)
+
+    def _outcome(self, batch: ClaimedBatch, r: Recipient, channel: Channel, state: AttemptState,
+                 step: int, attempt: int, *, final: bool = False, carrier: str = "",
+                 reference: str, detail: str | None = None,
+                 msg_id: str | None = None) -> Outcome:
+        return Outcome(recipient_id=r.id, channel=channel, carrier=carrier, reference=reference,
+                       state=state, step=step, attempt=attempt, final=final,
+                       site=self.config.site, carrier_message_id=msg_id, detail=detail)
+
+    def _count_fencing(self) -> None:
+        self.stats.fencing_rejections += 1
+        if self.metrics is not None:
+            self.metrics.fencing_rejections.inc()
+
+    def _extra(self, campaign: int | None = None) -> dict[str, object]:
+        return {"node": self.config.node, "site": self.config.site, "campaign": campaign}

@@ -1,0 +1,126 @@
+"""``python -m nodes.main --config node.yml``: one alert node, API and dispatcher in one process.
+
+Start: JSON logging, the campaign store (migrations applied under an advisory lock, one node at a
+time; retried while PostgreSQL is away), the carrier adapters of the node's site, the dispatcher,
+then the API. Stop: the first SIGTERM/SIGINT drains (no new claims, running batches finish until
+the drain deadline, then are released), a second one stops at once; buffered outcomes are always
+flushed before the store closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from nodes.api.app import create_app
+from nodes.carriers.base import CarrierAdapter
+from nodes.carriers.smpp import SmppAdapter
+from nodes.carriers.smtp import SmtpAdapter
+from nodes.carriers.voice import VoiceAdapter
+from nodes.config import NodeConfig, NodeConfigError, load_node_config
+from nodes.dispatcher import Dispatcher, DispatcherConfig, StopMode
+from nodes.logs import configure_logging
+from nodes.metrics import Metrics
+from replication.store import PgCampaignStore
+from replication.store_api import Channel
+
+log = logging.getLogger("tenir.node")
+
+
+def build_carriers(cfg: NodeConfig) -> dict[Channel, CarrierAdapter]:
+    c = cfg.carriers
+    return {
+        "sms": SmppAdapter(host=c.host, port=c.smpp_port, system_id=c.smpp_system_id,
+                           password=c.smpp_password, name=f"smpp-{cfg.site}", window=c.window,
+                           rate_per_s=c.rate_per_s),
+        "email": SmtpAdapter(host=c.host, port=c.smtp_port, sender=f"alerte@{cfg.site}.invalid",
+                             name=f"smtp-{cfg.site}", window=max(4, c.window // 8),
+                             rate_per_s=c.rate_per_s),
+        "voice": VoiceAdapter(base_url=f"http://{c.host}:{c.voice_port}", name=f"voice-{cfg.site}",
+                              callback_url=f"{cfg.public_url}/api/v1/callbacks/voice",
+                              window=c.window, rate_per_s=c.rate_per_s),
+    }
+
+
+async def open_store(cfg: NodeConfig, deadline_s: float = 120.0) -> PgCampaignStore:
+    """Open the store, retrying while PostgreSQL is unreachable (a failover under way)."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + deadline_s
+    while True:
+        try:
+            return await PgCampaignStore.open(cfg.dsn, apply_migrations=True,
+                                              max_size=cfg.max_batches + 6, connect_s=15.0)
+        except Exception as exc:
+            if loop.time() >= until:
+                raise
+            log.warning("campaign store not reachable yet: %s", exc)
+            await asyncio.sleep(1.0)
+
+
+async def serve(cfg: NodeConfig) -> int:
+    metrics = Metrics()
+    store = await open_store(cfg)
+    carriers = build_carriers(cfg)
+    dispatcher = Dispatcher(
+        store, carriers,
+        DispatcherConfig(node=cfg.node, site=cfg.site, lease_s=cfg.lease_s,
+                         max_batches=cfg.max_batches, drain_deadline_s=cfg.drain_deadline_s,
+                         receipt_timeout_s=cfg.receipt_timeout_s,
+                         callback_base_url=cfg.public_url),
+        metrics=metrics,
+    )
+    for adapter in carriers.values():
+        await adapter.start(dispatcher.on_receipt, dispatcher.on_ack)
+    app = create_app(store, node=cfg.node, site=cfg.site, tokens=cfg.tokens,  # type: ignore[arg-type]
+                     metrics=metrics, on_ack=dispatcher.on_ack, on_receipt=dispatcher.on_receipt)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, cfg.listen_host, cfg.listen_port).start()
+    log.info("node %s of site %s serving on %s:%d", cfg.node, cfg.site, cfg.listen_host,
+             cfg.listen_port)
+
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        mode: StopMode = "drain" if signals == 1 else "now"
+        log.info("stopping (%s)", mode)
+        dispatcher.request_stop(mode)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        await dispatcher.run()
+    finally:
+        await runner.cleanup()
+        for adapter in carriers.values():
+            with contextlib.suppress(Exception):
+                await adapter.close()
+        await store.close()
+    log.info("node %s stopped", cfg.node)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tenir-node", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="node configuration (YAML)")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_node_config(args.config)
+    except NodeConfigError as exc:
+        print(f"tenir-node: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(cfg.node, cfg.site, cfg.log_level)
+    return asyncio.run(serve(cfg))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

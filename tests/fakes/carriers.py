@@ -1,0 +1,62 @@
+"""A scripted in-memory carrier implementing the CarrierAdapter contract, for unit tests only."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from nodes.carriers.base import Ack, AckSink, Message, Receipt, ReceiptSink, SendResult
+from replication.store_api import Channel
+
+
+@dataclass
+class Script:
+    """What the fake carrier does with a message (decided per message by ``decide``)."""
+
+    accept: bool = True
+    retryable: bool = False
+    receipt: str | None = "delivered"  # None: never send a receipt
+    ack: bool = False
+    delay_s: float = 0.0
+
+
+@dataclass
+class FakeCarrier:
+    name: str
+    channel: Channel
+    decide: Callable[[Message], Script] = field(default=lambda m: Script())
+    sent: list[Message] = field(default_factory=list)
+    _receipt: ReceiptSink | None = None
+    _ack: AckSink | None = None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def start(self, on_receipt: ReceiptSink, on_ack: AckSink) -> None:
+        self._receipt, self._ack = on_receipt, on_ack
+
+    async def send(self, message: Message) -> SendResult:
+        self.sent.append(message)
+        script = self.decide(message)
+        if not script.accept:
+            return SendResult(False, error="refused by fake", retryable=script.retryable)
+        msg_id = f"{self.name}-{len(self.sent)}"
+        task = asyncio.create_task(self._later(message, script, msg_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return SendResult(True, carrier_message_id=msg_id)
+
+    async def _later(self, message: Message, script: Script, msg_id: str) -> None:
+        await asyncio.sleep(script.delay_s)
+        if script.receipt is not None and self._receipt is not None:
+            state = "delivered" if script.receipt == "delivered" else "failed"
+            await self._receipt(Receipt(message.reference, msg_id, state))
+        if script.ack and self._ack is not None:
+            await self._ack(Ack(message.reference, message.ack))
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def references(self) -> list[str]:
+        return [m.reference for m in self.sent]

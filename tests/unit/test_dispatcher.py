@@ -1,0 +1,205 @@
+"""The dispatcher against the in-memory store and scripted carriers: scenario steps, retries,
+fallback, acknowledgements, fencing, drain and self-fencing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from nodes.carriers.base import Message
+from nodes.dispatcher import Dispatcher, DispatcherConfig
+from replication.store_api import ChannelStep, ScenarioIn
+from tests.fakes.carriers import FakeCarrier, Script
+from tests.fakes.memory_store import MemoryStore
+
+pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
+
+SMS = ChannelStep("sms", {"fr": "Alerte pour {name}", "en": "Alert for {name}"}, retries=0)
+EMAIL = ChannelStep("email", {"fr": "Alerte"}, retries=0)
+VOICE_ACK = ChannelStep("voice", {"fr": "Appuyez sur 1"}, retries=0, ack="dtmf",
+                        ack_timeout_s=0.3)
+
+
+def recipient_of(m: Message) -> int:
+    return int(m.reference.split(":")[1])
+
+
+async def run_until_done(store: MemoryStore, campaign: int, *dispatchers: Dispatcher,
+                         timeout: float = 10.0) -> None:
+    tasks = [asyncio.create_task(d.run()) for d in dispatchers]
+    try:
+        async with asyncio.timeout(timeout):
+            while (await store.campaign_summary(campaign)).pending:
+                await asyncio.sleep(0.02)
+    finally:
+        for d in dispatchers:
+            d.request_stop("drain")
+        await asyncio.gather(*tasks)
+
+
+def dispatcher(store: MemoryStore, node: str, *carriers: FakeCarrier,
+               **config: float) -> Dispatcher:
+    d = Dispatcher(store, {c.channel: c for c in carriers},
+                   DispatcherConfig(node=node, site=node.split("-")[0], idle_poll_s=0.01,
+                                    lease_s=5.0, **config))  # type: ignore[arg-type]
+    return d
+
+
+async def start(d: Dispatcher, *carriers: FakeCarrier) -> None:
+    for c in carriers:
+        await c.start(d.on_receipt, d.on_ack)
+
+
+async def test_every_recipient_gets_one_final_outcome_and_each_reference_is_sent_once() -> None:
+    store = MemoryStore()
+    await store.create_scenario(ScenarioIn("sms-only", (SMS,)))
+    campaign = await store.launch_campaign("sms-only", "op", population=250, batch_size=40)
+    sms = FakeCarrier("sms-paris", "sms")
+    d = dispatcher(store, "paris-node1", sms)
+    await start(d, sms)
+    await run_until_done(store, campaign, d)
+    summary = await store.campaign_summary(campaign)
+    assert (summary.delivered, summary.failed, summary.pending) == (250, 0, 0)
+    assert summary.state == "completed"
+    assert summary.by_site == {"paris": 250}
+    assert len(set(sms.references())) == len(sms.references()) == 250
+    assert sms.sent[0].text.startswith("Alerte pour ")
+
+
+async def test_sms_failure_falls_back_to_email() -> None:
+    store = MemoryStore()
+    await store.create_scenario(ScenarioIn("sms-then-email", (SMS, EMAIL)))
+    campaign = await store.launch_campaign("sms-then-email", "op", population=60, batch_size=25)
+    sms = FakeCarrier("sms", "sms", decide=lambda m: Script(
+        receipt="failed" if recipient_of(m) % 2 else "delivered"))
+    email = FakeCarrier("mail", "email")
+    d = dispatcher(store, "paris-node1", sms, email)
+    await start(d, sms, email)
+    await run_until_done(store, campaign, d)
+    odd = {recipient_of(m) for m in sms.sent if recipient_of(m) % 2}
+    assert odd and {recipient_of(m) for m in email.sent} == odd
+    outcomes = await store.recipient_outcomes(campaign, limit=100)
+    by_channel = Counter(o.channel for o in outcomes)
+    assert by_channel == {"sms": 60 - len(odd), "email": len(odd)}
+    assert all(o.state == "delivered" for o in outcomes)
+
+
+async def test_retryable_refusal_is_retried_with_a_new_attempt_reference() -> None:
+    store = MemoryStore()
+    step = ChannelStep("sms", {"fr": "x"}, retries=2, retry_interval_s=0.01)
+    await store.create_scenario(ScenarioIn("retry", (step,)))
+    campaign = await store.launch_campaign("retry", "op", population=5, batch_size=5)
+    seen: Counter[int] = Counter()
+
+    def decide(m: Message) -> Script:
+        seen[recipient_of(m)] += 1
+        return Script(accept=seen[recipient_of(m)] > 1, retryable=True)
+
+    sms = FakeCarrier("sms", "sms", decide=decide)
+    d = dispatcher(store, "paris-node1", sms)
+    await start(d, sms)
+    await run_until_done(store, campaign, d)
+    assert (await store.campaign_summary(campaign)).delivered == 5
+    assert all(n == 2 for n in seen.values())
+    assert sorted({m.reference.rsplit(":", 1)[1] for m in sms.sent}) == ["0.0", "0.1"]
+
+
+async def test_voice_acknowledgement_is_final_and_silence_falls_back() -> None:
+    store = MemoryStore()
+    await store.create_scenario(ScenarioIn("oncall", (VOICE_ACK, SMS)))
+    campaign = await store.launch_campaign("oncall", "op", population=10, batch_size=10)
+    voice = FakeCarrier("voice", "voice", decide=lambda m: Script(ack=recipient_of(m) % 2 == 0))
+    sms = FakeCarrier("sms", "sms")
+    d = dispatcher(store, "paris-node1", voice, sms)
+    await start(d, voice, sms)
+    await run_until_done(store, campaign, d)
+    summary = await store.campaign_summary(campaign)
+    assert summary.acknowledged == 5 and summary.delivered == 5
+    assert {recipient_of(m) for m in sms.sent} == {
+        recipient_of(m) for m in voice.sent if recipient_of(m) % 2}
+
+
+async def test_missing_address_channel_is_skipped_to_the_next() -> None:
+    store = MemoryStore()
+    await store.create_scenario(ScenarioIn("email-first", (EMAIL, SMS)))
+    campaign = await store.launch_campaign("email-first", "op", population=3, batch_size=3)
+    sms = FakeCarrier("sms", "sms")
+    d = dispatcher(store, "paris-node1", sms)  # no e-mail carrier on this node
+    await start(d, sms)
+    await run_until_done(store, campaign, d)
+    assert (await store.campaign_summary(campaign)).delivered == 3
+    assert len(sms.sent) == 3
+
+
+async def test_a_node_whose_batch_was_reassigned_has_its_writes_refused() -> None:
+    store = MemoryStore()
+    await store.create_scenario(ScenarioIn("sms-only", (SMS,)))
+    campaign = await store.launch_campaign("sms-only", "op", population=20, batch_size=20)
+    slow = FakeCarrier("sms-slow", "sms", decide=lambda m: Script(delay_s=0.5))
+    old = dispatcher(store, "paris-node1", slow)
+    await start(old, slow)
+    task = asyncio.create_task(old.run())
+    async with asyncio.timeout(5):
+        while len(slow.sent) < 20:
+            await asyncio.sleep(0.01)
+    # The watchdog declares paris-node1 dead and marseille-node1 takes the batch over.
+    assert await store.reassign_batches("paris-node1") == 1
+    fast = FakeCarrier("sms-fast", "sms")
+    new = dispatcher(store, "marseille-node1", fast)
+    await start(new, fast)
+    await run_until_done(store, campaign, new)
+    old.request_stop("drain")
+    await task
+    assert old.stats.fencing_rejections >= 1
+    assert await store.fencing_rejections() >= 1
+    summary = await store.campaign_summary(campaign)
+    assert summary.by_site == {"marseille": 20}
+    # The successor resent the same attempts: same references, so a deduplicating carrier
+    # delivers each once.
+    assert sorted(fast.references()) == sorted(slow.references())
+
+
+async def test_drain_releases_unfinished_batches_for_another_node() -> None:
+    store = MemoryStore()
+    await store.create_scenario(ScenarioIn("sms-only", (SMS,)))
+    campaign = await store.launch_campaign("sms-only", "op", population=30, batch_size=10)
+    never = FakeCarrier("sms-mute", "sms", decide=lambda m: Script(receipt=None))
+    first = dispatcher(store, "paris-node1", never, drain_deadline_s=0.2,
+                       receipt_timeout_s=30.0)
+    await start(first, never)
+    task = asyncio.create_task(first.run())
+    async with asyncio.timeout(5):
+        while not never.sent:
+            await asyncio.sleep(0.01)
+    first.request_stop("drain")
+    async with asyncio.timeout(5):
+        await task
+    assert first.running_batches == 0
+    assert first.stats.batches_released >= 1
+    assert (await store.campaign_summary(campaign)).pending == 30
+    sms = FakeCarrier("sms", "sms")
+    second = dispatcher(store, "marseille-node1", sms)
+    await start(second, sms)
+    await run_until_done(store, campaign, second)
+    assert (await store.campaign_summary(campaign)).delivered == 30
+
+
+async def test_closed_gate_sends_nothing() -> None:
+    class Closed:
+        def may_dispatch(self) -> bool:
+            return False
+
+    store = MemoryStore()
+    await store.create_scenario(ScenarioIn("sms-only", (SMS,)))
+    campaign = await store.launch_campaign("sms-only", "op", population=5, batch_size=5)
+    sms = FakeCarrier("sms", "sms")
+    d = Dispatcher(store, {"sms": sms}, DispatcherConfig("paris-node1", "paris",
+                                                         idle_poll_s=0.01), gate=Closed())
+    task = asyncio.create_task(d.run())
+    await asyncio.sleep(0.2)
+    d.request_stop("now")
+    await task
+    assert sms.sent == []
+    assert (await store.campaign_summary(campaign)).pending == 5
