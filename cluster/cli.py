@@ -106,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
 
+    from cluster.campaign_cli import add_parsers
+
+    add_parsers(sub)
+
     demo = sub.add_parser("demo", help="lab up, lose the primary's site, watch the takeover")
     demo.set_defaults(func=cmd_demo)
     return parser
@@ -114,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if hasattr(args, "func_topo"):
+            return int(args.func_topo(args, _inventory(args)))
         return int(args.func(args))
     except TopologyError as exc:
         print(f"tenir: invalid inventory: {exc}", file=sys.stderr)
@@ -122,9 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:
         from cluster.lab.lab import LabError
+        from cluster.node_api import ApiError
         from cluster.wait import WaitTimeout
 
-        if isinstance(exc, LabError | WaitTimeout):
+        if isinstance(exc, LabError | WaitTimeout | ApiError):
             print(f"tenir: {exc}", file=sys.stderr)
             return 1
         raise

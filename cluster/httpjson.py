@@ -23,6 +23,7 @@ def request_json(
     *,
     timeout: float = 2.0,
     auth: tuple[str, str] | None = None,
+    bearer: str | None = None,
     accept_status: tuple[int, ...] = (200,),
 ) -> tuple[int, Any]:
     """Send ``body`` as JSON and decode the JSON answer. Returns (status, data).
@@ -36,6 +37,8 @@ def request_json(
     if auth is not None:
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         req.add_header("Authorization", f"Basic {token}")
+    if bearer is not None:
+        req.add_header("Authorization", f"Bearer {bearer}")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
             status = int(resp.status)

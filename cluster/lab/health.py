@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cluster.etcd_probe import has_quorum, probe_members
+from cluster.httpjson import HttpError, request_json
 from cluster.settings import int_setting
 from cluster.topology import Host, Topology
 from cluster.wait import wait_for
@@ -78,3 +79,40 @@ def wait_haproxy_routes_to(topo: Topology, primary: str, timeout: float,
         return all(v == [primary] for v in seen.values()), None, str(seen)
 
     wait_for(f"every HAProxy to route only to {primary}", probe, timeout)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        status, _ = request_json("GET", url, timeout=1.0, accept_status=(200, 503))
+    except HttpError:
+        return False
+    return status == 200
+
+
+def node_url(topo: Topology, host: Host) -> str:
+    return f"http://{host.address}:{int_setting(topo, host, 'tenir_node', 'tenir_node_port')}"
+
+
+def carriers_control_url(topo: Topology, host: Host) -> str:
+    port = int_setting(topo, host, "carrier_sim", "carrier_sim_control_port")
+    return f"http://{host.address}:{port}"
+
+
+def wait_nodes(topo: Topology, timeout: float) -> None:
+    hosts = topo.hosts_running("alert_nodes")
+
+    def probe() -> tuple[bool, None, str]:
+        ready = {h.name: _http_ok(f"{node_url(topo, h)}/readyz") for h in hosts}
+        return all(ready.values()), None, str(ready)
+
+    wait_for("every alert node ready", probe, timeout)
+
+
+def wait_carriers(topo: Topology, timeout: float) -> None:
+    hosts = topo.hosts_running("carriers")
+
+    def probe() -> tuple[bool, None, str]:
+        ready = {h.name: _http_ok(f"{carriers_control_url(topo, h)}/healthz") for h in hosts}
+        return all(ready.values()), None, str(ready)
+
+    wait_for("every carrier simulator up", probe, timeout)

@@ -20,12 +20,20 @@ from typing import Any
 
 from cluster.lab import health, netns, procs
 from cluster.lab.layout import LabState, Layout, lab_dir, patroni_bin
-from cluster.lab.services import SERVICE_ORDER, ServiceSpec, specs_for, write_config
+from cluster.lab.seed import seed_lab
+from cluster.lab.services import (
+    SERVICE_OF_GROUP,
+    SERVICE_ORDER,
+    ServiceSpec,
+    specs_for,
+    write_config,
+)
 from cluster.settings import int_setting
 from cluster.topology import Host, Topology
 from replication.appdb import dsn, ensure_app_database
 
 Say = Callable[[str], None]
+GROUP_OF_SERVICE = {service: group for group, service in SERVICE_OF_GROUP.items()}
 REQUIRED_BINARIES = ("ip", "etcd", "haproxy", "setpriv", "/usr/lib/postgresql/15/bin/postgres")
 
 
@@ -146,6 +154,13 @@ class Lab:
         health.wait_haproxy_routes_to(self.topo, view.primary, remaining())
         self._ensure_timings(secrets)
         self._ensure_app_database(view.primary, secrets)
+        for service in ("carriers", "node"):
+            for spec in specs:
+                if spec.service == service and (spec.host.name, service) not in running:
+                    self._start(spec, state)
+        health.wait_carriers(self.topo, remaining())
+        health.wait_nodes(self.topo, remaining())
+        seed_lab(self.topo, secrets)
         self.say(f"lab healthy in {time.monotonic() - started:.1f} s; PostgreSQL primary: "
                  f"{view.primary}, synchronous standby: {view.sync_standby}")
         return self.status()
@@ -180,7 +195,8 @@ class Lab:
         log = self.layout.log(spec.host.name, spec.service)
         if spec.service == "patroni":
             self._reap_postmaster(spec.host)
-        pid = procs.spawn(spec.argv, log, cwd=self.layout.host_dir(spec.host.name))
+        pid = procs.spawn(spec.argv, log, cwd=self.layout.host_dir(spec.host.name),
+                          env=spec.environment())
         start_time = procs.start_time_of(pid) or 0
         state.records = [r for r in state.records
                          if not (r.host == spec.host.name and r.service == spec.service)]
@@ -264,7 +280,7 @@ class Lab:
             ns = netns.namespace_name(host.name)
             services = []
             for service in SERVICE_ORDER:
-                group = {"patroni": "postgres"}.get(service, service)
+                group = GROUP_OF_SERVICE[service]
                 if not host.runs(group):
                     continue
                 rec = next((r for r in state.records

@@ -96,10 +96,12 @@ class Layout:
         """The lab's secrets; any that is missing is generated (existing ones are kept, since
         running servers use them)."""
         data = self.load_secrets() or {}
-        missing = [k for k in SECRET_NAMES if not data.get(k)]
+        missing = [k for k in SECRET_NAMES if not data.get(k)
+                   or (k == "smpp" and len(data[k]) > 8)]
         if not missing:
             return data
-        data.update({k: secrets.token_urlsafe(24) for k in missing})
+        # SMPP 3.4 limits a password to 8 characters: 6 random bytes encode to 8.
+        data.update({k: secrets.token_urlsafe(6 if k == "smpp" else 24) for k in missing})
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:

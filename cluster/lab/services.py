@@ -4,7 +4,9 @@ rendered from the Ansible roles' templates with values derived from the topology
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,10 +16,13 @@ from cluster.lab.netns import namespace_name
 from cluster.render import render
 from cluster.settings import int_setting, setting
 from cluster.topology import Host, Topology
+from replication.appdb import APP_DB, APP_USER, dsn
 
 # Start order; lab down stops in the reverse order.
-SERVICE_ORDER = ("etcd", "patroni", "haproxy")
-SERVICE_OF_GROUP = {"etcd": "etcd", "postgres": "patroni", "haproxy": "haproxy"}
+SERVICE_ORDER = ("etcd", "patroni", "haproxy", "carriers", "node")
+# Inventory group -> the lab service that implements it.
+SERVICE_OF_GROUP = {"etcd": "etcd", "postgres": "patroni", "haproxy": "haproxy",
+                    "carriers": "carriers", "alert_nodes": "node"}
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,17 @@ class ServiceSpec:
     config_owner: str | None = None
     config_mode: int = 0o644
     validate: list[str] | None = None
+    env_file: bool = False  # the config is KEY=VALUE lines handed to the process's environment
+
+    def environment(self) -> dict[str, str] | None:
+        if not self.env_file:
+            return None
+        env = dict(os.environ)
+        for line in self.config_text.splitlines():
+            key, sep, value = line.partition("=")
+            if sep:
+                env[key.strip()] = value
+        return env
 
     @property
     def config_sha(self) -> str:
@@ -110,6 +126,58 @@ def haproxy_spec(topo: Topology, host: Host, layout: Layout) -> ServiceSpec:
                        config, text, validate=["haproxy", "-c", "-q", "-f"])
 
 
+def site_carriers(topo: Topology, site: str) -> Host:
+    return next(h for h in topo.hosts_running("carriers") if h.site == site)
+
+
+def carriers_spec(topo: Topology, host: Host, layout: Layout,
+                  secrets: dict[str, str]) -> ServiceSpec:
+    def port(name: str) -> str:
+        return str(int_setting(topo, host, "carrier_sim", f"carrier_sim_{name}"))
+
+    argv = [sys.executable, "-m", "nodes.carriers.sim", "--site", host.site,
+            "--host", str(host.address), "--smpp-port", port("smpp_port"),
+            "--smtp-port", port("smtp_port"), "--voice-port", port("voice_port"),
+            "--control-port", port("control_port"),
+            "--receipt-delay-ms", port("receipt_delay_ms")]
+    if setting(topo, host, "carrier_sim", "carrier_sim_dedup"):
+        argv.append("--dedup")
+    # The simulator takes its settings on the command line; the SMPP password comes from the
+    # environment so that it never shows in a process listing.
+    config = layout.config(host.name, "carriers.env")
+    argv += ["--system-id", str(setting(topo, host, "carrier_sim", "carrier_sim_smpp_system_id"))]
+    text = f"TENIR_SIM_SMPP_PASSWORD={secrets['smpp']}\n"
+    return ServiceSpec(host, "carriers", _in_namespace(host, argv), config, text,
+                       config_mode=0o600, env_file=True)
+
+
+def node_spec(topo: Topology, host: Host, layout: Layout, secrets: dict[str, str]) -> ServiceSpec:
+    haproxy = next(h for h in topo.hosts_running("haproxy") if h.site == host.site)
+    carriers = site_carriers(topo, host.site)
+    pg_port = int_setting(topo, haproxy, "haproxy", "haproxy_primary_port")
+    text = render("tenir_node", "node.yml.j2", {
+        **_inventory_values(topo, host, "tenir_node"),
+        "tenir_node_name": host.name,
+        "tenir_node_site": host.site,
+        "tenir_node_address": str(host.address),
+        "tenir_node_dsn": dsn(str(haproxy.address), pg_port, APP_USER, secrets["app"], APP_DB),
+        "tenir_node_token_operator": secrets["token_operator"],
+        "tenir_node_token_oncall": secrets["token_oncall"],
+        "tenir_node_token_auditor": secrets["token_auditor"],
+        "tenir_node_carriers_host": str(carriers.address),
+        "tenir_node_smpp_port": int_setting(topo, carriers, "carrier_sim", "carrier_sim_smpp_port"),
+        "tenir_node_smpp_system_id": setting(topo, carriers, "carrier_sim",
+                                             "carrier_sim_smpp_system_id"),
+        "tenir_node_smpp_password": secrets["smpp"],
+        "tenir_node_smtp_port": int_setting(topo, carriers, "carrier_sim", "carrier_sim_smtp_port"),
+        "tenir_node_voice_port": int_setting(topo, carriers, "carrier_sim",
+                                             "carrier_sim_voice_port"),
+    })
+    config = layout.config(host.name, "node.yml")
+    argv = _in_namespace(host, [sys.executable, "-m", "nodes.main", "--config", str(config)])
+    return ServiceSpec(host, "node", argv, config, text, config_mode=0o600)
+
+
 def specs_for(topo: Topology, layout: Layout, secrets: dict[str, str]) -> list[ServiceSpec]:
     out: list[ServiceSpec] = []
     for service in SERVICE_ORDER:
@@ -120,6 +188,10 @@ def specs_for(topo: Topology, layout: Layout, secrets: dict[str, str]) -> list[S
                 out.append(patroni_spec(topo, host, layout, secrets))
             elif service == "haproxy" and host.runs("haproxy"):
                 out.append(haproxy_spec(topo, host, layout))
+            elif service == "carriers" and host.runs("carriers"):
+                out.append(carriers_spec(topo, host, layout, secrets))
+            elif service == "node" and host.runs("alert_nodes"):
+                out.append(node_spec(topo, host, layout, secrets))
     return out
 
 

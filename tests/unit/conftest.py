@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from cluster.lab.layout import SECRET_NAMES
 from cluster.topology import Topology, load_topology
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -38,5 +39,5 @@ def lab_secrets() -> dict[str, str]:
     """Distinctive secret values, easy to spot if they leak where they must not."""
     return {
         name: f"s3cret-{name}-Zq8vTn"
-        for name in ("superuser", "replication", "rewind", "restapi", "app")
+        for name in SECRET_NAMES
     }

@@ -254,6 +254,9 @@ def test_specs_cover_every_service(lab_specs: list[ServiceSpec]) -> None:
         ("etcd", "paris-db"), ("etcd", "marseille-db"), ("etcd", "witness-etcd"),
         ("patroni", "paris-db"), ("patroni", "marseille-db"),
         ("haproxy", "paris-db"), ("haproxy", "marseille-db"),
+        ("carriers", "paris-carriers"), ("carriers", "marseille-carriers"),
+        ("node", "paris-node1"), ("node", "paris-node2"),
+        ("node", "marseille-node1"), ("node", "marseille-node2"),
     ]
 
 
@@ -264,7 +267,8 @@ def test_specs_write_nothing(lab_specs: list[ServiceSpec], tmp_path: Path) -> No
 def test_spec_configs_live_in_the_host_dir(lab_specs: list[ServiceSpec], tmp_path: Path) -> None:
     for spec in lab_specs:
         assert spec.config.parent == tmp_path / "hosts" / spec.host.name
-        assert str(spec.config) in spec.argv
+        # A config is either named on the command line or handed over as the environment.
+        assert (str(spec.config) in spec.argv) != spec.env_file
 
 
 def test_patroni_config_is_private_to_postgres(lab_specs: list[ServiceSpec]) -> None:
@@ -277,6 +281,8 @@ def test_patroni_config_is_private_to_postgres(lab_specs: list[ServiceSpec]) -> 
         if spec.service != "patroni":
             assert spec.config_owner is None
             assert not spec.config_mode & 0o022
+        if spec.service in ("node", "carriers"):  # they hold secrets too
+            assert spec.config_mode == 0o600
 
 
 def test_no_secret_in_any_argv(lab_specs: list[ServiceSpec], lab_secrets: dict[str, str]) -> None:
@@ -286,14 +292,16 @@ def test_no_secret_in_any_argv(lab_specs: list[ServiceSpec], lab_secrets: dict[s
             assert secret not in command_line, f"{name} secret in {spec.service} argv"
 
 
-def test_secrets_only_in_patroni_configs(lab_specs: list[ServiceSpec],
+def test_secrets_only_where_they_are_used(lab_specs: list[ServiceSpec],
                                          lab_secrets: dict[str, str]) -> None:
     for spec in lab_specs:
         leaked = [name for name, secret in lab_secrets.items() if secret in spec.config_text]
-        if spec.service == "patroni":
-            assert sorted(leaked) == ["replication", "restapi", "rewind", "superuser"]
-        else:
-            assert leaked == []
+        expected = {
+            "patroni": ["replication", "restapi", "rewind", "superuser"],
+            "carriers": ["smpp"],
+            "node": ["app", "smpp", "token_auditor", "token_oncall", "token_operator"],
+        }.get(spec.service, [])
+        assert sorted(leaked) == expected, spec.service
 
 
 def test_lab_etcd_configs(lab_specs: list[ServiceSpec], tmp_path: Path) -> None:

@@ -1,0 +1,52 @@
+"""A client of the alert nodes' REST API for the CLI: it talks to the first node that answers,
+so an operator's command works whichever site is down."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from cluster.httpjson import HttpError, request_json
+from cluster.lab.health import node_url
+from cluster.lab.layout import Layout, lab_dir
+from cluster.topology import Topology
+
+
+class ApiError(RuntimeError):
+    pass
+
+
+def operator_token(role: str = "operator") -> str:
+    """``$TENIR_TOKEN``, else the lab's token for ``role``."""
+    token = os.environ.get("TENIR_TOKEN")
+    if token:
+        return token
+    secrets = Layout(lab_dir()).load_secrets() or {}
+    token = secrets.get(f"token_{role}")
+    if not token:
+        raise ApiError("no API token: set TENIR_TOKEN (the lab's tokens exist once it is up)")
+    return token
+
+
+class NodeApi:
+    def __init__(self, topo: Topology, token: str, timeout: float = 10.0) -> None:
+        self.bases = [node_url(topo, h) for h in topo.hosts_running("alert_nodes")]
+        if not self.bases:
+            raise ApiError(f"{topo.source}: no alert node in the inventory")
+        self.token = token
+        self.timeout = timeout
+
+    def call(self, method: str, path: str, body: Any = None,
+             accept: tuple[int, ...] = (200, 201)) -> Any:
+        errors = []
+        for base in self.bases:
+            try:
+                _, data = request_json(method, f"{base}/api/v1{path}", body,
+                                       timeout=self.timeout, bearer=self.token,
+                                       accept_status=accept)
+                return data
+            except HttpError as exc:
+                if exc.status is not None:  # the node answered: its answer is the answer
+                    raise ApiError(f"{method} {path}: {exc.status} {exc}") from exc
+                errors.append(str(exc))
+        raise ApiError(f"no alert node answered: {'; '.join(errors)}")
