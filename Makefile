@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST := $(BIN)/pytest
 
-.PHONY: install demo test test-quick test-lab lint typecheck lab-up lab-down bench-failover lock clean
+.PHONY: install demo test test-quick test-lab lint typecheck lab-up lab-down bench-failover bench-throughput lock clean
 
 install:  ## Debian packages, the Patroni venv and the project venv (idempotent)
 	./scripts/install-debian.sh
@@ -36,6 +36,9 @@ lab-down: install
 
 bench-failover: install  ## PostgreSQL failover time, Patroni defaults vs the lab's timings
 	$(BIN)/python bench/pg_failover.py
+
+bench-throughput: install  ## campaign throughput, 10k / 100k / 1M recipients
+	$(BIN)/python bench/campaign_throughput.py
 
 lock:  ## re-resolve the pinned dependencies of the project venv
 	{ echo "# Pinned dependencies of the project venv (.venv). Regenerate: make lock"; $(BIN)/pip freeze --exclude-editable | grep -v "^tenir"; } > requirements/lock.txt

@@ -28,7 +28,7 @@ def _print_hosts(hosts: list[Any]) -> None:
     for h in hosts:
         svc = ", ".join(f"{s.name} {'pid ' + str(s.pid) if s.running else 'DOWN'}"
                         for s in h.services)
-        print(f"  {h.site:<10} {h.name:<14} {h.namespace:<20} {h.address:<13} {svc}")
+        print(f"  {h.site:<10} {h.name:<19} {h.namespace:<25} {h.address:<12} {svc}")
 
 
 def cmd_lab(args: argparse.Namespace) -> int:

@@ -1,13 +1,17 @@
-"""``make demo``: the lab comes up, the site holding the PostgreSQL primary loses every process
+"""``make demo``: the lab comes up; a 20,000-recipient campaign (SMS, e-mail fallback) and an
+on-call campaign (voice with DTMF acknowledgement) run from both sites with a live progress bar
+and the carriers' tally; then the site holding the PostgreSQL primary loses every process
 mid-writes, the other site takes over, and the lost site is brought back as the standby."""
 
 from __future__ import annotations
 
 import time
 
+from cluster.campaign_cli import carriers_report, progress_line, wait_campaign
 from cluster.lab.access import app_dsn
 from cluster.lab.health import patroni_view
 from cluster.lab.lab import Lab
+from cluster.node_api import NodeApi, operator_token
 from cluster.status import gather, render_table
 from cluster.topology import Topology
 from failover.pg_takeover import measure_site_loss
@@ -23,9 +27,26 @@ def run_demo(topo: Topology) -> int:
           "one HAProxy per site")
     for h in lab.up():
         svc = ", ".join(f"{s.name}({s.pid})" for s in h.services)
-        print(f"    {h.site:<10} {h.name:<14} {h.address:<13} {svc}")
+        print(f"    {h.site:<10} {h.name:<19} {h.address:<12} {svc}")
     _step("cluster status")
     print(render_table(gather(topo)))
+
+    api = NodeApi(topo, operator_token())
+    _step("launching campaign 'demo' to 20,000 recipients (SMS, e-mail fallback) from any node")
+    created = api.call("POST", "/campaigns", {"scenario": "demo", "population": 20_000})
+    c = wait_campaign(api, int(created["id"]), 600, live=True)
+    print(f"    {progress_line(c)}")
+    _step("launching campaign 'astreinte' to the on-call group (voice, press 1 to acknowledge)")
+    created = api.call("POST", "/campaigns", {"scenario": "astreinte", "group": "astreinte"})
+    oncall = wait_campaign(api, int(created["id"]), 120, live=True)
+    print(f"    {progress_line(oncall)}")
+    _step("what the carriers of each site received (references deduplicated)")
+    for r in carriers_report(topo):
+        for channel in ("sms", "email", "voice"):
+            got = r.get("report", {}).get(channel, {})
+            print(f"    {r['site']:<10} {channel:<6} received {got.get('received', 0):>6}  "
+                  f"unique {got.get('unique_references', 0):>6}  "
+                  f"duplicates {got.get('duplicates', 0)}")
 
     view = patroni_view(topo)
     if view is None or view.primary is None:
@@ -35,7 +56,8 @@ def run_demo(topo: Topology) -> int:
     lost = topo.hosts[old_primary].site
     survivor = next(s.name for s in topo.datacenter_sites if s.name != lost)
     _step(f"writing through the {survivor} HAProxy, then killing EVERY process of site {lost} "
-          f"(SIGKILL: etcd, Patroni, PostgreSQL, HAProxy), which holds the primary {old_primary}")
+          f"(SIGKILL: etcd, Patroni, PostgreSQL, HAProxy, alert nodes, carriers), which holds the "
+          f"primary {old_primary}")
 
     def current_primary() -> str | None:
         v = patroni_view(topo)
@@ -57,7 +79,8 @@ def run_demo(topo: Topology) -> int:
     lab.up()
     _step("cluster status after the site came back")
     print(render_table(gather(topo)))
-    ok = result.seconds_to_write is not None and result.lost == 0
+    ok = (result.seconds_to_write is not None and result.lost == 0
+          and c["state"] == "completed" and oncall["state"] == "completed")
     _step("demo " + ("done: " if ok else "FAILED: ") + result.sentence())
     print("    the lab keeps running: try `.venv/bin/tenir status`; stop it with "
           "`.venv/bin/tenir lab down`")

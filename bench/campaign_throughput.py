@@ -1,0 +1,214 @@
+"""End-to-end campaign throughput in the lab: both sites dispatching, synchronous replication on.
+
+For each campaign size (default 10,000, 100,000 and 1,000,000 generated recipients of the `demo`
+scenario) it launches through a node's API and follows the campaign to completion, then reports
+alerts per hour, seconds to the first message (first attempt recorded minus launch) and to
+completion, and the CPU seconds and peak memory of each component. Beside each figure: the
+reference vendor's claim (410,000 alerts per hour on two sites) and the raw limit of the same lab,
+bulk row updates per second that PostgreSQL sustains through HAProxy with the same synchronous
+replication, measured in the same run. JSON results go to bench/results/.
+
+Usage (root, after `make install`): .venv/bin/python bench/campaign_throughput.py [--sizes ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from cluster.campaign_cli import carriers_report  # noqa: E402
+from cluster.httpjson import request_json  # noqa: E402
+from cluster.lab import netns  # noqa: E402
+from cluster.lab.access import app_dsn  # noqa: E402
+from cluster.lab.health import carriers_control_url, patroni_view  # noqa: E402
+from cluster.lab.lab import Lab  # noqa: E402
+from cluster.node_api import NodeApi, operator_token  # noqa: E402
+from cluster.topology import Topology, load_topology  # noqa: E402
+
+REFERENCE_PER_HOUR = 410_000
+CLK_TCK = 100
+
+
+def component_of(host: str, comm: str) -> str:
+    if host.endswith("-carriers"):
+        return "carrier simulators"
+    if "-node" in host:
+        return "alert nodes"
+    return {"postgres": "postgresql", "patroni": "patroni", "etcd": "etcd",
+            "haproxy": "haproxy"}.get(comm, comm)
+
+
+def sample(topo: Topology) -> dict[int, tuple[str, float, int]]:
+    """pid -> (component, cpu seconds, rss bytes) for every process inside the lab."""
+    out: dict[int, tuple[str, float, int]] = {}
+    for host in topo.hosts.values():
+        for pid in netns.namespace_pids(netns.namespace_name(host.name)):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                comm = stat[stat.index("(") + 1:stat.rindex(")")]
+                fields = stat[stat.rindex(")") + 2:].split()
+                cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
+                rss = int(fields[21]) * 4096
+            except (OSError, ValueError, IndexError):
+                continue
+            out[pid] = (component_of(host.name, comm), cpu, rss)
+    return out
+
+
+class Sampler(threading.Thread):
+    def __init__(self, topo: Topology) -> None:
+        super().__init__(daemon=True)
+        self.topo = topo
+        self.stop = threading.Event()
+        self.first = sample(topo)
+        self.last = self.first
+        self.peak: dict[str, int] = {}
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            self.last = sample(self.topo)
+            rss: dict[str, int] = {}
+            for comp, _, r in self.last.values():
+                rss[comp] = rss.get(comp, 0) + r
+            for comp, r in rss.items():
+                self.peak[comp] = max(self.peak.get(comp, 0), r)
+
+    def cpu(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for pid, (comp, cpu, _) in self.last.items():
+            before = self.first.get(pid)
+            out[comp] = out.get(comp, 0.0) + cpu - (before[1] if before else 0.0)
+        return {k: round(v, 1) for k, v in sorted(out.items())}
+
+
+def raw_update_limit(dsn: str, seconds: float = 10.0, rows: int = 200_000,
+                     chunk: int = 500) -> float:
+    """Bulk row updates per second (unnest, `chunk` rows per transaction) through HAProxy."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_raw")
+        conn.execute("CREATE TABLE bench_raw (id bigint PRIMARY KEY, state text, at timestamptz)"
+                     " WITH (fillfactor = 80)")
+        conn.execute("INSERT INTO bench_raw SELECT g, 'pending', NULL "
+                     "FROM generate_series(1, %s) g", (rows,))
+        done, start, next_id = 0, time.monotonic(), 1
+        while time.monotonic() - start < seconds:
+            ids = list(range(next_id, next_id + chunk))
+            next_id = next_id + chunk if next_id + chunk <= rows else 1
+            conn.execute("UPDATE bench_raw b SET state = u.state, at = now() "
+                         "FROM unnest(%s::bigint[], %s::text[]) AS u(id, state) WHERE b.id = u.id",
+                         (ids, ["delivered"] * chunk))
+            done += chunk
+        elapsed = time.monotonic() - start
+        conn.execute("DROP TABLE bench_raw")
+    return done / elapsed
+
+
+def first_message_s(dsn: str, campaign: int) -> float | None:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT extract(epoch FROM min(a.sent_at) - c.launched_at) FROM campaigns c "
+            "JOIN attempts a ON a.campaign_id = c.id WHERE c.id = %s GROUP BY c.launched_at",
+            (campaign,)).fetchone()
+    return float(row[0]) if row and row[0] is not None else None
+
+
+def run_size(topo: Topology, api: NodeApi, size: int, timeout: float) -> dict[str, Any]:
+    for host in topo.hosts_running("carriers"):
+        request_json("POST", f"{carriers_control_url(topo, host)}/reset", {})
+    sampler = Sampler(topo)
+    sampler.start()
+    t0 = time.monotonic()
+    campaign = int(api.call("POST", "/campaigns", {"scenario": "demo", "population": size})["id"])
+    launch_s = time.monotonic() - t0
+    deadline = t0 + timeout
+    while True:
+        c = dict(api.call("GET", f"/campaigns/{campaign}"))
+        if c["state"] == "completed" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    wall = time.monotonic() - t0
+    sampler.stop.set()
+    sampler.join()
+    dsn = app_dsn(topo, topo.datacenter_sites[0].name)
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT extract(epoch FROM completed_at - launched_at) FROM campaigns "
+                           "WHERE id = %s", (campaign,)).fetchone()
+    complete_s = float(row[0]) if row and row[0] is not None else None
+    dups = sum(r["report"]["totals"]["duplicates"] for r in carriers_report(topo) if "report" in r)
+    per_s = size / complete_s if complete_s else None
+    return {
+        "size": size, "campaign": campaign, "state": c["state"], "delivered": c["delivered"],
+        "failed": c["failed"], "by_site": c["by_site"], "launch_api_s": round(launch_s, 2),
+        "first_message_s": first_message_s(dsn, campaign), "complete_s": complete_s,
+        "wall_s": round(wall, 1), "alerts_per_s": per_s,
+        "alerts_per_hour": per_s * 3600 if per_s else None, "carrier_duplicates": dups,
+        "cpu_s": sampler.cpu(), "peak_rss_mib": {k: round(v / 2**20) for k, v in
+                                                  sorted(sampler.peak.items())},
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--rate", type=int, default=3000,
+                        help="per-adapter rate limit of each node, messages/s (default 3000)")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="per campaign, seconds")
+    parser.add_argument("--inventory", type=Path, default=REPO / "inventories" / "lab")
+    args = parser.parse_args()
+    if any(not 1 <= s <= 2_000_000 for s in args.sizes):
+        parser.error("--sizes must be between 1 and 2,000,000")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = yaml.safe_load((args.inventory / "hosts.yml").read_text())
+        data["all"]["vars"]["tenir_node_carrier_rate_per_s"] = args.rate
+        inv = Path(tmp) / "hosts.yml"
+        inv.write_text(yaml.safe_dump(data, sort_keys=False))
+        topo = load_topology(inv)
+        Lab(topo, say=lambda s: None).up(timeout=300)
+    view = patroni_view(topo)
+    print(f"lab up; primary {view.primary if view else '?'}; synchronous standby "
+          f"{view.sync_standby if view else '?'}; node rate limit {args.rate}/s per adapter",
+          flush=True)
+    api = NodeApi(topo, operator_token())
+    raw = raw_update_limit(app_dsn(topo, topo.datacenter_sites[0].name))
+    print(f"raw limit: {raw:,.0f} bulk row updates/s through HAProxy, synchronous replication",
+          flush=True)
+    results = []
+    for size in args.sizes:
+        r = run_size(topo, api, size, args.timeout)
+        results.append(r)
+        print(f"  {size:>9,} recipients: {r['state']}, {r['alerts_per_s'] or 0:,.0f} alerts/s, "
+              f"first message {r['first_message_s']:.2f} s, complete {r['complete_s']} s, "
+              f"duplicates {r['carrier_duplicates']}", flush=True)
+    print("\nEnd-to-end throughput (both sites dispatching, synchronous replication)")
+    print(f"{'recipients':>10} {'alerts/hour':>12} {'x ref 410k/h':>12} {'x raw limit':>11} "
+          f"{'first msg s':>11} {'complete s':>10}")
+    for r in results:
+        aph = r["alerts_per_hour"] or 0
+        print(f"{r['size']:>10,} {aph:>12,.0f} {aph / REFERENCE_PER_HOUR:>12.1f} "
+              f"{(r['alerts_per_s'] or 0) / raw:>11.3f} {r['first_message_s'] or 0:>11.2f} "
+              f"{r['complete_s'] or 0:>10.1f}")
+    for r in results:
+        print(f"  {r['size']:,}: CPU s {r['cpu_s']}; peak RSS MiB (sum per component) "
+              f"{r['peak_rss_mib']}")
+    out = REPO / "bench" / "results" / f"campaign_throughput-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.write_text(json.dumps({"benchmark": "campaign_throughput", "reference_per_hour":
+                               REFERENCE_PER_HOUR, "raw_updates_per_s": raw,
+                               "node_rate_per_s": args.rate, "results": results}, indent=2))
+    print(f"results: {out.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Campaigns end to end on the lab: alert nodes of both sites, real SMPP/SMTP/voice simulators,
+the campaign store on Patroni/PostgreSQL behind HAProxy. Runs before test_lab.py (file order),
+on the session's lab while both sites are up."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+import pytest
+
+from cluster.campaign_cli import carriers_report
+from cluster.httpjson import request_json
+from cluster.lab.access import app_dsn
+from cluster.lab.health import carriers_control_url
+from cluster.node_api import ApiError, NodeApi
+from tests.lab.support import LabHandle
+
+pytestmark = pytest.mark.lab
+
+
+def api(lab: LabHandle, role: str = "operator") -> NodeApi:
+    secrets = lab.layout.load_secrets()
+    assert secrets is not None
+    return NodeApi(lab.topo, secrets[f"token_{role}"])
+
+
+def control(lab: LabHandle, site: str, body: dict[str, Any]) -> None:
+    host = next(h for h in lab.topo.hosts_running("carriers") if h.site == site)
+    request_json("POST", f"{carriers_control_url(lab.topo, host)}/control", body)
+
+
+def reset_carriers(lab: LabHandle) -> None:
+    for host in lab.topo.hosts_running("carriers"):
+        url = carriers_control_url(lab.topo, host)
+        request_json("POST", f"{url}/control", {"channel": "all", "mode": "normal"})
+        request_json("POST", f"{url}/reset", {})
+
+
+def run_campaign(lab: LabHandle, body: dict[str, Any], timeout: float = 240) -> dict[str, Any]:
+    client = api(lab)
+    campaign = int(client.call("POST", "/campaigns", body)["id"])
+    deadline = time.monotonic() + timeout
+    while True:
+        c = dict(client.call("GET", f"/campaigns/{campaign}"))
+        if c["state"] == "completed" or time.monotonic() > deadline:
+            return c
+        time.sleep(0.5)
+
+
+def test_10000_recipients_from_both_sites_one_final_outcome_no_duplicate(
+        lab_env: LabHandle) -> None:
+    reset_carriers(lab_env)
+    c = run_campaign(lab_env, {"scenario": "demo", "population": 10_000})
+    assert c["state"] == "completed", c
+    assert (c["recipients"], c["delivered"], c["failed"], c["pending"]) == (10_000, 10_000, 0, 0)
+    assert set(c["by_site"]) == {"paris", "marseille"} and min(c["by_site"].values()) > 0
+    with psycopg.connect(app_dsn(lab_env.topo, "paris")) as conn:
+        row = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE r.state <> 'pending'), "
+            "count(*) FILTER (WHERE a.state = r.state AND a.recipient_id = r.id) "
+            "FROM recipients r LEFT JOIN attempts a ON a.reference = r.final_reference "
+            "WHERE r.campaign_id = %s", (c["id"],)).fetchone()
+    # every recipient has a final state, backed by the attempt it names
+    assert row == (10_000, 10_000, 10_000)
+    for report in carriers_report(lab_env.topo):
+        sms = report["report"]["sms"]
+        assert sms["duplicates"] == 0
+        assert sms["unique_references"] == sms["received"] > 0
+
+
+def test_sms_refused_at_one_site_falls_back_to_email(lab_env: LabHandle) -> None:
+    reset_carriers(lab_env)
+    control(lab_env, "paris", {"channel": "sms", "mode": "refuse"})
+    try:
+        c = run_campaign(lab_env, {"scenario": "demo", "population": 400, "batch_size": 20})
+    finally:
+        reset_carriers(lab_env)
+    assert (c["delivered"], c["pending"]) == (400, 0)
+    with psycopg.connect(app_dsn(lab_env.topo, "marseille")) as conn:
+        by = dict(conn.execute(
+            "SELECT final_site || '/' || final_channel, count(*) FROM recipients "
+            "WHERE campaign_id = %s GROUP BY 1", (c["id"],)).fetchall())
+    # what paris took was refused by its SMS carrier and went out by e-mail; marseille's SMS works
+    assert by.get("paris/email", 0) > 0 and "paris/sms" not in by
+    assert by.get("marseille/sms", 0) > 0
+    assert sum(by.values()) == 400
+
+
+def test_voice_acknowledgement_callback_is_recorded(lab_env: LabHandle) -> None:
+    reset_carriers(lab_env)
+    c = run_campaign(lab_env, {"scenario": "astreinte", "group": "astreinte"}, timeout=120)
+    assert c["state"] == "completed"
+    assert (c["recipients"], c["acknowledged"]) == (20, 20)
+    with psycopg.connect(app_dsn(lab_env.topo, "paris")) as conn:
+        acks = conn.execute(
+            "SELECT count(*) FROM acknowledgements k JOIN attempts a USING (reference) "
+            "WHERE a.campaign_id = %s AND k.via = 'dtmf' AND a.channel = 'voice'",
+            (c["id"],)).fetchone()
+    assert acks == (20,)
+
+
+def test_real_nodes_refuse_bad_input_and_enforce_roles(lab_env: LabHandle) -> None:
+    with pytest.raises(ApiError, match="403"):
+        api(lab_env, "auditor").call("POST", "/campaigns", {"scenario": "demo", "population": 1})
+    with pytest.raises(ApiError, match=r"422.*phone"):
+        api(lab_env).call("POST", "/contacts", {"name": "X", "phone": "+33 1"})
+    with pytest.raises(ApiError, match=r"4\d\d.*scenario"):
+        api(lab_env).call("POST", "/campaigns", {"scenario": "no-such", "population": 1})
+    with pytest.raises(ApiError, match=r"4\d\d.*colour"):
+        api(lab_env).call("POST", "/groups", {"name": "g", "colour": "red"})
