@@ -4,7 +4,11 @@ on the session's lab while both sites are up."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -12,6 +16,7 @@ import pytest
 
 from cluster.campaign_cli import carriers_report
 from cluster.httpjson import request_json
+from cluster.lab import procs
 from cluster.lab.access import app_dsn
 from cluster.lab.health import carriers_control_url
 from cluster.node_api import ApiError, NodeApi
@@ -110,3 +115,42 @@ def test_real_nodes_refuse_bad_input_and_enforce_roles(lab_env: LabHandle) -> No
         api(lab_env).call("POST", "/campaigns", {"scenario": "no-such", "population": 1})
     with pytest.raises(ApiError, match=r"4\d\d.*colour"):
         api(lab_env).call("POST", "/groups", {"name": "g", "colour": "red"})
+
+
+def test_sigterm_drains_a_node_mid_campaign_and_nothing_is_delivered_twice(
+        lab_env: LabHandle) -> None:
+    reset_carriers(lab_env)
+    client = api(lab_env)
+    campaign = int(client.call("POST", "/campaigns", {"scenario": "demo",
+                                                      "population": 20_000})["id"])
+    record = next(r for r in lab_env.layout.load_state().records
+                  if r.host == "paris-node1" and r.service == "node")
+    deadline = time.monotonic() + 60
+    while int(client.call("GET", f"/campaigns/{campaign}")["delivered"]) < 2_000:
+        assert time.monotonic() < deadline, "the campaign did not start"
+        time.sleep(0.1)
+    os.kill(record.pid, signal.SIGTERM)
+    stopped = procs.wait_gone([(record.pid, record.start_time)], timeout=30)
+    assert stopped == [], "the node did not finish draining within 30 s"
+    deadline = time.monotonic() + 240
+    c: dict[str, Any] = {}
+    while (c := dict(client.call("GET", f"/campaigns/{campaign}")))["state"] != "completed":
+        assert time.monotonic() < deadline, c
+        time.sleep(0.5)
+    assert (c["delivered"], c["pending"]) == (20_000, 0)
+    delivered_at_carriers = sum(r["report"]["sms"]["delivered"] for r in
+                                carriers_report(lab_env.topo))
+    assert delivered_at_carriers == 20_000  # each recipient delivered once
+    log = Path(record.log).read_text()
+    assert '"message": "stopping (drain)"' in log or "stopping (drain)" in log
+    lab_env.lab.up(timeout=120)  # bring the node back for the tests that follow
+
+
+def test_no_phone_number_in_clear_in_any_node_log(lab_env: LabHandle) -> None:
+    phone = re.compile(r"\+?33[1-9]\d{8}|0[67]\d{8}")
+    for host in lab_env.topo.hosts_running("alert_nodes"):
+        text = lab_env.layout.log(host.name, "node").read_text()
+        assert text, f"{host.name} wrote no log"
+        for line in text.splitlines():
+            if line.startswith("{"):
+                assert phone.search(line) is None, line

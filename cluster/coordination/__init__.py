@@ -1,0 +1,1 @@
+"""Coordination backends (etcd, ZooKeeper) behind one contract: see base.py."""
