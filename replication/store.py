@@ -31,9 +31,10 @@ from replication.store_api import CampaignStore
 from replication.store_campaigns import CampaignPart
 from replication.store_directory import DirectoryPart
 from replication.store_dispatch import DispatchPart
+from replication.store_events import EventsPart
 
 
-class PgCampaignStore(DirectoryPart, CampaignPart, DispatchPart):
+class PgCampaignStore(DirectoryPart, CampaignPart, DispatchPart, EventsPart):
     """Every method is one transaction on a pooled connection (see store_api's contract)."""
 
     def __init__(self, pool: AsyncConnectionPool[Any], *, owns_pool: bool = False) -> None:

@@ -24,10 +24,10 @@ Contract
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 Channel = Literal["sms", "email", "voice"]
 CHANNELS: tuple[Channel, ...] = ("sms", "email", "voice")
@@ -175,6 +175,20 @@ class RecipientOutcome:
     at: datetime | None
 
 
+@dataclass(frozen=True)
+class Event:
+    """One decision of the watchdog (or an operator), as recorded."""
+
+    id: int
+    at: datetime
+    kind: str  # "watchdog.move", "watchdog.cycle", ...
+    node: str
+    site: str
+    campaign_id: int | None
+    sentence: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
 class CampaignStore(Protocol):
     # contacts and groups
     async def add_contacts(self, contacts: Sequence[ContactIn]) -> int: ...
@@ -213,3 +227,11 @@ class CampaignStore(Protocol):
     ) -> None: ...
     async def record_acknowledgement(self, reference: str, via: str) -> bool: ...
     async def fencing_rejections(self) -> int: ...
+
+    # ownership view and events (the watchdog)
+    async def batches_in_flight(self) -> dict[str, int]: ...  # owner node -> claimed batches
+    async def record_event(
+        self, kind: str, sentence: str, node: str, site: str, campaign_id: int | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> int: ...
+    async def list_events(self, limit: int = 100) -> list[Event]: ...

@@ -32,9 +32,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from replication.store_api import (
     CHANNELS,
@@ -45,6 +46,7 @@ from replication.store_api import (
     ClaimedBatch,
     Contact,
     ContactIn,
+    Event,
     InvalidInput,
     NotFound,
     Outcome,
@@ -150,6 +152,7 @@ class MemoryStore:
         self._unmatched_acks: dict[str, str] = {}
         self._rejections = 0
         self._next_recipient = 1
+        self.events: list[Event] = []
 
     def _enter(self, name: str) -> None:
         if self.unavailable:
@@ -533,6 +536,27 @@ class MemoryStore:
     async def fencing_rejections(self) -> int:
         self._enter("fencing_rejections")
         return self._rejections
+
+    async def batches_in_flight(self) -> dict[str, int]:
+        self._enter("batches_in_flight")
+        out: dict[str, int] = {}
+        for b in self._batches.values():
+            if b.state == "claimed" and b.node is not None:
+                out[b.node] = out.get(b.node, 0) + 1
+        return out
+
+    async def record_event(self, kind: str, sentence: str, node: str, site: str,
+                           campaign_id: int | None = None,
+                           details: Mapping[str, Any] | None = None) -> int:
+        self._enter("record_event")
+        event = Event(id=len(self.events) + 1, at=self.clock(), kind=kind, node=node, site=site,
+                      campaign_id=campaign_id, sentence=sentence, details=dict(details or {}))
+        self.events.append(event)
+        return event.id
+
+    async def list_events(self, limit: int = 100) -> list[Event]:
+        self._enter("list_events")
+        return list(reversed(self.events))[:limit]
 
 
 def _conforms(store: MemoryStore) -> CampaignStore:

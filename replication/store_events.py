@@ -1,0 +1,43 @@
+"""Events (what the watchdog and operators did) and the view of who holds which batches."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from replication.store_api import Event
+from replication.store_base import StoreBase
+from replication.store_codec import check_name
+
+
+class EventsPart(StoreBase):
+    async def batches_in_flight(self) -> dict[str, int]:
+        """Claimed batches per owner node."""
+        async with self._tx() as conn:
+            cur = await conn.execute("SELECT owner, count(*) FROM batches"
+                                     " WHERE state = 'claimed' GROUP BY owner")
+            return {str(owner): int(n) for owner, n in await cur.fetchall()}
+
+    async def record_event(self, kind: str, sentence: str, node: str, site: str,
+                           campaign_id: int | None = None,
+                           details: Mapping[str, Any] | None = None) -> int:
+        check_name("node", node)
+        check_name("site", site)
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "INSERT INTO events (kind, node, site, campaign_id, sentence, details)"
+                " VALUES (%s, %s, %s, %s, %s, %s::jsonb) RETURNING id",
+                (kind, node, site, campaign_id, sentence, json.dumps(dict(details or {}))))
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def list_events(self, limit: int = 100) -> list[Event]:
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "SELECT id, at, kind, node, site, campaign_id, sentence, details FROM events"
+                " ORDER BY id DESC LIMIT %s", (max(1, min(limit, 10_000)),))
+            rows = await cur.fetchall()
+        return [Event(id=r[0], at=r[1], kind=r[2], node=r[3], site=r[4], campaign_id=r[5],
+                      sentence=r[6], details=dict(r[7])) for r in rows]
