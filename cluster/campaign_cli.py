@@ -88,6 +88,32 @@ def cmd_campaign(args: argparse.Namespace, topo: Topology) -> int:
     return 0
 
 
+def references_by_site(topo: Topology, channel: str) -> dict[str, set[str]]:
+    """Every reference each site's simulator received on ``channel``."""
+    out: dict[str, set[str]] = {}
+    for host in topo.hosts_running("carriers"):
+        url = carriers_control_url(topo, host)
+        _, refs = request_json("GET", f"{url}/references?channel={channel}", timeout=10.0)
+        out[host.site] = set(refs or {})
+    return out
+
+
+def cross_site_duplicates(topo: Topology) -> dict[str, int]:
+    """Per channel, references delivered by the carriers of more than one site: each carrier
+    deduplicates only what it received itself, so work moved to another site while in flight
+    can reach a recipient twice. The invariant bounds it by what was in flight at the fault."""
+    out = {}
+    for channel in ("sms", "email", "voice"):
+        sites = list(references_by_site(topo, channel).values())
+        seen: set[str] = set()
+        twice: set[str] = set()
+        for refs in sites:
+            twice |= seen & refs
+            seen |= refs
+        out[channel] = len(twice)
+    return out
+
+
 def carriers_report(topo: Topology) -> list[dict[str, Any]]:
     out = []
     for host in topo.hosts_running("carriers"):
@@ -102,8 +128,9 @@ def carriers_report(topo: Topology) -> list[dict[str, Any]]:
 
 def cmd_carriers(args: argparse.Namespace, topo: Topology) -> int:
     reports = carriers_report(topo)
+    cross = cross_site_duplicates(topo)
     if args.json:
-        print(json.dumps(reports, indent=2))
+        print(json.dumps({"carriers": reports, "cross_site_duplicates": cross}, indent=2))
         return 0
     for r in reports:
         if "error" in r:
@@ -113,6 +140,8 @@ def cmd_carriers(args: argparse.Namespace, topo: Topology) -> int:
             c = r["report"].get(channel, {})
             print(f"{r['site']:<10} {channel:<6} received {c.get('received', 0):>8} unique "
                   f"{c.get('unique_references', 0):>8} duplicates {c.get('duplicates', 0):>6}")
+    print("references delivered by more than one site's carriers: "
+          + ", ".join(f"{k} {v}" for k, v in cross.items()))
     return 0
 
 

@@ -49,6 +49,17 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class NodeTimings:
+    """Alert-node timings, in seconds (the RTO budget: docs/failover-timings.md)."""
+
+    membership_ttl: float  # lease (etcd) / session timeout (ZooKeeper) of a node's membership
+    retry_timeout: float  # every coordination call finishes within this
+    fencing_safety: float  # a node stops acting once its membership is older than ttl - safety
+    watchdog_cycle: float  # how often the watchdog leader looks
+    batch_lease: float  # a claimed batch's lease, renewed every third of it
+
+
+@dataclass(frozen=True)
 class Host:
     name: str
     site: str
@@ -80,6 +91,8 @@ class Topology:
     timings: Timings
     coordination: str
     vars: Mapping[str, Any] = field(compare=False)
+    node_timings: NodeTimings = field(
+        default_factory=lambda: NodeTimings(6.0, 2.0, 2.0, 1.0, 15.0), compare=False)
 
     def hosts_running(self, service: str) -> list[Host]:
         return [h for h in self.hosts.values() if h.runs(service)]
@@ -178,6 +191,43 @@ def _timings(variables: Mapping[str, Any], source: str) -> Timings:
             f"loop_wait + 2*retry_timeout = {t.loop_wait} + 2*{t.retry_timeout} = "
             f"{t.loop_wait + 2 * t.retry_timeout} exceeds ttl {t.ttl} (Patroni's rule)",
         )
+    return t
+
+
+def _seconds(variables: Mapping[str, Any], name: str, default: float, source: str) -> float:
+    value = variables.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise TopologyError(source, f"all.vars.{name}", f"must be a positive number of seconds,"
+                            f" got {value!r}")
+    return float(value)
+
+
+def _node_timings(variables: Mapping[str, Any], source: str) -> NodeTimings:
+    t = NodeTimings(
+        membership_ttl=_seconds(variables, "tenir_membership_ttl", 6.0, source),
+        retry_timeout=_seconds(variables, "tenir_coordination_retry_timeout", 2.0, source),
+        fencing_safety=_seconds(variables, "tenir_fencing_safety", 2.0, source),
+        watchdog_cycle=_seconds(variables, "tenir_watchdog_cycle_s", 1.0, source),
+        batch_lease=_seconds(variables, "tenir_node_lease_s", 15.0, source),
+    )
+    if 2 * t.retry_timeout >= t.membership_ttl:
+        raise TopologyError(source, "all.vars.tenir_membership_ttl",
+                            f"{t.membership_ttl:g} must exceed 2 * tenir_coordination_retry_timeout"
+                            f" ({2 * t.retry_timeout:g}) so a node can renew before it expires")
+    if not t.retry_timeout <= t.fencing_safety < t.membership_ttl:
+        raise TopologyError(source, "all.vars.tenir_fencing_safety",
+                            f"{t.fencing_safety:g} must be at least the retry timeout "
+                            f"({t.retry_timeout:g}), so a renewal under way cannot outlive it, and"
+                            f" below the membership ttl ({t.membership_ttl:g})")
+    if t.batch_lease < t.membership_ttl:
+        raise TopologyError(source, "all.vars.tenir_node_lease_s",
+                            f"{t.batch_lease:g} must be at least tenir_membership_ttl "
+                            f"({t.membership_ttl:g}): the watchdog, not lease expiry, moves the "
+                            "work of a dead node")
+    if t.watchdog_cycle > t.membership_ttl:
+        raise TopologyError(source, "all.vars.tenir_watchdog_cycle_s",
+                            f"{t.watchdog_cycle:g} must not exceed tenir_membership_ttl "
+                            f"({t.membership_ttl:g})")
     return t
 
 
@@ -307,6 +357,7 @@ def parse_topology(data: Any, source: str = "<inventory>") -> Topology:
         sites=sites,
         hosts=hosts,
         timings=_timings(global_vars, source),
+        node_timings=_node_timings(global_vars, source),
         coordination=str(coordination),
         vars=MappingProxyType(dict(global_vars)),
     )

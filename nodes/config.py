@@ -3,6 +3,7 @@ validated at load: every error names the key at fault."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,17 @@ class CarrierEndpoints:
 
 
 @dataclass(frozen=True)
+class CoordinationConfig:
+    backend: str  # etcd | zookeeper
+    endpoints: tuple[str, ...]
+    namespace: str
+    ttl: float
+    retry_timeout: float
+    fencing_safety: float
+    watchdog_cycle_s: float
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     node: str
     site: str
@@ -45,6 +57,7 @@ class NodeConfig:
     drain_deadline_s: float
     receipt_timeout_s: float
     log_level: str
+    coordination: CoordinationConfig | None = None
 
 
 def _get(data: dict[str, Any], key: str, kind: type, source: str, prefix: str = "") -> Any:
@@ -96,6 +109,28 @@ def parse_node_config(data: Any, source: str = "<node config>") -> NodeConfig:
         receipt_timeout_s=_get(data, "receipt_timeout_s", float, source),
         log_level=str(data.get("log_level", "INFO")),
     )
+    raw_coord = data.get("coordination")
+    if raw_coord is not None:
+        k = _get(data, "coordination", dict, source)
+        endpoints = _get(k, "endpoints", list, source, "coordination.")
+        if not endpoints or not all(isinstance(e, str) and ":" in e for e in endpoints):
+            raise NodeConfigError(source, "coordination.endpoints",
+                                  "must be a non-empty list of host:port")
+        coord = CoordinationConfig(
+            backend=_get(k, "backend", str, source, "coordination."),
+            endpoints=tuple(endpoints),
+            namespace=_get(k, "namespace", str, source, "coordination."),
+            ttl=_get(k, "ttl", float, source, "coordination."),
+            retry_timeout=_get(k, "retry_timeout", float, source, "coordination."),
+            fencing_safety=_get(k, "fencing_safety", float, source, "coordination."),
+            watchdog_cycle_s=_get(k, "watchdog_cycle_s", float, source, "coordination."),
+        )
+        if coord.backend not in ("etcd", "zookeeper"):
+            raise NodeConfigError(source, "coordination.backend", "must be etcd or zookeeper")
+        if not coord.retry_timeout <= coord.fencing_safety < coord.ttl:
+            raise NodeConfigError(source, "coordination.fencing_safety",
+                                  "must be >= retry_timeout and < ttl")
+        cfg = dataclasses.replace(cfg, coordination=coord)
     if cfg.lease_s < 3:
         raise NodeConfigError(source, "lease_s", "must be at least 3 seconds")
     if not 1 <= cfg.max_batches <= 64:

@@ -18,6 +18,14 @@ import sys
 
 from aiohttp import web
 
+from cluster.coordination.base import (
+    CoordinationError,
+    CoordinationSettings,
+    Coordinator,
+    MemberInfo,
+)
+from cluster.coordination.factory import open_coordinator
+from failover.watchdog import Watchdog
 from nodes.api.app import create_app
 from nodes.carriers.base import CarrierAdapter
 from nodes.carriers.smpp import SmppAdapter
@@ -26,6 +34,7 @@ from nodes.carriers.voice import VoiceAdapter
 from nodes.config import NodeConfig, NodeConfigError, load_node_config
 from nodes.dispatcher import Dispatcher, DispatcherConfig, StopMode
 from nodes.logs import configure_logging
+from nodes.membership import MembershipGate
 from nodes.metrics import Metrics
 from replication.store import PgCampaignStore
 from replication.store_api import Channel
@@ -63,9 +72,36 @@ async def open_store(cfg: NodeConfig, deadline_s: float = 120.0) -> PgCampaignSt
             await asyncio.sleep(1.0)
 
 
+async def open_membership(cfg: NodeConfig, deadline_s: float = 120.0) -> Coordinator | None:
+    """Connect to the coordination service and join as a member (retried while it is away)."""
+    k = cfg.coordination
+    if k is None:
+        return None
+    settings = CoordinationSettings(endpoints=k.endpoints, namespace=k.namespace, ttl=k.ttl,
+                                    retry_timeout=k.retry_timeout)
+    loop = asyncio.get_running_loop()
+    until = loop.time() + deadline_s
+    while True:
+        try:
+            coordinator = await open_coordinator(k.backend, settings)  # type: ignore[arg-type]
+            await coordinator.join(MemberInfo(
+                name=cfg.node, site=cfg.site, host=cfg.public_url.split("//")[-1].split(":")[0],
+                carriers=("sms", "email", "voice"), capacity=cfg.max_batches,
+                url=cfg.public_url))
+            return coordinator
+        except CoordinationError as exc:
+            if loop.time() >= until:
+                raise
+            log.warning("coordination service not reachable yet: %s", exc)
+            await asyncio.sleep(1.0)
+
+
 async def serve(cfg: NodeConfig) -> int:
     metrics = Metrics()
     store = await open_store(cfg)
+    coordinator = await open_membership(cfg)
+    gate = (MembershipGate(coordinator, cfg.coordination.fencing_safety, cfg.node, cfg.site)
+            if coordinator is not None and cfg.coordination is not None else None)
     carriers = build_carriers(cfg)
     dispatcher = Dispatcher(
         store, carriers,
@@ -73,7 +109,7 @@ async def serve(cfg: NodeConfig) -> int:
                          max_batches=cfg.max_batches, drain_deadline_s=cfg.drain_deadline_s,
                          receipt_timeout_s=cfg.receipt_timeout_s,
                          callback_base_url=cfg.public_url),
-        metrics=metrics,
+        gate=gate, metrics=metrics,
     )
     for adapter in carriers.values():
         await adapter.start(dispatcher.on_receipt, dispatcher.on_ack)
@@ -97,9 +133,21 @@ async def serve(cfg: NodeConfig) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
+    watchdog_stop = asyncio.Event()
+    watchdog_task: asyncio.Task[None] | None = None
+    if coordinator is not None and cfg.coordination is not None:
+        watchdog = Watchdog(coordinator, store, node=cfg.node, site=cfg.site,
+                            cycle_s=cfg.coordination.watchdog_cycle_s)
+        watchdog_task = asyncio.create_task(watchdog.run(watchdog_stop), name="watchdog")
     try:
         await dispatcher.run()
     finally:
+        watchdog_stop.set()
+        if watchdog_task is not None:
+            await watchdog_task
+        if coordinator is not None:  # leave only once our batches are released
+            with contextlib.suppress(Exception):
+                await coordinator.close()
         await runner.cleanup()
         for adapter in carriers.values():
             with contextlib.suppress(Exception):

@@ -155,7 +155,17 @@ def node_spec(topo: Topology, host: Host, layout: Layout, secrets: dict[str, str
     haproxy = next(h for h in topo.hosts_running("haproxy") if h.site == host.site)
     carriers = site_carriers(topo, host.site)
     pg_port = int_setting(topo, haproxy, "haproxy", "haproxy_primary_port")
+    t = topo.node_timings
+    coord_port = int_setting(topo, None, "etcd", "etcd_client_port")
     text = render("tenir_node", "node.yml.j2", {
+        "tenir_node_coordination_backend": topo.coordination,
+        "tenir_node_coordination_endpoints": [f"{h.address}:{coord_port}"
+                                              for h in topo.hosts_running(topo.coordination)],
+        "tenir_node_coordination_namespace": f"/tenir/{topo.name}/",
+        "tenir_node_membership_ttl": t.membership_ttl,
+        "tenir_node_coordination_retry_timeout": t.retry_timeout,
+        "tenir_node_fencing_safety": t.fencing_safety,
+        "tenir_node_watchdog_cycle_s": t.watchdog_cycle,
         **_inventory_values(topo, host, "tenir_node"),
         "tenir_node_name": host.name,
         "tenir_node_site": host.site,
@@ -172,6 +182,7 @@ def node_spec(topo: Topology, host: Host, layout: Layout, secrets: dict[str, str
         "tenir_node_smtp_port": int_setting(topo, carriers, "carrier_sim", "carrier_sim_smtp_port"),
         "tenir_node_voice_port": int_setting(topo, carriers, "carrier_sim",
                                              "carrier_sim_voice_port"),
+        "tenir_node_lease_s": topo.node_timings.batch_lease,
     })
     config = layout.config(host.name, "node.yml")
     argv = _in_namespace(host, [sys.executable, "-m", "nodes.main", "--config", str(config)])

@@ -4,9 +4,11 @@ on the session's lab while both sites are up."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from cluster.lab import procs
 from cluster.lab.access import app_dsn
 from cluster.lab.health import carriers_control_url
 from cluster.node_api import ApiError, NodeApi
-from tests.lab.support import LabHandle
+from tests.lab.support import REPO, LabHandle
 
 pytestmark = pytest.mark.lab
 
@@ -154,3 +156,26 @@ def test_no_phone_number_in_clear_in_any_node_log(lab_env: LabHandle) -> None:
         for line in text.splitlines():
             if line.startswith("{"):
                 assert phone.search(line) is None, line
+
+
+def test_cli_launch_wait_json_and_carriers_report(lab_env: LabHandle) -> None:
+    tenir = str(REPO / ".venv" / "bin" / "tenir")
+    out = subprocess.run([tenir, "campaign", "launch", "--scenario", "demo", "--population",
+                          "50", "--wait", "--timeout", "120", "--json"], capture_output=True,
+                         text=True, timeout=180, check=True).stdout
+    c = json.loads(out)
+    assert set(c) == {"id", "state", "recipients", "delivered", "acknowledged", "failed",
+                      "pending", "started_at", "completed_at", "by_site"}
+    assert (c["state"], c["recipients"], c["delivered"], c["pending"]) == (
+        "completed", 50, 50, 0)
+    shown = json.loads(subprocess.run([tenir, "campaign", "show", str(c["id"]), "--json"],
+                                      capture_output=True, text=True, timeout=60,
+                                      check=True).stdout)
+    assert shown["id"] == c["id"] and shown["completed_at"] == c["completed_at"]
+    report = json.loads(subprocess.run([tenir, "carriers", "report", "--json"],
+                                       capture_output=True, text=True, timeout=60,
+                                       check=True).stdout)
+    assert {r["site"] for r in report["carriers"]} == {"paris", "marseille"}
+    for r in report["carriers"]:
+        assert {"received", "unique_references", "duplicates"} <= set(r["report"]["sms"])
+    assert report["cross_site_duplicates"] == {"sms": 0, "email": 0, "voice": 0}
