@@ -37,6 +37,7 @@ from replication.store_api import (
 
 log = logging.getLogger("tenir.dispatcher")
 StopMode = Literal["drain", "now"]
+CLOSE_DEADLINE_S = 25.0  # how long shutdown waits for outcome flushes (OutcomeBuffer retries 20 s)
 
 
 class DispatchGate(Protocol):
@@ -115,6 +116,7 @@ class Dispatcher:
         self._stopping = asyncio.Event()
         self._stop_mode: StopMode = "drain"
         self._batches: set[asyncio.Task[None]] = set()
+        self._closing: set[asyncio.Future[None]] = set()
         self._receipts: dict[str, asyncio.Future[Receipt]] = {}
         self._acks: dict[str, asyncio.Future[Ack]] = {}
 
@@ -204,6 +206,12 @@ class Dispatcher:
             task.cancel()
         if self._batches:
             await asyncio.gather(*self._batches, return_exceptions=True)
+        if self._closing:  # outcome flushes and releases still under way
+            _, late = await asyncio.wait(set(self._closing), timeout=CLOSE_DEADLINE_S)
+            for pending in late:
+                log.error("gave up flushing a batch's outcomes at shutdown", extra=self._extra())
+                pending.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
     # --- one batch -----------------------------------------------------------------------------
     async def _run_batch(self, batch: ClaimedBatch) -> None:
@@ -217,9 +225,11 @@ class Dispatcher:
 
         buffer = OutcomeBuffer(self.store, batch.id, batch.epoch, batch.node, on_stale=stale)
         finished = False
+        # Until when the lease is known to hold (claimed just now: a full lease from here).
+        valid_until = [asyncio.get_running_loop().time() + self.config.lease_s]
         try:
             async with asyncio.TaskGroup() as tg:
-                renewer = tg.create_task(self._renew(batch, lost))
+                renewer = tg.create_task(self._renew(batch, lost, valid_until))
                 workers = [tg.create_task(self._deliver(batch, r, buffer, lost))
                            for r in batch.recipients]
                 if workers:
@@ -229,7 +239,12 @@ class Dispatcher:
         except* (LeaseLost, FencedOff) as group:
             log.warning("batch %d abandoned: %s", batch.id, group.exceptions[0], extra=extra)
         finally:
-            await asyncio.shield(self._close_batch(batch, buffer, finished))
+            # Shielded: cancelling the batch does not cancel the writes that record its outcomes;
+            # shutdown waits for them (bounded) before returning.
+            closing = asyncio.ensure_future(self._close_batch(batch, buffer, finished))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+            await asyncio.shield(closing)
 
     async def _close_batch(self, batch: ClaimedBatch, buffer: OutcomeBuffer,
                            finished: bool) -> None:
@@ -250,22 +265,37 @@ class Dispatcher:
             log.warning("closing batch %d failed: %s", batch.id, exc,
                         extra=self._extra(batch.campaign_id))
 
-    async def _renew(self, batch: ClaimedBatch, lost: asyncio.Event) -> None:
-        interval = self.config.lease_s / 3
+    async def _renew(self, batch: ClaimedBatch, lost: asyncio.Event,
+                     valid_until: list[float]) -> None:
+        """Renew the batch lease every third of it (every second while failing). If it cannot
+        be renewed, stop this batch once less than a third of the lease is left, before the
+        lease can expire and another node take the batch over: one owner at a time."""
+        loop = asyncio.get_running_loop()
+        lease = self.config.lease_s
+        safety = lease / 3
+        wait = lease / 3
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), interval)
+                await asyncio.wait_for(lost.wait(), wait)
             if lost.is_set():
                 raise LeaseLost(f"batch {batch.id} epoch {batch.epoch} is no longer ours")
+            began = loop.time()
             try:
-                await self.store.renew_batch(batch.id, batch.epoch, batch.node,
-                                             self.config.lease_s)
+                await self.store.renew_batch(batch.id, batch.epoch, batch.node, lease)
+                valid_until[0] = began + lease
+                wait = lease / 3
             except StaleEpoch as exc:
                 self._count_fencing()
                 raise LeaseLost(str(exc)) from exc
-            except Exception as exc:  # database away: the next renewal may succeed
-                log.warning("lease renewal failed: %s", exc,
-                            extra=self._extra(batch.campaign_id))
+            except Exception as exc:  # database away: retry soon, give up before expiry
+                wait = min(1.0, lease / 3)
+                left = valid_until[0] - loop.time()
+                log.warning("lease renewal of batch %d failed (%.1f s left): %s", batch.id,
+                            left, exc, extra=self._extra(batch.campaign_id))
+                if left <= safety:
+                    lost.set()
+                    raise LeaseLost(f"batch {batch.id}: lease not renewed, {left:.1f} s left; "
+                                    "stopping before it can expire") from exc
 
     # --- one recipient -------------------------------------------------------------------------
     async def _deliver(self, batch: ClaimedBatch, r: Recipient, buffer: OutcomeBuffer,

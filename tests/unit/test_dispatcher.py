@@ -41,9 +41,10 @@ async def run_until_done(store: MemoryStore, campaign: int, *dispatchers: Dispat
 
 def dispatcher(store: MemoryStore, node: str, *carriers: FakeCarrier,
                **config: float) -> Dispatcher:
+    settings: dict[str, float] = {"idle_poll_s": 0.01, "lease_s": 5.0, **config}
     d = Dispatcher(store, {c.channel: c for c in carriers},
-                   DispatcherConfig(node=node, site=node.split("-")[0], idle_poll_s=0.01,
-                                    lease_s=5.0, **config))  # type: ignore[arg-type]
+                   DispatcherConfig(node=node, site=node.split("-")[0],
+                                    **settings))  # type: ignore[arg-type]
     return d
 
 
@@ -203,3 +204,28 @@ async def test_closed_gate_sends_nothing() -> None:
     await task
     assert sms.sent == []
     assert (await store.campaign_summary(campaign)).pending == 5
+
+
+async def test_a_node_that_cannot_renew_its_lease_stops_sending_before_it_expires() -> None:
+    store = MemoryStore()
+    step = ChannelStep("sms", {"fr": "x"}, retries=100_000, retry_interval_s=0.05)
+    await store.create_scenario(ScenarioIn("stubborn", (step,)))
+    await store.launch_campaign("stubborn", "op", population=5, batch_size=5)
+    refusing = FakeCarrier("sms", "sms", decide=lambda m: Script(accept=False, retryable=True))
+    d = dispatcher(store, "paris-node1", refusing, lease_s=3.0)
+    await start(d, refusing)
+    task = asyncio.create_task(d.run())
+    async with asyncio.timeout(5):
+        while len(refusing.sent) < 5:
+            await asyncio.sleep(0.01)
+    store.unavailable = True  # the node is cut off from PostgreSQL: no renewal can land
+    cut = asyncio.get_running_loop().time()
+    await asyncio.sleep(3.2)  # the lease (3 s from its last renewal) has run out by now
+    sent_at_expiry = len(refusing.sent)
+    await asyncio.sleep(0.5)
+    assert len(refusing.sent) == sent_at_expiry, "still sending after the lease could expire"
+    # it stopped no later than lease - safety after the last renewal, i.e. before expiry
+    assert asyncio.get_running_loop().time() - cut >= 3.0
+    d.request_stop("now")
+    store.unavailable = False
+    await task
