@@ -13,6 +13,8 @@ import pytest
 
 from cluster.campaign_cli import carriers_report, cross_site_duplicates, references_by_site
 from cluster.lab.access import app_dsn
+from cluster.lab.health import patroni_view
+from cluster.node_api import ApiError
 from tests.lab.support import LabHandle
 from tests.lab.test_campaigns import api, reset_carriers
 
@@ -67,3 +69,85 @@ def test_kill_9_of_an_alert_node_mid_campaign_loses_nothing_and_sends_nothing_tw
           f"the kill: {sentence}")
     assert {"paris-node2", "marseille-node1", "marseille-node2"} <= set(by_node)
     lab_env.lab.up(timeout=120)  # the node comes back for the tests that follow
+
+
+def _primary_site(lab: LabHandle) -> str:
+    view = patroni_view(lab.topo)
+    assert view is not None and view.primary is not None
+    return lab.topo.hosts[view.primary].site
+
+
+def _start_campaign(lab: LabHandle, population: int, kill_after: int) -> int:
+    reset_carriers(lab)
+    client = api(lab)
+    campaign = int(client.call("POST", "/campaigns", {"scenario": "demo",
+                                                      "population": population})["id"])
+    deadline = time.monotonic() + 60
+    while int(client.call("GET", f"/campaigns/{campaign}")["delivered"]) < kill_after:
+        assert time.monotonic() < deadline, "the campaign did not start"
+        time.sleep(0.05)
+    return campaign
+
+
+def _wait_completed(lab: LabHandle, campaign: int, timeout: float = 240) -> dict[str, object]:
+    client = api(lab)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            c = dict(client.call("GET", f"/campaigns/{campaign}"))
+            if c["state"] == "completed":
+                return c
+        except ApiError:
+            pass  # PostgreSQL failing over: the node answers 5xx for a while
+        assert time.monotonic() < deadline, f"campaign {campaign} did not complete"
+        time.sleep(0.5)
+
+
+def test_losing_the_site_without_the_primary_mid_campaign(lab_env: LabHandle) -> None:
+    lost = next(s.name for s in lab_env.topo.datacenter_sites
+                if s.name != _primary_site(lab_env))
+    survivor = next(s.name for s in lab_env.topo.datacenter_sites if s.name != lost)
+    campaign = _start_campaign(lab_env, 20_000, kill_after=3_000)
+    killed_at = time.time()
+    lab_env.lab.kill_site(lost)
+    dsn = app_dsn(lab_env.topo, survivor)
+    resumed = None
+    deadline = time.monotonic() + 30
+    while resumed is None and time.monotonic() < deadline:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            row = conn.execute("SELECT extract(epoch FROM min(sent_at)) FROM attempts WHERE "
+                               "campaign_id = %s AND site = %s AND sent_at > to_timestamp(%s)",
+                               (campaign, survivor, killed_at)).fetchone()
+        resumed = float(row[0]) if row and row[0] is not None else None
+        time.sleep(0.1)
+    assert resumed is not None, "no delivery recorded by the surviving site after the kill"
+    print(f"next delivery recorded by {survivor} {resumed - killed_at:.2f} s after {lost} died")
+    assert resumed - killed_at <= 5.0
+    c = _wait_completed(lab_env, campaign)
+    assert (c["delivered"], c["failed"], c["pending"]) == (20_000, 0, 0)
+    lab_env.lab.up(timeout=180)
+
+
+def test_losing_the_primary_site_mid_campaign_keeps_every_recorded_outcome(
+        lab_env: LabHandle) -> None:
+    lost = _primary_site(lab_env)
+    survivor = next(s.name for s in lab_env.topo.datacenter_sites if s.name != lost)
+    campaign = _start_campaign(lab_env, 20_000, kill_after=3_000)
+    dsn = app_dsn(lab_env.topo, survivor)
+    with psycopg.connect(dsn, autocommit=True) as conn:  # read from the primary, committed
+        before = dict(conn.execute("SELECT reference, state FROM attempts WHERE campaign_id = %s",
+                                   (campaign,)).fetchall())
+    lab_env.lab.kill_site(lost)
+    c = _wait_completed(lab_env, campaign, timeout=300)
+    assert (c["delivered"], c["failed"], c["pending"]) == (20_000, 0, 0)
+    view = patroni_view(lab_env.topo)
+    assert view is not None and view.primary == lab_env.topo.postgres_host_of_site(survivor).name
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        after = dict(conn.execute("SELECT reference, state FROM attempts WHERE campaign_id = %s",
+                                  (campaign,)).fetchall())
+    assert before, "nothing was recorded before the kill"
+    missing = set(before) - set(after)
+    assert not missing, f"{len(missing)} outcomes recorded before the kill are gone (RPO > 0)"
+    print(f"{len(before)} outcomes recorded before {lost} died, all still there after the "
+          f"failover to {survivor}")
+    lab_env.lab.up(timeout=180)
