@@ -46,8 +46,18 @@ class DispatchGate(Protocol):
     def may_dispatch(self) -> bool: ...
 
 
+class ClaimGate(Protocol):
+    """Whether this node may take new work (False while its site is drained for maintenance);
+    batches already claimed are finished."""
+
+    def may_claim(self) -> bool: ...
+
+
 class AlwaysOpen:
     def may_dispatch(self) -> bool:
+        return True
+
+    def may_claim(self) -> bool:
         return True
 
 
@@ -106,12 +116,13 @@ def text_for(step: ChannelStep, r: Recipient) -> str:
 class Dispatcher:
     def __init__(self, store: CampaignStore, carriers: Mapping[Channel, CarrierAdapter],
                  config: DispatcherConfig, gate: DispatchGate | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, claim_gate: ClaimGate | None = None) -> None:
         self.store = store
         self.metrics = metrics
         self.carriers = dict(carriers)
         self.config = config
         self.gate = gate or AlwaysOpen()
+        self.claim_gate = claim_gate or AlwaysOpen()
         self.stats = DispatchStats()
         self._stopping = asyncio.Event()
         self._stop_mode: StopMode = "drain"
@@ -145,13 +156,16 @@ class Dispatcher:
         slots = asyncio.Semaphore(self.config.max_batches)
         try:
             while not self._stopping.is_set():
-                if not self.gate.may_dispatch():
+                if not (self.gate.may_dispatch() and self.claim_gate.may_claim()):
                     await self._idle()
                     continue
                 await self._acquire(slots)
                 if self._stopping.is_set():
                     slots.release()
                     break
+                if not (self.gate.may_dispatch() and self.claim_gate.may_claim()):
+                    slots.release()  # the gates may have closed while we waited for a slot
+                    continue
                 try:
                     batch = await self.store.claim_batch(self.config.node, self.config.lease_s)
                 except Exception as exc:  # database away (failover): back off and retry

@@ -229,3 +229,32 @@ async def test_a_node_that_cannot_renew_its_lease_stops_sending_before_it_expire
     d.request_stop("now")
     store.unavailable = False
     await task
+
+
+@pytest.mark.asyncio
+async def test_a_closed_claim_gate_takes_no_new_work_but_finishes_what_it_holds() -> None:
+    class Switch:
+        open = True
+
+        def may_claim(self) -> bool:
+            return self.open
+
+    store = MemoryStore()
+    await store.create_scenario(ScenarioIn("sms-only", (SMS,)))
+    campaign = await store.launch_campaign("sms-only", "op", population=40, batch_size=10)
+    slow = FakeCarrier("sms", "sms", decide=lambda m: Script(delay_s=0.3))
+    switch = Switch()
+    d = Dispatcher(store, {"sms": slow}, DispatcherConfig("paris-node1", "paris", max_batches=1,
+                                                          idle_poll_s=0.01), claim_gate=switch)
+    await start(d, slow)
+    task = asyncio.create_task(d.run())
+    async with asyncio.timeout(5):
+        while not slow.sent:
+            await asyncio.sleep(0.01)
+    switch.open = False  # the site is drained: the batch under way is finished, no new claim
+    await asyncio.sleep(1.0)
+    d.request_stop("drain")
+    await task
+    summary = await store.campaign_summary(campaign)
+    assert (summary.delivered, summary.pending) == (10, 30)
+    assert d.stats.batches_claimed == 1 and d.stats.batches_finished == 1
