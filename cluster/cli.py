@@ -67,6 +67,73 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def cmd_site(args: argparse.Namespace, topo: Topology) -> int:
+    from cluster.drain import (
+        CoordinationDrains,
+        NodeApiEvents,
+        NodesClusterProbe,
+        OperationError,
+        wait_site_idle,
+    )
+    from cluster.node_api import operator_token
+    from cluster.wait import WaitTimeout
+
+    site = args.site
+    drains = CoordinationDrains(topo)
+    out = _say if not args.json else _err
+    waiting = args.site_command == "drain" and args.wait
+    # what --wait needs is found before anything changes
+    probe = NodesClusterProbe(topo, operator_token("auditor")) if waiting else None
+    if args.site_command == "drain":
+        newly = drains.drain(site)
+        sentence = (f"site {site} drained: its alert nodes take no new batch and finish the ones "
+                    "they hold" if newly else f"site {site} was already drained")
+    else:
+        newly = drains.undrain(site)
+        sentence = (f"site {site} undrained: its alert nodes take new batches again" if newly
+                    else f"site {site} was not drained")
+    out(sentence)
+    result: dict[str, Any] = {"site": site, "drained": args.site_command == "drain",
+                              "changed": newly, "sentence": sentence}
+    failure: OperationError | None = None
+    if probe is not None:
+        nodes = {h.name: h.site for h in topo.hosts_running("alert_nodes")}
+        try:
+            report = wait_site_idle(site, nodes, probe, args.timeout,
+                                    settle_s=max(1.0, topo.node_timings.retry_timeout))
+        except WaitTimeout as exc:
+            failure = OperationError(f"{exc}; site {site} stays drained (tenir site undrain "
+                                     f"{site})")
+        else:
+            out(report.sentence())
+            result["wait"] = report.to_json()
+    if newly:  # recorded once the wait is over, so that it does not delay what it measures
+        details = {"site": site, "by": drains.by, **({"wait": result["wait"]}
+                                                     if "wait" in result else {})}
+        problem = NodeApiEvents(topo).record(f"operator.{args.site_command}", sentence, details)
+        if problem is not None:
+            _err(problem)
+    if failure is not None:
+        raise failure
+    if args.json:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_switchover(args: argparse.Namespace, topo: Topology) -> int:
+    from cluster.switchover import build_switchover
+
+    switchover = build_switchover(topo, say=_err if args.json else _say, timeout=args.timeout)
+    report = switchover.run(args.to)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from cluster.demo import run_demo
 
@@ -102,9 +169,32 @@ def build_parser() -> argparse.ArgumentParser:
     kill.add_argument("site")
     lab.set_defaults(func=cmd_lab)
 
-    status = sub.add_parser("status", help="etcd, PostgreSQL and HAProxy state")
+    status = sub.add_parser("status", help="etcd, PostgreSQL, HAProxy, alert nodes, drained "
+                            "sites and batches in flight")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
+
+    site = sub.add_parser("site", help="planned maintenance of a datacenter site")
+    site_sub = site.add_subparsers(dest="site_command", required=True)
+    drain = site_sub.add_parser("drain", help="its alert nodes take no new batch (the other "
+                                "site takes the work); refused if the other site is drained")
+    drain.add_argument("site")
+    drain.add_argument("--wait", action="store_true",
+                       help="wait until no node of the site holds a batch; say what moved")
+    drain.add_argument("--timeout", type=float, default=120.0, help="seconds --wait waits")
+    drain.add_argument("--json", action="store_true")
+    undrain = site_sub.add_parser("undrain", help="its alert nodes take new batches again")
+    undrain.add_argument("site")
+    undrain.add_argument("--json", action="store_true")
+    site.set_defaults(func_topo=cmd_site)
+
+    sw = sub.add_parser("switchover", help="planned: move the work and the PostgreSQL primary "
+                        "to a site (drain the other, switch over, undrain)")
+    sw.add_argument("--to", required=True, metavar="SITE", help="the site to move to")
+    sw.add_argument("--timeout", type=float, default=120.0,
+                    help="seconds each wait may last (batches finished, new primary routed)")
+    sw.add_argument("--json", action="store_true")
+    sw.set_defaults(func_topo=cmd_switchover)
 
     from cluster.campaign_cli import add_parsers
 
@@ -127,11 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
+        from cluster.coordination.base import CoordinationError
+        from cluster.drain import OperationError
         from cluster.lab.lab import LabError
         from cluster.node_api import ApiError
         from cluster.wait import WaitTimeout
 
-        if isinstance(exc, LabError | WaitTimeout | ApiError):
+        if isinstance(exc, LabError | WaitTimeout | ApiError | OperationError
+                      | CoordinationError):
             print(f"tenir: {exc}", file=sys.stderr)
             return 1
         raise

@@ -1,18 +1,102 @@
 """``tenir status``: one view of the cluster, read from etcd, Patroni's REST API and HAProxy's
-admin socket at the addresses the inventory gives. Works against any inventory."""
+admin socket at the addresses the inventory gives, and from the alert nodes' cluster view
+(``GET /api/v1/cluster`` of the first node that answers, with the auditor's token): which nodes
+are members, the watchdog leader, the drained sites and the batches each node holds per
+campaign. Works against any inventory; when no node answers, the rest is still shown."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from cluster.etcd_probe import has_quorum, probe_members
-from cluster.lab.health import etcd_members, haproxy_admin, patroni_view
+from cluster.httpjson import HttpError, request_json
+from cluster.lab.health import etcd_members, haproxy_admin, node_url, patroni_view
+from cluster.node_api import ApiError, operator_token
 from cluster.settings import int_setting
 from cluster.topology import Topology
 from replication.haproxy import HAProxyError
 
+NODE_TIMEOUT_S = 4.0  # a node answers within its 3 s bound per part
 
-def gather(topo: Topology) -> dict[str, Any]:
+
+def fetch_cluster_view(topo: Topology, token: str | None = None,
+                       timeout: float = NODE_TIMEOUT_S) -> dict[str, Any]:
+    """``GET /api/v1/cluster`` from the alert nodes, in inventory order: the first complete
+    answer (no ``errors``), else the first answer. Raises :class:`ApiError` if none answers."""
+    token = token or operator_token("auditor")
+    first: dict[str, Any] | None = None
+    problems = []
+    for host in topo.hosts_running("alert_nodes"):
+        url = f"{node_url(topo, host)}/api/v1/cluster"
+        try:
+            _, data = request_json("GET", url, timeout=timeout, bearer=token)
+        except HttpError as exc:
+            problems.append(f"{host.name}: {exc}")
+            continue
+        if not isinstance(data, dict):
+            problems.append(f"{host.name}: unexpected answer {str(data)[:80]!r}")
+            continue
+        if not data.get("errors"):
+            return data
+        first = first or data
+    if first is not None:
+        return first
+    raise ApiError("no alert node answered: " + ("; ".join(problems) or "no alert node in "
+                                                 f"{topo.source}"))
+
+
+def nodes_part(topo: Topology, view: dict[str, Any] | None,
+               error: str | None = None) -> dict[str, Any]:
+    """The keys ``tenir status`` adds from a node's cluster view (or says it is unreachable):
+    ``nodes`` (each alert node of the inventory, and any other member, with ``member``: whether
+    it is a live member of the coordination service, null if unknown), ``watchdog_leader``,
+    ``drained_sites``, ``campaigns`` (batches in flight per campaign, by node and by site) and
+    ``cluster_view`` (which node answered, what it could not read)."""
+    view = view or {}
+    raw_members = view.get("members")
+    members = ({str(m["name"]): str(m["site"]) for m in raw_members}
+               if isinstance(raw_members, list) else None)
+    nodes = [{"name": h.name, "site": h.site,
+              "member": None if members is None else h.name in members}
+             for h in topo.hosts_running("alert_nodes")]
+    known = {n["name"] for n in nodes}
+    nodes += [{"name": name, "site": site, "member": True}
+              for name, site in sorted((members or {}).items()) if name not in known]
+    site_of = {n["name"]: n["site"] for n in nodes}
+    campaigns = []
+    in_flight = view.get("in_flight")
+    for cid, by_node in sorted((in_flight or {}).items(), key=lambda kv: int(kv[0])):
+        by_site: dict[str, int] = {}
+        for node, n in by_node.items():
+            site = str(site_of.get(node) or "?")
+            by_site[site] = by_site.get(site, 0) + int(n)
+        campaigns.append({"id": int(cid), "in_flight": sum(int(n) for n in by_node.values()),
+                          "by_node": dict(sorted(by_node.items())),
+                          "by_site": dict(sorted(by_site.items()))})
+    errors = list(view.get("errors") or [])
+    if error is not None:
+        errors.insert(0, error)
+    return {
+        "nodes": nodes,
+        "watchdog_leader": view.get("watchdog_leader"),
+        "drained_sites": view.get("drained_sites"),
+        "campaigns": campaigns if in_flight is not None else None,
+        "cluster_view": {"from": view.get("node"), "reachable": bool(view), "errors": errors},
+    }
+
+
+def gather_nodes(topo: Topology) -> dict[str, Any]:
+    try:
+        token = operator_token("auditor")
+    except ApiError as exc:
+        return nodes_part(topo, None, f"alert nodes not asked: {exc}")
+    try:
+        return nodes_part(topo, fetch_cluster_view(topo, token))
+    except ApiError as exc:
+        return nodes_part(topo, None, f"alert nodes unreachable: {exc}")
+
+
+def gather(topo: Topology, *, nodes: bool = True) -> dict[str, Any]:
     port = int_setting(topo, None, "etcd", "etcd_client_port")
     site_of = {h.name: h.site for h in topo.hosts.values()}
     health = probe_members(etcd_members(topo), port)
@@ -43,6 +127,7 @@ def gather(topo: Topology) -> dict[str, Any]:
                         for m in (view.members if view else ())],
         },
         "haproxy": haproxy,
+        **(gather_nodes(topo) if nodes else {}),
     }
 
 
@@ -63,4 +148,34 @@ def render_table(status: dict[str, Any]) -> str:
     lines += ["", "haproxy (postgres_primary):"]
     for h in status["haproxy"]:
         lines.append(f"  {h['site']:<10} {h['host']:<16} -> {h['server'] or '-':<16} {h['state']}")
+    if "nodes" in status:
+        lines += ["", *render_nodes(status)]
     return "\n".join(lines)
+
+
+def render_nodes(status: dict[str, Any]) -> list[str]:
+    view = status["cluster_view"]
+    if not view["reachable"]:
+        return [f"alert nodes: UNREACHABLE ({'; '.join(view['errors'])})"]
+    lines = [f"alert nodes (as seen by {view['from']}):"]
+    drained = status["drained_sites"]
+    for n in status["nodes"]:
+        member = {True: "member", False: "NOT A MEMBER", None: "membership unknown"}[n["member"]]
+        flags = "  drained" if drained and n["site"] in drained else ""
+        leader = "  watchdog leader" if n["name"] == status["watchdog_leader"] else ""
+        lines.append(f"  {n['name']:<16} {n['site'] or '?':<10} {member}{leader}{flags}")
+    lines.append(f"watchdog leader: {status['watchdog_leader'] or 'unknown'}")
+    lines.append("drained sites: " + ("unknown" if drained is None else
+                                      ", ".join(drained) or "none"))
+    campaigns = status["campaigns"]
+    if campaigns is None:
+        lines.append("batches in flight: unknown")
+    elif not campaigns:
+        lines.append("batches in flight: none")
+    for c in campaigns or ():
+        sites = ", ".join(f"{k} {v}" for k, v in c["by_site"].items())
+        nodes = " ".join(f"{k}:{v}" for k, v in c["by_node"].items())
+        lines.append(f"  campaign {c['id']}: {c['in_flight']} batches in flight ({sites})  "
+                     f"{nodes}")
+    lines += [f"  ! {e}" for e in view["errors"]]
+    return lines

@@ -1,10 +1,12 @@
 """``python -m nodes.main --config node.yml``: one alert node, API and dispatcher in one process.
 
 Start: JSON logging, the campaign store (migrations applied under an advisory lock, one node at a
-time; retried while PostgreSQL is away), the carrier adapters of the node's site, the dispatcher,
-then the API. Stop: the first SIGTERM/SIGINT drains (no new claims, running batches finish until
-the drain deadline, then are released), a second one stops at once; buffered outcomes are always
-flushed before the store closes.
+time; retried while PostgreSQL is away), membership of the coordination service, the carrier
+adapters of the node's site, the dispatcher (gated by self-fencing and by site drain:
+``nodes/drain.py``), the API, the drain-flag watch and the watchdog. Stop: the first
+SIGTERM/SIGINT drains (no new claims, running batches finish until the drain deadline, then are
+released), a second one stops at once; buffered outcomes are always flushed before the store
+closes.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from nodes.carriers.smtp import SmtpAdapter
 from nodes.carriers.voice import VoiceAdapter
 from nodes.config import NodeConfig, NodeConfigError, load_node_config
 from nodes.dispatcher import Dispatcher, DispatcherConfig, StopMode
+from nodes.drain import CoordinationClusterView, SiteDrainGate
 from nodes.logs import configure_logging
 from nodes.membership import MembershipGate
 from nodes.metrics import Metrics
@@ -102,6 +105,8 @@ async def serve(cfg: NodeConfig) -> int:
     coordinator = await open_membership(cfg)
     gate = (MembershipGate(coordinator, cfg.coordination.fencing_safety, cfg.node, cfg.site)
             if coordinator is not None and cfg.coordination is not None else None)
+    drains = (SiteDrainGate(coordinator, cfg.node, cfg.site)
+              if coordinator is not None else None)
     carriers = build_carriers(cfg)
     dispatcher = Dispatcher(
         store, carriers,
@@ -109,12 +114,14 @@ async def serve(cfg: NodeConfig) -> int:
                          max_batches=cfg.max_batches, drain_deadline_s=cfg.drain_deadline_s,
                          receipt_timeout_s=cfg.receipt_timeout_s,
                          callback_base_url=cfg.public_url),
-        gate=gate, metrics=metrics,
+        gate=gate, metrics=metrics, claim_gate=drains,
     )
     for adapter in carriers.values():
         await adapter.start(dispatcher.on_receipt, dispatcher.on_ack)
     app = create_app(store, node=cfg.node, site=cfg.site, tokens=cfg.tokens,  # type: ignore[arg-type]
-                     metrics=metrics, on_ack=dispatcher.on_ack, on_receipt=dispatcher.on_receipt)
+                     metrics=metrics, on_ack=dispatcher.on_ack, on_receipt=dispatcher.on_receipt,
+                     cluster_view=(CoordinationClusterView(coordinator, drains)
+                                   if coordinator is not None and drains is not None else None))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, cfg.listen_host, cfg.listen_port).start()
@@ -135,16 +142,21 @@ async def serve(cfg: NodeConfig) -> int:
         loop.add_signal_handler(sig, on_signal)
     watchdog_stop = asyncio.Event()
     watchdog_task: asyncio.Task[None] | None = None
-    if coordinator is not None and cfg.coordination is not None:
-        watchdog = Watchdog(coordinator, store, node=cfg.node, site=cfg.site,
-                            cycle_s=cfg.coordination.watchdog_cycle_s)
-        watchdog_task = asyncio.create_task(watchdog.run(watchdog_stop), name="watchdog")
     try:
+        if drains is not None and cfg.coordination is not None:
+            # Read the drain flags before the first claim (bounded: alerts are not held back).
+            await drains.start(first_sync_s=cfg.coordination.retry_timeout * 2)
+        if coordinator is not None and cfg.coordination is not None:
+            watchdog = Watchdog(coordinator, store, node=cfg.node, site=cfg.site,
+                                cycle_s=cfg.coordination.watchdog_cycle_s)
+            watchdog_task = asyncio.create_task(watchdog.run(watchdog_stop), name="watchdog")
         await dispatcher.run()
     finally:
         watchdog_stop.set()
         if watchdog_task is not None:
             await watchdog_task
+        if drains is not None:
+            await drains.close()
         if coordinator is not None:  # leave only once our batches are released
             with contextlib.suppress(Exception):
                 await coordinator.close()

@@ -7,6 +7,10 @@ from psycopg import sql
 
 APP_USER = "tenir"
 APP_DB = "tenir"
+# A node cut off in the middle of a transaction leaves it open on the server, holding the row
+# locks of a claimed batch (SKIP LOCKED then hides that batch from every other node). The
+# server ends such a session after this long; the store's transactions are milliseconds long.
+APP_IDLE_IN_TRANSACTION_TIMEOUT = "10s"
 
 
 def dsn(host: str, port: int, user: str, password: str, dbname: str,
@@ -30,6 +34,8 @@ def ensure_app_database(superuser_dsn: str, app_password: str) -> bool:
         else:
             conn.execute(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
                 sql.Identifier(APP_USER), sql.Literal(app_password)))
+        conn.execute(sql.SQL("ALTER ROLE {} SET idle_in_transaction_session_timeout = {}").format(
+            sql.Identifier(APP_USER), sql.Literal(APP_IDLE_IN_TRANSACTION_TIMEOUT)))
         db = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (APP_DB,)).fetchone()
         if db is None:
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(

@@ -230,6 +230,9 @@ class CampaignStore(Protocol):
 
     # ownership view and events (the watchdog)
     async def batches_in_flight(self) -> dict[str, int]: ...  # owner node -> claimed batches
+    async def batches_in_flight_by_campaign(
+        self,
+    ) -> dict[int, dict[str, int]]: ...  # campaign id -> owner node -> claimed batches
     async def record_event(
         self, kind: str, sentence: str, node: str, site: str, campaign_id: int | None = None,
         details: Mapping[str, Any] | None = None,

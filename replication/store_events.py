@@ -19,6 +19,16 @@ class EventsPart(StoreBase):
                                      " WHERE state = 'claimed' GROUP BY owner")
             return {str(owner): int(n) for owner, n in await cur.fetchall()}
 
+    async def batches_in_flight_by_campaign(self) -> dict[int, dict[str, int]]:
+        """Claimed batches per campaign and owner node (the operators' cluster view)."""
+        async with self._tx() as conn:
+            cur = await conn.execute("SELECT campaign_id, owner, count(*) FROM batches"
+                                     " WHERE state = 'claimed' GROUP BY campaign_id, owner")
+            out: dict[int, dict[str, int]] = {}
+            for campaign, owner, n in await cur.fetchall():
+                out.setdefault(int(campaign), {})[str(owner)] = int(n)
+            return out
+
     async def record_event(self, kind: str, sentence: str, node: str, site: str,
                            campaign_id: int | None = None,
                            details: Mapping[str, Any] | None = None) -> int:

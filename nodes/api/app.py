@@ -15,10 +15,19 @@ from typing import Any
 
 from aiohttp import web
 
-from nodes.api import callbacks, campaigns, contacts, health, openapi, scenarios
+from nodes.api import (
+    callbacks,
+    campaigns,
+    cluster,
+    contacts,
+    events,
+    health,
+    openapi,
+    scenarios,
+)
 from nodes.api.auth import TokenTable, auth_middleware
 from nodes.api.bodies import body_size_middleware
-from nodes.api.context import CONTEXT, ApiContext
+from nodes.api.context import CONTEXT, ApiContext, ClusterView
 from nodes.api.errors import error_middleware
 from nodes.api.observability import observe_middleware
 from nodes.api.spec import JSON, Access, Role, RouteSpec
@@ -28,7 +37,7 @@ from replication.store_api import CampaignStore
 
 MiB = 1024 * 1024
 
-MODULES = (health, contacts, scenarios, campaigns, callbacks)
+MODULES = (health, contacts, scenarios, campaigns, callbacks, cluster, events)
 ROUTES: tuple[RouteSpec, ...] = tuple(r for m in MODULES for r in m.ROUTES)
 
 
@@ -52,12 +61,15 @@ def create_app(
     on_ack: AckSink | None = None,
     on_receipt: ReceiptSink | None = None,
     max_body_bytes: int = 20 * MiB,
+    cluster_view: ClusterView | None = None,
 ) -> web.Application:
     """The API of node ``node`` of site ``site``, serving ``store``.
 
     ``tokens`` maps each bearer token to its role (tokens shorter than 16 characters are
     refused). ``on_receipt``/``on_ack`` are told about the receipts and acknowledgements that
-    arrive through callbacks, after the store has recorded them.
+    arrive through callbacks, after the store has recorded them. ``cluster_view`` is the
+    coordination-backed part of ``GET /api/v1/cluster`` (members, watchdog leader, drained
+    sites); without it that route says the coordination service is not configured.
     """
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be positive")
@@ -84,5 +96,6 @@ def create_app(
     app[CONTEXT] = ApiContext(
         store=store, node=node, site=site, metrics=metrics, on_ack=on_ack,
         on_receipt=on_receipt, max_body_bytes=max_body_bytes, openapi=document,
+        cluster=cluster_view,
     )
     return app

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
+from cluster.coordination.base import MemberInfo
 from nodes.api.spec import Role
 from nodes.carriers.base import AckSink, ReceiptSink
 from nodes.metrics import Metrics
@@ -25,6 +26,16 @@ class Principal:
         return f"{self.role}:{self.fingerprint}"
 
 
+class ClusterView(Protocol):
+    """What ``GET /api/v1/cluster`` reads from the coordination service (the node wires the
+    implementation: ``nodes.drain.CoordinationClusterView``). Each call returns within the
+    coordinator's retry timeout or raises ``CoordinationError``."""
+
+    async def members(self) -> list[MemberInfo]: ...
+    async def watchdog_leader(self) -> str | None: ...
+    async def drained_sites(self) -> list[str]: ...
+
+
 @dataclass(frozen=True)
 class ApiContext:
     store: CampaignStore
@@ -35,6 +46,7 @@ class ApiContext:
     on_receipt: ReceiptSink | None
     max_body_bytes: int
     openapi: dict[str, Any]
+    cluster: ClusterView | None = None
 
 
 CONTEXT = web.AppKey("tenir.api", ApiContext)

@@ -545,6 +545,15 @@ class MemoryStore:
                 out[b.node] = out.get(b.node, 0) + 1
         return out
 
+    async def batches_in_flight_by_campaign(self) -> dict[int, dict[str, int]]:
+        self._enter("batches_in_flight_by_campaign")
+        out: dict[int, dict[str, int]] = {}
+        for b in self._batches.values():
+            if b.state == "claimed" and b.node is not None:
+                per_node = out.setdefault(b.campaign_id, {})
+                per_node[b.node] = per_node.get(b.node, 0) + 1
+        return out
+
     async def record_event(self, kind: str, sentence: str, node: str, site: str,
                            campaign_id: int | None = None,
                            details: Mapping[str, Any] | None = None) -> int:

@@ -11,9 +11,11 @@ import time
 import psycopg
 import pytest
 
+from chaos.faults import IsolateSite, chaos_rules_left, faulted
 from cluster.campaign_cli import carriers_report, cross_site_duplicates, references_by_site
+from cluster.httpjson import request_json
 from cluster.lab.access import app_dsn
-from cluster.lab.health import patroni_view
+from cluster.lab.health import carriers_control_url, patroni_view
 from cluster.node_api import ApiError
 from tests.lab.support import LabHandle
 from tests.lab.test_campaigns import api, reset_carriers
@@ -151,3 +153,46 @@ def test_losing_the_primary_site_mid_campaign_keeps_every_recorded_outcome(
     print(f"{len(before)} outcomes recorded before {lost} died, all still there after the "
           f"failover to {survivor}")
     lab_env.lab.up(timeout=180)
+
+
+def _sms_received(lab: LabHandle, site: str) -> int:
+    host = next(h for h in lab.topo.hosts_running("carriers") if h.site == site)
+    _, report = request_json("GET", f"{carriers_control_url(lab.topo, host)}/report",
+                             timeout=3.0)
+    return int(report["sms"]["received"])
+
+
+def test_a_site_cut_from_the_others_stops_dispatching_within_its_lease(
+        lab_env: LabHandle) -> None:
+    topo = lab_env.topo
+    isolated = "marseille"
+    ttl = topo.node_timings.membership_ttl
+    campaign = _start_campaign(lab_env, 20_000, kill_after=2_000)
+    with faulted(IsolateSite(lab_env.lab, isolated)):
+        cut_at = time.time()
+        samples: list[tuple[float, int]] = []
+        while time.time() - cut_at < ttl + 10:
+            samples.append((time.time(), _sms_received(lab_env, isolated)))
+            time.sleep(0.2)
+        last_growth = max((t for (t, n), (_, prev) in zip(samples[1:], samples, strict=False)
+                           if n > prev), default=cut_at)
+        stopped_after = last_growth - cut_at
+        print(f"{isolated} sent its last SMS {stopped_after:.1f} s after the cut "
+              f"(membership ttl {ttl:g} s)")
+        assert stopped_after <= ttl, f"{isolated} kept dispatching {stopped_after:.1f} s"
+        c = _wait_completed(lab_env, campaign, timeout=300)
+    assert (c["delivered"], c["failed"], c["pending"]) == (20_000, 0, 0)
+    assert chaos_rules_left(lab_env.lab) == []
+    with psycopg.connect(app_dsn(topo, "paris"), autocommit=True) as conn:
+        moves = conn.execute(
+            "SELECT extract(epoch FROM at), details FROM events WHERE kind = 'watchdog.move' "
+            "AND at >= to_timestamp(%s) ORDER BY id", (cut_at,)).fetchall()
+    moved_nodes = {n for _, d in moves for n in d["moved"]}
+    if moved_nodes:  # the isolated site held batches: they moved only once it had stopped
+        first_move = min(float(t) for t, _ in moves)
+        assert moved_nodes <= {"marseille-node1", "marseille-node2"}
+        assert first_move > last_growth, "a batch was dispatched by both sites at once"
+    cross = cross_site_duplicates(topo)["sms"]
+    print(f"moved {moved_nodes or 'nothing'}; references delivered by both sites: {cross}")
+    assert cross <= 2 * 8 * 100  # what the two isolated nodes could hold in flight
+    lab_env.lab.up(timeout=240)

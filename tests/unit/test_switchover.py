@@ -1,0 +1,263 @@
+"""The planned switchover on fakes: the order of its operations (drain, HAProxy drain, Patroni
+switchover, wait, HAProxy ready, undrain), the sentences it prints, the refusals of its preflight
+(nothing changed), and what a failure restores."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from cluster.drain import ClusterSnapshot, DrainRefused
+from cluster.switchover import PROXY, Switchover, SwitchoverFailed
+from replication.haproxy import ServerState
+from replication.patroni import PatroniCluster, PatroniMember
+
+pytestmark = pytest.mark.unit
+
+PG = {"paris": "paris-db", "marseille": "marseille-db"}
+NODES = {"paris-node1": "paris", "paris-node2": "paris", "marseille-node1": "marseille"}
+
+
+class World:
+    """One shared log of what every fake was asked to do, in order."""
+
+    def __init__(self, primary: str = "paris-db", sync: str | None = "marseille-db") -> None:
+        self.log: list[str] = []
+        self.primary = primary
+        self.sync = sync
+        self.drained: set[str] = set()
+        self.server_state: dict[tuple[str, str], str] = {}  # (haproxy, server) -> admin state
+        self.in_flight: list[dict[int, dict[str, int]]] = [
+            {4: {"paris-node1": 2, "marseille-node1": 1}},
+            {4: {"paris-node1": 1, "marseille-node1": 2}},
+            {4: {"marseille-node1": 3}},
+        ]
+        self.switch_fails: Exception | None = None
+        self.switch_takes_effect = True
+        self.events: list[tuple[str, str, Mapping[str, Any]]] = []
+        self.said: list[str] = []
+
+    # DrainControl
+    def drain(self, site: str) -> bool:
+        self.log.append(f"drain {site}")
+        if self.drained - {site}:
+            raise DrainRefused(f"site {next(iter(self.drained))} is already drained")
+        new = site not in self.drained
+        self.drained.add(site)
+        return new
+
+    def undrain(self, site: str) -> bool:
+        self.log.append(f"undrain {site}")
+        was = site in self.drained
+        self.drained.discard(site)
+        return was
+
+    def drained_list(self) -> list[str]:
+        return sorted(self.drained)
+
+    # ClusterProbe
+    def snapshot(self) -> ClusterSnapshot:
+        view = self.in_flight.pop(0) if len(self.in_flight) > 1 else self.in_flight[0]
+        return ClusterSnapshot(view, {})
+
+    # EventSink
+    def record(self, kind: str, sentence: str, details: Mapping[str, Any]) -> str | None:
+        self.log.append(f"event {kind}")
+        self.events.append((kind, sentence, details))
+        return None
+
+
+class Drains:
+    def __init__(self, world: World) -> None:
+        self.w = world
+
+    def drain(self, site: str) -> bool:
+        return self.w.drain(site)
+
+    def undrain(self, site: str) -> bool:
+        return self.w.undrain(site)
+
+    def drained(self) -> list[str]:
+        return self.w.drained_list()
+
+
+class FakePatroni:
+    def __init__(self, world: World) -> None:
+        self.w = world
+
+    def cluster(self) -> PatroniCluster:
+        members = [PatroniMember(name, "leader" if name == self.w.primary else
+                                 "sync_standby" if name == self.w.sync else "replica",
+                                 "streaming" if name != self.w.primary else "running",
+                                 name, 3, 0) for name in PG.values()]
+        return PatroniCluster(tuple(members))
+
+    def switchover(self, leader: str, candidate: str) -> str:
+        self.w.log.append(f"patroni switchover {leader} -> {candidate}")
+        if self.w.switch_fails is not None:
+            raise self.w.switch_fails
+        if self.w.switch_takes_effect:
+            self.w.primary, self.w.sync = candidate, leader
+        return f'Successfully switched over to "{candidate}"'
+
+
+class FakeHAProxy:
+    def __init__(self, world: World, name: str) -> None:
+        self.w = world
+        self.name = name
+
+    def servers(self, proxy: str | None = None) -> list[ServerState]:
+        out = []
+        for server in PG.values():
+            admin = self.w.server_state.get((self.name, server), "ready")
+            status = ("DRAIN" if admin == "drain" else "MAINT" if admin == "maint" else
+                      "UP" if server == self.w.primary else "DOWN")
+            out.append(ServerState(PROXY, server, status, 0))
+        return out
+
+    def set_state(self, proxy: str, server: str, state: str) -> None:
+        assert proxy == PROXY
+        self.w.log.append(f"haproxy {self.name} {server} {state}")
+        self.w.server_state[(self.name, server)] = state
+
+
+def switchover(world: World, timeout: float = 2.0) -> Switchover:
+    return Switchover(
+        sites=list(PG), postgres_of_site=PG, nodes=NODES, drains=Drains(world), cluster=world,
+        patroni=FakePatroni(world),
+        haproxies={h: FakeHAProxy(world, h) for h in ("paris-db", "marseille-db")},
+        events=world, say=world.said.append, timeout=timeout, poll_s=0.01, settle_s=0)
+
+
+def test_switchover_to_marseille_runs_its_steps_in_order_and_says_each() -> None:
+    w = World()
+    report = switchover(w).run("marseille")
+    assert w.log == [
+        "drain paris",
+        "haproxy paris-db paris-db drain", "haproxy marseille-db paris-db drain",
+        "patroni switchover paris-db -> marseille-db",
+        "haproxy paris-db paris-db ready", "haproxy marseille-db paris-db ready",
+        "undrain paris",
+        "event operator.switchover",
+    ]
+    assert report.ok and report.primary_before == "paris-db"
+    assert report.primary_after == "marseille-db" and w.primary == "marseille-db"
+    assert [s.name for s in report.steps] == [
+        "preflight", "drain paris", "wait for paris to finish its batches", "haproxy drain",
+        "patroni switchover", "wait for the new primary", "haproxy ready", "undrain paris"]
+    lines = [line.rsplit(" (", 1)[0] for line in w.said]
+    assert lines[:8] == [
+        "1. preflight: primary paris-db, synchronous standby marseille-db streaming; "
+        "2 HAProxies answer; site paris takes work",
+        "2. site paris drained: its nodes take no new batch",
+        "3. site paris finished the 2 batches it held (campaign 4) in 0.0 s and takes no new one;"
+        " the other site holds 3 batches (campaign 4: marseille-node1 3)",
+        "4. no new PostgreSQL connection to the old primary: paris-db set to drain on HAProxy "
+        "paris-db, marseille-db",
+        '5. Patroni switchover paris-db -> marseille-db: Successfully switched over to '
+        '"marseille-db"',
+        "6. marseille-db is the PostgreSQL primary and every HAProxy routes only to it",
+        "7. paris-db set to ready on HAProxy paris-db, marseille-db (its health check keeps it "
+        "out while it is a replica)",
+        "8. site paris undrained: its nodes take new batches again",
+    ]
+    assert all(line.endswith(" s)") for line in w.said[:8])
+    assert w.said[8] == report.sentence
+    assert report.sentence.startswith("switchover to marseille done in ")
+    assert report.sentence.endswith(
+        ": PostgreSQL primary marseille-db (was paris-db), every HAProxy routes only to it; "
+        "the 2 batches paris held were finished there before the move; paris takes new "
+        "batches again.")
+    [(kind, sentence, details)] = w.events
+    assert (kind, sentence, details["ok"]) == ("operator.switchover", report.sentence, True)
+    assert [s["step"] for s in details["steps"]][-1] == "undrain paris"
+
+
+def test_primary_already_in_the_target_site_moves_work_but_not_postgres() -> None:
+    w = World(primary="marseille-db", sync="paris-db")
+    report = switchover(w).run("marseille")
+    assert w.log == ["drain paris", "undrain paris", "event operator.switchover"]
+    assert "the PostgreSQL primary marseille-db was already in marseille" in report.sentence
+    assert any("nothing to switch" in line for line in w.said)
+
+
+def test_a_site_drained_before_the_switchover_stays_drained() -> None:
+    w = World()
+    w.drained.add("paris")
+    report = switchover(w).run("marseille")
+    assert "undrain paris" not in w.log
+    assert w.drained == {"paris"}
+    assert report.steps[-1].sentence == ("site paris was drained before the switchover: left "
+                                         "drained")
+    assert report.sentence.endswith("paris stays drained, as it was before.")
+
+
+@pytest.mark.parametrize(("world", "to", "message"), [
+    (World(sync=None), "marseille", "marseille-db is not the streaming synchronous standby "
+                                    r"\(that is nobody\).*nothing was changed"),
+    (World(primary="none", sync="marseille-db"), "marseille", "no PostgreSQL primary"),
+    (World(), "witness", "'witness' is not a datacenter site"),
+])
+def test_preflight_refusals_change_nothing(world: World, to: str, message: str) -> None:
+    with pytest.raises(SwitchoverFailed, match=message):
+        switchover(world).run(to)
+    assert world.log == [] and world.events == []
+
+
+def test_switching_to_a_drained_site_is_refused() -> None:
+    w = World()
+    w.drained.add("marseille")
+    with pytest.raises(SwitchoverFailed, match=r"site marseille is drained.*tenir site undrain "
+                                               r"marseille"):
+        switchover(w).run("marseille")
+    assert w.log == []
+
+
+def test_a_failed_patroni_switchover_restores_haproxy_and_undrains() -> None:
+    w = World()
+    w.switch_fails = RuntimeError("412 candidate not healthy")
+    with pytest.raises(SwitchoverFailed) as failed:
+        switchover(w).run("marseille")
+    assert w.log[3:] == [
+        "patroni switchover paris-db -> marseille-db",
+        "haproxy paris-db paris-db ready", "haproxy marseille-db paris-db ready",
+        "undrain paris",
+        "event operator.switchover",
+    ]
+    message = str(failed.value)
+    assert message.startswith("switchover to marseille FAILED after ")
+    assert message.endswith("412 candidate not healthy; restored: paris-db set to ready on "
+                            "HAProxy paris-db, marseille-db; site paris undrained")
+    assert any(line.startswith("5. patroni switchover: FAILED after ") for line in w.said)
+    assert w.events[0][2]["ok"] is False and w.primary == "paris-db" and not w.drained
+
+
+def test_waiting_for_the_new_primary_is_bounded_and_names_what_it_waited_for() -> None:
+    w = World()
+    w.switch_takes_effect = False  # Patroni said yes but nothing changes
+    with pytest.raises(SwitchoverFailed, match=r"gave up after 0 s waiting for marseille-db to "
+                                               r"be the PostgreSQL primary and every HAProxy to "
+                                               r"route only to it; last seen: primary paris-db"):
+        switchover(w, timeout=0.2).run("marseille")
+    assert w.log[-3:] == ["haproxy marseille-db paris-db ready", "undrain paris",
+                          "event operator.switchover"]
+
+
+def test_a_site_that_never_finishes_its_batches_fails_before_touching_postgres() -> None:
+    w = World()
+    w.in_flight = [{4: {"paris-node2": 1}}]
+    with pytest.raises(SwitchoverFailed, match="no node of site paris to hold a batch"):
+        switchover(w, timeout=0.1).run("marseille")
+    assert w.log == ["drain paris", "undrain paris", "event operator.switchover"]
+
+
+def test_report_json_lists_every_step() -> None:
+    w = World()
+    data = switchover(w).run("marseille").to_json()
+    assert set(data) == {"to", "drained", "ok", "primary_before", "primary_after", "seconds",
+                         "sentence", "steps"}
+    assert (data["to"], data["drained"], data["ok"]) == ("marseille", "paris", True)
+    assert len(data["steps"]) == 8 and all({"step", "seconds", "sentence"} == set(s)
+                                           for s in data["steps"])
