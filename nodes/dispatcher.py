@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from nodes.breaker import Breakers
 from nodes.carriers.base import Ack, CarrierAdapter, Message, Receipt
 from nodes.metrics import Metrics
 from nodes.outcomes import OutcomeBuffer
@@ -53,6 +54,17 @@ class ClaimGate(Protocol):
     def may_claim(self) -> bool: ...
 
 
+class ChannelElsewhere(Protocol):
+    """Whether a channel that fails at this site works at another site right now."""
+
+    def available_elsewhere(self, channel: str) -> bool: ...
+
+
+class Nowhere:
+    def available_elsewhere(self, channel: str) -> bool:
+        return False
+
+
 class AlwaysOpen:
     def may_dispatch(self) -> bool:
         return True
@@ -69,6 +81,10 @@ class FencedOff(Exception):
     pass
 
 
+class ChannelDown(Exception):
+    """A channel's carrier at this site is failing: the batch goes to a node that can send."""
+
+
 @dataclass(frozen=True)
 class DispatcherConfig:
     node: str
@@ -79,6 +95,8 @@ class DispatcherConfig:
     receipt_timeout_s: float = 30.0
     drain_deadline_s: float = 10.0
     callback_base_url: str | None = None  # this node's API, for voice callbacks and ack links
+    breaker_threshold: int = 20  # consecutive failed sends that mark a channel down here
+    breaker_cooldown_s: float = 15.0
 
 
 @dataclass
@@ -116,13 +134,16 @@ def text_for(step: ChannelStep, r: Recipient) -> str:
 class Dispatcher:
     def __init__(self, store: CampaignStore, carriers: Mapping[Channel, CarrierAdapter],
                  config: DispatcherConfig, gate: DispatchGate | None = None,
-                 metrics: Metrics | None = None, claim_gate: ClaimGate | None = None) -> None:
+                 metrics: Metrics | None = None, claim_gate: ClaimGate | None = None,
+                 elsewhere: ChannelElsewhere | None = None) -> None:
         self.store = store
         self.metrics = metrics
         self.carriers = dict(carriers)
         self.config = config
         self.gate = gate or AlwaysOpen()
         self.claim_gate = claim_gate or AlwaysOpen()
+        self.breakers = Breakers(config.breaker_threshold, config.breaker_cooldown_s)
+        self.elsewhere = elsewhere or Nowhere()
         self.stats = DispatchStats()
         self._stopping = asyncio.Event()
         self._stop_mode: StopMode = "drain"
@@ -156,14 +177,14 @@ class Dispatcher:
         slots = asyncio.Semaphore(self.config.max_batches)
         try:
             while not self._stopping.is_set():
-                if not (self.gate.may_dispatch() and self.claim_gate.may_claim()):
+                if not self._may_claim():
                     await self._idle()
                     continue
                 await self._acquire(slots)
                 if self._stopping.is_set():
                     slots.release()
                     break
-                if not (self.gate.may_dispatch() and self.claim_gate.may_claim()):
+                if not self._may_claim():
                     slots.release()  # the gates may have closed while we waited for a slot
                     continue
                 try:
@@ -185,6 +206,14 @@ class Dispatcher:
                 task.add_done_callback(self._reaper(slots))
         finally:
             await self._shutdown()
+
+    def _hand_off(self, channel: str) -> bool:
+        """A channel failing here that works at another site: its work goes there."""
+        return self.breakers.of(channel).is_open() and self.elsewhere.available_elsewhere(channel)
+
+    def _may_claim(self) -> bool:
+        return (self.gate.may_dispatch() and self.claim_gate.may_claim()
+                and not any(self._hand_off(c) for c in self.breakers.open_channels()))
 
     def _reaper(self, slots: asyncio.Semaphore) -> Callable[[asyncio.Task[None]], None]:
         def reap(task: asyncio.Task[None]) -> None:
@@ -250,7 +279,7 @@ class Dispatcher:
                     await asyncio.gather(*workers)
                 renewer.cancel()
             finished = True
-        except* (LeaseLost, FencedOff) as group:
+        except* (LeaseLost, FencedOff, ChannelDown) as group:
             log.warning("batch %d abandoned: %s", batch.id, group.exceptions[0], extra=extra)
         finally:
             # Shielded: cancelling the batch does not cancel the writes that record its outcomes;
@@ -324,6 +353,9 @@ class Dispatcher:
                     raise LeaseLost(f"batch {batch.id} lost")
                 if not self.gate.may_dispatch():
                     raise FencedOff("membership lease in doubt: not sending")
+                if self._hand_off(step.channel):
+                    raise ChannelDown(f"{step.channel} carrier failing at {self.config.site}: "
+                                      f"handing batch {batch.id} to a node that can send")
                 state, detail = await self._attempt(batch, r, step, step_no, attempt, buffer)
                 if state in ("delivered", "acknowledged"):
                     return
@@ -362,6 +394,11 @@ class Dispatcher:
             outcome_of_send = ("accepted" if result.accepted else
                                "throttled" if result.throttled else "refused")
             self.stats.count_send(channel, carrier.name, outcome_of_send)
+            if self.breakers.of(channel).record(result.accepted):
+                log.warning("%s carrier %s failed %d sends in a row: channel down at %s for "
+                            "%.0f s, handing its work to the other site", channel, carrier.name,
+                            self.config.breaker_threshold, self.config.site,
+                            self.config.breaker_cooldown_s, extra=self._extra(batch.campaign_id))
             if self.metrics is not None:
                 self.metrics.messages_sent.inc(channel=channel, carrier=carrier.name,
                                                result=outcome_of_send)

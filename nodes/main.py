@@ -33,6 +33,7 @@ from nodes.carriers.base import CarrierAdapter
 from nodes.carriers.smpp import SmppAdapter
 from nodes.carriers.smtp import SmtpAdapter
 from nodes.carriers.voice import VoiceAdapter
+from nodes.channels import ChannelView
 from nodes.config import NodeConfig, NodeConfigError, load_node_config
 from nodes.dispatcher import Dispatcher, DispatcherConfig, StopMode
 from nodes.drain import CoordinationClusterView, SiteDrainGate
@@ -75,6 +76,13 @@ async def open_store(cfg: NodeConfig, deadline_s: float = 120.0) -> PgCampaignSt
             await asyncio.sleep(1.0)
 
 
+def member_info(cfg: NodeConfig) -> MemberInfo:
+    return MemberInfo(name=cfg.node, site=cfg.site,
+                      host=cfg.public_url.split("//")[-1].split(":")[0],
+                      carriers=("sms", "email", "voice"), capacity=cfg.max_batches,
+                      url=cfg.public_url)
+
+
 async def open_membership(cfg: NodeConfig, deadline_s: float = 120.0) -> Coordinator | None:
     """Connect to the coordination service and join as a member (retried while it is away)."""
     k = cfg.coordination
@@ -87,10 +95,7 @@ async def open_membership(cfg: NodeConfig, deadline_s: float = 120.0) -> Coordin
     while True:
         try:
             coordinator = await open_coordinator(k.backend, settings)  # type: ignore[arg-type]
-            await coordinator.join(MemberInfo(
-                name=cfg.node, site=cfg.site, host=cfg.public_url.split("//")[-1].split(":")[0],
-                carriers=("sms", "email", "voice"), capacity=cfg.max_batches,
-                url=cfg.public_url))
+            await coordinator.join(member_info(cfg))
             return coordinator
         except CoordinationError as exc:
             if loop.time() >= until:
@@ -116,6 +121,11 @@ async def serve(cfg: NodeConfig) -> int:
                          callback_base_url=cfg.public_url),
         gate=gate, metrics=metrics, claim_gate=drains,
     )
+    channels: ChannelView | None = None
+    if coordinator is not None and cfg.coordination is not None:
+        channels = ChannelView(coordinator, member_info(cfg), dispatcher.breakers,
+                               cycle_s=cfg.coordination.watchdog_cycle_s)
+        dispatcher.elsewhere = channels
     for adapter in carriers.values():
         await adapter.start(dispatcher.on_receipt, dispatcher.on_ack)
     app = create_app(store, node=cfg.node, site=cfg.site, tokens=cfg.tokens,  # type: ignore[arg-type]
@@ -142,6 +152,7 @@ async def serve(cfg: NodeConfig) -> int:
         loop.add_signal_handler(sig, on_signal)
     watchdog_stop = asyncio.Event()
     watchdog_task: asyncio.Task[None] | None = None
+    channels_task: asyncio.Task[None] | None = None
     try:
         if drains is not None and cfg.coordination is not None:
             # Read the drain flags before the first claim (bounded: alerts are not held back).
@@ -150,11 +161,15 @@ async def serve(cfg: NodeConfig) -> int:
             watchdog = Watchdog(coordinator, store, node=cfg.node, site=cfg.site,
                                 cycle_s=cfg.coordination.watchdog_cycle_s)
             watchdog_task = asyncio.create_task(watchdog.run(watchdog_stop), name="watchdog")
+            if channels is not None:
+                channels_task = asyncio.create_task(channels.run(watchdog_stop), name="channels")
         await dispatcher.run()
     finally:
         watchdog_stop.set()
         if watchdog_task is not None:
             await watchdog_task
+        if channels_task is not None:
+            await channels_task
         if drains is not None:
             await drains.close()
         if coordinator is not None:  # leave only once our batches are released

@@ -11,7 +11,7 @@ import time
 import psycopg
 import pytest
 
-from chaos.faults import IsolateSite, chaos_rules_left, faulted
+from chaos.faults import CarrierMisbehaves, IsolateSite, chaos_rules_left, faulted
 from cluster.campaign_cli import carriers_report, cross_site_duplicates, references_by_site
 from cluster.httpjson import request_json
 from cluster.lab.access import app_dsn
@@ -196,3 +196,26 @@ def test_a_site_cut_from_the_others_stops_dispatching_within_its_lease(
     print(f"moved {moved_nodes or 'nothing'}; references delivered by both sites: {cross}")
     assert cross <= 2 * 8 * 100  # what the two isolated nodes could hold in flight
     lab_env.lab.up(timeout=240)
+
+
+def test_a_site_whose_sms_carrier_refuses_everything_hands_sms_work_to_the_other(
+        lab_env: LabHandle) -> None:
+    campaign = _start_campaign(lab_env, 20_000, kill_after=2_000)
+    with faulted(CarrierMisbehaves(lab_env.lab, "paris", "sms", "refuse")):
+        fault_at = time.time()
+        c = _wait_completed(lab_env, campaign, timeout=240)
+    assert (c["delivered"], c["failed"], c["pending"]) == (20_000, 0, 0)
+    with psycopg.connect(app_dsn(lab_env.topo, "marseille"), autocommit=True) as conn:
+        after = dict(conn.execute(
+            "SELECT final_site || '/' || final_channel, count(*) FROM recipients "
+            "WHERE campaign_id = %s AND final_at > to_timestamp(%s) GROUP BY 1",
+            (campaign, fault_at)).fetchall())
+    print(f"final outcomes after paris's SMS carrier failed: {after}")
+    # What paris finished after the fault is what it had in flight then (SMS sent just before,
+    # recorded just after; refused ones falling back to e-mail) plus one batch per node at a
+    # half-open retry: 2 nodes x (8 batches + 1) x 100 recipients. Everything else moved to
+    # marseille, whose SMS carrier works.
+    in_paris = after.get("paris/sms", 0) + after.get("paris/email", 0)
+    assert in_paris <= 2 * 9 * 100
+    assert set(after) <= {"paris/sms", "paris/email", "marseille/sms"}
+    assert after.get("marseille/sms", 0) > 5 * in_paris

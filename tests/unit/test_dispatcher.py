@@ -22,6 +22,11 @@ VOICE_ACK = ChannelStep("voice", {"fr": "Appuyez sur 1"}, retries=0, ack="dtmf",
                         ack_timeout_s=0.3)
 
 
+class SmsWorksElsewhere:
+    def available_elsewhere(self, channel: str) -> bool:
+        return channel == "sms"
+
+
 def recipient_of(m: Message) -> int:
     return int(m.reference.split(":")[1])
 
@@ -258,3 +263,47 @@ async def test_a_closed_claim_gate_takes_no_new_work_but_finishes_what_it_holds(
     summary = await store.campaign_summary(campaign)
     assert (summary.delivered, summary.pending) == (10, 30)
     assert d.stats.batches_claimed == 1 and d.stats.batches_finished == 1
+
+
+@pytest.mark.asyncio
+async def test_a_failing_sms_carrier_moves_sms_work_to_the_other_site() -> None:
+    store = MemoryStore()
+    await store.create_scenario(ScenarioIn("sms-then-email", (SMS, EMAIL)))
+    campaign = await store.launch_campaign("sms-then-email", "op", population=300, batch_size=10)
+    refusing = FakeCarrier("sms-paris", "sms", decide=lambda m: Script(accept=False))
+    paris_mail = FakeCarrier("mail-paris", "email")
+    working = FakeCarrier("sms-marseille", "sms", decide=lambda m: Script(delay_s=0.01))
+    marseille_mail = FakeCarrier("mail-marseille", "email")
+    paris = dispatcher(store, "paris-node1", refusing, paris_mail, breaker_threshold=5,
+                       breaker_cooldown_s=30.0)
+    paris.elsewhere = SmsWorksElsewhere()
+    marseille = dispatcher(store, "marseille-node1", working, marseille_mail)
+    await start(paris, refusing, paris_mail)
+    await start(marseille, working, marseille_mail)
+    await run_until_done(store, campaign, paris, marseille)
+    summary = await store.campaign_summary(campaign)
+    assert (summary.delivered, summary.pending) == (300, 0)
+    assert paris.breakers.of("sms").opened_count == 1
+    outcomes = await store.recipient_outcomes(campaign, limit=300)
+    sms_in_marseille = sum(1 for o in outcomes if o.channel == "sms" and o.site == "marseille")
+    # Only what paris tried before its breaker opened fell back to e-mail there; the SMS work
+    # went to marseille, whose carrier works.
+    assert len(refusing.sent) < 5 + 10 * 4  # threshold + what its batches had in flight
+    assert sms_in_marseille >= 300 - len(refusing.sent)
+
+
+
+@pytest.mark.asyncio
+async def test_a_channel_down_everywhere_falls_back_instead_of_stalling() -> None:
+    store = MemoryStore()
+    await store.create_scenario(ScenarioIn("sms-then-email", (SMS, EMAIL)))
+    campaign = await store.launch_campaign("sms-then-email", "op", population=100, batch_size=10)
+    refusing = FakeCarrier("sms-paris", "sms", decide=lambda m: Script(accept=False))
+    mail = FakeCarrier("mail-paris", "email")
+    paris = dispatcher(store, "paris-node1", refusing, mail, breaker_threshold=5,
+                       breaker_cooldown_s=30.0)  # no other site has SMS: nowhere to hand off
+    await start(paris, refusing, mail)
+    await run_until_done(store, campaign, paris)
+    assert paris.breakers.of("sms").is_open()
+    outcomes = await store.recipient_outcomes(campaign, limit=100)
+    assert {(o.state, o.channel) for o in outcomes} == {("delivered", "email")}
