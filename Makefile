@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST := $(BIN)/pytest
 
-.PHONY: install demo test test-quick test-lab lint typecheck lab-up lab-down bench-failover bench-throughput lock clean
+.PHONY: install demo test test-quick test-lab lint typecheck lab-up lab-down bench-failover bench-resume bench-throughput lock clean
 
 install:  ## Debian packages, the Patroni venv and the project venv (idempotent)
 	./scripts/install-debian.sh
@@ -12,7 +12,7 @@ install:  ## Debian packages, the Patroni venv and the project venv (idempotent)
 demo: install  ## bring the lab up and lose the PostgreSQL primary's whole site
 	$(BIN)/tenir demo
 
-test: install lint typecheck  ## every test: unit, then the lab on real etcd/Patroni/HAProxy
+test: install lint typecheck  ## every test: unit, then real servers (PostgreSQL, etcd, ZooKeeper, carriers, the lab)
 	$(PYTEST) -m "unit" -q
 	$(PYTEST) -m "not unit" -v
 
@@ -36,6 +36,9 @@ lab-down: install
 
 bench-failover: install  ## PostgreSQL failover time, Patroni defaults vs the lab's timings
 	$(BIN)/python bench/pg_failover.py
+
+bench-resume: install  ## time to resume deliveries per fault, beside PostgreSQL-only failover
+	$(BIN)/python bench/failover_resume.py
 
 bench-throughput: install  ## campaign throughput, 10k / 100k / 1M recipients
 	$(BIN)/python bench/campaign_throughput.py
