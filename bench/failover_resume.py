@@ -156,6 +156,7 @@ def stats(values: list[float | None]) -> dict[str, float | None]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--only", help="run only the fault whose name contains this")
     parser.add_argument("--inventory", type=Path, default=REPO / "inventories" / "lab")
     args = parser.parse_args()
     if not 1 <= args.runs <= 20:
@@ -166,6 +167,8 @@ def main() -> int:
     api = NodeApi(topo, operator_token())
     results: dict[str, list[dict[str, Any]]] = {}
     for name, make in cases(topo, lab).items():
+        if args.only and args.only not in name:
+            continue
         results[name] = []
         for i in range(args.runs):
             try:
@@ -174,7 +177,7 @@ def main() -> int:
                 r = {"error": str(exc)}
             results[name].append(r)
             print(f"  {name} #{i + 1}: {r}", flush=True)
-    pg = stats([r.get("pg_only_s") for r in results["primary site lost"]])
+    pg = stats([r.get("pg_only_s") for r in results.get("primary site lost", [])])
     print("\nTime to resume deliveries after a fault, mid-campaign (seconds; median / max)")
     print(f"{'fault':<28} {'resume':>14} {'work moved':>14} {'complete':>14}")
     summary = {}

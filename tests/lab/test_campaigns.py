@@ -17,43 +17,13 @@ import psycopg
 import pytest
 
 from cluster.campaign_cli import carriers_report
-from cluster.httpjson import request_json
 from cluster.lab import procs
 from cluster.lab.access import app_dsn
-from cluster.lab.health import carriers_control_url
-from cluster.node_api import ApiError, NodeApi
+from cluster.node_api import ApiError
+from tests.lab.campaign_kit import api, control, reset_carriers, run_campaign
 from tests.lab.support import REPO, LabHandle
 
 pytestmark = pytest.mark.lab
-
-
-def api(lab: LabHandle, role: str = "operator") -> NodeApi:
-    secrets = lab.layout.load_secrets()
-    assert secrets is not None
-    return NodeApi(lab.topo, secrets[f"token_{role}"])
-
-
-def control(lab: LabHandle, site: str, body: dict[str, Any]) -> None:
-    host = next(h for h in lab.topo.hosts_running("carriers") if h.site == site)
-    request_json("POST", f"{carriers_control_url(lab.topo, host)}/control", body)
-
-
-def reset_carriers(lab: LabHandle) -> None:
-    for host in lab.topo.hosts_running("carriers"):
-        url = carriers_control_url(lab.topo, host)
-        request_json("POST", f"{url}/control", {"channel": "all", "mode": "normal"})
-        request_json("POST", f"{url}/reset", {})
-
-
-def run_campaign(lab: LabHandle, body: dict[str, Any], timeout: float = 240) -> dict[str, Any]:
-    client = api(lab)
-    campaign = int(client.call("POST", "/campaigns", body)["id"])
-    deadline = time.monotonic() + timeout
-    while True:
-        c = dict(client.call("GET", f"/campaigns/{campaign}"))
-        if c["state"] == "completed" or time.monotonic() > deadline:
-            return c
-        time.sleep(0.5)
 
 
 def test_10000_recipients_from_both_sites_one_final_outcome_no_duplicate(

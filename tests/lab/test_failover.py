@@ -16,9 +16,8 @@ from cluster.campaign_cli import carriers_report, cross_site_duplicates, referen
 from cluster.httpjson import request_json
 from cluster.lab.access import app_dsn
 from cluster.lab.health import carriers_control_url, patroni_view
-from cluster.node_api import ApiError
+from tests.lab.campaign_kit import api, launch_until_delivered, reset_carriers, wait_completed
 from tests.lab.support import LabHandle
-from tests.lab.test_campaigns import api, reset_carriers
 
 pytestmark = pytest.mark.lab
 
@@ -79,37 +78,11 @@ def _primary_site(lab: LabHandle) -> str:
     return lab.topo.hosts[view.primary].site
 
 
-def _start_campaign(lab: LabHandle, population: int, kill_after: int) -> int:
-    reset_carriers(lab)
-    client = api(lab)
-    campaign = int(client.call("POST", "/campaigns", {"scenario": "demo",
-                                                      "population": population})["id"])
-    deadline = time.monotonic() + 60
-    while int(client.call("GET", f"/campaigns/{campaign}")["delivered"]) < kill_after:
-        assert time.monotonic() < deadline, "the campaign did not start"
-        time.sleep(0.05)
-    return campaign
-
-
-def _wait_completed(lab: LabHandle, campaign: int, timeout: float = 240) -> dict[str, object]:
-    client = api(lab)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            c = dict(client.call("GET", f"/campaigns/{campaign}"))
-            if c["state"] == "completed":
-                return c
-        except ApiError:
-            pass  # PostgreSQL failing over: the node answers 5xx for a while
-        assert time.monotonic() < deadline, f"campaign {campaign} did not complete"
-        time.sleep(0.5)
-
-
 def test_losing_the_site_without_the_primary_mid_campaign(lab_env: LabHandle) -> None:
     lost = next(s.name for s in lab_env.topo.datacenter_sites
                 if s.name != _primary_site(lab_env))
     survivor = next(s.name for s in lab_env.topo.datacenter_sites if s.name != lost)
-    campaign = _start_campaign(lab_env, 20_000, kill_after=3_000)
+    campaign = launch_until_delivered(lab_env, 20_000, 3_000)
     killed_at = time.time()
     lab_env.lab.kill_site(lost)
     dsn = app_dsn(lab_env.topo, survivor)
@@ -125,7 +98,7 @@ def test_losing_the_site_without_the_primary_mid_campaign(lab_env: LabHandle) ->
     assert resumed is not None, "no delivery recorded by the surviving site after the kill"
     print(f"next delivery recorded by {survivor} {resumed - killed_at:.2f} s after {lost} died")
     assert resumed - killed_at <= 5.0
-    c = _wait_completed(lab_env, campaign)
+    c = wait_completed(lab_env, campaign)
     assert (c["delivered"], c["failed"], c["pending"]) == (20_000, 0, 0)
     lab_env.lab.up(timeout=180)
 
@@ -134,13 +107,13 @@ def test_losing_the_primary_site_mid_campaign_keeps_every_recorded_outcome(
         lab_env: LabHandle) -> None:
     lost = _primary_site(lab_env)
     survivor = next(s.name for s in lab_env.topo.datacenter_sites if s.name != lost)
-    campaign = _start_campaign(lab_env, 20_000, kill_after=3_000)
+    campaign = launch_until_delivered(lab_env, 20_000, 3_000)
     dsn = app_dsn(lab_env.topo, survivor)
     with psycopg.connect(dsn, autocommit=True) as conn:  # read from the primary, committed
         before = dict(conn.execute("SELECT reference, state FROM attempts WHERE campaign_id = %s",
                                    (campaign,)).fetchall())
     lab_env.lab.kill_site(lost)
-    c = _wait_completed(lab_env, campaign, timeout=300)
+    c = wait_completed(lab_env, campaign, timeout=300)
     assert (c["delivered"], c["failed"], c["pending"]) == (20_000, 0, 0)
     view = patroni_view(lab_env.topo)
     assert view is not None and view.primary == lab_env.topo.postgres_host_of_site(survivor).name
@@ -167,7 +140,7 @@ def test_a_site_cut_from_the_others_stops_dispatching_within_its_lease(
     topo = lab_env.topo
     isolated = "marseille"
     ttl = topo.node_timings.membership_ttl
-    campaign = _start_campaign(lab_env, 20_000, kill_after=2_000)
+    campaign = launch_until_delivered(lab_env, 20_000, 2_000)
     with faulted(IsolateSite(lab_env.lab, isolated)):
         cut_at = time.time()
         samples: list[tuple[float, int]] = []
@@ -180,7 +153,7 @@ def test_a_site_cut_from_the_others_stops_dispatching_within_its_lease(
         print(f"{isolated} sent its last SMS {stopped_after:.1f} s after the cut "
               f"(membership ttl {ttl:g} s)")
         assert stopped_after <= ttl, f"{isolated} kept dispatching {stopped_after:.1f} s"
-        c = _wait_completed(lab_env, campaign, timeout=300)
+        c = wait_completed(lab_env, campaign, timeout=300)
     assert (c["delivered"], c["failed"], c["pending"]) == (20_000, 0, 0)
     assert chaos_rules_left(lab_env.lab) == []
     with psycopg.connect(app_dsn(topo, "paris"), autocommit=True) as conn:
@@ -200,10 +173,10 @@ def test_a_site_cut_from_the_others_stops_dispatching_within_its_lease(
 
 def test_a_site_whose_sms_carrier_refuses_everything_hands_sms_work_to_the_other(
         lab_env: LabHandle) -> None:
-    campaign = _start_campaign(lab_env, 20_000, kill_after=2_000)
+    campaign = launch_until_delivered(lab_env, 20_000, 2_000)
     with faulted(CarrierMisbehaves(lab_env.lab, "paris", "sms", "refuse")):
         fault_at = time.time()
-        c = _wait_completed(lab_env, campaign, timeout=240)
+        c = wait_completed(lab_env, campaign, timeout=240)
     assert (c["delivered"], c["failed"], c["pending"]) == (20_000, 0, 0)
     with psycopg.connect(app_dsn(lab_env.topo, "marseille"), autocommit=True) as conn:
         after = dict(conn.execute(

@@ -21,9 +21,8 @@ import pytest
 from cluster.campaign_cli import carriers_report, cross_site_duplicates
 from cluster.lab.access import app_dsn
 from cluster.lab.health import haproxy_routes, patroni_view, wait_replication
-from cluster.node_api import ApiError
+from tests.lab.campaign_kit import api, launch_until_delivered, wait_completed
 from tests.lab.support import REPO, LabHandle
-from tests.lab.test_campaigns import api, reset_carriers
 
 pytestmark = pytest.mark.lab
 TENIR = str(REPO / ".venv" / "bin" / "tenir")
@@ -45,32 +44,6 @@ def _primary_site(lab: LabHandle) -> str:
 
 def _site_nodes(lab: LabHandle, site: str) -> list[str]:
     return [h.name for h in lab.topo.hosts_running("alert_nodes") if h.site == site]
-
-
-def _launch(lab: LabHandle, population: int, started: int) -> int:
-    reset_carriers(lab)
-    client = api(lab)
-    campaign = int(client.call("POST", "/campaigns", {"scenario": "demo",
-                                                      "population": population})["id"])
-    deadline = time.monotonic() + 60
-    while int(client.call("GET", f"/campaigns/{campaign}")["delivered"]) < started:
-        assert time.monotonic() < deadline, "the campaign did not start"
-        time.sleep(0.05)
-    return campaign
-
-
-def _wait_completed(lab: LabHandle, campaign: int, timeout: float = 300) -> dict[str, Any]:
-    client = api(lab)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            c = dict(client.call("GET", f"/campaigns/{campaign}"))
-            if c["state"] == "completed":
-                return c
-        except ApiError:
-            pass  # PostgreSQL switching over: the node answers 5xx for a while
-        assert time.monotonic() < deadline, f"campaign {campaign} did not complete"
-        time.sleep(0.5)
 
 
 def _claims_by(dsn: str, campaign: int, nodes: list[str], after: float,
@@ -110,7 +83,7 @@ def test_drain_then_undrain_a_site_mid_campaign(lab_env: LabHandle) -> None:
     nodes = _site_nodes(lab_env, site)
     dsn = app_dsn(topo, other)
     began = time.time()
-    campaign = _launch(lab_env, 40_000, started=2_000)
+    campaign = launch_until_delivered(lab_env, 40_000, 2_000)
 
     drained = _tenir("site", "drain", site, "--wait", "--timeout", "120")
     idle_at = time.time()
@@ -138,7 +111,7 @@ def test_drain_then_undrain_a_site_mid_campaign(lab_env: LabHandle) -> None:
         assert time.monotonic() < deadline, f"{site} took no batch within 15 s of the undrain"
         time.sleep(0.2)
 
-    c = _wait_completed(lab_env, campaign)
+    c = wait_completed(lab_env, campaign)
     assert (c["delivered"], c["failed"], c["pending"]) == (40_000, 0, 0)
     assert set(c["by_site"]) == {site, other}
     _assert_each_recipient_delivered_once(lab_env, 40_000)
@@ -157,7 +130,7 @@ def test_planned_switchover_mid_campaign_moves_work_and_postgres_losing_nothing(
     new_primary = topo.postgres_host_of_site(target).name
     dsn = app_dsn(topo, target)
     began = time.time()
-    campaign = _launch(lab_env, 40_000, started=2_000)
+    campaign = launch_until_delivered(lab_env, 40_000, 2_000)
     with psycopg.connect(dsn, autocommit=True) as conn:  # committed on the primary, in source
         before: dict[str, str] = dict(conn.execute(
             "SELECT reference, state FROM attempts WHERE campaign_id = %s", (campaign,)).fetchall())
@@ -190,7 +163,7 @@ def test_planned_switchover_mid_campaign_moves_work_and_postgres_losing_nothing(
     assert _claims_by(dsn, campaign, _site_nodes(lab_env, source), drained_from + 2,
                       drained_until) == 0
 
-    c = _wait_completed(lab_env, campaign)
+    c = wait_completed(lab_env, campaign)
     assert (c["delivered"], c["failed"], c["pending"]) == (40_000, 0, 0)
     _assert_each_recipient_delivered_once(lab_env, 40_000)
     with psycopg.connect(dsn, autocommit=True) as conn:
