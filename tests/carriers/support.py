@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -85,3 +86,27 @@ class NodeApi:
     url: str
     clicks: list[str] = field(default_factory=list)
     callbacks: list[Any] = field(default_factory=list)
+
+
+A = TypeVar("A")  # an adapter class: SmppAdapter, SmtpAdapter, VoiceAdapter
+
+
+@asynccontextmanager
+async def adapter_factory(
+    collector: Collector, build: Callable[..., A], defaults: Callable[[Simulator], dict[str, Any]],
+) -> AsyncIterator[Callable[..., Awaitable[A]]]:
+    """``make(sim, **overrides)`` builds an adapter on ``sim`` (``defaults(sim)`` then the
+    overrides), starts it with the collector's sinks, and closes every one made on exit."""
+    made: list[Any] = []
+
+    async def make(sim: Simulator, **kwargs: object) -> A:
+        adapter = build(**{**defaults(sim), **kwargs})
+        await adapter.start(collector.on_receipt, collector.on_ack)  # type: ignore[attr-defined]
+        made.append(adapter)
+        return adapter
+
+    try:
+        yield make
+    finally:
+        for adapter in made:
+            await adapter.close()

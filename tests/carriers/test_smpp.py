@@ -23,6 +23,7 @@ from tests.carriers.support import (
     Collector,
     Control,
     SimFactory,
+    adapter_factory,
     eventually,
 )
 
@@ -33,21 +34,10 @@ AdapterFactory = Callable[..., Awaitable[SmppAdapter]]
 
 @pytest_asyncio.fixture
 async def adapters(collector: Collector) -> AsyncIterator[AdapterFactory]:
-    made: list[SmppAdapter] = []
-
-    async def make(sim: Simulator, **kwargs: object) -> SmppAdapter:
-        options: dict[str, object] = {"host": HOST, "port": sim.ports["smpp"],
-                                      "system_id": SMPP_USER, "password": SMPP_PASSWORD,
-                                      "timeout_s": 2.0}
-        options.update(kwargs)
-        adapter = SmppAdapter(**options)  # type: ignore[arg-type]
-        await adapter.start(collector.on_receipt, collector.on_ack)
-        made.append(adapter)
-        return adapter
-
-    yield make
-    for adapter in made:
-        await adapter.close()
+    async with adapter_factory(collector, SmppAdapter, lambda sim: {
+        "host": HOST, "port": sim.ports["smpp"], "system_id": SMPP_USER,
+        "password": SMPP_PASSWORD, "timeout_s": 2.0}) as make:
+        yield make
 
 
 def sms(n: int | str, *, ack: str = "none", to: str = "+33612345678") -> Message:

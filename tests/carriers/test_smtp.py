@@ -13,7 +13,15 @@ import pytest_asyncio
 from nodes.carriers.base import Message
 from nodes.carriers.sim.app import Simulator
 from nodes.carriers.smtp import SmtpAdapter, message_id_for, reference_from_message_id
-from tests.carriers.support import HOST, Collector, Control, NodeApi, SimFactory, eventually
+from tests.carriers.support import (
+    HOST,
+    Collector,
+    Control,
+    NodeApi,
+    SimFactory,
+    adapter_factory,
+    eventually,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -22,21 +30,10 @@ AdapterFactory = Callable[..., Awaitable[SmtpAdapter]]
 
 @pytest_asyncio.fixture
 async def adapters(collector: Collector) -> AsyncIterator[AdapterFactory]:
-    made: list[SmtpAdapter] = []
-
-    async def make(sim: Simulator, **kwargs: object) -> SmtpAdapter:
-        options: dict[str, object] = {"host": HOST, "port": sim.ports["smtp"],
-                                      "sender": "alerte@prefecture.tenir.test",
-                                      "timeout_s": 2.0}
-        options.update(kwargs)
-        adapter = SmtpAdapter(**options)  # type: ignore[arg-type]
-        await adapter.start(collector.on_receipt, collector.on_ack)
-        made.append(adapter)
-        return adapter
-
-    yield make
-    for adapter in made:
-        await adapter.close()
+    async with adapter_factory(collector, SmtpAdapter, lambda sim: {
+        "host": HOST, "port": sim.ports["smtp"], "sender": "alerte@prefecture.tenir.test",
+        "timeout_s": 2.0}) as make:
+        yield make
 
 
 def mail(n: int | str, *, ack: str = "none", callback_url: str | None = None) -> Message:

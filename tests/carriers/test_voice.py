@@ -14,7 +14,7 @@ from nodes.carriers.sim.app import Simulator
 from nodes.carriers.sim.state import ChannelSettings
 from nodes.carriers.sim.voice_server import call_outcome
 from nodes.carriers.voice import VoiceAdapter
-from tests.carriers.support import HOST, Collector, Control, NodeApi, eventually
+from tests.carriers.support import HOST, Collector, Control, NodeApi, adapter_factory, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -23,21 +23,10 @@ AdapterFactory = Callable[..., Awaitable[VoiceAdapter]]
 
 @pytest_asyncio.fixture
 async def adapters(collector: Collector, node_api: NodeApi) -> AsyncIterator[AdapterFactory]:
-    made: list[VoiceAdapter] = []
-
-    async def make(sim: Simulator, **kwargs: object) -> VoiceAdapter:
-        options: dict[str, object] = {"base_url": f"http://{HOST}:{sim.ports['voice']}",
-                                      "callback_url": f"{node_api.url}/voice/callback",
-                                      "timeout_s": 2.0}
-        options.update(kwargs)
-        adapter = VoiceAdapter(**options)  # type: ignore[arg-type]
-        await adapter.start(collector.on_receipt, collector.on_ack)
-        made.append(adapter)
-        return adapter
-
-    yield make
-    for adapter in made:
-        await adapter.close()
+    async with adapter_factory(collector, VoiceAdapter, lambda sim: {
+        "base_url": f"http://{HOST}:{sim.ports['voice']}",
+        "callback_url": f"{node_api.url}/voice/callback", "timeout_s": 2.0}) as make:
+        yield make
 
 
 def call(n: int | str, *, ack: str = "dtmf") -> Message:

@@ -9,9 +9,7 @@ import os
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -20,7 +18,14 @@ from cluster.campaign_cli import carriers_report
 from cluster.lab import procs
 from cluster.lab.access import app_dsn
 from cluster.node_api import ApiError
-from tests.lab.campaign_kit import api, control, reset_carriers, run_campaign
+from tests.lab.campaign_kit import (
+    api,
+    control,
+    launch_until_delivered,
+    reset_carriers,
+    run_campaign,
+    wait_completed,
+)
 from tests.lab.support import REPO, LabHandle
 
 pytestmark = pytest.mark.lab
@@ -95,24 +100,13 @@ def test_real_nodes_refuse_bad_input_and_enforce_roles(lab_env: LabHandle) -> No
 
 def test_sigterm_drains_a_node_mid_campaign_and_nothing_is_delivered_twice(
         lab_env: LabHandle) -> None:
-    reset_carriers(lab_env)
-    client = api(lab_env)
-    campaign = int(client.call("POST", "/campaigns", {"scenario": "demo",
-                                                      "population": 20_000})["id"])
     record = next(r for r in lab_env.layout.load_state().records
                   if r.host == "paris-node1" and r.service == "node")
-    deadline = time.monotonic() + 60
-    while int(client.call("GET", f"/campaigns/{campaign}")["delivered"]) < 2_000:
-        assert time.monotonic() < deadline, "the campaign did not start"
-        time.sleep(0.1)
+    campaign = launch_until_delivered(lab_env, 20_000, 2_000)
     os.kill(record.pid, signal.SIGTERM)
     stopped = procs.wait_gone([(record.pid, record.start_time)], timeout=30)
     assert stopped == [], "the node did not finish draining within 30 s"
-    deadline = time.monotonic() + 240
-    c: dict[str, Any] = {}
-    while (c := dict(client.call("GET", f"/campaigns/{campaign}")))["state"] != "completed":
-        assert time.monotonic() < deadline, c
-        time.sleep(0.5)
+    c = wait_completed(lab_env, campaign, timeout=240)
     assert (c["delivered"], c["pending"]) == (20_000, 0)
     delivered_at_carriers = sum(r["report"]["sms"]["delivered"] for r in
                                 carriers_report(lab_env.topo))

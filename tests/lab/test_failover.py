@@ -16,7 +16,7 @@ from cluster.campaign_cli import carriers_report, cross_site_duplicates, referen
 from cluster.httpjson import request_json
 from cluster.lab.access import app_dsn
 from cluster.lab.health import carriers_control_url, patroni_view
-from tests.lab.campaign_kit import api, launch_until_delivered, reset_carriers, wait_completed
+from tests.lab.campaign_kit import launch_until_delivered, wait_completed
 from tests.lab.support import LabHandle
 
 pytestmark = pytest.mark.lab
@@ -24,22 +24,12 @@ pytestmark = pytest.mark.lab
 
 def test_kill_9_of_an_alert_node_mid_campaign_loses_nothing_and_sends_nothing_twice(
         lab_env: LabHandle) -> None:
-    reset_carriers(lab_env)
-    client = api(lab_env)
-    campaign = int(client.call("POST", "/campaigns", {"scenario": "demo",
-                                                      "population": 10_000})["id"])
     victim = next(r for r in lab_env.layout.load_state().records
                   if r.host == "paris-node1" and r.service == "node")
-    deadline = time.monotonic() + 60
-    while int(client.call("GET", f"/campaigns/{campaign}")["delivered"]) < 1_500:
-        assert time.monotonic() < deadline, "the campaign did not start"
-        time.sleep(0.05)
+    campaign = launch_until_delivered(lab_env, 10_000, 1_500)
     killed_at = time.time()
     os.kill(victim.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 180
-    while (c := dict(client.call("GET", f"/campaigns/{campaign}")))["state"] != "completed":
-        assert time.monotonic() < deadline, c
-        time.sleep(0.5)
+    c = wait_completed(lab_env, campaign, timeout=180)
     assert (c["recipients"], c["delivered"], c["failed"], c["pending"]) == (10_000, 10_000, 0, 0)
     # No carrier delivered a reference twice (each deduplicates what it received). What the dead
     # paris node had in flight and a marseille node resent went through marseille's own carrier:
