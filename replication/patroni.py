@@ -44,6 +44,22 @@ def _lag(value: Any) -> int | None:
     return int(value) if isinstance(value, int | float) else None
 
 
+def parse_cluster(data: Any) -> PatroniCluster:
+    """The answer of ``GET /cluster`` (``{"members": [{"name", "role", "state", ...}]}``);
+    ValueError if it is not one."""
+    raw = (data or {}).get("members", []) if isinstance(data, dict | None) else None
+    if not isinstance(raw, list) or not all(isinstance(m, dict) for m in raw):
+        raise ValueError(f"not a Patroni /cluster answer: {str(data)[:200]!r}")
+    members = tuple(
+        PatroniMember(
+            name=str(m.get("name")), role=str(m.get("role")), state=str(m.get("state")),
+            host=str(m.get("host")), timeline=m.get("timeline"), lag_bytes=_lag(m.get("lag")),
+        )
+        for m in raw
+    )
+    return PatroniCluster(members)
+
+
 class PatroniClient:
     def __init__(self, address: str, port: int = 8008, auth: tuple[str, str] | None = None,
                  timeout: float = 2.0) -> None:
@@ -53,14 +69,7 @@ class PatroniClient:
 
     def cluster(self) -> PatroniCluster:
         _, data = request_json("GET", f"{self.base}/cluster", timeout=self.timeout)
-        members = tuple(
-            PatroniMember(
-                name=str(m.get("name")), role=str(m.get("role")), state=str(m.get("state")),
-                host=str(m.get("host")), timeline=m.get("timeline"), lag_bytes=_lag(m.get("lag")),
-            )
-            for m in (data or {}).get("members", [])
-        )
-        return PatroniCluster(members)
+        return parse_cluster(data)
 
     def is_primary(self) -> bool:
         try:
