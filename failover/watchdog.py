@@ -1,14 +1,21 @@
 """The watchdog: every alert node runs it, one leads (election ``watchdog``).
 
-Each cycle reads one frozen :class:`Snapshot` (who is a member, who holds which batches), decides
-with a pure function (:func:`decide`), acts, and returns a sentence saying what it did. The
-sentence is logged; a cycle that moved work also stores it as an event with its timestamp.
+Each cycle the leader reads one frozen :class:`~failover.snapshot.Snapshot` (live members, site
+health, carrier health, PostgreSQL as Patroni's REST API sees it, who holds which batches),
+decides with a pure function (:func:`decide`), acts, and returns a sentence saying what it did
+and what it saw. The sentence is logged when it changes; a cycle that moved work also stores it
+as an event (kind ``watchdog.move``) with its timestamp and the snapshot's facts.
 
 What it moves today: the batches of a node that is no longer a member (its lease or session
 expired: the process died, its host died, or its site was cut from the coordination quorum).
 Such a node has stopped sending before its membership could expire (self-fencing), and should it
 still write, the database refuses its stale epoch. Moving a batch puts it back in the queue; the
 next claim, by any live node, takes it with a higher epoch.
+
+When Patroni answers that no member holds the leader key (a PostgreSQL failover is in progress),
+the move would fail anyway: the watchdog waits, says so, and moves at the first cycle after a
+primary is back. When no Patroni answers (or none is configured), it acts as if it had not
+asked: the store's write decides.
 """
 
 from __future__ import annotations
@@ -17,54 +24,81 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from cluster.coordination.base import CoordinationError, Coordinator
+from failover.pg_state import NOT_CONFIGURED, PgState, PostgresView, with_sites
+from failover.snapshot import (
+    Snapshot,
+    carrier_health,
+    describe,
+    describe_channels,
+    describe_members,
+    describe_sites,
+    site_health,
+)
 from replication.store_api import CampaignStore
+
+__all__ = ["ELECTION", "Decision", "Snapshot", "Watchdog", "decide"]
 
 log = logging.getLogger("tenir.watchdog")
 ELECTION = "watchdog"
 
 
 @dataclass(frozen=True)
-class Snapshot:
-    """Everything one cycle decides on, read once."""
-
-    taken_at: float
-    leader: str | None
-    members: Mapping[str, str]  # live member name -> site
-    in_flight: Mapping[str, int]  # node -> batches it holds
-
-
-@dataclass(frozen=True)
 class Decision:
     reassign: tuple[str, ...] = ()  # nodes whose batches go back to the queue
-    notes: tuple[str, ...] = field(default=())
+    wait: tuple[str, ...] = ()  # nodes whose batches go back once PostgreSQL has a primary
+    notes: tuple[str, ...] = field(default=())  # why it waits
 
 
 def decide(snap: Snapshot) -> Decision:
-    """Pure: which nodes hold work but are no longer members."""
+    """Pure: which nodes hold work but are no longer members, and whether to move it now."""
     dead = tuple(sorted(n for n, count in snap.in_flight.items()
                         if count > 0 and n not in snap.members))
+    if dead and snap.postgres.no_primary:
+        return Decision(wait=dead, notes=(snap.postgres.describe(),))
     return Decision(reassign=dead)
 
 
 class Watchdog:
     def __init__(self, coordinator: Coordinator, store: CampaignStore, *, node: str, site: str,
-                 cycle_s: float = 1.0) -> None:
+                 cycle_s: float = 1.0, postgres: PostgresView | None = None) -> None:
         self.coordinator = coordinator
         self.store = store
         self.node = node
         self.site = site
         self.cycle_s = cycle_s
+        self.postgres = postgres
         self.last_sentence = ""
+        self.last_snapshot: Snapshot | None = None  # of the last cycle this node led
+        self._sites_seen: set[str] = {site}  # a site whose members all died still counts (0)
 
-    async def snapshot(self) -> Snapshot:
-        members = {m.name: m.site for m in await self.coordinator.members()}
+    async def read_postgres(self) -> PgState:
+        if self.postgres is None:
+            return NOT_CONFIGURED
+        try:
+            return await self.postgres.read()
+        except Exception as exc:  # the contract says it does not raise; a bug must not stop us
+            log.warning("PostgreSQL state not read: %s", exc,
+                        extra={"node": self.node, "site": self.site})
+            return PgState(unknown_because="Patroni view failed", errors=(repr(exc),))
+
+    async def snapshot(self, postgres: PgState | None = None) -> Snapshot:
+        """Read the facts once: PostgreSQL (unless given), members, leader, batches in flight."""
+        if postgres is None:
+            postgres = await self.read_postgres()
+        infos = await self.coordinator.members()
         leader = await self.coordinator.leader(ELECTION)
         in_flight = await self.store.batches_in_flight()
-        return Snapshot(time.monotonic(), leader, members, in_flight)
+        self._sites_seen.update(m.site for m in infos)
+        return Snapshot(
+            taken_at=time.monotonic(), leader=leader,
+            members={m.name: m.site for m in infos}, in_flight=in_flight,
+            sites=site_health(infos, self._sites_seen), channels=carrier_health(infos),
+            postgres=with_sites(postgres, self._sites_seen),
+        )
 
     async def cycle(self) -> str:
         """One cycle; returns the sentence saying what it did."""
@@ -78,32 +112,59 @@ class Watchdog:
             except CoordinationError:
                 leader = None
             return f"{self.node}: following watchdog leader {leader or 'unknown'}"
-        snap = await self.snapshot()
+        postgres = await self.read_postgres()
+        try:
+            snap = await self.snapshot(postgres)
+        except Exception as exc:
+            if not postgres.no_primary:
+                raise
+            # The store is failing over with PostgreSQL: nothing could be moved anyway.
+            return (f"{self.node} leads: {postgres.describe()}: waiting; the snapshot could not"
+                    f" be read ({type(exc).__name__}: {exc})")
+        self.last_snapshot = snap
         decision = decide(snap)
+        if decision.wait:
+            waiting = ", ".join(f"{snap.in_flight[n]} batches of {n}" for n in decision.wait)
+            return (f"{self.node} leads: {'; '.join(decision.notes)}: waiting before moving "
+                    f"{waiting} (no longer members); {describe_members(snap)}, "
+                    f"{describe_channels(snap.channels)}")
         if not decision.reassign:
-            held = sum(snap.in_flight.values())
-            return (f"{self.node} leads: {len(snap.members)} members, {held} batches in flight,"
-                    " nothing to move")
+            return (f"{self.node} leads: {describe(snap)}; {snap.held} batches in flight, "
+                    "nothing to move")
         moved: dict[str, int] = {}
         for dead in decision.reassign:
             moved[dead] = await self.store.reassign_batches(dead)
         parts = [f"{n} batches of {dead}" for dead, n in moved.items()]
         sentence = (f"{self.node} leads: moved {', '.join(parts)} (no longer members) back to "
-                    f"the queue for the {len(snap.members)} live members")
+                    f"the queue for the {len(snap.members)} live members "
+                    f"({describe_sites(snap.sites)}); {snap.postgres.describe()}, "
+                    f"{describe_channels(snap.channels)}")
         await asyncio.shield(self.store.record_event(
             "watchdog.move", sentence, self.node, self.site,
-            details={"moved": moved, "members": sorted(snap.members)}))
+            details={"moved": moved, **facts(snap)}))
         return sentence
 
     async def run(self, stop: asyncio.Event) -> None:
         """Cycle until ``stop`` is set; log each sentence that differs from the last one."""
         while not stop.is_set():
+            before = self.last_snapshot
             try:
                 sentence = await self.cycle()
             except Exception as exc:  # the store may be failing over: say so, try again
                 sentence = f"{self.node}: watchdog cycle failed: {type(exc).__name__}: {exc}"
             if sentence != self.last_sentence:
-                log.info(sentence, extra={"node": self.node, "site": self.site})
+                extra: dict[str, Any] = {"node": self.node, "site": self.site}
+                if self.last_snapshot is not None and self.last_snapshot is not before:
+                    extra["watchdog"] = facts(self.last_snapshot)  # this cycle's facts
+                log.info("%s", sentence, extra=extra)
                 self.last_sentence = sentence
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.cycle_s)
+
+
+def facts(snap: Snapshot) -> dict[str, Any]:
+    """The snapshot as JSON, for events and structured logs."""
+    return {"members": sorted(snap.members), "sites": dict(snap.sites),
+            "channels": {c: list(sites) for c, sites in snap.channels.items()},
+            "postgres": snap.postgres.as_details(),
+            "in_flight": dict(sorted(snap.in_flight.items()))}

@@ -1,19 +1,49 @@
-"""The watchdog on fakes: one leader, a frozen snapshot per cycle, a sentence per cycle, dead
-nodes' batches moved and recorded as events; the pure decision function on its own."""
+"""The watchdog on fakes: one leader, a frozen snapshot per cycle (members, site health, carrier
+health, PostgreSQL as Patroni sees it, batches in flight), a sentence per cycle, dead nodes'
+batches moved and recorded as events, no move while PostgreSQL has no primary; the pure decision
+function and the snapshot's pure parts on their own."""
 
 from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
 
 import pytest
 
 from cluster.coordination.base import MemberInfo
-from failover.watchdog import Snapshot, Watchdog, decide
+from failover.pg_state import NOT_CONFIGURED, PgState, site_of_member
+from failover.snapshot import Snapshot, carrier_health, describe_channels, site_health
+from failover.watchdog import Watchdog, decide
 from replication.store_api import ChannelStep, ScenarioIn
 from tests.fakes.coordinator import FakeCoordinationServer, FakeCoordinator
 from tests.fakes.memory_store import MemoryStore
 
 pytestmark = pytest.mark.unit
 
+ALL = ("sms", "email", "voice")
+PRIMARY_PARIS = PgState(answered_by="http://10.213.0.11:8008", primary="paris-db",
+                        sync_standby="marseille-db", members=("marseille-db", "paris-db"))
+PRIMARY_MARSEILLE = PgState(answered_by="http://10.213.0.21:8008", primary="marseille-db",
+                            members=("marseille-db", "paris-db"))
+NO_PRIMARY = PgState(answered_by="http://10.213.0.21:8008", members=("marseille-db",))
+UNREACHABLE = PgState(unknown_because="no Patroni answered",
+                      errors=("http://10.213.0.11:8008: no answer within 1 s",))
 
+
+class FakePostgres:
+    """A PostgresView whose answer the test sets."""
+
+    def __init__(self, state: PgState) -> None:
+        self.state = state
+        self.reads = 0
+
+    async def read(self) -> PgState:
+        self.reads += 1
+        return self.state
+
+
+# --- pure parts -----------------------------------------------------------------------------------
 def test_decide_moves_only_work_of_nodes_that_are_not_members() -> None:
     snap = Snapshot(0.0, "a", {"a": "paris", "b": "marseille"},
                     {"a": 2, "c": 3, "d": 0, "e": 1})
@@ -21,29 +51,129 @@ def test_decide_moves_only_work_of_nodes_that_are_not_members() -> None:
     assert decide(Snapshot(0.0, "a", {"a": "paris"}, {"a": 4})).reassign == ()
 
 
+@pytest.mark.parametrize("postgres", [PRIMARY_PARIS, UNREACHABLE, NOT_CONFIGURED],
+                         ids=["primary", "unreachable", "not-configured"])
+def test_decide_moves_unless_patroni_says_there_is_no_primary(postgres: PgState) -> None:
+    snap = Snapshot(0.0, "a", {"a": "paris"}, {"a": 1, "c": 3}, postgres=postgres)
+    assert decide(snap).reassign == ("c",) and decide(snap).wait == ()
+
+
+def test_decide_waits_while_postgresql_has_no_primary() -> None:
+    snap = Snapshot(0.0, "a", {"a": "paris"}, {"a": 1, "c": 3}, postgres=NO_PRIMARY)
+    decision = decide(snap)
+    assert (decision.reassign, decision.wait) == ((), ("c",))
+    assert decision.notes == ("PostgreSQL has no primary (failover in progress)",)
+    # nothing to move: nothing to wait for either
+    assert decide(Snapshot(0.0, "a", {"a": "paris"}, {"a": 1}, postgres=NO_PRIMARY)) == \
+        decide(Snapshot(0.0, "a", {"a": "paris"}, {"a": 1}))
+
+
+def test_site_health_counts_live_members_and_keeps_known_sites_at_zero() -> None:
+    members = [MemberInfo("p1", "paris", "h"), MemberInfo("p2", "paris", "h"),
+               MemberInfo("m1", "marseille", "h")]
+    assert site_health(members) == {"marseille": 1, "paris": 2}
+    assert site_health(members[2:], {"paris", "marseille"}) == {"marseille": 1, "paris": 0}
+
+
+def test_carrier_health_is_where_a_live_member_reports_the_channel_working() -> None:
+    members = [MemberInfo("p1", "paris", "h", carriers=("email", "voice")),
+               MemberInfo("p2", "paris", "h", carriers=("sms", "email")),
+               MemberInfo("m1", "marseille", "h", carriers=("email", "fax"))]
+    health = carrier_health(members)
+    assert health == {"sms": ("paris",), "email": ("marseille", "paris"), "voice": ("paris",),
+                      "fax": ("marseille",)}
+    assert describe_channels(carrier_health(members[2:])) == (
+        "sms nowhere, email in marseille, voice nowhere, fax in marseille")
+
+
+def test_site_of_a_patroni_member_comes_from_its_name_when_it_tells() -> None:
+    assert site_of_member("paris-db", {"paris", "marseille"}) == "paris"
+    assert site_of_member("paris-east-db", {"paris", "paris-east"}) == "paris-east"
+    assert site_of_member("pg1", {"paris", "marseille"}) is None
+    assert site_of_member("parisdb", {"paris"}) is None
+
+
+def test_postgres_descriptions() -> None:
+    assert dataclasses.replace(PRIMARY_PARIS, primary_site="paris").describe() == (
+        "PostgreSQL primary paris-db (paris), sync standby marseille-db")
+    assert PRIMARY_MARSEILLE.describe() == "PostgreSQL primary marseille-db, no sync standby"
+    assert NO_PRIMARY.describe() == "PostgreSQL has no primary (failover in progress)"
+    assert UNREACHABLE.describe() == "PostgreSQL unknown (no Patroni answered)"
+    assert NOT_CONFIGURED.describe() == "PostgreSQL unknown (no Patroni URL configured)"
+
+
+# --- the watchdog on fakes ------------------------------------------------------------------------
 async def _lab() -> tuple[FakeCoordinationServer, MemoryStore, list[FakeCoordinator], int]:
     server = FakeCoordinationServer()
     store = MemoryStore()
     await store.create_scenario(ScenarioIn("s", (ChannelStep("sms", {"fr": "x"}),)))
     campaign = await store.launch_campaign("s", "op", population=40, batch_size=10)
     coords = []
-    for name, site in (("paris-node1", "paris"), ("marseille-node1", "marseille")):
+    for name, site, carriers in (("paris-node1", "paris", ALL),
+                                 ("marseille-node1", "marseille", ("sms", "email"))):
         c = FakeCoordinator(server, name, ttl=6.0)
-        await c.join(MemberInfo(name, site, name))
+        await c.join(MemberInfo(name, site, name, carriers=carriers))
         coords.append(c)
     return server, store, coords, campaign
 
 
+def _watchdogs(store: MemoryStore, paris: FakeCoordinator, marseille: FakeCoordinator,
+               postgres: FakePostgres | None) -> tuple[Watchdog, Watchdog]:
+    return (Watchdog(paris, store, node="paris-node1", site="paris", postgres=postgres),
+            Watchdog(marseille, store, node="marseille-node1", site="marseille",
+                     postgres=postgres))
+
+
+async def _kill_paris_node1(server: FakeCoordinationServer, marseille: FakeCoordinator) -> None:
+    """paris-node1 stops renewing (killed) while marseille-node1 renews, until it expires."""
+    server.advance(4.0)
+    await marseille.renew()
+    server.advance(3.0)
+
+
 @pytest.mark.asyncio
-async def test_one_leader_the_other_follows_and_nothing_to_move_while_all_live() -> None:
+async def test_one_leader_the_other_follows_and_the_leader_summarises_its_snapshot() -> None:
     _, store, (paris, marseille), _ = await _lab()
     await store.claim_batch("paris-node1", 30)
-    w1 = Watchdog(paris, store, node="paris-node1", site="paris")
-    w2 = Watchdog(marseille, store, node="marseille-node1", site="marseille")
-    assert await w1.cycle() == ("paris-node1 leads: 2 members, 1 batches in flight, "
-                                "nothing to move")
+    postgres = FakePostgres(PRIMARY_PARIS)
+    w1, w2 = _watchdogs(store, paris, marseille, postgres)
+    assert await w1.cycle() == (
+        "paris-node1 leads: 2 members (marseille 1, paris 1), PostgreSQL primary paris-db "
+        "(paris), sync standby marseille-db, sms in marseille+paris, email in marseille+paris, "
+        "voice in paris; 1 batches in flight, nothing to move")
     assert await w2.cycle() == "marseille-node1: following watchdog leader paris-node1"
+    assert postgres.reads == 1  # only the leader reads Patroni
     assert store.events == []
+    snap = w1.last_snapshot
+    assert snap is not None and w2.last_snapshot is None
+    assert snap.sites == {"marseille": 1, "paris": 1}
+    assert snap.channels == {"sms": ("marseille", "paris"), "email": ("marseille", "paris"),
+                             "voice": ("paris",)}
+    assert (snap.postgres.primary, snap.postgres.primary_site) == ("paris-db", "paris")
+
+
+@pytest.mark.asyncio
+async def test_without_patroni_the_sentence_says_postgresql_is_unknown() -> None:
+    _, store, (paris, marseille), _ = await _lab()
+    w1, _ = _watchdogs(store, paris, marseille, None)
+    assert await w1.cycle() == (
+        "paris-node1 leads: 2 members (marseille 1, paris 1), PostgreSQL unknown (no Patroni "
+        "URL configured), sms in marseille+paris, email in marseille+paris, voice in paris; "
+        "0 batches in flight, nothing to move")
+
+
+@pytest.mark.asyncio
+async def test_a_carrier_failing_at_a_site_shows_in_the_sentence() -> None:
+    _, store, (paris, marseille), _ = await _lab()
+    w1, _ = _watchdogs(store, paris, marseille, FakePostgres(PRIMARY_PARIS))
+    # paris's SMS breaker opens: its node republishes its carriers without sms (nodes/channels.py)
+    await paris.join(MemberInfo("paris-node1", "paris", "paris-node1",
+                                carriers=("email", "voice")))
+    sentence = await w1.cycle()
+    assert "sms in marseille, email in marseille+paris, voice in paris;" in sentence
+    await marseille.join(MemberInfo("marseille-node1", "marseille", "marseille-node1",
+                                    carriers=("email",)))
+    assert "sms nowhere, email in marseille+paris" in await w1.cycle()
 
 
 @pytest.mark.asyncio
@@ -51,29 +181,142 @@ async def test_a_dead_node_loses_leadership_and_its_batches_move_with_an_event()
     server, store, (paris, marseille), _ = await _lab()
     await store.claim_batch("paris-node1", 30)
     await store.claim_batch("paris-node1", 30)
-    w1 = Watchdog(paris, store, node="paris-node1", site="paris")
-    w2 = Watchdog(marseille, store, node="marseille-node1", site="marseille")
+    postgres = FakePostgres(PRIMARY_PARIS)
+    w1, w2 = _watchdogs(store, paris, marseille, postgres)
     assert (await w1.cycle()).startswith("paris-node1 leads")
-    # paris-node1 stops renewing (killed); marseille-node1 keeps renewing.
     server.advance(4.0)
     await marseille.renew()
     assert paris.may_act(safety=2.0) is False  # it would have self-fenced by now
     server.advance(3.0)  # paris-node1's lease expired: its member key and leadership are gone
     sentence = await w2.cycle()
-    assert sentence == ("marseille-node1 leads: moved 2 batches of paris-node1 (no longer "
-                        "members) back to the queue for the 1 live members")
+    assert sentence == (
+        "marseille-node1 leads: moved 2 batches of paris-node1 (no longer members) back to the "
+        "queue for the 1 live members (marseille 1); PostgreSQL primary paris-db, sync standby "
+        "marseille-db, sms in marseille, email in marseille, voice nowhere")
     assert await store.batches_in_flight() == {}
     [event] = store.events
     assert event.kind == "watchdog.move" and event.sentence == sentence
     assert event.details["moved"] == {"paris-node1": 2}
+    assert event.details["members"] == ["marseille-node1"]
+    assert event.details["sites"] == {"marseille": 1}
+    assert event.details["channels"] == {"sms": ["marseille"], "email": ["marseille"],
+                                         "voice": []}
+    assert event.details["postgres"] == {
+        "known": True, "primary": "paris-db", "primary_site": None,
+        "sync_standby": "marseille-db", "members": ["marseille-db", "paris-db"],
+        "answered_by": "http://10.213.0.11:8008", "unknown_because": None}
+    assert event.details["in_flight"] == {"paris-node1": 2}
     # the next cycle has nothing left to do
     assert (await w2.cycle()).endswith("nothing to move")
+
+
+@pytest.mark.asyncio
+async def test_a_site_seen_before_counts_zero_and_names_the_primary_site() -> None:
+    server, store, (paris, marseille), _ = await _lab()
+    await store.claim_batch("paris-node1", 30)
+    postgres = FakePostgres(PRIMARY_MARSEILLE)
+    _, w2 = _watchdogs(store, paris, marseille, postgres)
+    await w2.cycle()  # follows paris-node1: reads no member, knows only its own site
+    await paris.resign("watchdog")
+    assert (await w2.cycle()).startswith(
+        "marseille-node1 leads: 2 members (marseille 1, paris 1), PostgreSQL primary "
+        "marseille-db (marseille), no sync standby")
+    await _kill_paris_node1(server, marseille)  # every member of paris is gone
+    sentence = await w2.cycle()
+    assert sentence.startswith("marseille-node1 leads: moved 1 batches of paris-node1 (no longer "
+                               "members) back to the queue for the 1 live members "
+                               "(marseille 1, paris 0); PostgreSQL primary marseille-db "
+                               "(marseille)")
+    assert store.events[0].details["sites"] == {"marseille": 1, "paris": 0}
+
+
+@pytest.mark.asyncio
+async def test_no_move_while_postgresql_has_no_primary_then_move_once_it_has_one() -> None:
+    server, store, (paris, marseille), _ = await _lab()
+    await store.claim_batch("paris-node1", 30)
+    await store.claim_batch("paris-node1", 30)
+    postgres = FakePostgres(NO_PRIMARY)
+    _, w2 = _watchdogs(store, paris, marseille, postgres)
+    await _kill_paris_node1(server, marseille)
+    sentence = await w2.cycle()
+    assert sentence == (
+        "marseille-node1 leads: PostgreSQL has no primary (failover in progress): waiting before "
+        "moving 2 batches of paris-node1 (no longer members); 1 members (marseille 1), "
+        "sms in marseille, email in marseille, voice nowhere")
+    assert await store.batches_in_flight() == {"paris-node1": 2}
+    assert store.events == []
+    assert await w2.cycle() == sentence  # still waiting, still the same sentence
+    postgres.state = PRIMARY_MARSEILLE  # Patroni promoted marseille-db
+    moved = await w2.cycle()
+    assert moved.startswith("marseille-node1 leads: moved 2 batches of paris-node1")
+    assert "PostgreSQL primary marseille-db (marseille)" in moved
+    assert await store.batches_in_flight() == {}
+    [event] = store.events
+    assert event.details["moved"] == {"paris-node1": 2}
+    assert event.details["postgres"]["primary"] == "marseille-db"
+
+
+@pytest.mark.asyncio
+async def test_an_unreachable_patroni_does_not_stop_the_move() -> None:
+    server, store, (paris, marseille), _ = await _lab()
+    await store.claim_batch("paris-node1", 30)
+    _, w2 = _watchdogs(store, paris, marseille, FakePostgres(UNREACHABLE))
+    await _kill_paris_node1(server, marseille)
+    sentence = await w2.cycle()
+    assert sentence.startswith("marseille-node1 leads: moved 1 batches of paris-node1")
+    assert "PostgreSQL unknown (no Patroni answered)" in sentence
+    assert store.events[0].details["postgres"]["known"] is False
+    assert store.events[0].details["postgres"]["unknown_because"] == "no Patroni answered"
+
+
+@pytest.mark.asyncio
+async def test_an_unreadable_store_while_there_is_no_primary_is_waiting_not_failing() -> None:
+    _, store, (paris, marseille), _ = await _lab()
+    postgres = FakePostgres(NO_PRIMARY)
+    w1, _ = _watchdogs(store, paris, marseille, postgres)
+    store.unavailable = True
+    assert await w1.cycle() == (
+        "paris-node1 leads: PostgreSQL has no primary (failover in progress): waiting; the "
+        "snapshot could not be read (ConnectionError: campaign store unreachable)")
+    postgres.state = PRIMARY_PARIS  # with a primary, a failing store is a failing cycle
+    with pytest.raises(ConnectionError):
+        await w1.cycle()
+
+
+@pytest.mark.asyncio
+async def test_a_failing_postgres_view_is_unknown_not_a_failed_cycle() -> None:
+    class Broken:
+        async def read(self) -> PgState:
+            raise RuntimeError("bug")
+
+    _, store, (paris, _), _ = await _lab()
+    w1 = Watchdog(paris, store, node="paris-node1", site="paris", postgres=Broken())
+    assert "PostgreSQL unknown (Patroni view failed)" in await w1.cycle()
+
+
+@pytest.mark.asyncio
+async def test_run_logs_the_sentence_with_the_snapshot_facts(
+        caplog: pytest.LogCaptureFixture) -> None:
+    _, store, (paris, marseille), _ = await _lab()
+    w1, _ = _watchdogs(store, paris, marseille, FakePostgres(PRIMARY_PARIS))
+    w1.cycle_s = 0.01
+    stop = asyncio.Event()
+    with caplog.at_level(logging.INFO, logger="tenir.watchdog"):
+        task = asyncio.create_task(w1.run(stop))
+        await asyncio.sleep(0.05)
+        stop.set()
+        await task
+    [record] = [r for r in caplog.records if r.name == "tenir.watchdog"]  # logged once
+    assert record.getMessage() == w1.last_sentence
+    assert record.watchdog["postgres"]["primary"] == "paris-db"  # type: ignore[attr-defined]
+    assert record.watchdog["sites"] == {"marseille": 1, "paris": 1}  # type: ignore[attr-defined]
 
 
 @pytest.mark.asyncio
 async def test_unreachable_coordination_means_not_acting() -> None:
     server, store, (paris, _), _ = await _lab()
     server.reachable = False
-    w1 = Watchdog(paris, store, node="paris-node1", site="paris")
+    postgres = FakePostgres(PRIMARY_PARIS)
+    w1 = Watchdog(paris, store, node="paris-node1", site="paris", postgres=postgres)
     assert "cannot reach the coordination service" in await w1.cycle()
-    assert store.events == []
+    assert store.events == [] and postgres.reads == 0
