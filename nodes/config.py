@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -58,6 +59,7 @@ class NodeConfig:
     receipt_timeout_s: float
     log_level: str
     coordination: CoordinationConfig | None = None
+    patroni_urls: tuple[str, ...] = ()  # Patroni REST APIs the watchdog reads /cluster from
 
 
 def _get(data: dict[str, Any], key: str, kind: type, source: str, prefix: str = "") -> Any:
@@ -70,6 +72,29 @@ def _get(data: dict[str, Any], key: str, kind: type, source: str, prefix: str = 
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise NodeConfigError(source, full, f"must be {kind.__name__}, got {value!r}")
     return value
+
+
+def _patroni_urls(data: dict[str, Any], source: str) -> tuple[str, ...]:
+    """Optional ``patroni_urls``: a list of ``http(s)://host:port`` (no path), or null/absent."""
+    raw = data.get("patroni_urls")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise NodeConfigError(source, "patroni_urls",
+                              f"must be a list of http://host:port, got {raw!r}")
+    urls: list[str] = []
+    for i, url in enumerate(raw):
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname
+                or parts.path not in ("", "/") or parts.query or parts.fragment):
+            raise NodeConfigError(source, f"patroni_urls[{i}]",
+                                  f"must be http://host:port of a Patroni REST API, got {url!r}")
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a port out of range or not a number
+        except ValueError as exc:
+            raise NodeConfigError(source, f"patroni_urls[{i}]", str(exc)) from exc
+        urls.append(url.rstrip("/"))
+    return tuple(urls)
 
 
 def parse_node_config(data: Any, source: str = "<node config>") -> NodeConfig:
@@ -108,6 +133,7 @@ def parse_node_config(data: Any, source: str = "<node config>") -> NodeConfig:
         drain_deadline_s=_get(data, "drain_deadline_s", float, source),
         receipt_timeout_s=_get(data, "receipt_timeout_s", float, source),
         log_level=str(data.get("log_level", "INFO")),
+        patroni_urls=_patroni_urls(data, source),
     )
     raw_coord = data.get("coordination")
     if raw_coord is not None:

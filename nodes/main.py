@@ -3,10 +3,10 @@
 Start: JSON logging, the campaign store (migrations applied under an advisory lock, one node at a
 time; retried while PostgreSQL is away), membership of the coordination service, the carrier
 adapters of the node's site, the dispatcher (gated by self-fencing and by site drain:
-``nodes/drain.py``), the API, the drain-flag watch and the watchdog. Stop: the first
-SIGTERM/SIGINT drains (no new claims, running batches finish until the drain deadline, then are
-released), a second one stops at once; buffered outcomes are always flushed before the store
-closes.
+``nodes/drain.py``), the API, the drain-flag watch and the watchdog (which reads Patroni's
+``/cluster`` at ``patroni_urls``). Stop: the first SIGTERM/SIGINT drains (no new claims, running
+batches finish until the drain deadline, then are released), a second one stops at once; buffered
+outcomes are always flushed before the store closes.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from cluster.coordination.base import (
     MemberInfo,
 )
 from cluster.coordination.factory import open_coordinator
+from failover.pg_state import PatroniRestView
 from failover.watchdog import Watchdog
 from nodes.api.app import create_app
 from nodes.carriers.base import CarrierAdapter
@@ -159,7 +160,8 @@ async def serve(cfg: NodeConfig) -> int:
             await drains.start(first_sync_s=cfg.coordination.retry_timeout * 2)
         if coordinator is not None and cfg.coordination is not None:
             watchdog = Watchdog(coordinator, store, node=cfg.node, site=cfg.site,
-                                cycle_s=cfg.coordination.watchdog_cycle_s)
+                                cycle_s=cfg.coordination.watchdog_cycle_s,
+                                postgres=PatroniRestView(cfg.patroni_urls))
             watchdog_task = asyncio.create_task(watchdog.run(watchdog_stop), name="watchdog")
             if channels is not None:
                 channels_task = asyncio.create_task(channels.run(watchdog_stop), name="channels")
