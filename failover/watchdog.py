@@ -163,8 +163,8 @@ class Watchdog:
 
 
 def facts(snap: Snapshot) -> dict[str, Any]:
-    """The snapshot as JSON, for events and structured logs."""
+    """The snapshot as JSON, for events and structured logs. No node name but the live members
+    (and ``moved``, in events): bench/failover_resume.py finds a move by the moved nodes' names."""
     return {"members": sorted(snap.members), "sites": dict(snap.sites),
             "channels": {c: list(sites) for c, sites in snap.channels.items()},
-            "postgres": snap.postgres.as_details(),
-            "in_flight": dict(sorted(snap.in_flight.items()))}
+            "postgres": snap.postgres.as_details()}

@@ -205,7 +205,7 @@ async def test_a_dead_node_loses_leadership_and_its_batches_move_with_an_event()
         "known": True, "primary": "paris-db", "primary_site": None,
         "sync_standby": "marseille-db", "members": ["marseille-db", "paris-db"],
         "answered_by": "http://10.213.0.11:8008", "unknown_because": None}
-    assert event.details["in_flight"] == {"paris-node1": 2}
+    assert set(event.details) == {"moved", "members", "sites", "channels", "postgres"}
     # the next cycle has nothing left to do
     assert (await w2.cycle()).endswith("nothing to move")
 
