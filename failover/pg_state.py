@@ -37,7 +37,7 @@ class PgState:
 
     answered_by: str | None = None  # the Patroni URL whose /cluster was read
     primary: str | None = None  # member holding the leader key
-    primary_site: str | None = None  # filled in by the watchdog when the name tells it
+    primary_site: str | None = None  # the primary's ``site`` tag, else guessed from its name
     sync_standby: str | None = None  # streaming synchronous standby
     members: tuple[str, ...] = ()
     unknown_because: str = ""  # short and stable: it goes into the watchdog's sentence
@@ -74,7 +74,9 @@ NOT_CONFIGURED = PgState(unknown_because="no Patroni URL configured")
 
 
 def from_cluster(url: str, cluster: PatroniCluster) -> PgState:
-    return PgState(answered_by=url, primary=cluster.primary, sync_standby=cluster.sync_standby,
+    site = next((m.site for m in cluster.members if m.name == cluster.primary), None)
+    return PgState(answered_by=url, primary=cluster.primary, primary_site=site,
+                   sync_standby=cluster.sync_standby,
                    members=tuple(sorted(m.name for m in cluster.members)))
 
 
@@ -86,7 +88,8 @@ def site_of_member(name: str, sites: Iterable[str]) -> str | None:
 
 
 def with_sites(state: PgState, sites: Iterable[str]) -> PgState:
-    if state.primary is None:
+    """The primary's site from its ``site`` tag if Patroni gave one, else from its name."""
+    if state.primary is None or state.primary_site is not None:
         return state
     return dataclasses.replace(state, primary_site=site_of_member(state.primary, sites))
 

@@ -16,6 +16,7 @@ class PatroniMember:
     host: str
     timeline: int | None
     lag_bytes: int | None
+    site: str | None = None  # the member's ``site`` tag (the patroni role sets it)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,11 @@ def _lag(value: Any) -> int | None:
     return int(value) if isinstance(value, int | float) else None
 
 
+def _site_tag(tags: Any) -> str | None:
+    site = tags.get("site") if isinstance(tags, dict) else None
+    return site if isinstance(site, str) and site else None
+
+
 def parse_cluster(data: Any) -> PatroniCluster:
     """The answer of ``GET /cluster`` (``{"members": [{"name", "role", "state", ...}]}``);
     ValueError if it is not one."""
@@ -54,6 +60,7 @@ def parse_cluster(data: Any) -> PatroniCluster:
         PatroniMember(
             name=str(m.get("name")), role=str(m.get("role")), state=str(m.get("state")),
             host=str(m.get("host")), timeline=m.get("timeline"), lag_bytes=_lag(m.get("lag")),
+            site=_site_tag(m.get("tags")),
         )
         for m in raw
     )

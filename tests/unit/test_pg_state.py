@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from failover.pg_state import NOT_CONFIGURED, PatroniRestView
+from failover.pg_state import NOT_CONFIGURED, PatroniRestView, with_sites
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
 
@@ -86,6 +86,19 @@ async def test_patroni_cluster_view(serve: Serve) -> None:
     assert (state.primary, state.sync_standby) == ("paris-db", "marseille-db")
     assert state.members == ("marseille-db", "paris-db")
     assert state.describe() == "PostgreSQL primary paris-db, sync standby marseille-db"
+
+
+async def test_the_primarys_site_tag_names_its_site(serve: Serve) -> None:
+    tagged = {**PATRONI_CLUSTER, "members": [
+        {**m, "tags": {"site": "paris" if m["name"] == "paris-db" else "marseille"}}
+        for m in PATRONI_CLUSTER["members"]]}
+    state = await PatroniRestView([await serve(answering(tagged))]).read()
+    assert state.primary_site == "paris"
+    # The tag wins over the name: with_sites guesses from the name only when there is no tag.
+    assert with_sites(state, ["elsewhere"]).primary_site == "paris"
+    untagged = await PatroniRestView([await serve(answering(PATRONI_CLUSTER))]).read()
+    assert untagged.primary_site is None
+    assert with_sites(untagged, ["paris", "marseille"]).primary_site == "paris"
 
 
 async def test_no_leader_key_is_no_primary(serve: Serve) -> None:
