@@ -37,8 +37,8 @@ lab-down: install
 bench-failover: install  ## PostgreSQL failover time, Patroni defaults vs the lab's timings
 	$(BIN)/python bench/pg_failover.py
 
-bench-resume: install  ## time to resume deliveries per fault, beside PostgreSQL-only failover
-	$(BIN)/python bench/failover_resume.py
+bench-resume: install  ## time to resume deliveries per fault, beside PostgreSQL-only failover (COORDINATION=zookeeper for the ZooKeeper lab)
+	$(BIN)/python bench/failover_resume.py $(if $(COORDINATION),--coordination $(COORDINATION))
 
 bench-throughput: install  ## campaign throughput, 10k / 100k / 1M recipients
 	$(BIN)/python bench/campaign_throughput.py

@@ -36,9 +36,14 @@ from chaos.faults import Fault, IsolateSite, KillService, KillSite  # noqa: E402
 from cluster.httpjson import request_json  # noqa: E402
 from cluster.lab.access import app_dsn  # noqa: E402
 from cluster.lab.health import carriers_control_url, patroni_view  # noqa: E402
-from cluster.lab.lab import Lab  # noqa: E402
+from cluster.lab.lab import Lab, lab_coordination  # noqa: E402
 from cluster.node_api import ApiError, NodeApi, operator_token  # noqa: E402
-from cluster.topology import Topology, load_topology  # noqa: E402
+from cluster.topology import (  # noqa: E402
+    COORDINATION_BACKENDS,
+    Topology,
+    load_topology,
+    with_coordination,
+)
 
 POPULATION = 20_000
 KILL_AFTER = 2_000
@@ -158,11 +163,19 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--only", help="run only the fault whose name contains this")
     parser.add_argument("--inventory", type=Path, default=REPO / "inventories" / "lab")
+    parser.add_argument("--coordination", choices=COORDINATION_BACKENDS,
+                        help="coordination service (default: the inventory's); a lab running "
+                        "with the other one is taken down first")
     args = parser.parse_args()
     if not 1 <= args.runs <= 20:
         parser.error("--runs must be between 1 and 20")
     topo = load_topology(args.inventory)
+    if args.coordination:
+        topo = with_coordination(topo, args.coordination)
     lab = Lab(topo, say=lambda s: None)
+    if lab_coordination(topo) not in (None, topo.coordination):
+        lab.down()
+    print(f"coordination service: {topo.coordination}", flush=True)
     lab.up(timeout=300)
     api = NodeApi(topo, operator_token())
     results: dict[str, list[dict[str, Any]]] = {}
@@ -192,6 +205,7 @@ def main() -> int:
           " HAProxy, in the primary-site runs)")
     out = REPO / "bench" / "results" / f"failover_resume-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps({"benchmark": "failover_resume", "runs": args.runs,
+                               "coordination": topo.coordination,
                                "summary": summary, "pg_only": pg, "raw": results}, indent=2))
     print(f"results: {out.relative_to(REPO)}")
     return 0

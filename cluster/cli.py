@@ -10,14 +10,28 @@ from pathlib import Path
 from typing import Any
 
 from cluster.render import ROLES_DIR
-from cluster.topology import Topology, TopologyError, load_topology
+from cluster.topology import (
+    COORDINATION_BACKENDS,
+    Topology,
+    TopologyError,
+    load_topology,
+    with_coordination,
+)
 
 DEFAULT_INVENTORY = ROLES_DIR.parents[1] / "inventories" / "lab"
 
 
 def _inventory(args: argparse.Namespace) -> Topology:
+    """The inventory's topology, with the coordination backend ``--coordination`` asks for or,
+    when this inventory's lab is running, the one it was brought up with."""
     path = args.inventory or os.environ.get("TENIR_INVENTORY") or str(DEFAULT_INVENTORY)
-    return load_topology(Path(path))
+    topo = load_topology(Path(path))
+    backend = getattr(args, "coordination", None)
+    if backend is None:
+        from cluster.lab.lab import lab_coordination
+
+        backend = lab_coordination(topo)
+    return with_coordination(topo, backend) if backend else topo
 
 
 def _say(text: str) -> None:
@@ -161,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     up = lab_sub.add_parser("up", help="start the lab (idempotent; restarts what died)")
     up.add_argument("--json", action="store_true")
     up.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for health")
+    up.add_argument("--coordination", choices=COORDINATION_BACKENDS,
+                    help="coordination service of the nodes and Patroni (default: the "
+                    "inventory's tenir_coordination); to change it, 'lab down' first")
     down = lab_sub.add_parser("down", help="stop every lab process, remove namespaces and data")
     down.add_argument("--keep-data", action="store_true", help="keep data for the next 'up'")
     st = lab_sub.add_parser("status", help="hosts, namespaces and processes of the lab")
@@ -169,8 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     kill.add_argument("site")
     lab.set_defaults(func=cmd_lab)
 
-    status = sub.add_parser("status", help="etcd, PostgreSQL, HAProxy, alert nodes, drained "
-                            "sites and batches in flight")
+    status = sub.add_parser("status", help="etcd or ZooKeeper, PostgreSQL, HAProxy, alert "
+                            "nodes, drained sites and batches in flight")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
 
@@ -201,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_parsers(sub)
 
     demo = sub.add_parser("demo", help="lab up, lose the primary's site, watch the takeover")
+    demo.add_argument("--coordination", choices=COORDINATION_BACKENDS,
+                      help="coordination service (default: the inventory's)")
     demo.set_defaults(func=cmd_demo)
     return parser
 

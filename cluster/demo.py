@@ -23,8 +23,8 @@ def _step(text: str) -> None:
 
 def run_demo(topo: Topology) -> int:
     lab = Lab(topo, say=lambda s: print(f"    {s}", flush=True))
-    _step("bringing the lab up: 3 etcd members, Patroni/PostgreSQL 15 in paris and marseille, "
-          "one HAProxy per site")
+    _step(f"bringing the lab up: 3 {topo.coordination} members, Patroni/PostgreSQL 15 in paris "
+          "and marseille, one HAProxy per site")
     for h in lab.up():
         svc = ", ".join(f"{s.name}({s.pid})" for s in h.services)
         print(f"    {h.site:<10} {h.name:<19} {h.address:<12} {svc}")
@@ -56,8 +56,8 @@ def run_demo(topo: Topology) -> int:
     lost = topo.hosts[old_primary].site
     survivor = next(s.name for s in topo.datacenter_sites if s.name != lost)
     _step(f"writing through the {survivor} HAProxy, then killing EVERY process of site {lost} "
-          f"(SIGKILL: etcd, Patroni, PostgreSQL, HAProxy, alert nodes, carriers), which holds the "
-          f"primary {old_primary}")
+          f"(SIGKILL: {topo.coordination}, Patroni, PostgreSQL, HAProxy, alert nodes, carriers), "
+          f"which holds the primary {old_primary}")
 
     def current_primary() -> str | None:
         v = patroni_view(topo)

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from cluster.coordination.base import CoordinationSettings, CoordinationUnavailable, Coordinator
-from cluster.settings import int_setting
+from cluster.settings import coordination_endpoints
 from cluster.topology import Topology
 from cluster.wait import wait_for
 from nodes.drain import drain_key
@@ -110,13 +110,9 @@ class DrainControl(Protocol):
 def coordination_settings(topo: Topology) -> CoordinationSettings:
     """How the CLI reaches the coordination service the inventory describes (the same
     endpoints and namespace as the alert nodes)."""
-    if topo.coordination == "etcd":
-        port = int_setting(topo, None, "etcd", "etcd_client_port")
-    else:
-        port = int(topo.vars.get("zookeeper_client_port", 2181))
     t = topo.node_timings
     return CoordinationSettings(
-        endpoints=tuple(f"{h.address}:{port}" for h in topo.hosts_running(topo.coordination)),
+        endpoints=tuple(coordination_endpoints(topo)),
         namespace=f"/tenir/{topo.name}/", ttl=t.membership_ttl, retry_timeout=t.retry_timeout)
 
 

@@ -28,3 +28,17 @@ def setting(topo: Topology, host: Host | None, role: str, name: str) -> Any:
 
 def int_setting(topo: Topology, host: Host | None, role: str, name: str) -> int:
     return int(setting(topo, host, role, name))
+
+
+def coordination_port(topo: Topology) -> int:
+    """The client port of the coordination service the topology uses (etcd or ZooKeeper)."""
+    if topo.coordination == "zookeeper":
+        return int_setting(topo, None, "zookeeper", "zookeeper_client_port")
+    return int_setting(topo, None, "etcd", "etcd_client_port")
+
+
+def coordination_endpoints(topo: Topology) -> list[str]:
+    """``address:port`` of each member of the coordination service, in inventory order: what the
+    alert nodes, the CLI and Patroni connect to."""
+    port = coordination_port(topo)
+    return [f"{h.address}:{port}" for h in topo.hosts_running(topo.coordination)]

@@ -1,4 +1,5 @@
-"""``tenir status``: one view of the cluster, read from etcd, Patroni's REST API and HAProxy's
+"""``tenir status``: one view of the cluster, read from the coordination service (etcd or
+ZooKeeper), Patroni's REST API and HAProxy's
 admin socket at the addresses the inventory gives, and from the alert nodes' cluster view
 (``GET /api/v1/cluster`` of the first node that answers, with the auditor's token): which nodes
 are members, the watchdog leader, the drained sites and the batches each node holds per
@@ -8,11 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from cluster.etcd_probe import has_quorum, probe_members
 from cluster.httpjson import HttpError, request_json
-from cluster.lab.health import etcd_members, haproxy_admin, node_url, patroni_view
+from cluster.lab.health import haproxy_admin, node_url, patroni_view, probe_coordination
+from cluster.member_probe import has_quorum
 from cluster.node_api import ApiError, operator_token
-from cluster.settings import int_setting
 from cluster.topology import Topology
 from replication.haproxy import HAProxyError
 
@@ -97,9 +97,8 @@ def gather_nodes(topo: Topology) -> dict[str, Any]:
 
 
 def gather(topo: Topology, *, nodes: bool = True) -> dict[str, Any]:
-    port = int_setting(topo, None, "etcd", "etcd_client_port")
     site_of = {h.name: h.site for h in topo.hosts.values()}
-    health = probe_members(etcd_members(topo), port)
+    health = probe_coordination(topo)
     view = patroni_view(topo)
     haproxy: list[dict[str, Any]] = []
     for host in topo.hosts_running("haproxy"):
@@ -113,7 +112,8 @@ def gather(topo: Topology, *, nodes: bool = True) -> dict[str, Any]:
     return {
         "cluster": topo.name,
         "inventory": topo.source,
-        "etcd": {
+        "coordination": {
+            "backend": topo.coordination,
             "members": [{"name": h.name, "site": site_of[h.name], "address": h.address,
                          "healthy": h.healthy, "leader": h.leader} for h in health],
             "quorum": has_quorum(health),
@@ -133,9 +133,9 @@ def gather(topo: Topology, *, nodes: bool = True) -> dict[str, Any]:
 
 def render_table(status: dict[str, Any]) -> str:
     lines = [f"cluster {status['cluster']}  ({status['inventory']})", ""]
-    etcd = status["etcd"]
-    lines.append(f"etcd: quorum {'yes' if etcd['quorum'] else 'NO'}")
-    for m in etcd["members"]:
+    coord = status["coordination"]
+    lines.append(f"{coord['backend']}: quorum {'yes' if coord['quorum'] else 'NO'}")
+    for m in coord["members"]:
         flags = ("healthy" if m["healthy"] else "DOWN") + ("  leader" if m["leader"] else "")
         lines.append(f"  {m['name']:<16} {m['site']:<10} {m['address']:<15} {flags}")
     pg = status["postgres"]

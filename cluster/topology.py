@@ -14,6 +14,7 @@ Every rule is checked at load and every error names the inventory entry at fault
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -363,6 +364,21 @@ def parse_topology(data: Any, source: str = "<inventory>") -> Topology:
     )
     _check_placement(topo)
     return topo
+
+
+def with_coordination(topo: Topology, backend: str) -> Topology:
+    """The same topology with another coordination backend (``tenir lab up --coordination``):
+    the inventory must place that backend's three members too (its own group)."""
+    if backend not in COORDINATION_BACKENDS:
+        raise TopologyError(topo.source, "--coordination",
+                            f"must be one of {COORDINATION_BACKENDS}, got {backend!r}")
+    if backend == topo.coordination:
+        return topo
+    changed = dataclasses.replace(
+        topo, coordination=backend,
+        vars=MappingProxyType({**topo.vars, "tenir_coordination": backend}))
+    _check_placement(changed)
+    return changed
 
 
 def _check_placement(topo: Topology) -> None:

@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
-from cluster.etcd_probe import has_quorum, probe_members
+from cluster import etcd_probe, zookeeper_probe
 from cluster.httpjson import HttpError, request_json
-from cluster.settings import int_setting
+from cluster.member_probe import MemberHealth, has_quorum
+from cluster.settings import coordination_port, int_setting
 from cluster.topology import Host, Topology
 from cluster.wait import wait_for
 from replication.haproxy import HAProxyAdmin
 from replication.patroni import PatroniClient, PatroniCluster
 
 
-def etcd_members(topo: Topology) -> list[tuple[str, str]]:
+def coordination_members(topo: Topology) -> list[tuple[str, str]]:
     return [(h.name, str(h.address)) for h in topo.hosts_running(topo.coordination)]
 
 
-def wait_etcd(topo: Topology, timeout: float, *, all_members: bool = True) -> None:
-    port = int_setting(topo, None, "etcd", "etcd_client_port")
+def probe_coordination(topo: Topology) -> list[MemberHealth]:
+    """Each member of the topology's coordination service (etcd or ZooKeeper), probed."""
+    probe = (zookeeper_probe.probe_members if topo.coordination == "zookeeper"
+             else etcd_probe.probe_members)
+    return probe(coordination_members(topo), coordination_port(topo))
 
+
+def wait_coordination(topo: Topology, timeout: float, *, all_members: bool = True) -> None:
     def probe() -> tuple[bool, None, str]:
-        health = probe_members(etcd_members(topo), port)
+        health = probe_coordination(topo)
         ok = all(h.healthy for h in health) if all_members else has_quorum(health)
         return ok, None, ", ".join(f"{h.name}={'ok' if h.healthy else h.error}" for h in health)
 
-    wait_for("etcd members healthy", probe, timeout)
+    wait_for(f"{topo.coordination} members healthy", probe, timeout)
 
 
 def patroni_client(topo: Topology, host: Host,

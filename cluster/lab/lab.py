@@ -1,5 +1,6 @@
 """The embedded lab: two datacenter sites and a witness as network namespaces on one machine,
-running the real etcd, Patroni/PostgreSQL and HAProxy described by an inventory.
+running the real etcd or ZooKeeper, Patroni/PostgreSQL, HAProxy, carrier simulators and alert
+nodes described by an inventory.
 
 ``up`` is idempotent: on a lab that runs it restarts only what died (healing a killed site), on a
 lab of which nothing runs it first clears what an interrupted lab left behind. ``down`` stops every
@@ -16,25 +17,28 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cluster.lab import health, netns, procs
 from cluster.lab.layout import LabState, Layout, lab_dir, patroni_bin
 from cluster.lab.seed import seed_lab
 from cluster.lab.services import (
-    SERVICE_OF_GROUP,
+    JAVA,
     SERVICE_ORDER,
+    ZK_JARS,
     ServiceSpec,
+    runs_here,
     specs_for,
     write_config,
 )
-from cluster.settings import int_setting
+from cluster.settings import int_setting, setting
 from cluster.topology import Host, Topology
 from replication.appdb import dsn, ensure_app_database
 
 Say = Callable[[str], None]
-GROUP_OF_SERVICE = {service: group for group, service in SERVICE_OF_GROUP.items()}
-REQUIRED_BINARIES = ("ip", "etcd", "haproxy", "setpriv", "/usr/lib/postgresql/15/bin/postgres")
+REQUIRED_BINARIES = ("ip", "haproxy", "setpriv", "/usr/lib/postgresql/15/bin/postgres")
+COORDINATION_BINARIES = {"etcd": ("etcd",), "zookeeper": (str(JAVA), *(str(j) for j in ZK_JARS))}
 
 
 class LabError(RuntimeError):
@@ -70,6 +74,19 @@ def _quiet(_: str) -> None:
     return None
 
 
+def lab_coordination(topo: Topology, layout: Layout | None = None) -> str | None:
+    """The coordination backend the lab of this inventory runs with (or kept data for), or None
+    when no such lab exists: commands against a running lab then talk to the right service."""
+    state = (layout or Layout(lab_dir())).load_state()
+    if not state.coordination or not state.inventory:
+        return None
+    if Path(state.inventory).resolve() != Path(topo.source).resolve():
+        return None
+    if state.keep_data or any(procs.is_running(r.pid, r.start_time) for r in state.records):
+        return state.coordination
+    return None
+
+
 class Lab:
     def __init__(self, topo: Topology, layout: Layout | None = None, say: Say = _quiet) -> None:
         if topo.lab_network is None or topo.lab_bridge_address is None:
@@ -81,12 +98,10 @@ class Lab:
 
     # --- checks ------------------------------------------------------------------------------
     def preflight(self) -> None:
-        if self.topo.coordination != "etcd":
-            raise LabError(f"{self.topo.source}: all.vars.tenir_coordination: the lab runs etcd "
-                           f"only for now, not {self.topo.coordination!r}")
         if os.geteuid() != 0:
             raise LabError("the lab creates network namespaces: run it as root")
-        missing = [b for b in REQUIRED_BINARIES if shutil.which(b) is None]
+        wanted = (*REQUIRED_BINARIES, *COORDINATION_BINARIES[self.topo.coordination])
+        missing = [b for b in wanted if shutil.which(b) is None and not Path(b).is_file()]
         if not patroni_bin().exists():
             missing.append(str(patroni_bin()))
         if missing:
@@ -98,6 +113,12 @@ class Lab:
         started = time.monotonic()
         state = self.layout.load_state()
         alive = [r for r in state.records if procs.is_running(r.pid, r.start_time)]
+        if ((alive or state.keep_data) and state.coordination
+                and state.coordination != self.topo.coordination):
+            what = "runs" if alive else "kept its data"
+            raise LabError(f"the lab {what} with {state.coordination} as its coordination "
+                           f"service, not {self.topo.coordination}: run 'tenir lab down' first "
+                           "(a Patroni cluster does not change its DCS)")
         if not alive:
             leftovers = netns.list_namespaces() or netns.list_links() or self.layout.root.exists()
             if leftovers:
@@ -108,6 +129,7 @@ class Lab:
         else:
             state.records = alive
         state.inventory = self.topo.source
+        state.coordination = self.topo.coordination
         state.keep_data = False
         self.layout.save_state(state)
 
@@ -118,7 +140,10 @@ class Lab:
             netns.ensure_namespace(netns.Attachment(
                 host.name, netns.namespace_name(host.name), f"{netns.VETH_PREFIX}{i}",
                 host.address), self.topo.lab_network)
-            self.layout.prepare_host(host.name, postgres=host.runs("postgres"))
+            self.layout.prepare_host(
+                host.name, postgres=host.runs("postgres"),
+                zookeeper_user=(str(setting(self.topo, host, "zookeeper", "zookeeper_user"))
+                                if runs_here(self.topo, host, "zookeeper") else None))
 
         specs = specs_for(self.topo, self.layout, secrets)
         for spec in specs:
@@ -129,11 +154,11 @@ class Lab:
         def remaining() -> float:
             return max(5.0, timeout - (time.monotonic() - started))
 
-        etcd = [s for s in specs if s.service == "etcd"]
-        for spec in etcd:
-            if (spec.host.name, "etcd") not in running:
+        coordination = self.topo.coordination
+        for spec in specs:
+            if spec.service == coordination and (spec.host.name, coordination) not in running:
                 self._start(spec, state)
-        health.wait_etcd(self.topo, remaining())
+        health.wait_coordination(self.topo, remaining())
 
         patroni = [s for s in specs if s.service == "patroni"]
         fresh = not any(svc == "patroni" for _, svc in running) and not any(
@@ -242,7 +267,8 @@ class Lab:
                 procs.stop([(p, None) for p in masters if p is not None], timeout=10.0)
         self._clear(remove_data=not keep_data)
         if keep_data:
-            self.layout.save_state(LabState(inventory=self.topo.source, keep_data=True))
+            self.layout.save_state(LabState(inventory=self.topo.source, keep_data=True,
+                                            coordination=state.coordination))
         self.say("lab down" + (" (data kept)" if keep_data else ""))
 
     def _clear(self, remove_data: bool) -> None:
@@ -280,8 +306,7 @@ class Lab:
             ns = netns.namespace_name(host.name)
             services = []
             for service in SERVICE_ORDER:
-                group = GROUP_OF_SERVICE[service]
-                if not host.runs(group):
+                if not runs_here(self.topo, host, service):
                     continue
                 rec = next((r for r in state.records
                             if r.host == host.name and r.service == service), None)

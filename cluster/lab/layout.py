@@ -37,9 +37,11 @@ class LabState:
     inventory: str = ""
     records: list[ProcessRecord] = field(default_factory=list)
     keep_data: bool = False
+    coordination: str = ""  # the coordination service the lab was brought up with
 
     def to_json(self) -> dict[str, Any]:
         return {"inventory": self.inventory, "keep_data": self.keep_data,
+                "coordination": self.coordination,
                 "records": [r.to_json() for r in self.records]}
 
 
@@ -60,6 +62,9 @@ class Layout:
 
     def etcd_data(self, host: str) -> Path:
         return self.host_dir(host) / "etcd"
+
+    def zookeeper_data(self, host: str) -> Path:
+        return self.host_dir(host) / "zookeeper"
 
     def pg_data(self, host: str) -> Path:
         return self.host_dir(host) / "pgdata"
@@ -82,6 +87,7 @@ class Layout:
         return LabState(
             inventory=str(data.get("inventory", "")),
             keep_data=bool(data.get("keep_data", False)),
+            coordination=str(data.get("coordination", "")),
             records=[ProcessRecord.from_json(r) for r in data.get("records", [])],
         )
 
@@ -116,7 +122,9 @@ class Layout:
         return {str(k): str(v) for k, v in data.items()}
 
     # --- directories -------------------------------------------------------------------------
-    def prepare_host(self, host: str, postgres: bool) -> None:
+    def prepare_host(self, host: str, postgres: bool, zookeeper_user: str | None = None) -> None:
+        """The host's directory, and the data directories owned by the users the services
+        run as: PostgreSQL's by ``postgres``, ZooKeeper's by ``zookeeper_user`` if given."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
         (self.root / "hosts").mkdir(exist_ok=True)
@@ -130,6 +138,12 @@ class Layout:
                 d.mkdir(exist_ok=True)
                 d.chmod(0o700)
                 os.chown(d, pg.pw_uid, pg.pw_gid)
+        if zookeeper_user is not None:
+            zk = pwd.getpwnam(zookeeper_user)
+            d = self.zookeeper_data(host)
+            d.mkdir(exist_ok=True)
+            d.chmod(0o750)
+            os.chown(d, zk.pw_uid, zk.pw_gid)
 
     def write_file(self, path: Path, content: str, *, owner: str | None = None,
                    mode: int = 0o644) -> None:

@@ -1,5 +1,7 @@
-"""What runs on each lab host: the command line and the configuration of etcd, Patroni and HAProxy,
-rendered from the Ansible roles' templates with values derived from the topology."""
+"""What runs on each lab host: the command line and the configuration of etcd or ZooKeeper,
+Patroni, HAProxy, the carrier simulators and the alert nodes, rendered from the Ansible roles'
+templates with values derived from the topology. Only the coordination service the topology
+chooses (``tenir_coordination``) runs."""
 
 from __future__ import annotations
 
@@ -14,15 +16,29 @@ from typing import Any
 from cluster.lab.layout import Layout, patroni_bin
 from cluster.lab.netns import namespace_name
 from cluster.render import render
-from cluster.settings import int_setting, setting
+from cluster.settings import coordination_endpoints, int_setting, setting
 from cluster.topology import Host, Topology
 from replication.appdb import APP_DB, APP_USER, dsn
 
 # Start order; lab down stops in the reverse order.
-SERVICE_ORDER = ("etcd", "patroni", "haproxy", "carriers", "node")
+SERVICE_ORDER = ("etcd", "zookeeper", "patroni", "haproxy", "carriers", "node")
+COORDINATION_SERVICES = ("etcd", "zookeeper")
 # Inventory group -> the lab service that implements it.
-SERVICE_OF_GROUP = {"etcd": "etcd", "postgres": "patroni", "haproxy": "haproxy",
-                    "carriers": "carriers", "alert_nodes": "node"}
+SERVICE_OF_GROUP = {"etcd": "etcd", "zookeeper": "zookeeper", "postgres": "patroni",
+                    "haproxy": "haproxy", "carriers": "carriers", "alert_nodes": "node"}
+ZK_JARS = (Path("/usr/share/java/zookeeper.jar"),  # its manifest's Class-Path names the deps
+           Path("/usr/share/java/slf4j-simple.jar"))  # the server's log, to stderr
+JAVA = Path("/usr/bin/java")
+PATRONI_DCS = {"etcd": "etcd3", "zookeeper": "zookeeper"}
+
+
+def runs_here(topo: Topology, host: Host, service: str) -> bool:
+    """Whether the lab runs ``service`` on ``host``: its group holds the host, and a
+    coordination service runs only if it is the one the topology uses."""
+    group = next(g for g, s in SERVICE_OF_GROUP.items() if s == service)
+    if service in COORDINATION_SERVICES and service != topo.coordination:
+        return False
+    return host.runs(group)
 
 
 @dataclass(frozen=True)
@@ -36,6 +52,7 @@ class ServiceSpec:
     config_mode: int = 0o644
     validate: list[str] | None = None
     env_file: bool = False  # the config is KEY=VALUE lines handed to the process's environment
+    extra_files: tuple[tuple[Path, str], ...] = ()  # other files the service reads (path, text)
 
     def environment(self) -> dict[str, str] | None:
         if not self.env_file:
@@ -49,7 +66,10 @@ class ServiceSpec:
 
     @property
     def config_sha(self) -> str:
-        return hashlib.sha256(self.config_text.encode()).hexdigest()[:16]
+        digest = hashlib.sha256(self.config_text.encode())
+        for path, text in self.extra_files:
+            digest.update(f"\0{path}\0{text}".encode())
+        return digest.hexdigest()[:16]
 
 
 def _in_namespace(host: Host, argv: list[str]) -> list[str]:
@@ -78,16 +98,42 @@ def etcd_spec(topo: Topology, host: Host, layout: Layout) -> ServiceSpec:
                        config, text)
 
 
+def zookeeper_spec(topo: Topology, host: Host, layout: Layout) -> ServiceSpec:
+    members = [{"id": i, "name": h.name, "address": str(h.address)}
+               for i, h in enumerate(topo.hosts_running("zookeeper"), start=1)]
+    myid = next(m["id"] for m in members if m["name"] == host.name)
+    data = layout.zookeeper_data(host.name)
+    values = {
+        **_inventory_values(topo, host, "zookeeper"),
+        "zookeeper_myid": myid,
+        "zookeeper_members": members,
+        "zookeeper_data_dir": str(data),
+    }
+    text = render("zookeeper", "zoo.cfg.j2", values)
+    config = layout.config(host.name, "zoo.cfg")
+    heap = int_setting(topo, host, "zookeeper", "zookeeper_heap_mb")
+    user = str(setting(topo, host, "zookeeper", "zookeeper_user"))
+    argv = _in_namespace(host, [
+        "setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups",
+        str(JAVA), f"-Xmx{heap}m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+        "-Dzookeeper.jmx.log4j.disable=true", "-cp", ":".join(str(j) for j in ZK_JARS),
+        "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(config),
+    ])
+    return ServiceSpec(host, "zookeeper", argv, config, text,
+                       extra_files=((data / "myid", render("zookeeper", "myid.j2", values)),))
+
+
 def patroni_spec(topo: Topology, host: Host, layout: Layout,
                  secrets: dict[str, str]) -> ServiceSpec:
-    etcd_port = int_setting(topo, None, "etcd", "etcd_client_port")
     network = topo.lab_network or setting(topo, host, "patroni", "patroni_allowed_network")
     text = render("patroni", "patroni.yml.j2", {
         **_inventory_values(topo, host, "patroni"),
         "patroni_scope": topo.name,
         "patroni_name": host.name,
         "patroni_address": str(host.address),
-        "patroni_etcd_hosts": [f"{h.address}:{etcd_port}" for h in topo.hosts_running("etcd")],
+        "patroni_site": host.site,
+        "patroni_dcs": PATRONI_DCS[topo.coordination],
+        "patroni_dcs_hosts": coordination_endpoints(topo),
         "patroni_ttl": topo.timings.ttl,
         "patroni_loop_wait": topo.timings.loop_wait,
         "patroni_retry_timeout": topo.timings.retry_timeout,
@@ -156,11 +202,15 @@ def node_spec(topo: Topology, host: Host, layout: Layout, secrets: dict[str, str
     carriers = site_carriers(topo, host.site)
     pg_port = int_setting(topo, haproxy, "haproxy", "haproxy_primary_port")
     t = topo.node_timings
-    coord_port = int_setting(topo, None, "etcd", "etcd_client_port")
+    # The member of the node's own site first: the node's session lives there, so losing the
+    # other datacenter does not move it (the clients try the endpoints in this order).
+    members = topo.hosts_running(topo.coordination)
+    endpoints = coordination_endpoints(topo)
+    local_first = sorted(zip(members, endpoints, strict=True),
+                         key=lambda pair: pair[0].site != host.site)
     text = render("tenir_node", "node.yml.j2", {
         "tenir_node_coordination_backend": topo.coordination,
-        "tenir_node_coordination_endpoints": [f"{h.address}:{coord_port}"
-                                              for h in topo.hosts_running(topo.coordination)],
+        "tenir_node_coordination_endpoints": [e for _, e in local_first],
         "tenir_node_coordination_namespace": f"/tenir/{topo.name}/",
         "tenir_node_membership_ttl": t.membership_ttl,
         "tenir_node_coordination_retry_timeout": t.retry_timeout,
@@ -183,6 +233,10 @@ def node_spec(topo: Topology, host: Host, layout: Layout, secrets: dict[str, str
         "tenir_node_voice_port": int_setting(topo, carriers, "carrier_sim",
                                              "carrier_sim_voice_port"),
         "tenir_node_lease_s": topo.node_timings.batch_lease,
+        # The watchdog reads PostgreSQL's state from Patroni's REST API (GET /cluster).
+        "tenir_node_patroni_urls": [
+            f"http://{h.address}:{int_setting(topo, h, 'patroni', 'patroni_restapi_port')}"
+            for h in topo.hosts_running("postgres")],
     })
     config = layout.config(host.name, "node.yml")
     argv = _in_namespace(host, [sys.executable, "-m", "nodes.main", "--config", str(config)])
@@ -193,15 +247,19 @@ def specs_for(topo: Topology, layout: Layout, secrets: dict[str, str]) -> list[S
     out: list[ServiceSpec] = []
     for service in SERVICE_ORDER:
         for host in topo.hosts.values():
-            if service == "etcd" and host.runs("etcd"):
+            if not runs_here(topo, host, service):
+                continue
+            if service == "etcd":
                 out.append(etcd_spec(topo, host, layout))
-            elif service == "patroni" and host.runs("postgres"):
+            elif service == "zookeeper":
+                out.append(zookeeper_spec(topo, host, layout))
+            elif service == "patroni":
                 out.append(patroni_spec(topo, host, layout, secrets))
-            elif service == "haproxy" and host.runs("haproxy"):
+            elif service == "haproxy":
                 out.append(haproxy_spec(topo, host, layout))
-            elif service == "carriers" and host.runs("carriers"):
+            elif service == "carriers":
                 out.append(carriers_spec(topo, host, layout, secrets))
-            elif service == "node" and host.runs("alert_nodes"):
+            elif service == "node":
                 out.append(node_spec(topo, host, layout, secrets))
     return out
 
@@ -209,6 +267,8 @@ def specs_for(topo: Topology, layout: Layout, secrets: dict[str, str]) -> list[S
 def write_config(spec: ServiceSpec, layout: Layout) -> None:
     layout.write_file(spec.config, spec.config_text, owner=spec.config_owner,
                       mode=spec.config_mode)
+    for path, text in spec.extra_files:
+        layout.write_file(path, text, owner=spec.config_owner, mode=spec.config_mode)
     if spec.validate is not None:
         proc = subprocess.run([*spec.validate, str(spec.config)], capture_output=True, text=True,
                               timeout=30)

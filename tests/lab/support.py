@@ -26,4 +26,4 @@ class LabHandle:
     topo: Topology
     lab: Lab
     layout: Layout
-    leftovers: Leftovers
+    leftovers: Leftovers | None = None  # what the session's first `up` had to clear

@@ -32,6 +32,7 @@ def _cli_json(*args: str) -> dict[str, object]:
 
 def test_up_cleared_what_an_interrupted_lab_left(lab_env: LabHandle) -> None:
     left = lab_env.leftovers
+    assert left is not None
     assert not procs.is_running(left.stray_pid, left.stray_start)
     assert not left.junk_file.exists()
     assert left.link not in netns.list_links()
@@ -39,12 +40,13 @@ def test_up_cleared_what_an_interrupted_lab_left(lab_env: LabHandle) -> None:
 
 def test_three_healthy_etcd_members_on_three_sites_with_quorum(lab_env: LabHandle) -> None:
     status = gather(lab_env.topo)
-    members = status["etcd"]["members"]
+    assert status["coordination"]["backend"] == "etcd"
+    members = status["coordination"]["members"]
     assert len(members) == 3
     assert all(m["healthy"] for m in members)
     assert {m["site"] for m in members} == {"paris", "marseille", "witness"}
     assert sum(1 for m in members if m["leader"]) == 1
-    assert status["etcd"]["quorum"] is True
+    assert status["coordination"]["quorum"] is True
 
 
 def test_one_primary_and_one_sync_standby_in_different_sites(lab_env: LabHandle) -> None:
@@ -57,10 +59,11 @@ def test_one_primary_and_one_sync_standby_in_different_sites(lab_env: LabHandle)
 
 def test_status_json_keys(lab_env: LabHandle) -> None:
     status = _cli_json("status")
-    etcd = status["etcd"]
-    assert isinstance(etcd, dict)
-    assert {"name", "site", "healthy", "leader"} <= set(etcd["members"][0])
-    assert "quorum" in etcd
+    coord = status["coordination"]
+    assert isinstance(coord, dict)
+    assert coord["backend"] == "etcd"
+    assert {"name", "site", "healthy", "leader"} <= set(coord["members"][0])
+    assert "quorum" in coord
     assert {"primary", "sync_standby", "lag_bytes"} <= set(status["postgres"])  # type: ignore[arg-type]
     haproxy = status["haproxy"]
     assert isinstance(haproxy, list) and haproxy

@@ -25,7 +25,7 @@ HAPROXY = Path("/usr/sbin/haproxy")
 MEMBERS = [
     {"name": "paris-db", "address": "10.213.0.11"},
     {"name": "marseille-db", "address": "10.213.0.21"},
-    {"name": "witness-etcd", "address": "10.213.0.31"},
+    {"name": "witness-quorum", "address": "10.213.0.31"},
 ]
 
 
@@ -42,7 +42,8 @@ def patroni_values() -> dict[str, Any]:
         "patroni_scope": "tenir-test",
         "patroni_name": "paris-db",
         "patroni_address": "10.213.0.11",
-        "patroni_etcd_hosts": [f"{m['address']}:2379" for m in MEMBERS],
+        "patroni_site": "paris",
+        "patroni_dcs_hosts": [f"{m['address']}:2379" for m in MEMBERS],
         "patroni_ttl": 20,
         "patroni_loop_wait": 2,
         "patroni_retry_timeout": 4,
@@ -53,6 +54,10 @@ def patroni_values() -> dict[str, Any]:
         "patroni_replication_password": "pw-replication",
         "patroni_rewind_password": "pw-rewind",
     }
+
+
+def zookeeper_values() -> dict[str, Any]:
+    return {"zookeeper_members": [{"id": i, **m} for i, m in enumerate(MEMBERS, start=1)]}
 
 
 def haproxy_values() -> dict[str, Any]:
@@ -67,6 +72,7 @@ TEMPLATES = {
     "etcd": ("etcd.conf.yml.j2", etcd_values),
     "patroni": ("patroni.yml.j2", patroni_values),
     "haproxy": ("haproxy.cfg.j2", haproxy_values),
+    "zookeeper": ("zoo.cfg.j2", zookeeper_values),
 }
 
 
@@ -119,7 +125,7 @@ def test_etcd_config() -> None:
     assert conf["initial-cluster"] == (
         "paris-db=http://10.213.0.11:2380,"
         "marseille-db=http://10.213.0.21:2380,"
-        "witness-etcd=http://10.213.0.31:2380"
+        "witness-quorum=http://10.213.0.31:2380"
     )
     assert conf["initial-cluster-state"] == "new"
     assert conf["initial-cluster-token"] == "tenir-etcd"
@@ -251,7 +257,7 @@ def lab_specs(lab_topology: Topology, lab_secrets: dict[str, str], tmp_path: Pat
 
 def test_specs_cover_every_service(lab_specs: list[ServiceSpec]) -> None:
     assert [(s.service, s.host.name) for s in lab_specs] == [
-        ("etcd", "paris-db"), ("etcd", "marseille-db"), ("etcd", "witness-etcd"),
+        ("etcd", "paris-db"), ("etcd", "marseille-db"), ("etcd", "witness-quorum"),
         ("patroni", "paris-db"), ("patroni", "marseille-db"),
         ("haproxy", "paris-db"), ("haproxy", "marseille-db"),
         ("carriers", "paris-carriers"), ("carriers", "marseille-carriers"),
@@ -312,7 +318,7 @@ def test_lab_etcd_configs(lab_specs: list[ServiceSpec], tmp_path: Path) -> None:
         assert conf["initial-cluster"] == (
             "paris-db=http://10.213.0.11:2380,"
             "marseille-db=http://10.213.0.21:2380,"
-            "witness-etcd=http://10.213.0.31:2380"
+            "witness-quorum=http://10.213.0.31:2380"
         )
         assert conf["initial-cluster-token"] == "tenir-lab-etcd"
         assert conf["data-dir"] == str(tmp_path / "hosts" / spec.host.name / "etcd")
@@ -327,6 +333,7 @@ def test_lab_patroni_configs(lab_specs: list[ServiceSpec], lab_secrets: dict[str
         host_dir = tmp_path / "hosts" / spec.host.name
         assert conf["scope"] == "tenir-lab"
         assert conf["name"] == spec.host.name
+        assert conf["tags"]["site"] == spec.host.site
         dcs = conf["bootstrap"]["dcs"]
         assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (20, 2, 4)
         assert dcs["synchronous_mode"] is True

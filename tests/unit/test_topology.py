@@ -65,16 +65,16 @@ def test_lab_inventory_loads_three_sites(lab_topology: Topology) -> None:
     assert lab_topology.sites["marseille"] == Site(
         "marseille", "datacenter",
         ("marseille-db", "marseille-node1", "marseille-node2", "marseille-carriers"))
-    assert lab_topology.sites["witness"] == Site("witness", "witness", ("witness-etcd",))
+    assert lab_topology.sites["witness"] == Site("witness", "witness", ("witness-quorum",))
     assert [s.name for s in lab_topology.datacenter_sites] == ["paris", "marseille"]
     assert not lab_topology.sites["witness"].is_datacenter
 
 
 def test_lab_inventory_hosts_addresses_and_services(lab_topology: Topology) -> None:
     expected = {
-        "paris-db": ("paris", "10.213.0.11", {"etcd", "postgres", "haproxy"}),
-        "marseille-db": ("marseille", "10.213.0.21", {"etcd", "postgres", "haproxy"}),
-        "witness-etcd": ("witness", "10.213.0.31", {"etcd"}),
+        "paris-db": ("paris", "10.213.0.11", {"etcd", "zookeeper", "postgres", "haproxy"}),
+        "marseille-db": ("marseille", "10.213.0.21", {"etcd", "zookeeper", "postgres", "haproxy"}),
+        "witness-quorum": ("witness", "10.213.0.31", {"etcd", "zookeeper"}),
         "paris-node1": ("paris", "10.213.0.12", {"alert_nodes"}),
         "paris-node2": ("paris", "10.213.0.13", {"alert_nodes"}),
         "paris-carriers": ("paris", "10.213.0.14", {"carriers"}),
@@ -100,20 +100,20 @@ def test_lab_inventory_service_queries(lab_topology: Topology) -> None:
     def names(service: str) -> set[str]:
         return {h.name for h in lab_topology.hosts_running(service)}
 
-    assert names("etcd") == {"paris-db", "marseille-db", "witness-etcd"}
+    assert names("etcd") == {"paris-db", "marseille-db", "witness-quorum"}
+    assert names("zookeeper") == names("etcd")
     assert names("postgres") == {"paris-db", "marseille-db"}
     assert names("haproxy") == {"paris-db", "marseille-db"}
-    assert names("zookeeper") == set()
     assert names("alert_nodes") == {"paris-node1", "paris-node2", "marseille-node1",
                                     "marseille-node2"}
     assert names("carriers") == {"paris-carriers", "marseille-carriers"}
     assert lab_topology.postgres_host_of_site("paris").name == "paris-db"
     assert lab_topology.postgres_host_of_site("marseille").name == "marseille-db"
-    assert [h.name for h in lab_topology.site_hosts("witness")] == ["witness-etcd"]
+    assert [h.name for h in lab_topology.site_hosts("witness")] == ["witness-quorum"]
 
 
 def _carriers_on_witness(d: Inventory) -> None:
-    _service_hosts(d, "carriers")["witness-etcd"] = None
+    _service_hosts(d, "carriers")["witness-quorum"] = None
 
 
 def _two_carriers_in_site(d: Inventory) -> None:
@@ -122,7 +122,7 @@ def _two_carriers_in_site(d: Inventory) -> None:
 
 
 @pytest.mark.parametrize(("mutate", "entry", "problem"), [
-    pytest.param(_carriers_on_witness, "all.children.carriers.hosts.witness-etcd",
+    pytest.param(_carriers_on_witness, "all.children.carriers.hosts.witness-quorum",
                  "only in datacenter sites", id="carriers-on-witness"),
     pytest.param(_two_carriers_in_site, "all.children.carriers.hosts.paris-carriers2",
                  "more than one carriers host", id="two-carriers-in-site"),
@@ -206,7 +206,7 @@ def _ipv6_address(d: Inventory) -> None:
 
 
 def _missing_address(d: Inventory) -> None:
-    del _site_hosts(d, "witness")["witness-etcd"]["ansible_host"]
+    del _site_hosts(d, "witness")["witness-quorum"]["ansible_host"]
 
 
 def _duplicate_address(d: Inventory) -> None:
@@ -214,7 +214,7 @@ def _duplicate_address(d: Inventory) -> None:
 
 
 def _bridge_address_reused(d: Inventory) -> None:
-    _site_hosts(d, "witness")["witness-etcd"]["ansible_host"] = "10.213.0.1"
+    _site_hosts(d, "witness")["witness-quorum"]["ansible_host"] = "10.213.0.1"
 
 
 def _host_in_two_sites(d: Inventory) -> None:
@@ -222,7 +222,7 @@ def _host_in_two_sites(d: Inventory) -> None:
 
 
 def _address_outside_network(d: Inventory) -> None:
-    _site_hosts(d, "witness")["witness-etcd"]["ansible_host"] = "10.214.0.31"
+    _site_hosts(d, "witness")["witness-quorum"]["ansible_host"] = "10.214.0.31"
 
 
 def _public_lab_network(d: Inventory) -> None:
@@ -242,22 +242,23 @@ def _unknown_group(d: Inventory) -> None:
 
 
 def _two_etcd_members(d: Inventory) -> None:
-    del _service_hosts(d, "etcd")["witness-etcd"]
+    del _service_hosts(d, "etcd")["witness-quorum"]
 
 
 def _etcd_two_on_one_site(d: Inventory) -> None:
     _site_hosts(d, "paris")["paris-etcd"] = {"ansible_host": "10.213.0.15"}
     etcd = _service_hosts(d, "etcd")
-    del etcd["witness-etcd"]
+    del etcd["witness-quorum"]
     etcd["paris-etcd"] = None
 
 
 def _zookeeper_without_members(d: Inventory) -> None:
     _vars(d)["tenir_coordination"] = "zookeeper"
+    del d["all"]["children"]["zookeeper"]
 
 
 def _postgres_on_witness(d: Inventory) -> None:
-    _service_hosts(d, "postgres")["witness-etcd"] = None
+    _service_hosts(d, "postgres")["witness-quorum"] = None
 
 
 def _two_postgres_in_site(d: Inventory) -> None:
@@ -318,16 +319,16 @@ BAD_INVENTORIES = [
                  "'paris-db.example.net' is not an IPv4 address", id="ansible-host-not-ipv4"),
     pytest.param(_ipv6_address, f"{SITES}.marseille.hosts.marseille-db.ansible_host",
                  "is not an IPv4 address", id="ansible-host-ipv6"),
-    pytest.param(_missing_address, f"{SITES}.witness.hosts.witness-etcd.ansible_host",
+    pytest.param(_missing_address, f"{SITES}.witness.hosts.witness-quorum.ansible_host",
                  "is not an IPv4 address", id="ansible-host-missing"),
     pytest.param(_duplicate_address, f"{SITES}.marseille.hosts.marseille-db.ansible_host",
                  f"already used by {SITES}.paris.hosts.paris-db", id="duplicate-address"),
-    pytest.param(_bridge_address_reused, f"{SITES}.witness.hosts.witness-etcd.ansible_host",
+    pytest.param(_bridge_address_reused, f"{SITES}.witness.hosts.witness-quorum.ansible_host",
                  "already used by all.vars.tenir_lab_bridge_address",
                  id="address-is-bridge-address"),
     pytest.param(_host_in_two_sites, f"{SITES}.witness.hosts.paris-db",
                  "already used in site 'paris'", id="same-host-in-two-sites"),
-    pytest.param(_address_outside_network, f"{SITES}.witness.hosts.witness-etcd.ansible_host",
+    pytest.param(_address_outside_network, f"{SITES}.witness.hosts.witness-quorum.ansible_host",
                  "outside tenir_lab_network 10.213.0.0/24", id="address-outside-lab-network"),
     pytest.param(_public_lab_network, "all.vars.tenir_lab_network", "not a private range",
                  id="lab-network-not-private"),
@@ -345,7 +346,7 @@ BAD_INVENTORIES = [
                  "['marseille', 'paris', 'paris']", id="two-etcd-members-on-one-site"),
     pytest.param(_zookeeper_without_members, "all.children.zookeeper.hosts", "found 0",
                  id="zookeeper-coordination-without-members"),
-    pytest.param(_postgres_on_witness, "all.children.postgres.hosts.witness-etcd",
+    pytest.param(_postgres_on_witness, "all.children.postgres.hosts.witness-quorum",
                  "witness site 'witness'", id="postgres-on-witness"),
     pytest.param(_two_postgres_in_site, "all.children.postgres.hosts.paris-db2",
                  "datacenter site 'paris' needs exactly one postgres host, found 2",
@@ -449,16 +450,16 @@ def test_bad_inventory_file_names_its_path(tmp_path: Path, lab_data: Inventory) 
 
 def test_key_given_twice_is_refused(tmp_path: Path, lab_inventory_path: Path) -> None:
     text = lab_inventory_path.read_text(encoding="utf-8").replace(
-        "            witness-etcd:\n              ansible_host: 10.213.0.31\n",
-        "            witness-etcd:\n              ansible_host: 10.213.0.31\n"
-        "            witness-etcd:\n              ansible_host: 10.213.0.32\n",
+        "            witness-quorum:\n              ansible_host: 10.213.0.31\n",
+        "            witness-quorum:\n              ansible_host: 10.213.0.31\n"
+        "            witness-quorum:\n              ansible_host: 10.213.0.32\n",
     )
     inventory = tmp_path / "hosts.yml"
     inventory.write_text(text, encoding="utf-8")
     with pytest.raises(TopologyError) as caught:
         load_topology(inventory)
     assert caught.value.entry == "(file)"
-    assert "'witness-etcd' is given twice" in str(caught.value)
+    assert "'witness-quorum' is given twice" in str(caught.value)
 
 
 def test_inventory_that_is_not_utf8_is_refused(tmp_path: Path) -> None:

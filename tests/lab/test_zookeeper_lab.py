@@ -1,0 +1,104 @@
+"""The lab with ZooKeeper as its coordination service (``tenir lab up --coordination zookeeper``):
+a three-member ensemble, one per site, holds Patroni's leader lock and the alert nodes'
+memberships, elections and drain flags. The node-kill and site-kill cases that the etcd lab
+passes (``failover_cases.py``) must pass here too.
+
+The module brings its own lab: it takes down whatever lab runs, and takes its own down at the
+end. It runs after the etcd lab's modules (file order).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from kazoo.client import KazooClient
+
+from cluster.lab import netns
+from cluster.lab.lab import Lab, LabError
+from cluster.lab.layout import Layout, lab_dir
+from cluster.settings import coordination_endpoints
+from cluster.status import gather
+from cluster.topology import load_topology, with_coordination
+from tests.lab.failover_cases import (
+    node_killed_mid_campaign,
+    primary_site_lost_mid_campaign,
+    site_without_primary_lost_mid_campaign,
+)
+from tests.lab.support import INVENTORY, REPO, LabHandle
+
+pytestmark = pytest.mark.lab
+TENIR = str(REPO / ".venv" / "bin" / "tenir")
+
+
+@pytest.fixture(scope="module")
+def zk_lab() -> Iterator[LabHandle]:
+    topo = with_coordination(load_topology(INVENTORY), "zookeeper")
+    layout = Layout(lab_dir())
+    lab = Lab(topo, layout, say=print)
+    lab.down()
+    lab.up(timeout=180)
+    yield LabHandle(topo, lab, layout)
+    lab.down()
+
+
+def _zk(lab: LabHandle) -> KazooClient:
+    client = KazooClient(hosts=",".join(coordination_endpoints(lab.topo)), timeout=5.0)
+    client.start(timeout=10)
+    return client
+
+
+def test_three_zookeeper_members_on_three_sites_and_no_etcd(zk_lab: LabHandle) -> None:
+    status = gather(zk_lab.topo, nodes=False)
+    coord = status["coordination"]
+    assert coord["backend"] == "zookeeper"
+    assert coord["quorum"] is True
+    assert len(coord["members"]) == 3 and all(m["healthy"] for m in coord["members"])
+    assert {m["site"] for m in coord["members"]} == {"paris", "marseille", "witness"}
+    assert sum(1 for m in coord["members"] if m["leader"]) == 1
+    services = {s.name for h in zk_lab.lab.status() for s in h.services if s.running}
+    assert "zookeeper" in services and "etcd" not in services
+
+
+def test_the_cli_finds_the_running_labs_backend_without_being_told(zk_lab: LabHandle) -> None:
+    out = subprocess.run([TENIR, "status", "--json"], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    status = json.loads(out)
+    assert status["coordination"]["backend"] == "zookeeper"
+    assert [n["member"] for n in status["nodes"]] == [True] * 4
+
+
+def test_patroni_and_the_alert_nodes_keep_their_state_in_zookeeper(zk_lab: LabHandle) -> None:
+    primary = gather(zk_lab.topo, nodes=False)["postgres"]["primary"]
+    client = _zk(zk_lab)
+    try:
+        leader, _ = client.get(f"/service/{zk_lab.topo.name}/leader")
+        members = client.get_children(f"/tenir/{zk_lab.topo.name}/members")
+    finally:
+        client.stop()
+        client.close()
+    assert leader.decode() == primary
+    assert sorted(members) == sorted(h.name for h in zk_lab.topo.hosts_running("alert_nodes"))
+
+
+def test_up_with_the_other_backend_is_refused_and_changes_nothing(zk_lab: LabHandle) -> None:
+    before = zk_lab.layout.load_state().records
+    etcd_lab = Lab(load_topology(INVENTORY), zk_lab.layout)
+    with pytest.raises(LabError, match=r"runs with zookeeper .* not etcd: run 'tenir lab down'"):
+        etcd_lab.up(timeout=30)
+    assert zk_lab.layout.load_state().records == before
+    assert len(netns.list_namespaces()) == len(zk_lab.topo.hosts)
+
+
+def test_kill_9_of_an_alert_node_mid_campaign(zk_lab: LabHandle) -> None:
+    node_killed_mid_campaign(zk_lab)
+
+
+def test_losing_the_site_without_the_primary_mid_campaign(zk_lab: LabHandle) -> None:
+    site_without_primary_lost_mid_campaign(zk_lab)
+
+
+def test_losing_the_primary_site_mid_campaign(zk_lab: LabHandle) -> None:
+    primary_site_lost_mid_campaign(zk_lab)

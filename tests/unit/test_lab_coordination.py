@@ -1,0 +1,47 @@
+"""Which coordination backend the commands use against a running lab: the one the lab was
+brought up with, recorded in its state, whatever the inventory says."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from cluster.lab import procs
+from cluster.lab.lab import lab_coordination
+from cluster.lab.layout import LabState, Layout
+from cluster.topology import Topology
+
+pytestmark = pytest.mark.unit
+
+
+def _me(service: str = "zookeeper") -> procs.ProcessRecord:
+    pid = os.getpid()
+    return procs.ProcessRecord("paris-db", service, pid, procs.start_time_of(pid), "log", "sha")
+
+
+def test_a_running_lab_of_this_inventory_names_its_backend(lab_topology: Topology,
+                                                           tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    layout.save_state(LabState(lab_topology.source, [_me()], coordination="zookeeper"))
+    assert lab_coordination(lab_topology, layout) == "zookeeper"
+    assert layout.load_state().coordination == "zookeeper"
+
+
+def test_no_lab_another_inventory_or_dead_processes_name_none(lab_topology: Topology,
+                                                              tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    assert lab_coordination(lab_topology, layout) is None
+    layout.save_state(LabState("/elsewhere/hosts.yml", [_me()], coordination="zookeeper"))
+    assert lab_coordination(lab_topology, layout) is None
+    dead = procs.ProcessRecord("paris-db", "zookeeper", 2**22 + 17, 1, "log", "sha")
+    layout.save_state(LabState(lab_topology.source, [dead], coordination="zookeeper"))
+    assert lab_coordination(lab_topology, layout) is None
+
+
+def test_data_kept_by_lab_down_still_names_its_backend(lab_topology: Topology,
+                                                        tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    layout.save_state(LabState(lab_topology.source, [], keep_data=True, coordination="zookeeper"))
+    assert lab_coordination(lab_topology, layout) == "zookeeper"
