@@ -30,37 +30,30 @@ method raise :class:`ConnectionError`, as an unreachable database would.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from replication.store_api import (
     CHANNELS,
-    AttemptState,
     CampaignState,
     CampaignStore,
     CampaignSummary,
-    ClaimedBatch,
     Contact,
     ContactIn,
     Event,
     InvalidInput,
     NotFound,
-    Outcome,
     Recipient,
     RecipientOutcome,
-    RecipientState,
     Scenario,
     ScenarioIn,
-    StaleEpoch,
 )
+from tests.fakes.memory_base import BatchRow, CampaignRow, RecipientRow, required_name
+from tests.fakes.memory_dispatch import DispatchPart
 
 MAX_POPULATION = 9_999_999
 MAX_BATCH_SIZE = 10_000
-MAX_LEASE_S = 3600.0
 TRANSITIONS: frozenset[tuple[str, str]] = frozenset({
     ("running", "paused"), ("paused", "running"),
     ("running", "cancelled"), ("paused", "cancelled"),
@@ -68,20 +61,10 @@ TRANSITIONS: frozenset[tuple[str, str]] = frozenset({
 _STATES = ("running", "paused", "completed", "cancelled")
 _E164 = re.compile(r"\+[1-9]\d{6,14}\Z")
 _LANGUAGE = re.compile(r"[a-z]{2,3}\Z")
-_FINAL: frozenset[str] = frozenset({"delivered", "acknowledged", "failed"})
-_RANK = {"sent": 0, "delivered": 1, "failed": 1, "acknowledged": 2}
 
 
 class UnknownName(InvalidInput, NotFound):
     """An unknown scenario or group named in a launch: both kinds of refusal."""
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _up(old: AttemptState, new: AttemptState) -> AttemptState:
-    return new if _RANK[new] > _RANK[old] else old
 
 
 def _page(limit: int, offset: int) -> None:
@@ -91,73 +74,9 @@ def _page(limit: int, offset: int) -> None:
         raise InvalidInput("offset", "must be an integer >= 0")
 
 
-def _name(field_name: str, value: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInput(field_name, "required, a non-empty string")
-    return value.strip()
-
-
-@dataclass
-class _RecipientRow:
-    recipient: Recipient
-    batch_id: int = 0
-    state: RecipientState = "pending"
-    final: Outcome | None = None
-
-
-@dataclass
-class _CampaignRow:
-    id: int
-    scenario: Scenario
-    state: CampaignState
-    launched_by: str
-    started_at: datetime
-    recipients: dict[int, _RecipientRow]
-    completed_at: datetime | None = None
-
-
-@dataclass
-class _BatchRow:
-    id: int
-    campaign_id: int
-    recipient_ids: tuple[int, ...]
-    state: str = "pending"  # pending | claimed | done
-    epoch: int = 0
-    node: str | None = None
-    lease_until: datetime | None = None
-
-
-@dataclass
-class _Attempt:
-    outcome: Outcome
-    campaign_id: int
-
-
-class MemoryStore:
-    """The whole campaign store in dictionaries; see the module docstring."""
-
-    def __init__(self, clock: Callable[[], datetime] = _now) -> None:
-        self.clock = clock
-        self.unavailable = False
-        self.calls: list[str] = []
-        self.receipts: list[tuple[str, AttemptState, str | None]] = []
-        self.acknowledgements: list[tuple[str, str]] = []
-        self._contacts: list[Contact] = []
-        self._groups: dict[str, dict[int, None]] = {}  # name -> member ids, in order
-        self._scenarios: dict[str, Scenario] = {}
-        self._campaigns: dict[int, _CampaignRow] = {}
-        self._batches: dict[int, _BatchRow] = {}
-        self._attempts: dict[str, _Attempt] = {}
-        self._unmatched_receipts: dict[str, list[tuple[AttemptState, str | None]]] = {}
-        self._unmatched_acks: dict[str, str] = {}
-        self._rejections = 0
-        self._next_recipient = 1
-        self.events: list[Event] = []
-
-    def _enter(self, name: str) -> None:
-        if self.unavailable:
-            raise ConnectionError("campaign store unreachable")
-        self.calls.append(name)
+class MemoryStore(DispatchPart):
+    """The whole campaign store in dictionaries; see the module docstring. The dispatch side
+    (claims, fenced writes, receipts, the ownership view) is in ``memory_dispatch.py``."""
 
     # -- contacts and groups -------------------------------------------------------------------
 
@@ -200,7 +119,7 @@ class MemoryStore:
 
     async def create_group(self, name: str) -> None:
         self._enter("create_group")
-        name = _name("name", name)
+        name = required_name("name", name)
         if name in self._groups:
             raise InvalidInput("name", f"group {name!r} already exists")
         self._groups[name] = {}
@@ -213,7 +132,7 @@ class MemoryStore:
 
     async def create_scenario(self, scenario: ScenarioIn) -> Scenario:
         self._enter("create_scenario")
-        name = _name("name", scenario.name)
+        name = required_name("name", scenario.name)
         if name in self._scenarios:
             raise InvalidInput("name", f"scenario {name!r} already exists")
         if not scenario.steps:
@@ -248,7 +167,7 @@ class MemoryStore:
         population: int | None = None, batch_size: int = 100,
     ) -> int:
         self._enter("launch_campaign")
-        launched_by = _name("launched_by", launched_by)
+        launched_by = required_name("launched_by", launched_by)
         if (group is None) == (population is None):
             raise InvalidInput("group", "give either a group or a population, exactly one")
         if population is not None and (isinstance(population, bool)
@@ -274,15 +193,15 @@ class MemoryStore:
                 number = f"+33639{n:07d}"
                 people.append((f"Test {n:06d}", number, number, f"test-{n}@example.invalid",
                                "fr"))
-        rows: dict[int, _RecipientRow] = {}
+        rows: dict[int, RecipientRow] = {}
         for name, phone, mobile, email, language in people:
             rid = self._next_recipient
             self._next_recipient += 1
-            rows[rid] = _RecipientRow(Recipient(
+            rows[rid] = RecipientRow(Recipient(
                 id=rid, campaign_id=campaign_id, name=name, phone=phone, mobile=mobile,
                 email=email, language=language,
             ))
-        self._campaigns[campaign_id] = _CampaignRow(
+        self._campaigns[campaign_id] = CampaignRow(
             id=campaign_id, scenario=self._scenarios[scenario], state="running",
             launched_by=launched_by, started_at=self.clock(), recipients=rows,
         )
@@ -290,12 +209,12 @@ class MemoryStore:
         for start in range(0, len(order), batch_size):
             batch_id = len(self._batches) + 1
             members = tuple(order[start:start + batch_size])
-            self._batches[batch_id] = _BatchRow(batch_id, campaign_id, members)
+            self._batches[batch_id] = BatchRow(batch_id, campaign_id, members)
             for rid in members:
                 rows[rid].batch_id = batch_id
         return campaign_id
 
-    def _campaign(self, campaign_id: int) -> _CampaignRow:
+    def _campaign(self, campaign_id: int) -> CampaignRow:
         try:
             return self._campaigns[campaign_id]
         except KeyError:
@@ -314,7 +233,7 @@ class MemoryStore:
         if state == "cancelled":
             campaign.completed_at = self.clock()
 
-    def _summary(self, campaign: _CampaignRow) -> CampaignSummary:
+    def _summary(self, campaign: CampaignRow) -> CampaignSummary:
         counts = {"pending": 0, "delivered": 0, "acknowledged": 0, "failed": 0}
         by_site: dict[str, int] = {}
         for row in campaign.recipients.values():
@@ -355,203 +274,6 @@ class MemoryStore:
                 channel=final.channel if final else None, site=final.site if final else None,
                 reference=final.reference if final else None, at=final.at if final else None,
             ))
-        return out
-
-    # -- dispatch ------------------------------------------------------------------------------
-
-    @staticmethod
-    def _lease(lease_s: float) -> timedelta:
-        if isinstance(lease_s, bool) or not math.isfinite(lease_s) \
-                or not 0 < lease_s <= MAX_LEASE_S:
-            raise InvalidInput("lease_s", f"must be a number of seconds in (0, {MAX_LEASE_S:g}]")
-        return timedelta(seconds=lease_s)
-
-    async def claim_batch(self, node: str, lease_s: float) -> ClaimedBatch | None:
-        self._enter("claim_batch")
-        node = _name("node", node)
-        lease = self._lease(lease_s)
-        now = self.clock()
-        running = sorted((c for c in self._campaigns.values() if c.state == "running"),
-                         key=lambda c: (c.scenario.priority, c.id))
-        for campaign in running:
-            for batch in sorted(self._batches.values(), key=lambda b: b.id):
-                if batch.campaign_id != campaign.id or batch.state == "done":
-                    continue
-                if batch.state == "claimed" and (batch.lease_until is None
-                                                 or batch.lease_until >= now):
-                    continue
-                batch.state = "claimed"
-                batch.epoch += 1
-                batch.node = node
-                batch.lease_until = now + lease
-                recipients = tuple(
-                    campaign.recipients[rid].recipient for rid in batch.recipient_ids
-                    if campaign.recipients[rid].state == "pending"
-                )
-                return ClaimedBatch(
-                    id=batch.id, campaign_id=campaign.id, epoch=batch.epoch, node=node,
-                    lease_until=batch.lease_until, scenario=campaign.scenario,
-                    recipients=recipients,
-                )
-        return None
-
-    def _owned(self, batch_id: int, epoch: int, node: str) -> _BatchRow:
-        batch = self._batches.get(batch_id)
-        if batch is None:
-            raise NotFound(f"batch {batch_id} not found")
-        if batch.state != "claimed" or batch.epoch != epoch or batch.node != node:
-            self._rejections += 1
-            raise StaleEpoch(batch_id, epoch, node)
-        return batch
-
-    async def renew_batch(self, batch_id: int, epoch: int, node: str, lease_s: float) -> None:
-        self._enter("renew_batch")
-        lease = self._lease(lease_s)
-        batch = self._owned(batch_id, epoch, node)
-        batch.lease_until = self.clock() + lease
-
-    async def record_outcomes(
-        self, batch_id: int, epoch: int, node: str, outcomes: Sequence[Outcome],
-    ) -> None:
-        self._enter("record_outcomes")
-        batch = self._owned(batch_id, epoch, node)
-        campaign = self._campaigns[batch.campaign_id]
-        for i, o in enumerate(outcomes):
-            where = f"outcomes[{i}]"
-            if o.recipient_id not in batch.recipient_ids:
-                raise InvalidInput(where, f"recipient {o.recipient_id} is not in batch "
-                                   f"{batch_id}")
-            known = self._attempts.get(o.reference)
-            if known is not None and known.outcome.recipient_id != o.recipient_id:
-                raise InvalidInput(where, f"reference {o.reference} belongs to another recipient")
-            if o.channel not in CHANNELS:
-                raise InvalidInput(where, "unknown channel")
-            if o.state not in _RANK:
-                raise InvalidInput(where, "unknown state")
-            if o.final and o.state == "sent":
-                raise InvalidInput(where, "a final outcome cannot be 'sent'")
-        now = self.clock()
-        for o in outcomes:
-            outcome = o if o.at is not None else dataclasses.replace(o, at=now)
-            known = self._attempts.get(o.reference)
-            if known is None:
-                self._attempts[o.reference] = _Attempt(outcome, campaign.id)
-            else:
-                known.outcome = dataclasses.replace(
-                    known.outcome, state=_up(known.outcome.state, outcome.state),
-                    carrier_message_id=outcome.carrier_message_id
-                    or known.outcome.carrier_message_id,
-                    detail=outcome.detail or known.outcome.detail,
-                )
-            row = campaign.recipients[o.recipient_id]
-            r = row.recipient
-            if (o.step, o.attempt + 1) > (r.step, r.attempt):
-                row.recipient = dataclasses.replace(r, step=o.step, attempt=o.attempt + 1)
-            if row.state == "pending" and outcome.final:
-                row.state = outcome.state  # type: ignore[assignment]  # never "sent" here
-                row.final = outcome
-        for o in outcomes:
-            for state, cmid in self._unmatched_receipts.pop(o.reference, []):
-                self._apply_receipt(o.reference, state, cmid)
-            if o.reference in self._unmatched_acks:
-                self._unmatched_acks.pop(o.reference)
-                self._apply_ack(o.reference)
-
-    async def finish_batch(self, batch_id: int, epoch: int, node: str) -> None:
-        self._enter("finish_batch")
-        batch = self._owned(batch_id, epoch, node)
-        campaign = self._campaigns[batch.campaign_id]
-        if campaign.state != "cancelled":
-            pending = sum(1 for rid in batch.recipient_ids
-                          if campaign.recipients[rid].state == "pending")
-            if pending:
-                raise InvalidInput("batch_id", f"batch {batch_id} still has {pending} pending "
-                                   "recipients: record a final outcome for each first")
-        batch.state = "done"
-        batch.lease_until = None
-        if campaign.state in ("running", "paused") and all(
-            b.state == "done" for b in self._batches.values() if b.campaign_id == campaign.id
-        ):
-            campaign.state = "completed"
-            campaign.completed_at = self.clock()
-
-    async def release_batch(self, batch_id: int, epoch: int, node: str) -> None:
-        self._enter("release_batch")
-        batch = self._owned(batch_id, epoch, node)
-        batch.state = "pending"
-        batch.node = None
-        batch.lease_until = None
-
-    async def reassign_batches(self, node: str) -> int:
-        self._enter("reassign_batches")
-        moved = 0
-        for batch in self._batches.values():
-            if batch.state == "claimed" and batch.node == node:
-                batch.state = "pending"
-                batch.node = None
-                batch.lease_until = None
-                moved += 1
-        return moved
-
-    def _apply_receipt(self, reference: str, state: AttemptState, cmid: str | None) -> None:
-        attempt = self._attempts[reference]
-        attempt.outcome = dataclasses.replace(
-            attempt.outcome, state=_up(attempt.outcome.state, state),
-            carrier_message_id=attempt.outcome.carrier_message_id or cmid,
-        )
-
-    def _apply_ack(self, reference: str) -> None:
-        attempt = self._attempts[reference]
-        attempt.outcome = dataclasses.replace(attempt.outcome, state="acknowledged")
-        row = self._campaigns[attempt.campaign_id].recipients[attempt.outcome.recipient_id]
-        if row.state != "acknowledged":
-            row.state = "acknowledged"
-            row.final = dataclasses.replace(attempt.outcome, final=True, at=self.clock())
-
-    async def record_receipt(
-        self, reference: str, state: AttemptState, carrier_message_id: str | None,
-    ) -> None:
-        self._enter("record_receipt")
-        reference = _name("reference", reference)
-        if state not in ("sent", "delivered", "failed"):
-            raise InvalidInput("state", "a receipt says sent, delivered or failed")
-        self.receipts.append((reference, state, carrier_message_id))
-        if reference in self._attempts:
-            self._apply_receipt(reference, state, carrier_message_id)
-        else:
-            self._unmatched_receipts.setdefault(reference, []).append(
-                (state, carrier_message_id))
-
-    async def record_acknowledgement(self, reference: str, via: str) -> bool:
-        self._enter("record_acknowledgement")
-        reference = _name("reference", reference)
-        via = _name("via", via)
-        self.acknowledgements.append((reference, via))
-        if reference not in self._attempts:
-            self._unmatched_acks.setdefault(reference, via)
-            return False
-        self._apply_ack(reference)
-        return True
-
-    async def fencing_rejections(self) -> int:
-        self._enter("fencing_rejections")
-        return self._rejections
-
-    async def batches_in_flight(self) -> dict[str, int]:
-        self._enter("batches_in_flight")
-        out: dict[str, int] = {}
-        for b in self._batches.values():
-            if b.state == "claimed" and b.node is not None:
-                out[b.node] = out.get(b.node, 0) + 1
-        return out
-
-    async def batches_in_flight_by_campaign(self) -> dict[int, dict[str, int]]:
-        self._enter("batches_in_flight_by_campaign")
-        out: dict[int, dict[str, int]] = {}
-        for b in self._batches.values():
-            if b.state == "claimed" and b.node is not None:
-                per_node = out.setdefault(b.campaign_id, {})
-                per_node[b.node] = per_node.get(b.node, 0) + 1
         return out
 
     async def record_event(self, kind: str, sentence: str, node: str, site: str,

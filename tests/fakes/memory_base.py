@@ -1,0 +1,95 @@
+"""The in-memory store's state, shared by its parts (``memory_store.py`` for contacts, scenarios,
+campaigns and events; ``memory_dispatch.py`` for claims, fenced writes, receipts and the
+ownership view): the rows, the clock, the call log and the ``unavailable`` switch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from replication.store_api import (
+    AttemptState,
+    CampaignState,
+    Contact,
+    Event,
+    InvalidInput,
+    Outcome,
+    Recipient,
+    RecipientState,
+    Scenario,
+)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def required_name(field_name: str, value: str) -> str:
+    """``value`` stripped; InvalidInput naming ``field_name`` when it is not a non-empty string."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(field_name, "required, a non-empty string")
+    return value.strip()
+
+
+@dataclass
+class RecipientRow:
+    recipient: Recipient
+    batch_id: int = 0
+    state: RecipientState = "pending"
+    final: Outcome | None = None
+
+
+@dataclass
+class CampaignRow:
+    id: int
+    scenario: Scenario
+    state: CampaignState
+    launched_by: str
+    started_at: datetime
+    recipients: dict[int, RecipientRow]
+    completed_at: datetime | None = None
+
+
+@dataclass
+class BatchRow:
+    id: int
+    campaign_id: int
+    recipient_ids: tuple[int, ...]
+    state: str = "pending"  # pending | claimed | done
+    epoch: int = 0
+    node: str | None = None
+    lease_until: datetime | None = None
+
+
+@dataclass
+class AttemptRow:
+    outcome: Outcome
+    campaign_id: int
+
+
+class MemoryBase:
+    """The state every part of the in-memory store reads and writes."""
+
+    def __init__(self, clock: Callable[[], datetime] = utc_now) -> None:
+        self.clock = clock
+        self.unavailable = False
+        self.calls: list[str] = []
+        self.receipts: list[tuple[str, AttemptState, str | None]] = []
+        self.acknowledgements: list[tuple[str, str]] = []
+        self._contacts: list[Contact] = []
+        self._groups: dict[str, dict[int, None]] = {}  # name -> member ids, in order
+        self._scenarios: dict[str, Scenario] = {}
+        self._campaigns: dict[int, CampaignRow] = {}
+        self._batches: dict[int, BatchRow] = {}
+        self._attempts: dict[str, AttemptRow] = {}
+        self._unmatched_receipts: dict[str, list[tuple[AttemptState, str | None]]] = {}
+        self._unmatched_acks: dict[str, str] = {}
+        self._rejections = 0
+        self._next_recipient = 1
+        self.events: list[Event] = []
+
+    def _enter(self, name: str) -> None:
+        if self.unavailable:
+            raise ConnectionError("campaign store unreachable")
+        self.calls.append(name)

@@ -1,0 +1,225 @@
+"""The in-memory store's dispatch part: claims, fenced writes, receipts and acknowledgements,
+and the ownership view the watchdog reads. Conventions: see ``memory_store.py``."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from datetime import timedelta
+
+from replication.store_api import (
+    CHANNELS,
+    AttemptState,
+    ClaimedBatch,
+    InvalidInput,
+    NotFound,
+    Outcome,
+    StaleEpoch,
+)
+from tests.fakes.memory_base import AttemptRow, BatchRow, MemoryBase, required_name
+
+MAX_LEASE_S = 3600.0
+_RANK = {"sent": 0, "delivered": 1, "failed": 1, "acknowledged": 2}
+
+
+def _up(old: AttemptState, new: AttemptState) -> AttemptState:
+    return new if _RANK[new] > _RANK[old] else old
+
+
+class DispatchPart(MemoryBase):
+    @staticmethod
+    def _lease(lease_s: float) -> timedelta:
+        if isinstance(lease_s, bool) or not math.isfinite(lease_s) \
+                or not 0 < lease_s <= MAX_LEASE_S:
+            raise InvalidInput("lease_s", f"must be a number of seconds in (0, {MAX_LEASE_S:g}]")
+        return timedelta(seconds=lease_s)
+
+    async def claim_batch(self, node: str, lease_s: float) -> ClaimedBatch | None:
+        self._enter("claim_batch")
+        node = required_name("node", node)
+        lease = self._lease(lease_s)
+        now = self.clock()
+        running = sorted((c for c in self._campaigns.values() if c.state == "running"),
+                         key=lambda c: (c.scenario.priority, c.id))
+        for campaign in running:
+            for batch in sorted(self._batches.values(), key=lambda b: b.id):
+                if batch.campaign_id != campaign.id or batch.state == "done":
+                    continue
+                if batch.state == "claimed" and (batch.lease_until is None
+                                                 or batch.lease_until >= now):
+                    continue
+                batch.state = "claimed"
+                batch.epoch += 1
+                batch.node = node
+                batch.lease_until = now + lease
+                recipients = tuple(
+                    campaign.recipients[rid].recipient for rid in batch.recipient_ids
+                    if campaign.recipients[rid].state == "pending"
+                )
+                return ClaimedBatch(
+                    id=batch.id, campaign_id=campaign.id, epoch=batch.epoch, node=node,
+                    lease_until=batch.lease_until, scenario=campaign.scenario,
+                    recipients=recipients,
+                )
+        return None
+
+    def _owned(self, batch_id: int, epoch: int, node: str) -> BatchRow:
+        batch = self._batches.get(batch_id)
+        if batch is None:
+            raise NotFound(f"batch {batch_id} not found")
+        if batch.state != "claimed" or batch.epoch != epoch or batch.node != node:
+            self._rejections += 1
+            raise StaleEpoch(batch_id, epoch, node)
+        return batch
+
+    async def renew_batch(self, batch_id: int, epoch: int, node: str, lease_s: float) -> None:
+        self._enter("renew_batch")
+        lease = self._lease(lease_s)
+        batch = self._owned(batch_id, epoch, node)
+        batch.lease_until = self.clock() + lease
+
+    async def record_outcomes(
+        self, batch_id: int, epoch: int, node: str, outcomes: Sequence[Outcome],
+    ) -> None:
+        self._enter("record_outcomes")
+        batch = self._owned(batch_id, epoch, node)
+        campaign = self._campaigns[batch.campaign_id]
+        for i, o in enumerate(outcomes):
+            where = f"outcomes[{i}]"
+            if o.recipient_id not in batch.recipient_ids:
+                raise InvalidInput(where, f"recipient {o.recipient_id} is not in batch "
+                                   f"{batch_id}")
+            known = self._attempts.get(o.reference)
+            if known is not None and known.outcome.recipient_id != o.recipient_id:
+                raise InvalidInput(where, f"reference {o.reference} belongs to another recipient")
+            if o.channel not in CHANNELS:
+                raise InvalidInput(where, "unknown channel")
+            if o.state not in _RANK:
+                raise InvalidInput(where, "unknown state")
+            if o.final and o.state == "sent":
+                raise InvalidInput(where, "a final outcome cannot be 'sent'")
+        now = self.clock()
+        for o in outcomes:
+            outcome = o if o.at is not None else dataclasses.replace(o, at=now)
+            known = self._attempts.get(o.reference)
+            if known is None:
+                self._attempts[o.reference] = AttemptRow(outcome, campaign.id)
+            else:
+                known.outcome = dataclasses.replace(
+                    known.outcome, state=_up(known.outcome.state, outcome.state),
+                    carrier_message_id=outcome.carrier_message_id
+                    or known.outcome.carrier_message_id,
+                    detail=outcome.detail or known.outcome.detail,
+                )
+            row = campaign.recipients[o.recipient_id]
+            r = row.recipient
+            if (o.step, o.attempt + 1) > (r.step, r.attempt):
+                row.recipient = dataclasses.replace(r, step=o.step, attempt=o.attempt + 1)
+            if row.state == "pending" and outcome.final:
+                row.state = outcome.state  # type: ignore[assignment]  # never "sent" here
+                row.final = outcome
+        for o in outcomes:
+            for state, cmid in self._unmatched_receipts.pop(o.reference, []):
+                self._apply_receipt(o.reference, state, cmid)
+            if o.reference in self._unmatched_acks:
+                self._unmatched_acks.pop(o.reference)
+                self._apply_ack(o.reference)
+
+    async def finish_batch(self, batch_id: int, epoch: int, node: str) -> None:
+        self._enter("finish_batch")
+        batch = self._owned(batch_id, epoch, node)
+        campaign = self._campaigns[batch.campaign_id]
+        if campaign.state != "cancelled":
+            pending = sum(1 for rid in batch.recipient_ids
+                          if campaign.recipients[rid].state == "pending")
+            if pending:
+                raise InvalidInput("batch_id", f"batch {batch_id} still has {pending} pending "
+                                   "recipients: record a final outcome for each first")
+        batch.state = "done"
+        batch.lease_until = None
+        if campaign.state in ("running", "paused") and all(
+            b.state == "done" for b in self._batches.values() if b.campaign_id == campaign.id
+        ):
+            campaign.state = "completed"
+            campaign.completed_at = self.clock()
+
+    async def release_batch(self, batch_id: int, epoch: int, node: str) -> None:
+        self._enter("release_batch")
+        batch = self._owned(batch_id, epoch, node)
+        batch.state = "pending"
+        batch.node = None
+        batch.lease_until = None
+
+    async def reassign_batches(self, node: str) -> int:
+        self._enter("reassign_batches")
+        moved = 0
+        for batch in self._batches.values():
+            if batch.state == "claimed" and batch.node == node:
+                batch.state = "pending"
+                batch.node = None
+                batch.lease_until = None
+                moved += 1
+        return moved
+
+    def _apply_receipt(self, reference: str, state: AttemptState, cmid: str | None) -> None:
+        attempt = self._attempts[reference]
+        attempt.outcome = dataclasses.replace(
+            attempt.outcome, state=_up(attempt.outcome.state, state),
+            carrier_message_id=attempt.outcome.carrier_message_id or cmid,
+        )
+
+    def _apply_ack(self, reference: str) -> None:
+        attempt = self._attempts[reference]
+        attempt.outcome = dataclasses.replace(attempt.outcome, state="acknowledged")
+        row = self._campaigns[attempt.campaign_id].recipients[attempt.outcome.recipient_id]
+        if row.state != "acknowledged":
+            row.state = "acknowledged"
+            row.final = dataclasses.replace(attempt.outcome, final=True, at=self.clock())
+
+    async def record_receipt(
+        self, reference: str, state: AttemptState, carrier_message_id: str | None,
+    ) -> None:
+        self._enter("record_receipt")
+        reference = required_name("reference", reference)
+        if state not in ("sent", "delivered", "failed"):
+            raise InvalidInput("state", "a receipt says sent, delivered or failed")
+        self.receipts.append((reference, state, carrier_message_id))
+        if reference in self._attempts:
+            self._apply_receipt(reference, state, carrier_message_id)
+        else:
+            self._unmatched_receipts.setdefault(reference, []).append(
+                (state, carrier_message_id))
+
+    async def record_acknowledgement(self, reference: str, via: str) -> bool:
+        self._enter("record_acknowledgement")
+        reference = required_name("reference", reference)
+        via = required_name("via", via)
+        self.acknowledgements.append((reference, via))
+        if reference not in self._attempts:
+            self._unmatched_acks.setdefault(reference, via)
+            return False
+        self._apply_ack(reference)
+        return True
+
+    async def fencing_rejections(self) -> int:
+        self._enter("fencing_rejections")
+        return self._rejections
+
+    async def batches_in_flight(self) -> dict[str, int]:
+        self._enter("batches_in_flight")
+        out: dict[str, int] = {}
+        for b in self._batches.values():
+            if b.state == "claimed" and b.node is not None:
+                out[b.node] = out.get(b.node, 0) + 1
+        return out
+
+    async def batches_in_flight_by_campaign(self) -> dict[int, dict[str, int]]:
+        self._enter("batches_in_flight_by_campaign")
+        out: dict[int, dict[str, int]] = {}
+        for b in self._batches.values():
+            if b.state == "claimed" and b.node is not None:
+                per_node = out.setdefault(b.campaign_id, {})
+                per_node[b.node] = per_node.get(b.node, 0) + 1
+        return out
+
