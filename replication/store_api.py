@@ -13,11 +13,21 @@ Contract
 * ``claim_batch`` hands one pending batch of a running campaign to ``node`` (PostgreSQL
   ``FOR UPDATE SKIP LOCKED``: two nodes never get the same batch), increments its fencing
   ``epoch`` and sets a lease deadline. Only the holder of the current epoch may write outcomes.
+  ``site`` is the claimer's site: a batch reserved for another site is skipped until its
+  reservation expires; ``site=None`` states no site and takes reserved batches too (tools and
+  tests; alert nodes always pass theirs). The claim clears the reservation and remembers
+  ``site`` as the owner's site (``owner_sites``).
 * ``record_outcomes`` writes many outcomes at once (``unnest``/COPY). The database itself
   refuses a write whose (batch, epoch, node) is no longer current: :class:`StaleEpoch` is raised,
   nothing of that call is stored, and the refusal is counted (``fencing_rejections``).
 * ``reassign_batches`` (the watchdog) puts a dead node's batches back to pending; their epoch
-  grows at the next claim, so the old holder's late writes are refused.
+  grows at the next claim, so the old holder's late writes are refused. With ``reserve_for`` a
+  site and ``hold_s > 0`` they are reserved for that site for ``hold_s`` seconds (the store's
+  clock): the references the dead node already submitted went to that site's carriers, which
+  deduplicate them; a carrier of the other site would deliver them again. Without, anyone may
+  claim them at once.
+* ``owner_sites`` maps each node holding claimed batches to the site it claimed them for; a
+  node that claimed without a site is left out.
 * A recipient has exactly one *final* outcome (delivered, acknowledged or failed); attempts
   before it are kept. ``recipient_outcomes`` returns the final one (or pending).
 """
@@ -214,14 +224,18 @@ class CampaignStore(Protocol):
     ) -> list[RecipientOutcome]: ...
 
     # dispatch
-    async def claim_batch(self, node: str, lease_s: float) -> ClaimedBatch | None: ...
+    async def claim_batch(
+        self, node: str, lease_s: float, site: str | None = None,
+    ) -> ClaimedBatch | None: ...
     async def renew_batch(self, batch_id: int, epoch: int, node: str, lease_s: float) -> None: ...
     async def record_outcomes(
         self, batch_id: int, epoch: int, node: str, outcomes: Sequence[Outcome],
     ) -> None: ...  # StaleEpoch
     async def finish_batch(self, batch_id: int, epoch: int, node: str) -> None: ...  # StaleEpoch
     async def release_batch(self, batch_id: int, epoch: int, node: str) -> None: ...
-    async def reassign_batches(self, node: str) -> int: ...  # -> batches put back to pending
+    async def reassign_batches(
+        self, node: str, reserve_for: str | None = None, hold_s: float = 0.0,
+    ) -> int: ...  # -> batches put back to pending
     async def record_receipt(
         self, reference: str, state: AttemptState, carrier_message_id: str | None,
     ) -> None: ...
@@ -230,6 +244,7 @@ class CampaignStore(Protocol):
 
     # ownership view and events (the watchdog)
     async def batches_in_flight(self) -> dict[str, int]: ...  # owner node -> claimed batches
+    async def owner_sites(self) -> dict[str, str]: ...  # owner node -> site it claimed for
     async def batches_in_flight_by_campaign(
         self,
     ) -> dict[int, dict[str, int]]: ...  # campaign id -> owner node -> claimed batches

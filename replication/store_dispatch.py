@@ -19,6 +19,9 @@ Conventions the dispatcher relies on:
   claim is a no-op (a retry after a lost reply).
 * ``claim_batch`` also takes over a claimed batch whose lease has expired (its epoch grows, so
   the late holder's writes are refused), not only pending ones.
+* Same-site takeover (``tenir_claim_batch`` in migrations/0004): ``reassign_batches`` may reserve
+  a dead node's batches for its site for a hold measured on the database's clock, so that every
+  node compares against one clock; ``claim_batch`` with another site skips them until then.
 """
 
 from __future__ import annotations
@@ -42,12 +45,13 @@ from replication.store_base import StoreBase, db_error
 from replication.store_codec import check_name, pack_outcomes, steps_from_json
 
 MAX_LEASE_S = 3600.0
+MAX_HOLD_S = 60.0  # a reservation delays work when its site cannot take it: keep it short
 RECEIPT_STATES = ("sent", "delivered", "failed")
 
 _CLAIM = """
 SELECT k.out_batch_id, k.out_campaign_id, k.out_epoch, k.out_lease_until,
        s.id, s.name, s.priority, s.steps
-  FROM tenir_claim_batch(%s, %s) AS k
+  FROM tenir_claim_batch(%s, %s, %s) AS k
   JOIN campaigns c ON c.id = k.out_campaign_id
   JOIN scenarios s ON s.id = c.scenario_id
 """
@@ -68,6 +72,13 @@ def _lease(lease_s: float) -> float:
     return float(lease_s)
 
 
+def _hold(hold_s: float) -> float:
+    if isinstance(hold_s, bool) or not isinstance(hold_s, int | float) \
+            or not math.isfinite(hold_s) or not 0 <= hold_s <= MAX_HOLD_S:
+        raise InvalidInput("hold_s", f"must be a number of seconds in [0, {MAX_HOLD_S:g}]")
+    return float(hold_s)
+
+
 def _fenced_args(batch_id: int, epoch: int, node: str) -> None:
     for name, value in (("batch_id", batch_id), ("epoch", epoch)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -76,13 +87,18 @@ def _fenced_args(batch_id: int, epoch: int, node: str) -> None:
 
 
 class DispatchPart(StoreBase):
-    async def claim_batch(self, node: str, lease_s: float) -> ClaimedBatch | None:
+    async def claim_batch(self, node: str, lease_s: float,
+                          site: str | None = None) -> ClaimedBatch | None:
         """Claim one batch (SKIP LOCKED; campaign priority, then age), or None if none is
-        claimable. Returns its recipients still pending, with where they stand."""
+        claimable. Returns its recipients still pending, with where they stand. A batch
+        reserved for another site than ``site`` is skipped until its hold ends; ``site=None``
+        takes reserved batches too."""
         node = check_name("node", node)
         lease = _lease(lease_s)
+        if site is not None:
+            site = check_name("site", site)
         async with self._tx() as conn:
-            cur = await conn.execute(_CLAIM, (node, lease))
+            cur = await conn.execute(_CLAIM, (node, lease, site))
             row = await cur.fetchone()
             if row is None:
                 return None
@@ -140,13 +156,25 @@ class DispatchPart(StoreBase):
         if status == "stale":
             raise StaleEpoch(batch_id, epoch, node)
 
-    async def reassign_batches(self, node: str) -> int:
-        """Put every batch claimed by ``node`` back to pending; returns how many."""
+    async def reassign_batches(self, node: str, reserve_for: str | None = None,
+                               hold_s: float = 0.0) -> int:
+        """Put every batch claimed by ``node`` back to pending; returns how many. With
+        ``reserve_for`` and ``hold_s > 0``, only claimers of that site may take them for
+        ``hold_s`` seconds from now (database clock); otherwise anyone, at once."""
         node = check_name("node", node)
+        hold = _hold(hold_s)
+        if reserve_for is not None:
+            reserve_for = check_name("reserve_for", reserve_for)
+        if reserve_for is None or hold == 0:
+            reserve_for, hold = None, 0.0
         async with self._tx() as conn:
             cur = await conn.execute(
-                "UPDATE batches SET state = 'pending', owner = NULL, lease_until = NULL"
-                " WHERE state = 'claimed' AND owner = %s", (node,))
+                "UPDATE batches SET state = 'pending', owner = NULL, owner_site = NULL,"
+                " lease_until = NULL, reserved_site = %s::text,"
+                " reserved_until = CASE WHEN %s::text IS NULL THEN NULL"
+                "                  ELSE now() + make_interval(secs => %s) END"
+                " WHERE state = 'claimed' AND owner = %s",
+                (reserve_for, reserve_for, hold, node))
             return cur.rowcount
 
     async def record_receipt(

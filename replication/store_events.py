@@ -19,6 +19,15 @@ class EventsPart(StoreBase):
                                      " WHERE state = 'claimed' GROUP BY owner")
             return {str(owner): int(n) for owner, n in await cur.fetchall()}
 
+    async def owner_sites(self) -> dict[str, str]:
+        """Per node holding claimed batches, the site it claimed them for (a node's site does
+        not change; nodes that claimed without a site are left out)."""
+        async with self._tx() as conn:
+            cur = await conn.execute("SELECT owner, max(owner_site) FROM batches"
+                                     " WHERE state = 'claimed' AND owner_site IS NOT NULL"
+                                     " GROUP BY owner")
+            return {str(owner): str(site) for owner, site in await cur.fetchall()}
+
     async def batches_in_flight_by_campaign(self) -> dict[int, dict[str, int]]:
         """Claimed batches per campaign and owner node (the operators' cluster view)."""
         async with self._tx() as conn:

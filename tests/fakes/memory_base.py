@@ -60,6 +60,9 @@ class BatchRow:
     epoch: int = 0
     node: str | None = None
     lease_until: datetime | None = None
+    owner_site: str | None = None  # the site the owner claimed for
+    reserved_site: str | None = None  # while pending: only claimers of this site may take it...
+    reserved_until: datetime | None = None  # ...until then
 
 
 @dataclass

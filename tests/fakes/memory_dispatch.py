@@ -1,5 +1,10 @@
 """The in-memory store's dispatch part: claims, fenced writes, receipts and acknowledgements,
-and the ownership view the watchdog reads. Conventions: see ``memory_store.py``."""
+and the ownership view the watchdog reads. Conventions: see ``memory_store.py``.
+
+Same-site takeover as in ``migrations/0004``: ``reassign_batches(node, reserve_for, hold_s)``
+reserves the batches for ``reserve_for`` until ``clock() + hold_s``; ``claim_batch`` with another
+site skips them until then, with ``site=None`` takes them; a claim clears the reservation and
+records the claimer's site for ``owner_sites``."""
 
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from replication.store_api import (
 from tests.fakes.memory_base import AttemptRow, BatchRow, MemoryBase, required_name
 
 MAX_LEASE_S = 3600.0
+MAX_HOLD_S = 60.0
 _RANK = {"sent": 0, "delivered": 1, "failed": 1, "acknowledged": 2}
 
 
@@ -35,10 +41,13 @@ class DispatchPart(MemoryBase):
             raise InvalidInput("lease_s", f"must be a number of seconds in (0, {MAX_LEASE_S:g}]")
         return timedelta(seconds=lease_s)
 
-    async def claim_batch(self, node: str, lease_s: float) -> ClaimedBatch | None:
+    async def claim_batch(self, node: str, lease_s: float,
+                          site: str | None = None) -> ClaimedBatch | None:
         self._enter("claim_batch")
         node = required_name("node", node)
         lease = self._lease(lease_s)
+        if site is not None:
+            site = required_name("site", site)
         now = self.clock()
         running = sorted((c for c in self._campaigns.values() if c.state == "running"),
                          key=lambda c: (c.scenario.priority, c.id))
@@ -49,10 +58,15 @@ class DispatchPart(MemoryBase):
                 if batch.state == "claimed" and (batch.lease_until is None
                                                  or batch.lease_until >= now):
                     continue
+                if (site is not None and batch.reserved_until is not None
+                        and batch.reserved_until > now and batch.reserved_site != site):
+                    continue  # held for the site whose carriers saw its references
                 batch.state = "claimed"
                 batch.epoch += 1
                 batch.node = node
+                batch.owner_site = site
                 batch.lease_until = now + lease
+                batch.reserved_site = batch.reserved_until = None
                 recipients = tuple(
                     campaign.recipients[rid].recipient for rid in batch.recipient_ids
                     if campaign.recipients[rid].state == "pending"
@@ -148,17 +162,28 @@ class DispatchPart(MemoryBase):
         self._enter("release_batch")
         batch = self._owned(batch_id, epoch, node)
         batch.state = "pending"
-        batch.node = None
+        batch.node = batch.owner_site = None
         batch.lease_until = None
 
-    async def reassign_batches(self, node: str) -> int:
+    async def reassign_batches(self, node: str, reserve_for: str | None = None,
+                               hold_s: float = 0.0) -> int:
         self._enter("reassign_batches")
+        node = required_name("node", node)
+        if isinstance(hold_s, bool) or not math.isfinite(hold_s) \
+                or not 0 <= hold_s <= MAX_HOLD_S:
+            raise InvalidInput("hold_s", f"must be a number of seconds in [0, {MAX_HOLD_S:g}]")
+        if reserve_for is not None:
+            reserve_for = required_name("reserve_for", reserve_for)
+        until = self.clock() + timedelta(seconds=hold_s)
+        held = reserve_for is not None and hold_s > 0
         moved = 0
         for batch in self._batches.values():
             if batch.state == "claimed" and batch.node == node:
                 batch.state = "pending"
-                batch.node = None
+                batch.node = batch.owner_site = None
                 batch.lease_until = None
+                batch.reserved_site = reserve_for if held else None
+                batch.reserved_until = until if held else None
                 moved += 1
         return moved
 
@@ -213,6 +238,11 @@ class DispatchPart(MemoryBase):
             if b.state == "claimed" and b.node is not None:
                 out[b.node] = out.get(b.node, 0) + 1
         return out
+
+    async def owner_sites(self) -> dict[str, str]:
+        self._enter("owner_sites")
+        return {b.node: b.owner_site for b in self._batches.values()
+                if b.state == "claimed" and b.node is not None and b.owner_site is not None}
 
     async def batches_in_flight_by_campaign(self) -> dict[int, dict[str, int]]:
         self._enter("batches_in_flight_by_campaign")

@@ -13,7 +13,9 @@ dispatcher to be tested against it:
   :class:`NotFound`, as the PostgreSQL store's ``UnknownName`` does;
 * batches carry fencing epochs: a write whose (batch, epoch, node) is not the current claim is
   refused with :class:`StaleEpoch` and counted; ``claim_batch`` takes pending batches, and
-  claimed ones whose lease expired, of running campaigns by priority then age;
+  claimed ones whose lease expired, of running campaigns by priority then age, skipping those
+  that ``reassign_batches`` reserved for another site until the reservation expires (the
+  store's ``clock``);
 * ``Outcome.step``/``attempt`` are 0-based: recording attempt k of step s moves the recipient
   to (s, k + 1) unless it is already further; the first final outcome wins, only an
   acknowledgement upgrades it;
