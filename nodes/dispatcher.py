@@ -10,6 +10,10 @@ batches are released so that another node takes them over.
 
 A node that may not dispatch (its membership lease is in doubt: see ``DispatchGate``) sends
 nothing more and stops claiming; the watchdog will hand its batches to others.
+
+Claims carry the node's site: a dead node's batches that the watchdog reserved for its site are
+taken by a node of that site during the hold (its carriers deduplicate the references the dead
+node had already submitted), by anyone after it.
 """
 
 from __future__ import annotations
@@ -188,7 +192,8 @@ class Dispatcher:
                     slots.release()  # the gates may have closed while we waited for a slot
                     continue
                 try:
-                    batch = await self.store.claim_batch(self.config.node, self.config.lease_s)
+                    batch = await self.store.claim_batch(
+                        self.config.node, self.config.lease_s, site=self.config.site)
                 except Exception as exc:  # database away (failover): back off and retry
                     slots.release()
                     log.warning("claim failed: %s", exc, extra=self._extra())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -165,6 +166,67 @@ async def test_a_node_whose_batch_was_reassigned_has_its_writes_refused() -> Non
     # The successor resent the same attempts: same references, so a deduplicating carrier
     # delivers each once.
     assert sorted(fast.references()) == sorted(slow.references())
+
+
+class Clock:
+    """A store clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2025, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def _dead_paris_node_batch(store: MemoryStore, population: int) -> tuple[int, list[int]]:
+    """A campaign whose first batch paris-node1 claimed, then died with it: the watchdog put
+    it back reserved 3 s for paris. Returns the campaign and that batch's recipients."""
+    await store.create_scenario(ScenarioIn("sms-only", (SMS,)))
+    campaign = await store.launch_campaign("sms-only", "op", population=population,
+                                           batch_size=20)
+    dead = await store.claim_batch("paris-node1", 30, site="paris")
+    assert dead is not None
+    assert await store.reassign_batches("paris-node1", reserve_for="paris", hold_s=3.0) == 1
+    return campaign, [r.id for r in dead.recipients]
+
+
+async def test_a_batch_reserved_for_paris_goes_to_a_paris_node_not_to_marseille() -> None:
+    store = MemoryStore(clock=Clock())  # the clock stands still: the hold never ends here
+    campaign, held = await _dead_paris_node_batch(store, population=60)
+    paris_sms = FakeCarrier("sms-paris", "sms", decide=lambda m: Script(delay_s=0.05))
+    marseille_sms = FakeCarrier("sms-marseille", "sms")
+    paris = dispatcher(store, "paris-node2", paris_sms, max_batches=1)  # cannot take them all
+    marseille = dispatcher(store, "marseille-node1", marseille_sms)
+    await start(paris, paris_sms)
+    await start(marseille, marseille_sms)
+    await run_until_done(store, campaign, marseille, paris)  # marseille claims first
+    assert (await store.campaign_summary(campaign)).delivered == 60
+    assert set(held) <= {recipient_of(m) for m in paris_sms.sent}
+    assert not set(held) & {recipient_of(m) for m in marseille_sms.sent}
+    assert marseille.stats.batches_claimed >= 1  # it took the batches nobody held
+
+
+async def test_marseille_takes_a_batch_reserved_for_paris_only_once_the_hold_ends() -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    campaign, held = await _dead_paris_node_batch(store, population=20)
+    sms = FakeCarrier("sms-marseille", "sms")
+    marseille = dispatcher(store, "marseille-node1", sms)
+    await start(marseille, sms)
+    task = asyncio.create_task(marseille.run())
+    try:
+        clock.now += timedelta(seconds=2.9)
+        await asyncio.sleep(0.2)  # some twenty idle polls
+        assert sms.sent == [] and marseille.stats.batches_claimed == 0
+        clock.now += timedelta(seconds=0.1)  # the hold ends: anyone may take the batch
+        async with asyncio.timeout(5):
+            while (await store.campaign_summary(campaign)).pending:
+                await asyncio.sleep(0.01)
+    finally:
+        marseille.request_stop("drain")
+        await task
+    assert sorted(recipient_of(m) for m in sms.sent) == held
+    assert (await store.campaign_summary(campaign)).by_site == {"marseille": 20}
 
 
 async def test_drain_releases_unfinished_batches_for_another_node() -> None:
