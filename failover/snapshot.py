@@ -1,5 +1,6 @@
 """What one watchdog cycle knows, read once and frozen: live members, site health, carrier
-health, PostgreSQL as Patroni sees it, and who holds how many batches.
+health, PostgreSQL as Patroni sees it, who holds how many batches, and (when some of them are no
+longer members) the site each holder claimed its batches for.
 
 Site health is the number of live members per site; a site seen before with no live member left
 counts 0. Carrier health is, per channel, the sites where at least one live member reports the
@@ -28,6 +29,9 @@ class Snapshot:
     sites: Mapping[str, int] = field(default_factory=dict)  # site -> live members
     channels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # channel -> sites
     postgres: PgState = NOT_CONFIGURED
+    # node holding batches -> the site it claimed them for (its carriers saw their references);
+    # read only when a node that is no longer a member holds batches
+    owner_sites: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def held(self) -> int:

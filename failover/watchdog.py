@@ -10,7 +10,15 @@ What it moves today: the batches of a node that is no longer a member (its lease
 expired: the process died, its host died, or its site was cut from the coordination quorum).
 Such a node has stopped sending before its membership could expire (self-fencing), and should it
 still write, the database refuses its stale epoch. Moving a batch puts it back in the queue; the
-next claim, by any live node, takes it with a higher epoch.
+next claim takes it with a higher epoch.
+
+Same-site takeover: the dead node may have submitted messages whose outcomes it had not
+recorded; they are resent with the same references, which only its own site's carriers
+deduplicate. So while that site (the one the node claimed its batches for, as the store
+recorded it) still has a live member, the batches go back reserved for it for ``hold_s``
+seconds: during the hold only its nodes may claim them, after it anyone (a busy or dying site
+does not keep work stuck). With no live member left there (site lost or cut off), or a site
+unknown (claimed by a node of the previous version), anyone takes them at once.
 
 When Patroni answers that no member holds the leader key (a PostgreSQL failover is in progress),
 the move would fail anyway: the watchdog waits, says so, and moves at the first cycle after a
@@ -24,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,12 +47,17 @@ from failover.snapshot import (
     describe_sites,
     site_health,
 )
-from replication.store_api import CampaignStore
+from replication.store_api import MAX_HOLD_S, CampaignStore
 
-__all__ = ["ELECTION", "Decision", "Snapshot", "Watchdog", "decide"]
+__all__ = ["ELECTION", "HOLD_S", "Decision", "Snapshot", "Watchdog", "decide"]
 
 log = logging.getLogger("tenir.watchdog")
 ELECTION = "watchdog"
+# How long a dead node's batches stay reserved for its site. A live node of that site with a free
+# slot claims within its idle poll (0.25 s); a saturated one frees a slot when one of its batches
+# ends (a second or two for an SMS batch of 100 in the lab): 3 s covers both with room for a slow
+# claim, and is what the other site waits at most before helping a saturated site.
+HOLD_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -51,26 +65,39 @@ class Decision:
     reassign: tuple[str, ...] = ()  # nodes whose batches go back to the queue
     wait: tuple[str, ...] = ()  # nodes whose batches go back once PostgreSQL has a primary
     notes: tuple[str, ...] = field(default=())  # why it waits
+    reserve: Mapping[str, str] = field(default_factory=dict)  # node -> site holding its batches
+    hold_s: float = 0.0  # how long (0 when nothing is reserved)
 
 
-def decide(snap: Snapshot) -> Decision:
-    """Pure: which nodes hold work but are no longer members, and whether to move it now."""
+def decide(snap: Snapshot, hold_s: float = HOLD_S) -> Decision:
+    """Pure: which nodes hold work but are no longer members, whether to move it now, and for
+    which site to hold it: for ``hold_s`` seconds, the site a dead node claimed its batches for,
+    if that site still has a live member (nobody else could deduplicate what it already sent)."""
     dead = tuple(sorted(n for n, count in snap.in_flight.items()
                         if count > 0 and n not in snap.members))
     if dead and snap.postgres.no_primary:
         return Decision(wait=dead, notes=(snap.postgres.describe(),))
-    return Decision(reassign=dead)
+    reserve = {n: site for n in dead
+               if (site := snap.owner_sites.get(n)) is not None and snap.sites.get(site, 0) > 0
+               } if hold_s > 0 else {}
+    return Decision(reassign=dead, reserve=reserve, hold_s=hold_s if reserve else 0.0)
 
 
 class Watchdog:
     def __init__(self, coordinator: Coordinator, store: CampaignStore, *, node: str, site: str,
-                 cycle_s: float = 1.0, postgres: PostgresView | None = None) -> None:
+                 cycle_s: float = 1.0, postgres: PostgresView | None = None,
+                 hold_s: float = HOLD_S) -> None:
+        """``hold_s``: how long a dead node's batches stay reserved for its site (0: never
+        reserved; at most the store's ``MAX_HOLD_S``)."""
+        if not 0 <= hold_s <= MAX_HOLD_S:  # also refuses NaN
+            raise ValueError(f"hold_s must be in [0, {MAX_HOLD_S:g}] seconds, not {hold_s!r}")
         self.coordinator = coordinator
         self.store = store
         self.node = node
         self.site = site
         self.cycle_s = cycle_s
         self.postgres = postgres
+        self.hold_s = float(hold_s)
         self.last_sentence = ""
         self.last_snapshot: Snapshot | None = None  # of the last cycle this node led
         self._sites_seen: set[str] = {site}  # a site whose members all died still counts (0)
@@ -92,12 +119,16 @@ class Watchdog:
         infos = await self.coordinator.members()
         leader = await self.coordinator.leader(ELECTION)
         in_flight = await self.store.batches_in_flight()
+        members = {m.name: m.site for m in infos}
+        # The store knows a dead node's site even if this leader never saw its membership.
+        orphaned = any(n not in members for n, count in in_flight.items() if count > 0)
+        owner_sites = await self.store.owner_sites() if orphaned else {}
         self._sites_seen.update(m.site for m in infos)
+        self._sites_seen.update(owner_sites.values())
         return Snapshot(
-            taken_at=time.monotonic(), leader=leader,
-            members={m.name: m.site for m in infos}, in_flight=in_flight,
+            taken_at=time.monotonic(), leader=leader, members=members, in_flight=in_flight,
             sites=site_health(infos, self._sites_seen), channels=carrier_health(infos),
-            postgres=with_sites(postgres, self._sites_seen),
+            postgres=with_sites(postgres, self._sites_seen), owner_sites=owner_sites,
         )
 
     async def cycle(self) -> str:
@@ -122,7 +153,7 @@ class Watchdog:
             return (f"{self.node} leads: {postgres.describe()}: waiting; the snapshot could not"
                     f" be read ({type(exc).__name__}: {exc})")
         self.last_snapshot = snap
-        decision = decide(snap)
+        decision = decide(snap, self.hold_s)
         if decision.wait:
             waiting = ", ".join(f"{snap.in_flight[n]} batches of {n}" for n in decision.wait)
             return (f"{self.node} leads: {'; '.join(decision.notes)}: waiting before moving "
@@ -133,15 +164,18 @@ class Watchdog:
                     "nothing to move")
         moved: dict[str, int] = {}
         for dead in decision.reassign:
-            moved[dead] = await self.store.reassign_batches(dead)
+            site = decision.reserve.get(dead)
+            moved[dead] = await self.store.reassign_batches(
+                dead, reserve_for=site, hold_s=decision.hold_s if site else 0.0)
+        reserved = {dead: {"site": site, "hold_s": decision.hold_s}
+                    for dead, site in decision.reserve.items() if moved.get(dead)}
         parts = [f"{n} batches of {dead}" for dead, n in moved.items()]
         sentence = (f"{self.node} leads: moved {', '.join(parts)} (no longer members) back to "
-                    f"the queue for the {len(snap.members)} live members "
-                    f"({describe_sites(snap.sites)}); {snap.postgres.describe()}, "
-                    f"{describe_channels(snap.channels)}")
+                    f"the queue{describe_takers(reserved, moved, snap)}; "
+                    f"{snap.postgres.describe()}, {describe_channels(snap.channels)}")
         await asyncio.shield(self.store.record_event(
             "watchdog.move", sentence, self.node, self.site,
-            details={"moved": moved, **facts(snap)}))
+            details={"moved": moved, "reserved": reserved, **facts(snap)}))
         return sentence
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -162,9 +196,26 @@ class Watchdog:
                 await asyncio.wait_for(stop.wait(), self.cycle_s)
 
 
+def describe_takers(reserved: Mapping[str, Mapping[str, Any]], moved: Mapping[str, int],
+                    snap: Snapshot) -> str:
+    """Who may take the moved batches, said after "back to the queue":
+    `` for the 2 live members (marseille 1, paris 1)``, or with a hold
+    ``, reserved 3 s for paris (1 live members), then open to the 2 live members (...)``
+    (``those of paris-node1 reserved ...`` for each held node when several nodes moved)."""
+    everyone = f"{len(snap.members)} live members ({describe_sites(snap.sites)})"
+    if not reserved:
+        return f" for the {everyone}"
+    clauses = [(f"those of {dead} " if len(moved) > 1 else "")
+               + f"reserved {held['hold_s']:g} s for {held['site']} "
+               f"({snap.sites.get(held['site'], 0)} live members)"
+               for dead, held in reserved.items()]
+    return f", {', '.join(clauses)}, then open to the {everyone}"
+
+
 def facts(snap: Snapshot) -> dict[str, Any]:
     """The snapshot as JSON, for events and structured logs. No node name but the live members
-    (and ``moved``, in events): bench/failover_resume.py finds a move by the moved nodes' names."""
+    (and ``moved`` and ``reserved``, in events): bench/failover_resume.py finds a move by the
+    moved nodes' names."""
     return {"members": sorted(snap.members), "sites": dict(snap.sites),
             "channels": {c: list(sites) for c, sites in snap.channels.items()},
             "postgres": snap.postgres.as_details()}

@@ -22,10 +22,10 @@ Contract
   nothing of that call is stored, and the refusal is counted (``fencing_rejections``).
 * ``reassign_batches`` (the watchdog) puts a dead node's batches back to pending; their epoch
   grows at the next claim, so the old holder's late writes are refused. With ``reserve_for`` a
-  site and ``hold_s > 0`` they are reserved for that site for ``hold_s`` seconds (the store's
-  clock): the references the dead node already submitted went to that site's carriers, which
-  deduplicate them; a carrier of the other site would deliver them again. Without, anyone may
-  claim them at once.
+  site and ``hold_s > 0`` (at most ``MAX_HOLD_S``; more is refused) they are reserved for that
+  site for ``hold_s`` seconds (the store's clock): the references the dead node already
+  submitted went to that site's carriers, which deduplicate them; a carrier of the other site
+  would deliver them again. Without, anyone may claim them at once.
 * ``owner_sites`` maps each node holding claimed batches to the site it claimed them for; a
   node that claimed without a site is left out.
 * A recipient has exactly one *final* outcome (delivered, acknowledged or failed); attempts
@@ -41,6 +41,7 @@ from typing import Any, Literal, Protocol
 
 Channel = Literal["sms", "email", "voice"]
 CHANNELS: tuple[Channel, ...] = ("sms", "email", "voice")
+MAX_HOLD_S = 60.0  # longest reservation reassign_batches accepts: a hold delays work, keep it short
 AckRule = Literal["none", "dtmf", "reply", "link"]
 CampaignState = Literal["running", "paused", "completed", "cancelled"]
 AttemptState = Literal["sent", "delivered", "acknowledged", "failed"]

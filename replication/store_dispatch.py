@@ -33,6 +33,7 @@ from typing import Any, cast
 import psycopg
 
 from replication.store_api import (
+    MAX_HOLD_S,
     AttemptState,
     ClaimedBatch,
     InvalidInput,
@@ -45,7 +46,6 @@ from replication.store_base import StoreBase, db_error
 from replication.store_codec import check_name, pack_outcomes, steps_from_json
 
 MAX_LEASE_S = 3600.0
-MAX_HOLD_S = 60.0  # a reservation delays work when its site cannot take it: keep it short
 RECEIPT_STATES = ("sent", "delivered", "failed")
 
 _CLAIM = """

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from replication.store_api import (
     CHANNELS,
+    MAX_HOLD_S,
     AttemptState,
     ClaimedBatch,
     InvalidInput,
@@ -25,7 +26,6 @@ from replication.store_api import (
 from tests.fakes.memory_base import AttemptRow, BatchRow, MemoryBase, required_name
 
 MAX_LEASE_S = 3600.0
-MAX_HOLD_S = 60.0
 _RANK = {"sent": 0, "delivered": 1, "failed": 1, "acknowledged": 2}
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from cluster.coordination.base import MemberInfo
 from failover.pg_state import NOT_CONFIGURED, PgState, site_of_member
 from failover.snapshot import Snapshot, carrier_health, describe_channels, site_health
-from failover.watchdog import Watchdog, decide
+from failover.watchdog import HOLD_S, Watchdog, decide, describe_takers
 from replication.store_api import ChannelStep, ScenarioIn
 from tests.fakes.coordinator import FakeCoordinationServer, FakeCoordinator
 from tests.fakes.memory_store import MemoryStore
@@ -66,6 +67,53 @@ def test_decide_waits_while_postgresql_has_no_primary() -> None:
     # nothing to move: nothing to wait for either
     assert decide(Snapshot(0.0, "a", {"a": "paris"}, {"a": 1}, postgres=NO_PRIMARY)) == \
         decide(Snapshot(0.0, "a", {"a": "paris"}, {"a": 1}))
+
+
+def _dead(owner_sites: dict[str, str], sites: dict[str, int], **kw: object) -> Snapshot:
+    """paris-node1 (no longer a member) holds 2 batches; marseille-node1 is alive."""
+    return Snapshot(0.0, "marseille-node1", {"marseille-node1": "marseille"},
+                    {"paris-node1": 2, "marseille-node1": 1}, sites=sites,
+                    owner_sites=owner_sites, **kw)  # type: ignore[arg-type]
+
+
+def test_decide_holds_a_dead_nodes_batches_for_its_site_while_it_has_live_members() -> None:
+    snap = _dead({"paris-node1": "paris"}, {"marseille": 1, "paris": 1})
+    decision = decide(snap)
+    assert (decision.reassign, decision.reserve, decision.hold_s) == (
+        ("paris-node1",), {"paris-node1": "paris"}, HOLD_S)
+    assert decide(snap, hold_s=1.5).hold_s == 1.5
+
+
+@pytest.mark.parametrize(("owner_sites", "sites", "hold_s"), [
+    ({"paris-node1": "paris"}, {"marseille": 1, "paris": 0}, HOLD_S),  # its site is gone
+    ({"paris-node1": "paris"}, {"marseille": 1}, HOLD_S),  # never seen: no live member either
+    ({}, {"marseille": 1, "paris": 1}, HOLD_S),  # claimed without a site (previous version)
+    ({"paris-node1": "paris"}, {"marseille": 1, "paris": 1}, 0.0),  # holding switched off
+], ids=["site-lost", "site-unseen", "site-unknown", "no-hold"])
+def test_decide_lets_anyone_take_them_at_once_otherwise(
+        owner_sites: dict[str, str], sites: dict[str, int], hold_s: float) -> None:
+    decision = decide(_dead(owner_sites, sites), hold_s=hold_s)
+    assert (decision.reassign, decision.reserve, decision.hold_s) == (("paris-node1",), {}, 0.0)
+
+
+def test_decide_waiting_for_a_primary_reserves_nothing_yet() -> None:
+    decision = decide(_dead({"paris-node1": "paris"}, {"paris": 1}, postgres=NO_PRIMARY))
+    assert (decision.wait, decision.reserve) == (("paris-node1",), {})
+
+
+def test_describe_takers_names_the_held_nodes_when_several_moved() -> None:
+    snap = Snapshot(0.0, None, {"p2": "paris", "p3": "paris", "m1": "marseille"}, {},
+                    sites={"marseille": 1, "paris": 2})
+    held = {"paris-node1": {"site": "paris", "hold_s": 3.0}}
+    everyone = "3 live members (marseille 1, paris 2)"
+    assert describe_takers({}, {"paris-node1": 2}, snap) == f" for the {everyone}"
+    assert describe_takers(held, {"paris-node1": 2}, snap) == (
+        f", reserved 3 s for paris (2 live members), then open to the {everyone}")
+    both = {**held, "marseille-node2": {"site": "marseille", "hold_s": 2.5}}
+    assert describe_takers(both, {"paris-node1": 2, "marseille-node2": 1, "x": 1}, snap) == (
+        ", those of paris-node1 reserved 3 s for paris (2 live members), those of "
+        f"marseille-node2 reserved 2.5 s for marseille (1 live members), then open to the "
+        f"{everyone}")
 
 
 def test_site_health_counts_live_members_and_keeps_known_sites_at_zero() -> None:
@@ -144,6 +192,7 @@ async def test_one_leader_the_other_follows_and_the_leader_summarises_its_snapsh
     assert await w2.cycle() == "marseille-node1: following watchdog leader paris-node1"
     assert postgres.reads == 1  # only the leader reads Patroni
     assert store.events == []
+    assert "owner_sites" not in store.calls  # read only when a non-member holds batches
     snap = w1.last_snapshot
     assert snap is not None and w2.last_snapshot is None
     assert snap.sites == {"marseille": 1, "paris": 1}
@@ -205,7 +254,9 @@ async def test_a_dead_node_loses_leadership_and_its_batches_move_with_an_event()
         "known": True, "primary": "paris-db", "primary_site": None,
         "sync_standby": "marseille-db", "members": ["marseille-db", "paris-db"],
         "answered_by": "http://10.213.0.11:8008", "unknown_because": None}
-    assert set(event.details) == {"moved", "members", "sites", "channels", "postgres"}
+    assert event.details["reserved"] == {}  # its site is unknown: claimed without one
+    assert set(event.details) == {"moved", "reserved", "members", "sites", "channels",
+                                  "postgres"}
     # the next cycle has nothing left to do
     assert (await w2.cycle()).endswith("nothing to move")
 
@@ -320,3 +371,89 @@ async def test_unreachable_coordination_means_not_acting() -> None:
     w1 = Watchdog(paris, store, node="paris-node1", site="paris", postgres=postgres)
     assert "cannot reach the coordination service" in await w1.cycle()
     assert store.events == [] and postgres.reads == 0
+
+
+# --- same-site takeover -------------------------------------------------------------------------
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2025, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def _takeover_lab(paris_nodes: int) -> tuple[FakeCoordinationServer, MemoryStore, Clock,
+                                                   list[FakeCoordinator]]:
+    """paris-node1 (the watchdog leader) holds 2 of 4 batches, claimed for paris; then it dies,
+    while paris-node2 (if ``paris_nodes`` is 2) and marseille-node1 stay members."""
+    clock = Clock()
+    server, store = FakeCoordinationServer(), MemoryStore(clock=clock)
+    await store.create_scenario(ScenarioIn("s", (ChannelStep("sms", {"fr": "x"}),)))
+    await store.launch_campaign("s", "op", population=40, batch_size=10)
+    coords = []
+    names = [*("paris-node1", "paris-node2")[:paris_nodes], "marseille-node1"]
+    for name in names:
+        c = FakeCoordinator(server, name, ttl=6.0)
+        await c.join(MemberInfo(name, name.split("-")[0], name, carriers=ALL))
+        coords.append(c)
+    assert await coords[0].campaign("watchdog")
+    await store.claim_batch("paris-node1", 30, site="paris")
+    await store.claim_batch("paris-node1", 30, site="paris")
+    server.advance(4.0)
+    for c in coords[1:]:
+        await c.renew()
+    server.advance(3.0)  # paris-node1's membership and leadership expired
+    return server, store, clock, coords
+
+
+@pytest.mark.asyncio
+async def test_a_dead_nodes_batches_are_held_for_its_site_then_open_to_anyone() -> None:
+    _, store, clock, coords = await _takeover_lab(paris_nodes=2)
+    # marseille-node1 leads now; it never saw paris-node1's membership, the store knows its site
+    w = Watchdog(coords[-1], store, node="marseille-node1", site="marseille",
+                 postgres=FakePostgres(PRIMARY_PARIS))
+    sentence = await w.cycle()
+    assert sentence == (
+        "marseille-node1 leads: moved 2 batches of paris-node1 (no longer members) back to the "
+        "queue, reserved 3 s for paris (1 live members), then open to the 2 live members "
+        "(marseille 1, paris 1); PostgreSQL primary paris-db (paris), sync standby "
+        "marseille-db, sms in marseille+paris, email in marseille+paris, voice in "
+        "marseille+paris")
+    [event] = store.events
+    assert event.sentence == sentence and event.details["moved"] == {"paris-node1": 2}
+    assert event.details["reserved"] == {"paris-node1": {"site": "paris", "hold_s": 3.0}}
+    # marseille takes only the batches nobody held, not the reserved ones, until the hold ends
+    taken = [await store.claim_batch("marseille-node1", 30, site="marseille") for _ in range(3)]
+    assert [b.id if b else None for b in taken] == [3, 4, None]
+    clock.now += timedelta(seconds=2.9)
+    assert await store.claim_batch("marseille-node1", 30, site="marseille") is None
+    paris = await store.claim_batch("paris-node2", 30, site="paris")  # its own site: at once
+    assert paris is not None and (paris.id, paris.epoch) == (1, 2)
+    clock.now += timedelta(seconds=0.1)
+    late = await store.claim_batch("marseille-node1", 30, site="marseille")
+    assert late is not None and (late.id, late.epoch) == (2, 2)
+
+
+@pytest.mark.asyncio
+async def test_with_no_live_member_left_in_its_site_anyone_takes_them_at_once() -> None:
+    _, store, _, coords = await _takeover_lab(paris_nodes=1)
+    w = Watchdog(coords[-1], store, node="marseille-node1", site="marseille")
+    sentence = await w.cycle()
+    # a leader that never saw paris's members knows paris from the store: it counts 0
+    assert sentence.startswith(
+        "marseille-node1 leads: moved 2 batches of paris-node1 (no longer members) back to the "
+        "queue for the 1 live members (marseille 1, paris 0); PostgreSQL unknown")
+    assert store.events[0].details["reserved"] == {}
+    assert [(b.id, b.epoch) for b in [await store.claim_batch("marseille-node1", 30,
+                                                              site="marseille")] if b] == [(1, 2)]
+
+
+@pytest.mark.asyncio
+async def test_a_watchdog_with_hold_zero_reserves_nothing_and_bad_holds_are_refused() -> None:
+    _, store, _, coords = await _takeover_lab(paris_nodes=2)
+    w = Watchdog(coords[-1], store, node="marseille-node1", site="marseille", hold_s=0)
+    assert "back to the queue for the 2 live members" in await w.cycle()
+    assert store.events[0].details["reserved"] == {}
+    for bad in (-1.0, 61.0, float("nan")):
+        with pytest.raises(ValueError, match="hold_s"):
+            Watchdog(coords[-1], store, node="marseille-node1", site="marseille", hold_s=bad)
