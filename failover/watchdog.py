@@ -196,18 +196,22 @@ class Watchdog:
                 await asyncio.wait_for(stop.wait(), self.cycle_s)
 
 
+def live_members(count: int) -> str:
+    return f"{count} live member{'' if count == 1 else 's'}"
+
+
 def describe_takers(reserved: Mapping[str, Mapping[str, Any]], moved: Mapping[str, int],
                     snap: Snapshot) -> str:
     """Who may take the moved batches, said after "back to the queue":
     `` for the 2 live members (marseille 1, paris 1)``, or with a hold
-    ``, reserved 3 s for paris (1 live members), then open to the 2 live members (...)``
+    ``, reserved 3 s for paris (1 live member), then open to the 2 live members (...)``
     (``those of paris-node1 reserved ...`` for each held node when several nodes moved)."""
-    everyone = f"{len(snap.members)} live members ({describe_sites(snap.sites)})"
+    everyone = f"{live_members(len(snap.members))} ({describe_sites(snap.sites)})"
     if not reserved:
         return f" for the {everyone}"
     clauses = [(f"those of {dead} " if len(moved) > 1 else "")
                + f"reserved {held['hold_s']:g} s for {held['site']} "
-               f"({snap.sites.get(held['site'], 0)} live members)"
+               f"({live_members(snap.sites.get(held['site'], 0))})"
                for dead, held in reserved.items()]
     return f", {', '.join(clauses)}, then open to the {everyone}"
 

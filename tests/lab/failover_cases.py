@@ -27,9 +27,10 @@ def node_killed_mid_campaign(lab_env: LabHandle) -> None:
     os.kill(victim.pid, signal.SIGKILL)
     c = wait_completed(lab_env, campaign, timeout=180)
     assert (c["recipients"], c["delivered"], c["failed"], c["pending"]) == (10_000, 10_000, 0, 0)
-    # No carrier delivered a reference twice (each deduplicates what it received). What the dead
-    # paris node had in flight and a marseille node resent went through marseille's own carrier:
-    # such duplicates are bounded by what the dead node had in flight, counted and reported.
+    # No carrier delivered a reference twice (each deduplicates what it received). The watchdog
+    # holds the dead node's batches 3 s for paris, whose carrier deduplicates what it resends;
+    # what a marseille node takes after the hold goes through marseille's own carrier: such
+    # duplicates are bounded by what the dead node had in flight, counted and reported.
     for r in carriers_report(lab_env.topo):
         assert r["report"]["sms"]["delivered"] == r["report"]["sms"]["unique_references"]
     refs = references_by_site(lab_env.topo, "sms")
@@ -52,6 +53,8 @@ def node_killed_mid_campaign(lab_env: LabHandle) -> None:
     assert moves, "the watchdog recorded no move of the dead node's batches"
     first_move_at, sentence, details = moves[0]
     assert "paris-node1" in details["moved"]
+    # paris-node2 still lives: the batches were held for paris first.
+    assert details["reserved"]["paris-node1"]["site"] == "paris"
     print(f"watchdog moved paris-node1's batches {float(first_move_at) - killed_at:.1f} s after "
           f"the kill: {sentence}")
     assert {"paris-node2", "marseille-node1", "marseille-node2"} <= set(by_node)

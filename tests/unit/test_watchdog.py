@@ -112,7 +112,7 @@ def test_describe_takers_names_the_held_nodes_when_several_moved() -> None:
     both = {**held, "marseille-node2": {"site": "marseille", "hold_s": 2.5}}
     assert describe_takers(both, {"paris-node1": 2, "marseille-node2": 1, "x": 1}, snap) == (
         ", those of paris-node1 reserved 3 s for paris (2 live members), those of "
-        f"marseille-node2 reserved 2.5 s for marseille (1 live members), then open to the "
+        f"marseille-node2 reserved 2.5 s for marseille (1 live member), then open to the "
         f"{everyone}")
 
 
@@ -240,7 +240,7 @@ async def test_a_dead_node_loses_leadership_and_its_batches_move_with_an_event()
     sentence = await w2.cycle()
     assert sentence == (
         "marseille-node1 leads: moved 2 batches of paris-node1 (no longer members) back to the "
-        "queue for the 1 live members (marseille 1); PostgreSQL primary paris-db, sync standby "
+        "queue for the 1 live member (marseille 1); PostgreSQL primary paris-db, sync standby "
         "marseille-db, sms in marseille, email in marseille, voice nowhere")
     assert await store.batches_in_flight() == {}
     [event] = store.events
@@ -275,7 +275,7 @@ async def test_a_site_seen_before_counts_zero_and_names_the_primary_site() -> No
     await _kill_paris_node1(server, marseille)  # every member of paris is gone
     sentence = await w2.cycle()
     assert sentence.startswith("marseille-node1 leads: moved 1 batches of paris-node1 (no longer "
-                               "members) back to the queue for the 1 live members "
+                               "members) back to the queue for the 1 live member "
                                "(marseille 1, paris 0); PostgreSQL primary marseille-db "
                                "(marseille)")
     assert store.events[0].details["sites"] == {"marseille": 1, "paris": 0}
@@ -415,7 +415,7 @@ async def test_a_dead_nodes_batches_are_held_for_its_site_then_open_to_anyone() 
     sentence = await w.cycle()
     assert sentence == (
         "marseille-node1 leads: moved 2 batches of paris-node1 (no longer members) back to the "
-        "queue, reserved 3 s for paris (1 live members), then open to the 2 live members "
+        "queue, reserved 3 s for paris (1 live member), then open to the 2 live members "
         "(marseille 1, paris 1); PostgreSQL primary paris-db (paris), sync standby "
         "marseille-db, sms in marseille+paris, email in marseille+paris, voice in "
         "marseille+paris")
@@ -442,7 +442,7 @@ async def test_with_no_live_member_left_in_its_site_anyone_takes_them_at_once() 
     # a leader that never saw paris's members knows paris from the store: it counts 0
     assert sentence.startswith(
         "marseille-node1 leads: moved 2 batches of paris-node1 (no longer members) back to the "
-        "queue for the 1 live members (marseille 1, paris 0); PostgreSQL unknown")
+        "queue for the 1 live member (marseille 1, paris 0); PostgreSQL unknown")
     assert store.events[0].details["reserved"] == {}
     assert [(b.id, b.epoch) for b in [await store.claim_batch("marseille-node1", 30,
                                                               site="marseille")] if b] == [(1, 2)]
