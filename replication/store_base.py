@@ -20,7 +20,8 @@ SQLSTATE_BAD_ARRAYS = "TN004"
 
 
 class StoreBase:
-    """Holds the pool. Every public method of the store runs in one transaction (``_tx``)."""
+    """Holds the pool. Every public method of the store runs in one transaction: one statement
+    committed by the server (``_statement``) or a block of them (``_tx``)."""
 
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self._pool = pool
@@ -28,6 +29,20 @@ class StoreBase:
     @property
     def pool(self) -> AsyncConnectionPool[Any]:
         return self._pool
+
+    @asynccontextmanager
+    async def _statement(self) -> AsyncIterator[Conn]:
+        """A pooled connection for ONE statement, which the server commits as it ends (the pool
+        hands out autocommit connections): no client round trip happens while the statement's
+        locks are held. Inside ``_tx``, a client cut off between the statement and its COMMIT
+        would keep its transaction open, and its locks (the campaign row every finish_batch
+        takes) would stall every node until the server noticed (idle_in_transaction timeout)."""
+        async with self._pool.connection() as conn:
+            if conn.autocommit:
+                yield conn
+            else:
+                async with conn.transaction():
+                    yield conn
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[Conn]:

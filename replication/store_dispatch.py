@@ -48,12 +48,20 @@ from replication.store_codec import check_name, pack_outcomes, steps_from_json
 MAX_LEASE_S = 3600.0
 RECEIPT_STATES = ("sent", "delivered", "failed")
 
+# One statement, so that the server commits the claim as it ends: a node cut off while its claim
+# is in flight leaves no open transaction holding the batch's row (see StoreBase._statement).
+# The claimed batch comes back once per pending recipient (one row with NULL recipient columns
+# when none is pending).
 _CLAIM = """
+WITH k AS MATERIALIZED (SELECT * FROM tenir_claim_batch(%s, %s, %s))
 SELECT k.out_batch_id, k.out_campaign_id, k.out_epoch, k.out_lease_until,
-       s.id, s.name, s.priority, s.steps
-  FROM tenir_claim_batch(%s, %s, %s) AS k
+       s.id, s.name, s.priority, s.steps,
+       r.id, r.campaign_id, r.name, r.phone, r.mobile, r.email, r.language, r.step, r.attempt
+  FROM k
   JOIN campaigns c ON c.id = k.out_campaign_id
   JOIN scenarios s ON s.id = c.scenario_id
+  LEFT JOIN recipients r ON r.batch_id = k.out_batch_id AND r.state = 'pending'
+ ORDER BY r.id
 """
 
 _RECORD = """
@@ -97,20 +105,15 @@ class DispatchPart(StoreBase):
         lease = _lease(lease_s)
         if site is not None:
             site = check_name("site", site)
-        async with self._tx() as conn:
+        async with self._statement() as conn:
             cur = await conn.execute(_CLAIM, (node, lease, site))
-            row = await cur.fetchone()
-            if row is None:
-                return None
-            batch_id, campaign_id, epoch, lease_until, sid, sname, sprio, steps = row
-            cur = await conn.execute(
-                "SELECT id, campaign_id, name, phone, mobile, email, language, step, attempt"
-                " FROM recipients WHERE batch_id = %s AND state = 'pending' ORDER BY id",
-                (batch_id,))
             rows = await cur.fetchall()
+        if not rows:
+            return None
+        batch_id, campaign_id, epoch, lease_until, sid, sname, sprio, steps = rows[0][:8]
         recipients = tuple(Recipient(id=r[0], campaign_id=r[1], name=r[2], phone=r[3],
                                      mobile=r[4], email=r[5], language=r[6], step=r[7],
-                                     attempt=r[8]) for r in rows)
+                                     attempt=r[8]) for row in rows if (r := row[8:])[0] is not None)
         scenario = Scenario(id=sid, name=sname, priority=sprio, steps=steps_from_json(steps))
         return ClaimedBatch(id=batch_id, campaign_id=campaign_id, epoch=epoch, node=node,
                             lease_until=lease_until, scenario=scenario, recipients=recipients)
@@ -167,7 +170,7 @@ class DispatchPart(StoreBase):
             reserve_for = check_name("reserve_for", reserve_for)
         if reserve_for is None or hold == 0:
             reserve_for, hold = None, 0.0
-        async with self._tx() as conn:
+        async with self._statement() as conn:
             cur = await conn.execute(
                 "UPDATE batches SET state = 'pending', owner = NULL, owner_site = NULL,"
                 " lease_until = NULL, reserved_site = %s::text,"
@@ -206,7 +209,7 @@ class DispatchPart(StoreBase):
         """One statement returning one value, in its own transaction; our functions' refusals
         become store_api errors."""
         try:
-            async with self._tx() as conn:
+            async with self._statement() as conn:
                 cur = await conn.execute(cast(Any, query), params)
                 row = await cur.fetchone()
         except psycopg.Error as e:
