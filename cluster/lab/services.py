@@ -66,7 +66,9 @@ class ServiceSpec:
 
     @property
     def config_sha(self) -> str:
-        digest = hashlib.sha256(self.config_text.encode())
+        """Of everything that, changed, needs a restart: the command line and the files."""
+        digest = hashlib.sha256("\0".join(self.argv).encode())
+        digest.update(b"\0" + self.config_text.encode())
         for path, text in self.extra_files:
             digest.update(f"\0{path}\0{text}".encode())
         return digest.hexdigest()[:16]
@@ -116,7 +118,11 @@ def zookeeper_spec(topo: Topology, host: Host, layout: Layout) -> ServiceSpec:
     argv = _in_namespace(host, [
         "setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups",
         str(JAVA), f"-Xmx{heap}m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-        "-Dzookeeper.jmx.log4j.disable=true", "-cp", ":".join(str(j) for j in ZK_JARS),
+        "-Dzookeeper.jmx.log4j.disable=true",
+        # slf4j-simple's log lines carry no time unless asked: a failover is read by its times.
+        "-Dorg.slf4j.simpleLogger.showDateTime=true",
+        "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSSXXX",
+        "-cp", ":".join(str(j) for j in ZK_JARS),
         "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(config),
     ])
     return ServiceSpec(host, "zookeeper", argv, config, text,

@@ -216,7 +216,10 @@ async def test_marseille_takes_a_batch_reserved_for_paris_only_once_the_hold_end
     task = asyncio.create_task(marseille.run())
     try:
         clock.now += timedelta(seconds=2.9)
-        await asyncio.sleep(0.2)  # some twenty idle polls
+        polls = store.calls.count("claim_batch")
+        async with asyncio.timeout(5):  # marseille asks twenty more times during the hold
+            while store.calls.count("claim_batch") < polls + 20:
+                await asyncio.sleep(0.005)
         assert sms.sent == [] and marseille.stats.batches_claimed == 0
         clock.now += timedelta(seconds=0.1)  # the hold ends: anyone may take the batch
         async with asyncio.timeout(5):
