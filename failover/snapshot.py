@@ -65,7 +65,8 @@ def describe_sites(sites: Mapping[str, int]) -> str:
 def describe_members(snap: Snapshot) -> str:
     """``4 members (marseille 2, paris 2)``."""
     sites = describe_sites(snap.sites)
-    return f"{len(snap.members)} members" + (f" ({sites})" if sites else "")
+    count = len(snap.members)
+    return f"{count} member{'' if count == 1 else 's'}" + (f" ({sites})" if sites else "")
 
 
 def describe_channels(channels: Mapping[str, tuple[str, ...]]) -> str:

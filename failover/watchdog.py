@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,20 +67,25 @@ class Decision:
     notes: tuple[str, ...] = field(default=())  # why it waits
     reserve: Mapping[str, str] = field(default_factory=dict)  # node -> site holding its batches
     hold_s: float = 0.0  # how long (0 when nothing is reserved)
+    lift: tuple[str, ...] = ()  # sites whose holds end now: their last live member is gone
 
 
-def decide(snap: Snapshot, hold_s: float = HOLD_S) -> Decision:
+def decide(snap: Snapshot, hold_s: float = HOLD_S, holding: Collection[str] = ()) -> Decision:
     """Pure: which nodes hold work but are no longer members, whether to move it now, and for
     which site to hold it: for ``hold_s`` seconds, the site a dead node claimed its batches for,
-    if that site still has a live member (nobody else could deduplicate what it already sent)."""
+    if that site still has a live member (nobody else could deduplicate what it already sent).
+    Of the sites ``holding`` batches, those left without a live member (a whole site dying, its
+    nodes' memberships expiring one after the other) have their holds lifted at once."""
+    lift = tuple(sorted(s for s in holding if snap.sites.get(s, 0) == 0))
     dead = tuple(sorted(n for n, count in snap.in_flight.items()
                         if count > 0 and n not in snap.members))
     if dead and snap.postgres.no_primary:
-        return Decision(wait=dead, notes=(snap.postgres.describe(),))
+        return Decision(wait=dead, notes=(snap.postgres.describe(),), lift=lift)
     reserve = {n: site for n in dead
                if (site := snap.owner_sites.get(n)) is not None and snap.sites.get(site, 0) > 0
                } if hold_s > 0 else {}
-    return Decision(reassign=dead, reserve=reserve, hold_s=hold_s if reserve else 0.0)
+    return Decision(reassign=dead, reserve=reserve, hold_s=hold_s if reserve else 0.0,
+                    lift=lift)
 
 
 class Watchdog:
@@ -101,6 +106,7 @@ class Watchdog:
         self.last_sentence = ""
         self.last_snapshot: Snapshot | None = None  # of the last cycle this node led
         self._sites_seen: set[str] = {site}  # a site whose members all died still counts (0)
+        self._holds: dict[str, float] = {}  # site -> monotonic end of the latest hold for it
 
     async def read_postgres(self) -> PgState:
         if self.postgres is None:
@@ -153,13 +159,22 @@ class Watchdog:
             return (f"{self.node} leads: {postgres.describe()}: waiting; the snapshot could not"
                     f" be read ({type(exc).__name__}: {exc})")
         self.last_snapshot = snap
-        decision = decide(snap, self.hold_s)
+        now = time.monotonic()
+        self._holds = {s: until for s, until in self._holds.items() if until > now}
+        decision = decide(snap, self.hold_s, self._holds)
+        lifted = await self._lift(decision.lift)
         if decision.wait:
             waiting = ", ".join(f"{snap.in_flight[n]} batches of {n}" for n in decision.wait)
             return (f"{self.node} leads: {'; '.join(decision.notes)}: waiting before moving "
                     f"{waiting} (no longer members); {describe_members(snap)}, "
                     f"{describe_channels(snap.channels)}")
         if not decision.reassign:
+            if lifted:
+                sentence = f"{self.node} leads: {describe_lifted(lifted)}; {describe(snap)}"
+                await asyncio.shield(self.store.record_event(
+                    "watchdog.lift", sentence, self.node, self.site,
+                    details={"lifted": lifted, **facts(snap)}))
+                return sentence
             return (f"{self.node} leads: {describe(snap)}; {snap.held} batches in flight, "
                     "nothing to move")
         moved: dict[str, int] = {}
@@ -169,14 +184,25 @@ class Watchdog:
                 dead, reserve_for=site, hold_s=decision.hold_s if site else 0.0)
         reserved = {dead: {"site": site, "hold_s": decision.hold_s}
                     for dead, site in decision.reserve.items() if moved.get(dead)}
+        for held in reserved.values():
+            self._holds[str(held["site"])] = now + decision.hold_s
         parts = [f"{n} batches of {dead}" for dead, n in moved.items()]
         sentence = (f"{self.node} leads: moved {', '.join(parts)} (no longer members) back to "
                     f"the queue{describe_takers(reserved, moved, snap)}; "
-                    f"{snap.postgres.describe()}, {describe_channels(snap.channels)}")
+                    + (f"{describe_lifted(lifted)}; " if lifted else "")
+                    + f"{snap.postgres.describe()}, {describe_channels(snap.channels)}")
         await asyncio.shield(self.store.record_event(
             "watchdog.move", sentence, self.node, self.site,
-            details={"moved": moved, "reserved": reserved, **facts(snap)}))
+            details={"moved": moved, "reserved": reserved, "lifted": lifted, **facts(snap)}))
         return sentence
+
+    async def _lift(self, sites: tuple[str, ...]) -> dict[str, int]:
+        """End the holds of ``sites`` (no live member left there); site -> batches opened."""
+        lifted: dict[str, int] = {}
+        for site in sites:
+            lifted[site] = await self.store.lift_reservations(site)
+            self._holds.pop(site, None)
+        return lifted
 
     async def run(self, stop: asyncio.Event) -> None:
         """Cycle until ``stop`` is set; log each sentence that differs from the last one."""
@@ -194,6 +220,12 @@ class Watchdog:
                 self.last_sentence = sentence
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.cycle_s)
+
+
+def describe_lifted(lifted: Mapping[str, int]) -> str:
+    """``opened the 3 batches held for paris to every site (no live member left there)``."""
+    return "; ".join(f"opened the {n} batches held for {site} to every site (no live member left"
+                     " there)" for site, n in lifted.items())
 
 
 def live_members(count: int) -> str:

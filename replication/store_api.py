@@ -237,6 +237,7 @@ class CampaignStore(Protocol):
     async def reassign_batches(
         self, node: str, reserve_for: str | None = None, hold_s: float = 0.0,
     ) -> int: ...  # -> batches put back to pending
+    async def lift_reservations(self, site: str) -> int: ...  # -> pending batches opened to all
     async def record_receipt(
         self, reference: str, state: AttemptState, carrier_message_id: str | None,
     ) -> None: ...

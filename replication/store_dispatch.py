@@ -180,6 +180,17 @@ class DispatchPart(StoreBase):
                 (reserve_for, reserve_for, hold, node))
             return cur.rowcount
 
+    async def lift_reservations(self, site: str) -> int:
+        """Open to every site the pending batches still held for ``site`` (its last live member
+        died during the hold: nobody there will claim them); returns how many."""
+        site = check_name("site", site)
+        async with self._statement() as conn:
+            cur = await conn.execute(
+                "UPDATE batches SET reserved_site = NULL, reserved_until = NULL"
+                " WHERE state = 'pending' AND reserved_site = %s AND reserved_until > now()",
+                (site,))
+            return cur.rowcount
+
     async def record_receipt(
         self, reference: str, state: AttemptState, carrier_message_id: str | None,
     ) -> None:

@@ -187,6 +187,17 @@ class DispatchPart(MemoryBase):
                 moved += 1
         return moved
 
+    async def lift_reservations(self, site: str) -> int:
+        self._enter("lift_reservations")
+        site = required_name("site", site)
+        lifted = 0
+        for batch in self._batches.values():
+            if (batch.state == "pending" and batch.reserved_site == site
+                    and batch.reserved_until is not None and batch.reserved_until > self.clock()):
+                batch.reserved_site = batch.reserved_until = None
+                lifted += 1
+        return lifted
+
     def _apply_receipt(self, reference: str, state: AttemptState, cmid: str | None) -> None:
         attempt = self._attempts[reference]
         attempt.outcome = dataclasses.replace(

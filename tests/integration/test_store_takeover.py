@@ -174,3 +174,20 @@ async def test_a_database_of_the_previous_version_upgrades_under_its_claims(
         assert await store.owner_sites() == {"paris-node1": "paris"}
     finally:
         await store.close()
+
+
+async def test_lifting_a_sites_holds_opens_its_batches_to_every_site(
+        store: PgCampaignStore, sql_conn: AConn) -> None:
+    await _launch(store, population=10, batch_size=5)
+    first = await _claim(store, "paris-node1", "paris")
+    second = await _claim(store, "paris-node2", "paris")
+    await store.reassign_batches("paris-node1", reserve_for="paris", hold_s=30)
+    await store.reassign_batches("paris-node2")  # not held: the other count stays
+    assert await store.lift_reservations("marseille") == 0  # nothing held for marseille
+    assert await store.claim_batch("marseille-node1", 30, site="marseille") is not None
+    assert await store.claim_batch("marseille-node1", 30, site="marseille") is None  # held
+    assert await store.lift_reservations("paris") == 1
+    assert await store.lift_reservations("paris") == 0  # once
+    taken = await _claim(store, "marseille-node1", "marseille")
+    assert (taken.id, taken.epoch) == (first.id, first.epoch + 1)
+    assert second.id != first.id

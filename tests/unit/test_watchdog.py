@@ -255,7 +255,7 @@ async def test_a_dead_node_loses_leadership_and_its_batches_move_with_an_event()
         "sync_standby": "marseille-db", "members": ["marseille-db", "paris-db"],
         "answered_by": "http://10.213.0.11:8008", "unknown_because": None}
     assert event.details["reserved"] == {}  # its site is unknown: claimed without one
-    assert set(event.details) == {"moved", "reserved", "members", "sites", "channels",
+    assert set(event.details) == {"moved", "reserved", "lifted", "members", "sites", "channels",
                                   "postgres"}
     # the next cycle has nothing left to do
     assert (await w2.cycle()).endswith("nothing to move")
@@ -292,7 +292,7 @@ async def test_no_move_while_postgresql_has_no_primary_then_move_once_it_has_one
     sentence = await w2.cycle()
     assert sentence == (
         "marseille-node1 leads: PostgreSQL has no primary (failover in progress): waiting before "
-        "moving 2 batches of paris-node1 (no longer members); 1 members (marseille 1), "
+        "moving 2 batches of paris-node1 (no longer members); 1 member (marseille 1), "
         "sms in marseille, email in marseille, voice nowhere")
     assert await store.batches_in_flight() == {"paris-node1": 2}
     assert store.events == []
@@ -432,6 +432,30 @@ async def test_a_dead_nodes_batches_are_held_for_its_site_then_open_to_anyone() 
     clock.now += timedelta(seconds=0.1)
     late = await store.claim_batch("marseille-node1", 30, site="marseille")
     assert late is not None and (late.id, late.epoch) == (2, 2)
+
+
+@pytest.mark.asyncio
+async def test_a_hold_ends_at_once_when_its_sites_last_member_dies_too() -> None:
+    """A dying site's nodes expire one after the other: the first one's batches are held for a
+    site that is about to have nobody; the next cycle that sees it empty opens them to all."""
+    server, store, _, coords = await _takeover_lab(paris_nodes=2)
+    w = Watchdog(coords[-1], store, node="marseille-node1", site="marseille",
+                 postgres=FakePostgres(PRIMARY_PARIS))
+    assert "reserved 3 s for paris (1 live member)" in await w.cycle()
+    assert await store.claim_batch("marseille-node1", 30, site="marseille") is not None
+    assert await store.claim_batch("marseille-node1", 30, site="marseille") is not None
+    assert await store.claim_batch("marseille-node1", 30, site="marseille") is None  # held
+    await coords[-1].renew()
+    server.advance(4.0)  # paris-node2 expired too, within the hold (the store's clock stood)
+    sentence = await w.cycle()
+    assert sentence.startswith(
+        "marseille-node1 leads: opened the 2 batches held for paris to every site (no live "
+        "member left there); 1 member (marseille 1, paris 0)"), sentence
+    lift = store.events[-1]
+    assert (lift.kind, lift.details["lifted"]) == ("watchdog.lift", {"paris": 2})
+    taken = await store.claim_batch("marseille-node1", 30, site="marseille")
+    assert taken is not None and taken.id in (1, 2)
+    assert "opened" not in await w.cycle()  # lifted once
 
 
 @pytest.mark.asyncio
