@@ -110,8 +110,10 @@ def one_run(topo: Topology, lab: Lab, api: NodeApi, name: str,
                     if takeover is None and failed_node_prefix is not None:
                         row = conn.execute(
                             "SELECT extract(epoch FROM min(at)) FROM events WHERE kind = "
-                            "'watchdog.move' AND at > to_timestamp(%s) AND details::text "
-                            "LIKE %s", (t0, f"%{failed_node_prefix}%")).fetchone()
+                            "'watchdog.move' AND at > to_timestamp(%s) AND EXISTS (SELECT 1"
+                            " FROM jsonb_object_keys(details->'moved') AS moved(node)"
+                            " WHERE moved.node LIKE %s)",
+                            (t0, f"{failed_node_prefix}%")).fetchone()
                         if row and row[0] is not None:
                             takeover = float(row[0]) - t0
                     state = conn.execute("SELECT state, extract(epoch FROM completed_at) FROM "
@@ -164,17 +166,18 @@ def main() -> int:
     parser.add_argument("--only", help="run only the fault whose name contains this")
     parser.add_argument("--inventory", type=Path, default=REPO / "inventories" / "lab")
     parser.add_argument("--coordination", choices=COORDINATION_BACKENDS,
-                        help="coordination service (default: the inventory's); a lab running "
-                        "with the other one is taken down first")
+                        help="coordination service (default: the running lab's, else the "
+                        "inventory's); a lab running with the other one is taken down first")
     args = parser.parse_args()
     if not 1 <= args.runs <= 20:
         parser.error("--runs must be between 1 and 20")
     topo = load_topology(args.inventory)
-    if args.coordination:
-        topo = with_coordination(topo, args.coordination)
+    running = lab_coordination(topo)
+    backend = args.coordination or running or topo.coordination
+    topo = with_coordination(topo, backend)
     lab = Lab(topo, say=lambda s: None)
-    if lab_coordination(topo) not in (None, topo.coordination):
-        lab.down()
+    if running not in (None, backend):
+        lab.down()  # asked for the other backend: a running lab does not change its DCS
     print(f"coordination service: {topo.coordination}", flush=True)
     lab.up(timeout=300)
     api = NodeApi(topo, operator_token())

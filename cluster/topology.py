@@ -94,9 +94,18 @@ class Topology:
     vars: Mapping[str, Any] = field(compare=False)
     node_timings: NodeTimings = field(
         default_factory=lambda: NodeTimings(6.0, 2.0, 2.0, 1.0, 15.0), compare=False)
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
     def hosts_running(self, service: str) -> list[Host]:
         return [h for h in self.hosts.values() if h.runs(service)]
+
+    def group_members(self, service: str) -> list[Host]:
+        """The hosts of a service group in the order the group lists them (ZooKeeper numbers
+        its members by it), falling back to host order for a topology built without groups."""
+        names = self.groups.get(service)
+        if names is None:
+            return self.hosts_running(service)
+        return [self.hosts[n] for n in names]
 
     def site_hosts(self, site: str) -> list[Host]:
         return [self.hosts[n] for n in self.sites[site].hosts]
@@ -317,6 +326,7 @@ def parse_topology(data: Any, source: str = "<inventory>") -> Topology:
         sites[site_name] = Site(name=site_name, kind=str(kind), hosts=tuple(hosts))
 
     services: dict[str, set[str]] = {name: set() for name in host_site}
+    groups: dict[str, tuple[str, ...]] = {}
     for service in SERVICES:
         if service not in children:
             continue
@@ -329,6 +339,7 @@ def parse_topology(data: Any, source: str = "<inventory>") -> Topology:
                     source, f"{entry}.hosts.{host_name}", "is not a host of any site"
                 )
             services[host_name].add(service)
+        groups[service] = tuple(members)
     for group_name in children:
         if group_name != "sites" and group_name not in SERVICES:
             raise TopologyError(
@@ -361,6 +372,7 @@ def parse_topology(data: Any, source: str = "<inventory>") -> Topology:
         node_timings=_node_timings(global_vars, source),
         coordination=str(coordination),
         vars=MappingProxyType(dict(global_vars)),
+        groups=MappingProxyType(groups),
     )
     _check_placement(topo)
     return topo

@@ -249,9 +249,7 @@ def describe_takers(reserved: Mapping[str, Mapping[str, Any]], moved: Mapping[st
 
 
 def facts(snap: Snapshot) -> dict[str, Any]:
-    """The snapshot as JSON, for events and structured logs. No node name but the live members
-    (and ``moved`` and ``reserved``, in events): bench/failover_resume.py finds a move by the
-    moved nodes' names."""
+    """The snapshot as JSON, for events and structured logs."""
     return {"members": sorted(snap.members), "sites": dict(snap.sites),
             "channels": {c: list(sites) for c, sites in snap.channels.items()},
             "postgres": snap.postgres.as_details()}

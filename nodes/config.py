@@ -85,6 +85,11 @@ def _patroni_urls(data: dict[str, Any], source: str) -> tuple[str, ...]:
     urls: list[str] = []
     for i, url in enumerate(raw):
         parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is not None and (parts.username is not None or parts.password is not None):
+            # GET /cluster needs no credentials, and the URL goes into events and logs: the
+            # error does not repeat it either.
+            raise NodeConfigError(source, f"patroni_urls[{i}]",
+                                  "must not carry credentials (GET /cluster needs none)")
         if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname
                 or parts.path not in ("", "/") or parts.query or parts.fragment):
             raise NodeConfigError(source, f"patroni_urls[{i}]",

@@ -125,10 +125,10 @@ class Lab:
                 self.say("clearing what an earlier lab left behind"
                          + (" (keeping its data)" if state.keep_data else ""))
             self._clear(remove_data=not state.keep_data)
-            state = LabState(inventory=self.topo.source, keep_data=False)
+            state = LabState(inventory=str(Path(self.topo.source).resolve()), keep_data=False)
         else:
             state.records = alive
-        state.inventory = self.topo.source
+        state.inventory = str(Path(self.topo.source).resolve())
         state.coordination = self.topo.coordination
         state.keep_data = False
         self.layout.save_state(state)
@@ -267,8 +267,8 @@ class Lab:
                 procs.stop([(p, None) for p in masters if p is not None], timeout=10.0)
         self._clear(remove_data=not keep_data)
         if keep_data:
-            self.layout.save_state(LabState(inventory=self.topo.source, keep_data=True,
-                                            coordination=state.coordination))
+            self.layout.save_state(LabState(inventory=str(Path(self.topo.source).resolve()),
+                                            keep_data=True, coordination=state.coordination))
         self.say("lab down" + (" (data kept)" if keep_data else ""))
 
     def _clear(self, remove_data: bool) -> None:

@@ -84,11 +84,15 @@ class Layout:
             data = json.loads(self.state_file.read_text())
         except (OSError, ValueError):
             return LabState()
+        records = [ProcessRecord.from_json(r) for r in data.get("records", [])]
+        keep_data = bool(data.get("keep_data", False))
+        # A state written before ZooKeeper came to the lab does not say: it ran etcd.
+        default = "etcd" if records or keep_data else ""
         return LabState(
             inventory=str(data.get("inventory", "")),
-            keep_data=bool(data.get("keep_data", False)),
-            coordination=str(data.get("coordination", "")),
-            records=[ProcessRecord.from_json(r) for r in data.get("records", [])],
+            keep_data=keep_data,
+            coordination=str(data.get("coordination", default)),
+            records=records,
         )
 
     def save_state(self, state: LabState) -> None:

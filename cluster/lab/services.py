@@ -102,7 +102,7 @@ def etcd_spec(topo: Topology, host: Host, layout: Layout) -> ServiceSpec:
 
 def zookeeper_spec(topo: Topology, host: Host, layout: Layout) -> ServiceSpec:
     members = [{"id": i, "name": h.name, "address": str(h.address)}
-               for i, h in enumerate(topo.hosts_running("zookeeper"), start=1)]
+               for i, h in enumerate(topo.group_members("zookeeper"), start=1)]
     myid = next(m["id"] for m in members if m["name"] == host.name)
     data = layout.zookeeper_data(host.name)
     values = {

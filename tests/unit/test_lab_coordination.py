@@ -3,6 +3,7 @@ brought up with, recorded in its state, whatever the inventory says."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -44,4 +45,26 @@ def test_data_kept_by_lab_down_still_names_its_backend(lab_topology: Topology,
                                                         tmp_path: Path) -> None:
     layout = Layout(tmp_path)
     layout.save_state(LabState(lab_topology.source, [], keep_data=True, coordination="zookeeper"))
+    assert lab_coordination(lab_topology, layout) == "zookeeper"
+
+
+def test_a_state_from_before_zookeeper_ran_etcd(lab_topology: Topology, tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    layout.state_file.parent.mkdir(parents=True, exist_ok=True)
+    layout.state_file.write_text(json.dumps({  # no "coordination" key
+        "inventory": lab_topology.source, "keep_data": False, "records": [_me("etcd").to_json()]}))
+    assert layout.load_state().coordination == "etcd"
+    assert lab_coordination(lab_topology, layout) == "etcd"
+    layout.save_state(LabState(lab_topology.source, []))
+    assert layout.load_state().coordination == ""  # nothing ran: nothing to say
+
+
+def test_a_relative_inventory_path_names_the_same_lab(lab_topology: Topology, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    layout = Layout(tmp_path / "lab")
+    root = Path(lab_topology.source).parents[2]
+    monkeypatch.chdir(root)
+    relative = str(Path(lab_topology.source).relative_to(root))
+    layout.save_state(LabState(str(Path(relative).resolve()), [_me()], coordination="zookeeper"))
+    monkeypatch.chdir(tmp_path)  # another directory: the recorded path must still match
     assert lab_coordination(lab_topology, layout) == "zookeeper"

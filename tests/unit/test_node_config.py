@@ -77,6 +77,8 @@ def test_a_config_without_the_key_has_no_patroni_urls() -> None:
     (["http://:8008"], "patroni_urls[0]", "must be http://host:port"),
     ([8008], "patroni_urls[0]", "must be http://host:port"),
     (["http://10.213.0.11:80080"], "patroni_urls[0]", "out of range"),
+    (["http://patroni:s3cret@10.213.0.11:8008"], "patroni_urls[0]", "must not carry credentials"),
+    (["ftp://patroni:s3cret@10.213.0.11:21"], "patroni_urls[0]", "must not carry credentials"),
 ])
 def test_bad_patroni_urls_are_refused_naming_the_key(value: Any, key: str, problem: str) -> None:
     data = rendered()
@@ -84,4 +86,5 @@ def test_bad_patroni_urls_are_refused_naming_the_key(value: Any, key: str, probl
     with pytest.raises(NodeConfigError, match=problem) as refused:
         parse_node_config(data, "node.yml")
     assert refused.value.key == key
+    assert "s3cret" not in str(refused.value)
     assert str(refused.value).startswith(f"node.yml: {key}: ")

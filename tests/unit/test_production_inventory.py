@@ -40,3 +40,4 @@ def test_every_service_renders(backend: str, lab_secrets: dict[str, str], tmp_pa
     port = 2181 if backend == "zookeeper" else 2379
     assert node["coordination"]["endpoints"][0] == f"192.0.2.112:{port}"  # its own site first
     assert node["coordination"]["ttl"] == 6
+    assert node["patroni_urls"] == ["http://192.0.2.11:8008", "http://192.0.2.111:8008"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import pytest
@@ -13,7 +14,7 @@ import yaml
 from cluster.lab.layout import Layout
 from cluster.lab.services import ServiceSpec, specs_for
 from cluster.render import render
-from cluster.topology import Topology, TopologyError, with_coordination
+from cluster.topology import Topology, TopologyError, load_topology, with_coordination
 from tests.unit.test_render import patroni_values, zookeeper_values
 
 pytestmark = pytest.mark.unit
@@ -115,3 +116,18 @@ def test_patroni_and_nodes_point_at_zookeeper(zk_specs: list[ServiceSpec]) -> No
         assert all(e.endswith(":2181") for e in coord["endpoints"])
         assert yaml.safe_load(spec.config_text)["patroni_urls"] == [
             "http://10.213.0.11:8008", "http://10.213.0.21:8008"]
+
+
+def test_myid_follows_the_zookeeper_groups_order(lab_data: dict[str, Any], tmp_path: Path,
+                                                lab_secrets: dict[str, str]) -> None:
+    group = lab_data["all"]["children"]["zookeeper"]["hosts"]
+    lab_data["all"]["children"]["zookeeper"]["hosts"] = dict(reversed(list(group.items())))
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump(lab_data, sort_keys=False))
+    topo = with_coordination(load_topology(inventory), "zookeeper")
+    specs = [s for s in specs_for(topo, Layout(tmp_path / "lab"), lab_secrets)
+             if s.service == "zookeeper"]
+    myids = {s.host.name: s.extra_files[0][1].strip() for s in specs}
+    assert myids == {"witness-quorum": "1", "marseille-db": "2", "paris-db": "3"}
+    conf = _zoo_cfg(specs[0].config_text)
+    assert conf["server.1"].startswith("10.213.0.31:")  # the same numbering in every zoo.cfg
