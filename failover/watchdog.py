@@ -3,8 +3,9 @@
 Each cycle the leader reads one frozen :class:`~failover.snapshot.Snapshot` (live members, site
 health, carrier health, PostgreSQL as Patroni's REST API sees it, who holds which batches),
 decides with a pure function (:func:`decide`), acts, and returns a sentence saying what it did
-and what it saw. The sentence is logged when it changes; a cycle that moved work also stores it
-as an event (kind ``watchdog.move``) with its timestamp and the snapshot's facts.
+and what it saw. The sentence is logged when it changes (the count of batches in flight aside);
+a cycle that moved work also stores it as an event (kind ``watchdog.move``) with its timestamp
+and the snapshot's facts.
 
 What it moves today: the batches of a node that is no longer a member (its lease or session
 expired: the process died, its host died, or its site was cut from the coordination quorum).
@@ -31,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -205,14 +207,14 @@ class Watchdog:
         return lifted
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Cycle until ``stop`` is set; log each sentence that differs from the last one."""
+        """Cycle until ``stop`` is set; log each sentence that says something new (``steady``)."""
         while not stop.is_set():
             before = self.last_snapshot
             try:
                 sentence = await self.cycle()
             except Exception as exc:  # the store may be failing over: say so, try again
                 sentence = f"{self.node}: watchdog cycle failed: {type(exc).__name__}: {exc}"
-            if sentence != self.last_sentence:
+            if steady(sentence) != steady(self.last_sentence):
                 extra: dict[str, Any] = {"node": self.node, "site": self.site}
                 if self.last_snapshot is not None and self.last_snapshot is not before:
                     extra["watchdog"] = facts(self.last_snapshot)  # this cycle's facts
@@ -220,6 +222,15 @@ class Watchdog:
                 self.last_sentence = sentence
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.cycle_s)
+
+
+_IN_FLIGHT = re.compile(r"\d+ batches in flight")
+
+
+def steady(sentence: str) -> str:
+    """The sentence without what changes every cycle of a running campaign (the batches in
+    flight): ``run`` logs a sentence when this changes, not twice a second for the count."""
+    return _IN_FLIGHT.sub("N batches in flight", sentence)
 
 
 def describe_lifted(lifted: Mapping[str, int]) -> str:

@@ -359,6 +359,17 @@ async def test_run_logs_the_sentence_with_the_snapshot_facts(
         await task
     [record] = [r for r in caplog.records if r.name == "tenir.watchdog"]  # logged once
     assert record.getMessage() == w1.last_sentence
+    # Batches claimed between cycles change the count, not what the watchdog says: no new line.
+    await store.claim_batch("marseille-node1", 30, site="marseille")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tenir.watchdog"):
+        stop = asyncio.Event()
+        task = asyncio.create_task(w1.run(stop))
+        await asyncio.sleep(0.05)
+        stop.set()
+        await task
+    assert "1 batches in flight" in await w1.cycle()
+    assert [r for r in caplog.records if r.name == "tenir.watchdog"] == []
     assert record.watchdog["postgres"]["primary"] == "paris-db"  # type: ignore[attr-defined]
     assert record.watchdog["sites"] == {"marseille": 1, "paris": 1}  # type: ignore[attr-defined]
 
