@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -13,6 +13,7 @@ from nodes.carriers.base import Message
 from nodes.dispatcher import Dispatcher, DispatcherConfig
 from replication.store_api import ChannelStep, ScenarioIn
 from tests.fakes.carriers import FakeCarrier, Script
+from tests.fakes.clock import Clock
 from tests.fakes.memory_store import MemoryStore
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
@@ -168,14 +169,6 @@ async def test_a_node_whose_batch_was_reassigned_has_its_writes_refused() -> Non
     assert sorted(fast.references()) == sorted(slow.references())
 
 
-class Clock:
-    """A store clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2025, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 async def _dead_paris_node_batch(store: MemoryStore, population: int) -> tuple[int, list[int]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -17,6 +17,7 @@ from failover.pg_state import NOT_CONFIGURED, PgState, site_of_member
 from failover.snapshot import Snapshot, carrier_health, describe_channels, site_health
 from failover.watchdog import HOLD_S, Watchdog, decide, describe_takers
 from replication.store_api import ChannelStep, ScenarioIn
+from tests.fakes.clock import Clock
 from tests.fakes.coordinator import FakeCoordinationServer, FakeCoordinator
 from tests.fakes.memory_store import MemoryStore
 
@@ -385,12 +386,6 @@ async def test_unreachable_coordination_means_not_acting() -> None:
 
 
 # --- same-site takeover -------------------------------------------------------------------------
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2025, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 async def _takeover_lab(paris_nodes: int) -> tuple[FakeCoordinationServer, MemoryStore, Clock,
