@@ -17,12 +17,11 @@ from cluster.lab.layout import Layout, patroni_bin
 from cluster.lab.netns import namespace_name
 from cluster.render import render
 from cluster.settings import coordination_endpoints, int_setting, setting
-from cluster.topology import Host, Topology
+from cluster.topology import COORDINATION_BACKENDS, Host, Topology
 from replication.appdb import APP_DB, APP_USER, dsn
 
 # Start order; lab down stops in the reverse order.
 SERVICE_ORDER = ("etcd", "zookeeper", "patroni", "haproxy", "carriers", "node")
-COORDINATION_SERVICES = ("etcd", "zookeeper")
 # Inventory group -> the lab service that implements it.
 SERVICE_OF_GROUP = {"etcd": "etcd", "zookeeper": "zookeeper", "postgres": "patroni",
                     "haproxy": "haproxy", "carriers": "carriers", "alert_nodes": "node"}
@@ -36,7 +35,7 @@ def runs_here(topo: Topology, host: Host, service: str) -> bool:
     """Whether the lab runs ``service`` on ``host``: its group holds the host, and a
     coordination service runs only if it is the one the topology uses."""
     group = next(g for g, s in SERVICE_OF_GROUP.items() if s == service)
-    if service in COORDINATION_SERVICES and service != topo.coordination:
+    if service in COORDINATION_BACKENDS and service != topo.coordination:
         return False
     return host.runs(group)
 
