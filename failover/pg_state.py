@@ -16,9 +16,8 @@ The watchdog depends only on :class:`PostgresView`; unit tests give it a fake.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -37,7 +36,7 @@ class PgState:
 
     answered_by: str | None = None  # the Patroni URL whose /cluster was read
     primary: str | None = None  # member holding the leader key
-    primary_site: str | None = None  # the primary's ``site`` tag, else guessed from its name
+    primary_site: str | None = None  # the primary's ``site`` tag (the patroni role sets it)
     sync_standby: str | None = None  # streaming synchronous standby
     members: tuple[str, ...] = ()
     unknown_because: str = ""  # short and stable: it goes into the watchdog's sentence
@@ -78,20 +77,6 @@ def from_cluster(url: str, cluster: PatroniCluster) -> PgState:
     return PgState(answered_by=url, primary=cluster.primary, primary_site=site,
                    sync_standby=cluster.sync_standby,
                    members=tuple(sorted(m.name for m in cluster.members)))
-
-
-def site_of_member(name: str, sites: Iterable[str]) -> str | None:
-    """The site a Patroni member belongs to, when its name says so: the inventory names hosts
-    ``<site>-...`` (``paris-db``) and Patroni members after their host. The longest match wins."""
-    matches = [s for s in sites if s and (name == s or name.startswith(f"{s}-"))]
-    return max(matches, key=len) if matches else None
-
-
-def with_sites(state: PgState, sites: Iterable[str]) -> PgState:
-    """The primary's site from its ``site`` tag if Patroni gave one, else from its name."""
-    if state.primary is None or state.primary_site is not None:
-        return state
-    return dataclasses.replace(state, primary_site=site_of_member(state.primary, sites))
 
 
 class PostgresView(Protocol):
@@ -136,7 +121,7 @@ class PatroniRestView:
                    url: str) -> tuple[str, PatroniCluster | None, str]:
         """(url, cluster view, "") or (url, None, what went wrong); never raises but cancelled."""
         try:
-            async with asyncio.timeout(self.timeout_s), session.get(f"{url}/cluster") as resp:
+            async with session.get(f"{url}/cluster") as resp:  # the session's total timeout
                 if resp.status != 200:
                     return url, None, f"HTTP {resp.status}"
                 return url, parse_cluster(await resp.json(content_type=None)), ""

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cluster.coordination.base import CoordinationError, Coordinator
-from failover.pg_state import NOT_CONFIGURED, PgState, PostgresView, with_sites
+from failover.pg_state import NOT_CONFIGURED, PgState, PostgresView
 from failover.snapshot import (
     Snapshot,
     carrier_health,
@@ -136,7 +136,7 @@ class Watchdog:
         return Snapshot(
             taken_at=time.monotonic(), leader=leader, members=members, in_flight=in_flight,
             sites=site_health(infos, self._sites_seen), channels=carrier_health(infos),
-            postgres=with_sites(postgres, self._sites_seen), owner_sites=owner_sites,
+            postgres=postgres, owner_sites=owner_sites,
         )
 
     async def cycle(self) -> str:

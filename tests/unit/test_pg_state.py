@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from failover.pg_state import NOT_CONFIGURED, PatroniRestView, with_sites
+from failover.pg_state import NOT_CONFIGURED, PatroniRestView
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
 
@@ -94,11 +94,9 @@ async def test_the_primarys_site_tag_names_its_site(serve: Serve) -> None:
         for m in PATRONI_CLUSTER["members"]]}
     state = await PatroniRestView([await serve(answering(tagged))]).read()
     assert state.primary_site == "paris"
-    # The tag wins over the name: with_sites guesses from the name only when there is no tag.
-    assert with_sites(state, ["elsewhere"]).primary_site == "paris"
+    assert state.describe() == "PostgreSQL primary paris-db (paris), sync standby marseille-db"
     untagged = await PatroniRestView([await serve(answering(PATRONI_CLUSTER))]).read()
-    assert untagged.primary_site is None
-    assert with_sites(untagged, ["paris", "marseille"]).primary_site == "paris"
+    assert untagged.primary_site is None  # no guess from the member's name
 
 
 async def test_no_leader_key_is_no_primary(serve: Serve) -> None:

@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 
 from cluster.coordination.base import MemberInfo
-from failover.pg_state import NOT_CONFIGURED, PgState, site_of_member
+from failover.pg_state import NOT_CONFIGURED, PgState
 from failover.snapshot import Snapshot, carrier_health, describe_channels, site_health
 from failover.watchdog import HOLD_S, Watchdog, decide, describe_takers
 from replication.store_api import ChannelStep, ScenarioIn
@@ -25,9 +25,10 @@ pytestmark = pytest.mark.unit
 
 ALL = ("sms", "email", "voice")
 PRIMARY_PARIS = PgState(answered_by="http://10.213.0.11:8008", primary="paris-db",
-                        sync_standby="marseille-db", members=("marseille-db", "paris-db"))
+                        primary_site="paris", sync_standby="marseille-db",
+                        members=("marseille-db", "paris-db"))
 PRIMARY_MARSEILLE = PgState(answered_by="http://10.213.0.21:8008", primary="marseille-db",
-                            members=("marseille-db", "paris-db"))
+                            primary_site="marseille", members=("marseille-db", "paris-db"))
 NO_PRIMARY = PgState(answered_by="http://10.213.0.21:8008", members=("marseille-db",))
 UNREACHABLE = PgState(unknown_because="no Patroni answered",
                       errors=("http://10.213.0.11:8008: no answer within 1 s",))
@@ -135,17 +136,11 @@ def test_carrier_health_is_where_a_live_member_reports_the_channel_working() -> 
         "sms nowhere, email in marseille, voice nowhere, fax in marseille")
 
 
-def test_site_of_a_patroni_member_comes_from_its_name_when_it_tells() -> None:
-    assert site_of_member("paris-db", {"paris", "marseille"}) == "paris"
-    assert site_of_member("paris-east-db", {"paris", "paris-east"}) == "paris-east"
-    assert site_of_member("pg1", {"paris", "marseille"}) is None
-    assert site_of_member("parisdb", {"paris"}) is None
-
-
 def test_postgres_descriptions() -> None:
-    assert dataclasses.replace(PRIMARY_PARIS, primary_site="paris").describe() == (
-        "PostgreSQL primary paris-db (paris), sync standby marseille-db")
-    assert PRIMARY_MARSEILLE.describe() == "PostgreSQL primary marseille-db, no sync standby"
+    assert dataclasses.replace(PRIMARY_PARIS, primary_site=None).describe() == (
+        "PostgreSQL primary paris-db, sync standby marseille-db")  # no site tag: no site
+    assert PRIMARY_MARSEILLE.describe() == (
+        "PostgreSQL primary marseille-db (marseille), no sync standby")
     assert NO_PRIMARY.describe() == "PostgreSQL has no primary (failover in progress)"
     assert UNREACHABLE.describe() == "PostgreSQL unknown (no Patroni answered)"
     assert NOT_CONFIGURED.describe() == "PostgreSQL unknown (no Patroni URL configured)"
@@ -241,8 +236,8 @@ async def test_a_dead_node_loses_leadership_and_its_batches_move_with_an_event()
     sentence = await w2.cycle()
     assert sentence == (
         "marseille-node1 leads: moved 2 batches of paris-node1 (no longer members) back to the "
-        "queue for the 1 live member (marseille 1); PostgreSQL primary paris-db, sync standby "
-        "marseille-db, sms in marseille, email in marseille, voice nowhere")
+        "queue for the 1 live member (marseille 1); PostgreSQL primary paris-db (paris), sync "
+        "standby marseille-db, sms in marseille, email in marseille, voice nowhere")
     assert await store.batches_in_flight() == {}
     [event] = store.events
     assert event.kind == "watchdog.move" and event.sentence == sentence
@@ -252,7 +247,7 @@ async def test_a_dead_node_loses_leadership_and_its_batches_move_with_an_event()
     assert event.details["channels"] == {"sms": ["marseille"], "email": ["marseille"],
                                          "voice": []}
     assert event.details["postgres"] == {
-        "known": True, "primary": "paris-db", "primary_site": None,
+        "known": True, "primary": "paris-db", "primary_site": "paris",
         "sync_standby": "marseille-db", "members": ["marseille-db", "paris-db"],
         "answered_by": "http://10.213.0.11:8008", "unknown_because": None}
     assert event.details["reserved"] == {}  # its site is unknown: claimed without one
