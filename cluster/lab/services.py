@@ -25,6 +25,7 @@ SERVICE_ORDER = ("etcd", "zookeeper", "patroni", "haproxy", "carriers", "node")
 # Inventory group -> the lab service that implements it.
 SERVICE_OF_GROUP = {"etcd": "etcd", "zookeeper": "zookeeper", "postgres": "patroni",
                     "haproxy": "haproxy", "carriers": "carriers", "alert_nodes": "node"}
+GROUP_OF_SERVICE = {service: group for group, service in SERVICE_OF_GROUP.items()}
 ZK_JARS = (Path("/usr/share/java/zookeeper.jar"),  # its manifest's Class-Path names the deps
            Path("/usr/share/java/slf4j-simple.jar"))  # the server's log, to stderr
 JAVA = Path("/usr/bin/java")
@@ -34,10 +35,9 @@ PATRONI_DCS = {"etcd": "etcd3", "zookeeper": "zookeeper"}
 def runs_here(topo: Topology, host: Host, service: str) -> bool:
     """Whether the lab runs ``service`` on ``host``: its group holds the host, and a
     coordination service runs only if it is the one the topology uses."""
-    group = next(g for g, s in SERVICE_OF_GROUP.items() if s == service)
     if service in COORDINATION_BACKENDS and service != topo.coordination:
         return False
-    return host.runs(group)
+    return host.runs(GROUP_OF_SERVICE[service])
 
 
 @dataclass(frozen=True)
