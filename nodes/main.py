@@ -21,7 +21,6 @@ import sys
 from aiohttp import web
 
 from cluster.coordination.base import (
-    CoordinationError,
     CoordinationSettings,
     Coordinator,
     MemberInfo,
@@ -39,7 +38,7 @@ from nodes.config import NodeConfig, NodeConfigError, load_node_config
 from nodes.dispatcher import Dispatcher, DispatcherConfig, StopMode
 from nodes.drain import CoordinationClusterView, SiteDrainGate
 from nodes.logs import configure_logging
-from nodes.membership import MembershipGate
+from nodes.membership import MembershipGate, open_and_join
 from nodes.metrics import Metrics
 from replication.store import PgCampaignStore
 from replication.store_api import Channel
@@ -91,18 +90,9 @@ async def open_membership(cfg: NodeConfig, deadline_s: float = 120.0) -> Coordin
         return None
     settings = CoordinationSettings(endpoints=k.endpoints, namespace=k.namespace, ttl=k.ttl,
                                     retry_timeout=k.retry_timeout)
-    loop = asyncio.get_running_loop()
-    until = loop.time() + deadline_s
-    while True:
-        try:
-            coordinator = await open_coordinator(k.backend, settings)  # type: ignore[arg-type]
-            await coordinator.join(member_info(cfg))
-            return coordinator
-        except CoordinationError as exc:
-            if loop.time() >= until:
-                raise
-            log.warning("coordination service not reachable yet: %s", exc)
-            await asyncio.sleep(1.0)
+    return await open_and_join(
+        lambda: open_coordinator(k.backend, settings),  # type: ignore[arg-type]
+        member_info(cfg), deadline_s)
 
 
 async def serve(cfg: NodeConfig) -> int:

@@ -8,9 +8,12 @@ node's batches to others. The gate logs each change, saying why.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
-from cluster.coordination.base import Coordinator
+from cluster.coordination.base import CoordinationError, Coordinator, MemberInfo
 
 log = logging.getLogger("tenir.membership")
 
@@ -39,3 +42,33 @@ class MembershipGate:
                             self.safety, extra=self.extra)
             self._open = ok
         return ok
+
+
+async def open_and_join(open_coordinator: Callable[[], Awaitable[Coordinator]],
+                        member: MemberInfo, deadline_s: float = 120.0,
+                        pause_s: float = 1.0) -> Coordinator:
+    """Open a coordinator and join as ``member``, retrying (every ``pause_s``, until
+    ``deadline_s``, then the last error) while the service is away, or while the name is still
+    held by a previous incarnation: a node restarted within its ttl after a kill -9 waits until
+    the dead one's lease or session expires.
+
+    A failed attempt's coordinator is closed before the next one. Left open, it would keep
+    retrying in the background, take the name once the old membership expired, and keep it under
+    a lease nobody uses: every later attempt would be refused until the deadline."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + deadline_s
+    while True:
+        coordinator: Coordinator | None = None
+        try:
+            coordinator = await open_coordinator()
+            await coordinator.join(member)
+            return coordinator
+        except CoordinationError as exc:
+            if coordinator is not None:
+                with contextlib.suppress(Exception):
+                    await coordinator.close()
+            if loop.time() >= until:
+                raise
+            log.warning("not a member yet, retrying: %s", exc,
+                        extra={"node": member.name, "site": member.site})
+            await asyncio.sleep(pause_s)
