@@ -2,13 +2,19 @@
 
 Before bringing it up, the fixture plants what an interrupted lab leaves behind (a namespace with
 a process still in it, a veth link, stale data), so that the first `up` also proves it clears them.
+
+A test that fails mid-fault would leave a site dead for every test after it: its services' logs
+are kept under ``$TENIR_LAB_FAILURE_LOGS`` (default ``/tmp/tenir-lab-failures``), since ``lab
+down`` removes them, and the lab is healed (``lab up``) before the next test.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +52,40 @@ def lab_env() -> Iterator[LabHandle]:
     lab.up(timeout=180)
     yield LabHandle(topo, lab, layout, leftovers)
     lab.down()
+
+
+FAILURE_LOGS = Path(os.environ.get("TENIR_LAB_FAILURE_LOGS", "/tmp/tenir-lab-failures"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, object, object]:
+    report = yield
+    if call.when == "call":
+        item.stash[_FAILED] = bool(getattr(report, "failed", False))
+    return report
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+def _keep_logs(layout: Layout, test: str) -> Path:
+    target = FAILURE_LOGS / test.replace("/", "_").replace("::", "__")
+    for log in layout.root.glob("hosts/*/*.log"):
+        dest = target / log.parent.name / log.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log, dest)
+    return target
+
+
+@pytest.fixture(autouse=True)
+def heal_after_failure(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if not request.node.stash.get(_FAILED, False):
+        return
+    name = next((f for f in ("zk_lab", "lab_env") if f in request.fixturenames), None)
+    if name is None:
+        return
+    handle: LabHandle = request.getfixturevalue(name)
+    print(f"logs of the failed test kept in {_keep_logs(handle.layout, request.node.nodeid)}")
+    handle.lab.up(timeout=240)  # the next test starts on a whole lab
