@@ -8,7 +8,6 @@ Use as a context manager so the heal always runs: ``with faulted(IsolateSite(lab
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +18,6 @@ from cluster.httpjson import request_json
 from cluster.lab.health import carriers_control_url
 from cluster.lab.lab import Lab
 from cluster.lab.netns import namespace_name
-from cluster.lab.procs import signal_process
 
 CHAIN = "TENIR_CHAOS"
 
@@ -105,13 +103,14 @@ class IsolateSite:
 
 @dataclass
 class KillSite:
-    """SIGKILL every process of a site; the heal starts them again (lab up)."""
+    """A power cut of every machine of a site; the heal boots them again (lab up), and their
+    own systemd starts their services."""
 
     lab: Lab
     site: str
 
     def describe(self) -> str:
-        return f"kill every process of site {self.site}"
+        return f"power cut of every machine of site {self.site}"
 
     def inject(self) -> None:
         self.lab.kill_site(self.site)
@@ -122,7 +121,9 @@ class KillSite:
 
 @dataclass
 class KillService:
-    """SIGKILL one recorded service of one host (an alert node, etcd, HAProxy...)."""
+    """kill -9 of one service's main process on one host (an alert node, etcd, HAProxy...).
+    Its unit's restart policy brings it back, as on a production machine; the heal (lab up)
+    waits until the lab is whole again."""
 
     lab: Lab
     host: str
@@ -132,10 +133,9 @@ class KillService:
         return f"kill -9 {self.service} on {self.host}"
 
     def inject(self) -> None:
-        rec = next(r for r in self.lab.layout.load_state().records
-                   if r.host == self.host and r.service == self.service)
-        if not signal_process(rec.pid, signal.SIGKILL, rec.start_time):
+        if self.lab.service_pid(self.host, self.service) is None:
             raise RuntimeError(f"{self.service} on {self.host} was not running")
+        self.lab.kill_service(self.host, self.service)
 
     def heal(self) -> None:
         self.lab.up(timeout=240)

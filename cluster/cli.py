@@ -41,7 +41,7 @@ def _say(text: str) -> None:
 def _print_hosts(hosts: list[Any]) -> None:
     for h in hosts:
         svc = ", ".join(f"{s.name} {'pid ' + str(s.pid) if s.running else 'DOWN'}"
-                        for s in h.services)
+                        for s in h.services) if h.machine_running else "machine DOWN"
         print(f"  {h.site:<10} {h.name:<19} {h.namespace:<25} {h.address:<12} {svc}")
 
 
@@ -50,7 +50,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
     lab = Lab(_inventory(args), say=_say if not getattr(args, "json", False) else _quiet)
     if args.lab_command == "up":
-        hosts = lab.up(timeout=args.timeout)
+        hosts = lab.up(timeout=args.timeout, deploy_mode=args.deploy)
         if args.json:
             print(json.dumps({"hosts": [h.to_json() for h in hosts]}, indent=2))
         else:
@@ -64,8 +64,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
         else:
             _print_hosts(hosts)
     elif args.lab_command == "kill-site":
-        killed = lab.kill_site(args.site)
-        print(f"killed {len(killed)} processes of site {args.site}: {killed}")
+        cut = lab.kill_site(args.site)
+        print(f"power cut of site {args.site}: {len(cut)} machine(s) killed ({', '.join(cut)})")
     return 0
 
 
@@ -174,7 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     lab_sub = lab.add_subparsers(dest="lab_command", required=True)
     up = lab_sub.add_parser("up", help="start the lab (idempotent; restarts what died)")
     up.add_argument("--json", action="store_true")
-    up.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for health")
+    up.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for health")
+    up.add_argument("--deploy", choices=("auto", "always", "never"), default="auto",
+                    help="run ansible/site.yml: when what it deploys changed (auto, the default), "
+                         "always, or never (boot and verify only)")
     up.add_argument("--coordination", choices=COORDINATION_BACKENDS,
                     help="coordination service of the nodes and Patroni (default: the "
                     "inventory's tenir_coordination); to change it, 'lab down' first")
@@ -213,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--json", action="store_true")
     sw.set_defaults(func_topo=cmd_switchover)
 
+    from cluster.db_cli import add_parsers as add_db_parsers
+
+    add_db_parsers(sub)
     from cluster.campaign_cli import add_parsers
 
     add_parsers(sub)

@@ -1,6 +1,9 @@
-"""Render configuration from the Ansible roles' templates, so the lab and a real deployment share
-one source of configuration. Role defaults (``defaults/main.yml``) are read first; the lab's values
-override them; an undefined variable is an error, never an empty string."""
+"""Render one of the Ansible roles' templates outside Ansible, for unit tests of a template with
+given values. Role defaults (``defaults/main.yml``) are read first and the given values override
+them; a default that is itself a template (derived from the inventory, ``{{ ... }}``) is evaluated
+against the values when it can be, and left out otherwise, so that a template using it without a
+value fails. An undefined variable is an error, never an empty string. Deployments render with
+Ansible itself (``ansible/``)."""
 
 from __future__ import annotations
 
@@ -39,5 +42,22 @@ def render(role: str, template: str, values: dict[str, Any], roles_dir: Path = R
         autoescape=False,  # noqa: S701 - configuration files, not HTML
     )
     env.filters["tojson"] = _strict_tojson
-    context = {**role_defaults(role, roles_dir), **values}
-    return env.get_template(template).render(**context)
+    return env.get_template(template).render(**_context(role_defaults(role, roles_dir), values))
+
+
+def _context(defaults: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Defaults under values; derived defaults evaluated against what is known (twice, for a
+    default derived from another), dropped when they cannot be."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701
+    derived = {k: v for k, v in defaults.items()
+               if isinstance(v, str) and "{{" in v and k not in values}
+    context = {k: v for k, v in defaults.items() if k not in derived}
+    context.update(values)
+    for _ in range(2):
+        for name, text in list(derived.items()):
+            try:
+                context[name] = env.from_string(text).render(**context)
+            except (jinja2.TemplateError, TypeError):
+                continue
+            del derived[name]
+    return context

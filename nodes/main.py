@@ -179,12 +179,17 @@ async def serve(cfg: NodeConfig) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tenir-node", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="node configuration (YAML)")
+    parser.add_argument("--check", action="store_true",
+                        help="only validate the configuration (Ansible's validate:) and exit")
     args = parser.parse_args(argv)
     try:
         cfg = load_node_config(args.config)
     except NodeConfigError as exc:
         print(f"tenir-node: invalid configuration: {exc}", file=sys.stderr)
         return 2
+    if args.check:
+        print(f"tenir-node: {args.config} is a valid configuration for node {cfg.node}")
+        return 0
     configure_logging(cfg.node, cfg.site, cfg.log_level)
     return asyncio.run(serve(cfg))
 

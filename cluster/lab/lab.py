@@ -1,16 +1,18 @@
-"""The embedded lab: two datacenter sites and a witness as network namespaces on one machine,
-running the real etcd or ZooKeeper, Patroni/PostgreSQL, HAProxy, carrier simulators and alert
-nodes described by an inventory.
+"""The embedded lab: two datacenter sites and a witness on one machine. Every inventory host is
+a systemd-nspawn machine (``machines.py``) in its own network namespace (``netns.py``), all
+built on one Debian image (``image.py``), and tenir is deployed onto them by ``ansible/site.yml``
+(``deploy.py``), exactly as onto production machines.
 
-``up`` is idempotent: on a lab that runs it restarts only what died (healing a killed site), on a
-lab of which nothing runs it first clears what an interrupted lab left behind. ``down`` stops every
-process the lab started, by PID (and the postmaster Patroni detaches), then removes namespaces,
-links and, unless asked to keep it, data.
+``up`` is idempotent: it boots the machines that are not running (a killed site comes back with
+its disk, and its own systemd starts its services), then runs ``site.yml``, which on a healthy
+lab changes nothing. On a lab of which no machine runs, it first clears what an interrupted lab
+left behind. ``down`` powers the machines off (or kills them when their disks go too) and removes
+mounts, namespaces, links and, unless asked to keep it, data.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import concurrent.futures
 import os
 import shutil
 import signal
@@ -20,25 +22,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster.lab import health, netns, procs
-from cluster.lab.layout import LabState, Layout, lab_dir, patroni_bin
+from cluster.lab import deploy, health, image, machines, netns, procs
+from cluster.lab.layout import LabState, Layout, lab_dir
 from cluster.lab.seed import seed_lab
-from cluster.lab.services import (
-    JAVA,
-    SERVICE_ORDER,
-    ZK_JARS,
-    ServiceSpec,
-    runs_here,
-    specs_for,
-    write_config,
-)
-from cluster.settings import int_setting, setting
-from cluster.topology import Host, Topology
-from replication.appdb import dsn, ensure_app_database
+from cluster.topology import COORDINATION_BACKENDS, Host, Topology
 
 Say = Callable[[str], None]
-REQUIRED_BINARIES = ("ip", "haproxy", "setpriv", "/usr/lib/postgresql/15/bin/postgres")
-COORDINATION_BINARIES = {"etcd": ("etcd",), "zookeeper": (str(JAVA), *(str(j) for j in ZK_JARS))}
+REQUIRED_BINARIES = ("ip", "systemd-nspawn", "debootstrap", "nsenter", "ssh", "ssh-keygen",
+                     "journalctl", "mount")
+# Inventory group -> the systemd unit that implements it on a machine.
+UNIT_OF_GROUP = {"etcd": "etcd", "zookeeper": "zookeeper", "postgres": "patroni",
+                 "haproxy": "haproxy", "carriers": "tenir-carriers",
+                 "alert_nodes": "tenir-node"}
+# The lab's service names (as faults and tests name them) -> inventory group.
+GROUP_OF_SERVICE = {"etcd": "etcd", "zookeeper": "zookeeper", "patroni": "postgres",
+                    "haproxy": "haproxy", "carriers": "carriers", "node": "alert_nodes"}
+SERVICE_ORDER = ("etcd", "zookeeper", "patroni", "haproxy", "carriers", "node")
 
 
 class LabError(RuntimeError):
@@ -48,8 +47,12 @@ class LabError(RuntimeError):
 @dataclass(frozen=True)
 class ServiceStatus:
     name: str
-    pid: int | None
+    unit: str
+    pid: int | None  # as the host sees it
     running: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "unit": self.unit, "pid": self.pid, "running": self.running}
 
 
 @dataclass(frozen=True)
@@ -59,19 +62,32 @@ class HostStatus:
     namespace: str
     address: str
     namespace_exists: bool
+    machine_running: bool
     services: tuple[ServiceStatus, ...]
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name, "site": self.site, "namespace": self.namespace,
             "address": self.address, "namespace_exists": self.namespace_exists,
-            "services": [{"name": s.name, "pid": s.pid, "running": s.running}
-                         for s in self.services],
+            "machine_running": self.machine_running,
+            "services": [s.to_json() for s in self.services],
         }
 
 
 def _quiet(_: str) -> None:
     return None
+
+
+def unit_of(service: str) -> str:
+    return UNIT_OF_GROUP[GROUP_OF_SERVICE[service]]
+
+
+def runs_here(topo: Topology, host: Host, service: str) -> bool:
+    """Whether the lab runs ``service`` on ``host``: its group holds the host, and a
+    coordination service runs only if it is the one the topology uses."""
+    if service in COORDINATION_BACKENDS and service != topo.coordination:
+        return False
+    return host.runs(GROUP_OF_SERVICE[service])
 
 
 def lab_coordination(topo: Topology, layout: Layout | None = None) -> str | None:
@@ -82,7 +98,7 @@ def lab_coordination(topo: Topology, layout: Layout | None = None) -> str | None
         return None
     if Path(state.inventory).resolve() != Path(topo.source).resolve():
         return None
-    if state.keep_data or any(procs.is_running(r.pid, r.start_time) for r in state.records):
+    if state.keep_data or any(m.running() for m in state.machines):
         return state.coordination
     return None
 
@@ -95,24 +111,35 @@ class Lab:
         self.topo = topo
         self.layout = layout or Layout(lab_dir())
         self.say = say
+        self.last_run: deploy.PlaybookRun | None = None
+        self.image_build_s: float | None = None
 
     # --- checks ------------------------------------------------------------------------------
     def preflight(self) -> None:
         if os.geteuid() != 0:
-            raise LabError("the lab creates network namespaces: run it as root")
-        wanted = (*REQUIRED_BINARIES, *COORDINATION_BINARIES[self.topo.coordination])
-        missing = [b for b in wanted if shutil.which(b) is None and not Path(b).is_file()]
-        if not patroni_bin().exists():
-            missing.append(str(patroni_bin()))
+            raise LabError("the lab creates network namespaces and machines: run it as root")
+        missing = [b for b in REQUIRED_BINARIES if shutil.which(b) is None]
         if missing:
             raise LabError(f"missing programs: {', '.join(missing)} (run 'make install')")
 
+    @property
+    def inventory_dir(self) -> Path:
+        source = Path(self.topo.source)
+        return source if source.is_dir() else source.parent
+
     # --- up ----------------------------------------------------------------------------------
-    def up(self, timeout: float = 240.0) -> list[HostStatus]:
+    def up(self, timeout: float = 600.0, *, deploy_mode: str = "auto") -> list[HostStatus]:
+        """Boot what is not running, deploy, wait until healthy. ``deploy_mode``: ``auto`` runs
+        ``site.yml`` unless the last successful run deployed exactly this (same playbooks,
+        roles, inventory, sources and secrets: a killed site that boots again is then only
+        verified, its own systemd having started its services); ``always`` runs it anyway (a
+        second run then changes nothing); ``never`` only boots and verifies."""
+        if deploy_mode not in ("auto", "always", "never"):
+            raise LabError(f"deploy mode {deploy_mode!r}: auto, always or never")
         self.preflight()
         started = time.monotonic()
         state = self.layout.load_state()
-        alive = [r for r in state.records if procs.is_running(r.pid, r.start_time)]
+        alive = [m for m in state.machines if m.running()]
         if ((alive or state.keep_data) and state.coordination
                 and state.coordination != self.topo.coordination):
             what = "runs" if alive else "kept its data"
@@ -120,69 +147,48 @@ class Lab:
                            f"service, not {self.topo.coordination}: run 'tenir lab down' first "
                            "(a Patroni cluster does not change its DCS)")
         if not alive:
-            leftovers = netns.list_namespaces() or netns.list_links() or self.layout.root.exists()
+            leftovers = (netns.list_namespaces() or netns.list_links()
+                         or self.layout.root.exists())
             if leftovers:
                 self.say("clearing what an earlier lab left behind"
                          + (" (keeping its data)" if state.keep_data else ""))
-            self._clear(remove_data=not state.keep_data)
-            state = LabState(inventory=str(Path(self.topo.source).resolve()), keep_data=False)
+            self._clear(state, remove_data=not state.keep_data)
+            state = LabState(keep_data=state.keep_data)
         else:
-            state.records = alive
+            state.machines = alive
         state.inventory = str(Path(self.topo.source).resolve())
         state.coordination = self.topo.coordination
         state.keep_data = False
         self.layout.save_state(state)
 
+        img, self.image_build_s = image.ensure_image(self.say)
+        image.remove_unused(img, {Path(m.image) for m in state.machines}, self.say)
         secrets = self.layout.load_or_create_secrets()
+        pubkey = self.layout.ensure_ssh_key()
         assert self.topo.lab_network is not None and self.topo.lab_bridge_address is not None
         netns.ensure_bridge(self.topo.lab_bridge_address, self.topo.lab_network)
         for i, host in enumerate(self.topo.hosts.values()):
             netns.ensure_namespace(netns.Attachment(
                 host.name, netns.namespace_name(host.name), f"{netns.VETH_PREFIX}{i}",
                 host.address), self.topo.lab_network)
-            self.layout.prepare_host(
-                host.name, postgres=host.runs("postgres"),
-                zookeeper_user=(str(setting(self.topo, host, "zookeeper", "zookeeper_user"))
-                                if runs_here(self.topo, host, "zookeeper") else None))
+        self._boot_missing(state, img, pubkey)
+        self.say(f"machines running in {time.monotonic() - started:.1f} s")
 
-        specs = specs_for(self.topo, self.layout, secrets)
-        for spec in specs:
-            write_config(spec, self.layout)
-        self._stop_changed(specs, state)
-        running = {(r.host, r.service) for r in state.records}
+        digest = deploy.deployment_digest(self.inventory_dir, self._values(secrets, ""))
+        if deploy_mode == "always" or (deploy_mode == "auto" and state.deployed != digest):
+            self.deploy(secrets, timeout=max(60.0, timeout - (time.monotonic() - started)))
+            state.deployed = digest
+            self.layout.save_state(state)
+        else:
+            self.say("the machines run what site.yml last deployed: verifying their health")
 
         def remaining() -> float:
-            return max(5.0, timeout - (time.monotonic() - started))
+            return max(10.0, timeout - (time.monotonic() - started))
 
-        coordination = self.topo.coordination
-        for spec in specs:
-            if spec.service == coordination and (spec.host.name, coordination) not in running:
-                self._start(spec, state)
         health.wait_coordination(self.topo, remaining())
-
-        patroni = [s for s in specs if s.service == "patroni"]
-        fresh = not any(svc == "patroni" for _, svc in running) and not any(
-            (self.layout.pg_data(s.host.name) / "PG_VERSION").exists() for s in patroni)
-        if fresh and patroni:
-            # Bootstrap from the first datacenter's member, so a new lab's primary is predictable.
-            self._start(patroni[0], state)
-            health.wait_primary(self.topo, patroni[0].host, remaining())
-        for spec in patroni:
-            if (spec.host.name, "patroni") not in running and not self._recorded(state, spec):
-                self._start(spec, state)
-        for spec in specs:
-            if spec.service == "haproxy" and (spec.host.name, "haproxy") not in running:
-                self._start(spec, state)
-
         view = health.wait_replication(self.topo, remaining())
         assert view.primary is not None
         health.wait_haproxy_routes_to(self.topo, view.primary, remaining())
-        self._ensure_timings(secrets)
-        self._ensure_app_database(view.primary, secrets)
-        for service in ("carriers", "node"):
-            for spec in specs:
-                if spec.service == service and (spec.host.name, service) not in running:
-                    self._start(spec, state)
         health.wait_carriers(self.topo, remaining())
         health.wait_nodes(self.topo, remaining())
         seed_lab(self.topo, secrets)
@@ -190,113 +196,167 @@ class Lab:
                  f"{view.primary}, synchronous standby: {view.sync_standby}")
         return self.status()
 
-    def _stop_changed(self, specs: list[ServiceSpec], state: LabState) -> None:
-        """A running service whose configuration changed is stopped, to be started again with
-        the new one (as an Ansible handler would restart it)."""
-        for spec in specs:
-            rec = next((r for r in state.records
-                        if r.host == spec.host.name and r.service == spec.service), None)
-            if rec is None or rec.config_sha == spec.config_sha:
+    def _boot_missing(self, state: LabState, img: Path, pubkey: str) -> None:
+        hosts = list(self.topo.hosts.values())
+        addresses = [(h.name, h.address) for h in hosts]
+        booted: list[machines.MachineRecord] = []
+        for host in hosts:
+            rec = state.machine(host.name)
+            if rec is not None and rec.running():
                 continue
-            if spec.service == "patroni":
-                # Patroni re-reads its file on SIGHUP; bootstrap-only and dynamic settings need no
-                # restart (dynamic ones are then set through /config by _ensure_timings).
-                self.say(f"configuration of patroni on {spec.host.name} changed: reloading")
-                procs.signal_process(rec.pid, signal.SIGHUP, rec.start_time)
-                state.records[state.records.index(rec)] = dataclasses.replace(
-                    rec, config_sha=spec.config_sha)
-                continue
-            self.say(f"configuration of {spec.service} on {spec.host.name} changed: restarting")
-            procs.stop([(rec.pid, rec.start_time)], timeout=20.0)
-            if spec.service == "patroni":
-                self._reap_postmaster(spec.host)
-            state.records.remove(rec)
-        self.layout.save_state(state)
+            paths = self.layout.machine(host.name)
+            lower = Path(rec.image) if rec is not None and Path(rec.image).is_dir() else img
+            new_disk = not paths.upper.exists() or not any(paths.upper.iterdir())
+            machines.mount_overlay(paths, lower)
+            if new_disk:
+                machines.seed_disk(paths, host.name, addresses, pubkey)
+            new = machines.boot(paths, host.name, netns.namespace_name(host.name), lower)
+            state.machines = [m for m in state.machines if m.host != host.name] + [new]
+            self.layout.save_state(state)
+            booted.append(new)
+        if booted:
+            self.say(f"booting {len(booted)} machine(s): {', '.join(m.host for m in booted)}")
+            with concurrent.futures.ThreadPoolExecutor(max_workers=len(booted)) as pool:
+                list(pool.map(lambda m: machines.wait_booted(m, 120.0), booted))
+        keys = {}
+        for host in hosts:
+            key = machines.host_key(self.layout.machine(host.name))
+            if key is None:
+                raise LabError(f"machine {host.name} has no SSH host key")
+            keys[str(host.address)] = key
+        self.layout.write_known_hosts(keys)
 
-    def _recorded(self, state: LabState, spec: ServiceSpec) -> bool:
-        return any(r.host == spec.host.name and r.service == spec.service for r in state.records)
+    def deploy(self, secrets: dict[str, str], *, timeout: float = 1800.0,
+               playbook: str = "site.yml", limit: str | None = None,
+               extra_vars: dict[str, Any] | None = None) -> deploy.PlaybookRun:
+        """Run a playbook of ``ansible/`` against the lab, as an operator would."""
+        wheelhouse, version = deploy.build_wheelhouse(self.say)
+        assert self.topo.lab_bridge_address is not None
+        with deploy.serve_directory(wheelhouse, str(self.topo.lab_bridge_address)) as url:
+            values = {**self._values(secrets, url), "tenir_version": version,
+                      **(extra_vars or {})}
+            deploy.write_extra_vars(self.layout.extra_vars_file, values)
+            run = deploy.run_playbook(playbook, self.inventory_dir, [self.layout.extra_vars_file],
+                                      self.layout.ssh_key, self.layout.known_hosts,
+                                      self.layout.ansible_dir, self.say, limit=limit,
+                                      timeout=timeout)
+        self.last_run = run
+        if not run.ok:
+            raise LabError(f"{run.summary()}; log {run.log}:\n{deploy.failure_excerpt(run)}")
+        return run
 
-    def _start(self, spec: ServiceSpec, state: LabState) -> None:
-        log = self.layout.log(spec.host.name, spec.service)
-        if spec.service == "patroni":
-            self._reap_postmaster(spec.host)
-        pid = procs.spawn(spec.argv, log, cwd=self.layout.host_dir(spec.host.name),
-                          env=spec.environment())
-        start_time = procs.start_time_of(pid) or 0
-        state.records = [r for r in state.records
-                         if not (r.host == spec.host.name and r.service == spec.service)]
-        state.records.append(procs.ProcessRecord(spec.host.name, spec.service, pid, start_time,
-                                                 str(log), spec.config_sha))
-        self.layout.save_state(state)
-        self.say(f"started {spec.service} on {spec.host.name} (pid {pid})")
-
-    def _reap_postmaster(self, host: Host) -> None:
-        """A postmaster left by a Patroni that died would refuse a second start: stop it."""
-        pid = procs.postmaster_pid(self.layout.pg_data(host.name))
-        if pid is not None:
-            procs.stop([(pid, None)], timeout=10.0)
-
-    def _ensure_timings(self, secrets: dict[str, str]) -> None:
-        """Bootstrap settings apply once; later changes to the inventory go through /config."""
-        host = self.topo.hosts_running("postgres")[0]
-        client = health.patroni_client(self.topo, host, ("patroni", secrets["restapi"]))
-        want = {"ttl": self.topo.timings.ttl, "loop_wait": self.topo.timings.loop_wait,
-                "retry_timeout": self.topo.timings.retry_timeout}
-        have = client.config()
-        if any(have.get(k) != v for k, v in want.items()):
-            client.patch_config(want)
-            self.say(f"Patroni timings set to ttl {want['ttl']} / loop_wait {want['loop_wait']}"
-                     f" / retry_timeout {want['retry_timeout']}")
-
-    def _ensure_app_database(self, primary: str, secrets: dict[str, str]) -> None:
-        host = self.topo.hosts[primary]
-        haproxy = next(h for h in self.topo.hosts_running("haproxy") if h.site == host.site)
-        port = int_setting(self.topo, haproxy, "haproxy", "haproxy_primary_port")
-        ensure_app_database(dsn(str(haproxy.address), port, "postgres", secrets["superuser"],
-                                "postgres"), secrets["app"])
+    def _values(self, secrets: dict[str, str], wheelhouse_url: str) -> dict[str, Any]:
+        """The extra variables the lab gives every playbook run."""
+        values: dict[str, Any] = {
+            **self.layout.secret_variables(secrets),
+            "tenir_package_find_links": [wheelhouse_url] if wheelhouse_url else [],
+            "patroni_pip_find_links": [wheelhouse_url] if wheelhouse_url else [],
+            "tenir_coordination": self.topo.coordination,
+        }
+        return values
 
     # --- down --------------------------------------------------------------------------------
     def down(self, keep_data: bool = False) -> None:
         state = self.layout.load_state()
-        for service in reversed(SERVICE_ORDER):
-            recs = [r for r in state.records if r.service == service]
-            pids: list[tuple[int, int | None]] = [(r.pid, r.start_time) for r in recs]
-            procs.stop(pids, timeout=20.0 if service == "patroni" else 5.0)
-            if service == "patroni":
-                masters = [procs.postmaster_pid(self.layout.pg_data(r.host)) for r in recs]
-                procs.stop([(p, None) for p in masters if p is not None], timeout=10.0)
-        self._clear(remove_data=not keep_data)
+        running = [m for m in state.machines if m.running()]
+        if running:
+            how = "powering off" if keep_data else "stopping"
+            self.say(f"{how} {len(running)} machine(s)")
+            with concurrent.futures.ThreadPoolExecutor(max_workers=len(running)) as pool:
+                if keep_data:
+                    list(pool.map(lambda m: machines.poweroff(m, 60.0), running))
+                else:
+                    list(pool.map(machines.kill, running))
+        self._clear(state, remove_data=not keep_data)
         if keep_data:
             self.layout.save_state(LabState(inventory=str(Path(self.topo.source).resolve()),
-                                            keep_data=True, coordination=state.coordination))
+                                            keep_data=True, coordination=state.coordination,
+                                            machines=state.machines))
         self.say("lab down" + (" (data kept)" if keep_data else ""))
 
-    def _clear(self, remove_data: bool) -> None:
-        """Kill whatever still runs inside the lab's namespaces, remove them and the links."""
+    def _clear(self, state: LabState, remove_data: bool) -> None:
+        """Kill whatever still runs inside the lab's namespaces, unmount the machines' disks,
+        remove namespaces and links, and the data unless it is kept."""
+        for rec in state.machines:
+            if rec.running():
+                machines.kill(rec)
+        stray = [pid for ns in netns.list_namespaces() for pid in netns.namespace_pids(ns)]
+        for pid in stray:
+            procs.signal_process(pid, signal.SIGKILL)
+        procs.wait_gone([(p, None) for p in stray], 10.0)
+        machines_dir = self.layout.root / "machines"
+        if machines_dir.is_dir():
+            for entry in machines_dir.iterdir():
+                machines.unmount(machines.MachinePaths(entry))
         for ns in netns.list_namespaces():
-            pids = netns.namespace_pids(ns)
-            for pid in pids:
-                procs.signal_process(pid, signal.SIGKILL)
-            procs.wait_gone([(p, None) for p in pids], 5.0)
             netns.delete_namespace(ns)
         netns.delete_links()
         if remove_data:
+            if machines_dir.is_dir():
+                self.say("removing the machines' disks")
             self.layout.remove_all()
         elif self.layout.state_file.exists():
             self.layout.state_file.unlink()
 
     # --- operations on a running lab ---------------------------------------------------------
-    def kill_site(self, site: str) -> list[int]:
-        """SIGKILL every process of every host of ``site`` (as a power cut would)."""
+    def machine(self, host: str) -> machines.MachineRecord:
+        rec = self.layout.load_state().machine(host)
+        if rec is None or not rec.running():
+            raise LabError(f"machine {host} is not running")
+        return rec
+
+    def kill_site(self, site: str) -> list[str]:
+        """A power cut of every machine of ``site``; returns the hosts cut."""
         if site not in self.topo.sites:
             raise LabError(f"unknown site {site!r}; sites: {', '.join(self.topo.sites)}")
-        killed: list[int] = []
+        state = self.layout.load_state()
+        cut = []
         for host in self.topo.site_hosts(site):
-            for pid in netns.namespace_pids(netns.namespace_name(host.name)):
-                if procs.signal_process(pid, signal.SIGKILL):
-                    killed.append(pid)
-        procs.wait_gone([(p, None) for p in killed], 5.0)
-        return killed
+            rec = state.machine(host.name)
+            if rec is not None and machines.kill(rec):
+                cut.append(host.name)
+        return cut
+
+    def _unit_for(self, host: str, service: str) -> str:
+        h = self.topo.hosts.get(host)
+        if h is None:
+            raise LabError(f"unknown host {host!r}")
+        if service not in GROUP_OF_SERVICE or not runs_here(self.topo, h, service):
+            raise LabError(f"{host} runs no {service}")
+        return unit_of(service)
+
+    def signal_service(self, host: str, service: str, sig: signal.Signals) -> None:
+        """Send ``sig`` to the main process of ``service`` on ``host`` (systemd's unit)."""
+        unit = self._unit_for(host, service)
+        machines.run(self.machine(host), ["systemctl", "kill", "--kill-whom=main",
+                                          f"--signal={sig.name}", unit], check=True)
+
+    def kill_service(self, host: str, service: str) -> None:
+        """kill -9 of the service's main process; its unit's restart policy brings it back."""
+        self.signal_service(host, service, signal.SIGKILL)
+
+    def stop_service(self, host: str, service: str) -> None:
+        machines.run(self.machine(host), ["systemctl", "stop", self._unit_for(host, service)],
+                     timeout=120, check=True)
+
+    def start_service(self, host: str, service: str) -> None:
+        machines.run(self.machine(host), ["systemctl", "start", self._unit_for(host, service)],
+                     timeout=120, check=True)
+
+    def service_pid(self, host: str, service: str) -> int | None:
+        """The main PID of the service as the host sees it, or None when it does not run."""
+        rec = self.machine(host)
+        proc = machines.run(rec, ["systemctl", "show", "-p", "MainPID", "--value",
+                                  self._unit_for(host, service)])
+        inner = int(proc.stdout.strip() or 0)
+        return machines.host_pid(rec, inner) if inner else None
+
+    def service_log(self, host: str, service: str) -> str:
+        """The service's journal on that machine (readable after the machine died too)."""
+        return machines.journal(self.layout.machine(host), self._unit_for(host, service))
+
+    def run_on(self, host: str, argv: list[str], timeout: float = 60.0) -> str:
+        return machines.run(self.machine(host), argv, timeout=timeout, check=True).stdout
 
     def status(self) -> list[HostStatus]:
         state = self.layout.load_state()
@@ -304,17 +364,21 @@ class Lab:
         out = []
         for host in self.topo.hosts.values():
             ns = netns.namespace_name(host.name)
+            rec = state.machine(host.name)
+            running = rec is not None and rec.running()
             services = []
             for service in SERVICE_ORDER:
                 if not runs_here(self.topo, host, service):
                     continue
-                rec = next((r for r in state.records
-                            if r.host == host.name and r.service == service), None)
-                running = rec is not None and procs.is_running(rec.pid, rec.start_time)
-                services.append(ServiceStatus(service, rec.pid if rec else None, running))
-                if service == "patroni":
-                    pm = procs.postmaster_pid(self.layout.pg_data(host.name))
-                    services.append(ServiceStatus("postgres", pm, pm is not None))
+                unit = unit_of(service)
+                pid = None
+                if running:
+                    assert rec is not None
+                    try:
+                        pid = self.service_pid(host.name, service)
+                    except (LabError, machines.MachineError):
+                        pid = None
+                services.append(ServiceStatus(service, unit, pid, pid is not None))
             out.append(HostStatus(host.name, host.site, ns, str(host.address), ns in existing,
-                                  tuple(services)))
+                                  running, tuple(services)))
         return out

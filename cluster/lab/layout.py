@@ -1,48 +1,63 @@
 """Where the lab keeps its files, its secrets and its record of what it started.
 
-Everything lives under one directory (``/var/lib/tenir/lab``, or ``$TENIR_LAB_DIR``), readable by
-the ``postgres`` user where Patroni needs it. ``state.json`` records every process the lab started
-(host, service, PID, start time), so that ``lab down`` and a later ``lab up`` stop exactly those.
+Everything lives under one directory (``/var/lib/tenir/lab``, or ``$TENIR_LAB_DIR``):
+``state.json`` records every machine the lab booted (host, PID and start time of its
+``systemd-nspawn``), so that ``lab down`` and a later ``lab up`` touch exactly those;
+``secrets.json`` (mode 600) the generated secrets; ``ssh/`` the lab's SSH key and the machines'
+host keys; ``ansible/`` the playbook runs' logs; ``machines/<host>/`` each machine's disk.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pwd
 import secrets
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cluster.lab.procs import ProcessRecord
+from cluster.lab.machines import MachinePaths, MachineRecord
 
 DEFAULT_LAB_DIR = Path("/var/lib/tenir/lab")
-DEFAULT_PATRONI_BIN = Path("/opt/tenir/patroni-venv/bin/patroni")
 SECRET_NAMES = ("superuser", "replication", "rewind", "restapi", "app", "smpp",
                 "token_operator", "token_oncall", "token_auditor")
+# The lab's secrets as the roles' variables name them (the production inventory's vault holds
+# the same variables).
+SECRET_VARIABLES = {
+    "patroni_superuser_password": "superuser",
+    "patroni_replication_password": "replication",
+    "patroni_rewind_password": "rewind",
+    "patroni_restapi_password": "restapi",
+    "tenir_node_db_password": "app",
+    "tenir_node_smpp_password": "smpp",
+    "carrier_sim_smpp_password": "smpp",
+    "tenir_node_token_operator": "token_operator",
+    "tenir_node_token_oncall": "token_oncall",
+    "tenir_node_token_auditor": "token_auditor",
+}
 
 
 def lab_dir() -> Path:
     return Path(os.environ.get("TENIR_LAB_DIR", str(DEFAULT_LAB_DIR)))
 
 
-def patroni_bin() -> Path:
-    return Path(os.environ.get("TENIR_PATRONI_BIN", str(DEFAULT_PATRONI_BIN)))
-
-
 @dataclass
 class LabState:
     inventory: str = ""
-    records: list[ProcessRecord] = field(default_factory=list)
+    machines: list[MachineRecord] = field(default_factory=list)
     keep_data: bool = False
     coordination: str = ""  # the coordination service the lab was brought up with
+    deployed: str = ""  # digest of what the last successful site.yml run deployed
 
     def to_json(self) -> dict[str, Any]:
         return {"inventory": self.inventory, "keep_data": self.keep_data,
-                "coordination": self.coordination,
-                "records": [r.to_json() for r in self.records]}
+                "coordination": self.coordination, "deployed": self.deployed,
+                "machines": [m.to_json() for m in self.machines]}
+
+    def machine(self, host: str) -> MachineRecord | None:
+        return next((m for m in self.machines if m.host == host), None)
 
 
 @dataclass(frozen=True)
@@ -57,26 +72,28 @@ class Layout:
     def secrets_file(self) -> Path:
         return self.root / "secrets.json"
 
-    def host_dir(self, host: str) -> Path:
-        return self.root / "hosts" / host
+    def machine(self, host: str) -> MachinePaths:
+        return MachinePaths(self.root / "machines" / host)
 
-    def etcd_data(self, host: str) -> Path:
-        return self.host_dir(host) / "etcd"
+    @property
+    def ssh_dir(self) -> Path:
+        return self.root / "ssh"
 
-    def zookeeper_data(self, host: str) -> Path:
-        return self.host_dir(host) / "zookeeper"
+    @property
+    def ssh_key(self) -> Path:
+        return self.ssh_dir / "id_ed25519"
 
-    def pg_data(self, host: str) -> Path:
-        return self.host_dir(host) / "pgdata"
+    @property
+    def known_hosts(self) -> Path:
+        return self.ssh_dir / "known_hosts"
 
-    def pg_run(self, host: str) -> Path:
-        return self.host_dir(host) / "run"
+    @property
+    def ansible_dir(self) -> Path:
+        return self.root / "ansible"
 
-    def log(self, host: str, service: str) -> Path:
-        return self.host_dir(host) / f"{service}.log"
-
-    def config(self, host: str, name: str) -> Path:
-        return self.host_dir(host) / name
+    @property
+    def extra_vars_file(self) -> Path:
+        return self.root / "secrets.vars.yml"
 
     # --- state -------------------------------------------------------------------------------
     def load_state(self) -> LabState:
@@ -84,15 +101,16 @@ class Layout:
             data = json.loads(self.state_file.read_text())
         except (OSError, ValueError):
             return LabState()
-        records = [ProcessRecord.from_json(r) for r in data.get("records", [])]
+        machines = [MachineRecord.from_json(m) for m in data.get("machines", [])]
         keep_data = bool(data.get("keep_data", False))
         # A state written before ZooKeeper came to the lab does not say: it ran etcd.
-        default = "etcd" if records or keep_data else ""
+        default = "etcd" if machines or keep_data else ""
         return LabState(
             inventory=str(data.get("inventory", "")),
             keep_data=keep_data,
             coordination=str(data.get("coordination", default)),
-            records=records,
+            deployed=str(data.get("deployed", "")),
+            machines=machines,
         )
 
     def save_state(self, state: LabState) -> None:
@@ -125,40 +143,27 @@ class Layout:
             return None
         return {str(k): str(v) for k, v in data.items()}
 
-    # --- directories -------------------------------------------------------------------------
-    def prepare_host(self, host: str, postgres: bool, zookeeper_user: str | None = None) -> None:
-        """The host's directory, and the data directories owned by the users the services
-        run as: PostgreSQL's by ``postgres``, ZooKeeper's by ``zookeeper_user`` if given."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.root.chmod(0o755)
-        (self.root / "hosts").mkdir(exist_ok=True)
-        (self.root / "hosts").chmod(0o755)
-        hdir = self.host_dir(host)
-        hdir.mkdir(exist_ok=True)
-        hdir.chmod(0o755)
-        if postgres:
-            pg = pwd.getpwnam("postgres")
-            for d in (self.pg_data(host), self.pg_run(host)):
-                d.mkdir(exist_ok=True)
-                d.chmod(0o700)
-                os.chown(d, pg.pw_uid, pg.pw_gid)
-        if zookeeper_user is not None:
-            zk = pwd.getpwnam(zookeeper_user)
-            d = self.zookeeper_data(host)
-            d.mkdir(exist_ok=True)
-            d.chmod(0o750)
-            os.chown(d, zk.pw_uid, zk.pw_gid)
+    def secret_variables(self, secrets_: dict[str, str]) -> dict[str, str]:
+        return {var: secrets_[name] for var, name in SECRET_VARIABLES.items()}
 
-    def write_file(self, path: Path, content: str, *, owner: str | None = None,
-                   mode: int = 0o644) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(content)
-        tmp.chmod(mode)
-        if owner is not None:
-            user = pwd.getpwnam(owner)
-            os.chown(tmp, user.pw_uid, user.pw_gid)
-        tmp.replace(path)
+    # --- SSH ---------------------------------------------------------------------------------
+    def ensure_ssh_key(self) -> str:
+        """The lab's SSH key pair (made once); returns the public key."""
+        self.ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self.ssh_key.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "tenir-lab",
+                            "-f", str(self.ssh_key)], check=True, capture_output=True, timeout=30)
+        return self.ssh_key.with_suffix(".pub").read_text().strip()
 
+    def write_known_hosts(self, entries: dict[str, str]) -> None:
+        """``address -> host key line``: what Ansible's SSH checks each machine against."""
+        lines = []
+        for address, key in sorted(entries.items()):
+            kind, blob = key.split()[:2]
+            lines.append(f"{address} {kind} {blob}")
+        self.known_hosts.write_text("\n".join(lines) + "\n")
+
+    # --- removal -----------------------------------------------------------------------------
     def remove_all(self) -> None:
         if self.root.exists():
             shutil.rmtree(self.root)

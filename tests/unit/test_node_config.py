@@ -29,6 +29,7 @@ def node_values(**overrides: Any) -> dict[str, Any]:
         "tenir_node_coordination_namespace": "/tenir/tenir-lab/",
         "tenir_node_membership_ttl": 5, "tenir_node_coordination_retry_timeout": 1.5,
         "tenir_node_fencing_safety": 2, "tenir_node_watchdog_cycle_s": 0.5,
+        "tenir_node_patroni_urls": [],
         **overrides,
     }
 

@@ -1,0 +1,159 @@
+"""What the roles render from the shipped inventories, through Ansible itself: the lab's
+(with etcd and with ZooKeeper) and the production example's."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cluster.lab.layout import SECRET_VARIABLES
+from tests.ansible.render import REPO, render_inventory
+
+LAB = REPO / "inventories" / "lab"
+PRODUCTION = REPO / "inventories" / "production-example"
+VAULT_PASSWORD = PRODUCTION / "vault-password.example"
+SECRETS = {var: f"s3cret-{var}-Zq8vTn" for var in SECRET_VARIABLES}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
+    return render_inventory(LAB, tmp_path_factory.mktemp("lab"),
+                            {**SECRETS, "tenir_version": "0.1.0"})
+
+
+@pytest.fixture(scope="module")
+def lab_zk(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
+    return render_inventory(LAB, tmp_path_factory.mktemp("labzk"),
+                            {**SECRETS, "tenir_version": "0.1.0",
+                             "tenir_coordination": "zookeeper"})
+
+
+def _zoo_cfg(text: str) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in text.splitlines()
+             if line.strip() and not line.startswith("#"))
+    return {k: v for k, v in pairs}
+
+
+def test_each_host_gets_the_files_of_its_groups(lab: dict[str, dict[str, str]]) -> None:
+    assert sorted(lab["paris-db"]) == ["etcd.conf.yml", "haproxy.cfg", "myid", "patroni.yml",
+                                       "zoo.cfg"]
+    assert sorted(lab["witness-quorum"]) == ["etcd.conf.yml", "myid", "zoo.cfg"]
+    assert sorted(lab["paris-node1"]) == ["node.yml", "tenir-node.service"]
+    assert sorted(lab["marseille-carriers"]) == ["tenir-carriers.service"]
+
+
+def test_etcd_members_come_from_the_group(lab: dict[str, dict[str, str]]) -> None:
+    for host in ("paris-db", "marseille-db", "witness-quorum"):
+        conf = yaml.safe_load(lab[host]["etcd.conf.yml"])
+        assert conf["name"] == host
+        assert conf["initial-cluster"] == (
+            "paris-db=http://10.213.0.11:2380,"
+            "marseille-db=http://10.213.0.21:2380,"
+            "witness-quorum=http://10.213.0.31:2380")
+        assert conf["initial-cluster-token"] == "tenir-lab-etcd"
+        assert conf["pre-vote"] is True and conf["enable-grpc-gateway"] is True
+
+
+def test_patroni_knows_its_site_timings_and_secrets(lab: dict[str, dict[str, str]]) -> None:
+    for host, site in (("paris-db", "paris"), ("marseille-db", "marseille")):
+        conf = yaml.safe_load(lab[host]["patroni.yml"])
+        assert (conf["scope"], conf["name"], conf["tags"]["site"]) == ("tenir-lab", host, site)
+        dcs = conf["bootstrap"]["dcs"]
+        assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (20, 2, 4)
+        assert dcs["synchronous_mode"] is True
+        assert conf["etcd3"]["hosts"] == ["10.213.0.11:2379", "10.213.0.21:2379",
+                                          "10.213.0.31:2379"]
+        pg = conf["postgresql"]
+        assert pg["authentication"]["superuser"]["password"] == SECRETS[
+            "patroni_superuser_password"]
+        assert conf["restapi"]["authentication"]["password"] == SECRETS[
+            "patroni_restapi_password"]
+        assert "host all all 10.213.0.0/24 scram-sha-256" in pg["pg_hba"]
+
+
+def test_haproxy_routes_to_both_members_and_passes_its_check(
+        lab: dict[str, dict[str, str]], tmp_path: Path) -> None:
+    for host, address in (("paris-db", "10.213.0.11"), ("marseille-db", "10.213.0.21")):
+        text = lab[host]["haproxy.cfg"]
+        assert re.search(rf"^\s*bind {re.escape(address)}:5000$", text, re.M)
+        assert re.findall(r"^\s*server (\S+) (\S+) ", text, re.M) == [
+            ("paris-db", "10.213.0.11:5432"), ("marseille-db", "10.213.0.21:5432")]
+        assert not re.search(r"^\s*user ", text, re.M)  # systemd starts it as haproxy
+        config = tmp_path / f"{host}.cfg"
+        config.write_text(text.replace("/run/haproxy/", f"{tmp_path}/"))
+        proc = subprocess.run(["haproxy", "-c", "-f", str(config)], capture_output=True,
+                              text=True, timeout=30)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_nodes_use_their_sites_haproxy_carriers_and_member_first(
+        lab: dict[str, dict[str, str]], tmp_path: Path) -> None:
+    for host, db, carriers, own in (
+            ("paris-node2", "10.213.0.11", "10.213.0.14", "10.213.0.11:2379"),
+            ("marseille-node1", "10.213.0.21", "10.213.0.24", "10.213.0.21:2379")):
+        conf = yaml.safe_load(lab[host]["node.yml"])
+        assert conf["node"] == host
+        assert f"host={db} port=5000" in conf["dsn"]
+        assert SECRETS["tenir_node_db_password"] in conf["dsn"]
+        assert conf["carriers"]["host"] == carriers
+        assert conf["coordination"]["endpoints"][0] == own
+        assert conf["coordination"]["endpoints"][2] == "10.213.0.31:2379"
+        assert conf["patroni_urls"] == ["http://10.213.0.11:8008", "http://10.213.0.21:8008"]
+        assert conf["lease_s"] == 45  # the inventory's, over the role's default
+        # the node itself accepts it (the role's validate: runs this on the machine)
+        path = tmp_path / f"{host}.yml"
+        path.write_text(lab[host]["node.yml"])
+        proc = subprocess.run([".venv/bin/python", "-m", "nodes.main", "--check", "--config",
+                               str(path)], capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+
+
+def test_secrets_only_where_they_are_used(lab: dict[str, dict[str, str]]) -> None:
+    expected = {
+        "patroni.yml": {"patroni_superuser_password", "patroni_replication_password",
+                        "patroni_rewind_password", "patroni_restapi_password"},
+        "node.yml": {"tenir_node_db_password", "tenir_node_smpp_password",
+                     "tenir_node_token_operator",
+                     "tenir_node_token_oncall", "tenir_node_token_auditor"},
+    }
+    for files in lab.values():
+        for name, text in files.items():
+            leaked = {var for var, secret in SECRETS.items() if secret in text}
+            assert leaked == expected.get(name, set()), name
+
+
+def test_zookeeper_members_and_myids_follow_the_group(lab_zk: dict[str, dict[str, str]]) -> None:
+    for myid, host in enumerate(("paris-db", "marseille-db", "witness-quorum"), start=1):
+        assert lab_zk[host]["myid"].strip() == str(myid)
+        conf = _zoo_cfg(lab_zk[host]["zoo.cfg"])
+        assert conf["server.1"].startswith("10.213.0.11:")
+        assert conf["server.3"].startswith("10.213.0.31:")
+        assert conf["4lw.commands.whitelist"] == "srvr,mntr,ruok,envi"
+    patroni = yaml.safe_load(lab_zk["paris-db"]["patroni.yml"])
+    assert patroni["zookeeper"]["hosts"] == ["10.213.0.11:2181", "10.213.0.21:2181",
+                                             "10.213.0.31:2181"]
+    assert "etcd3" not in patroni
+    node = yaml.safe_load(lab_zk["marseille-node2"]["node.yml"])
+    assert node["coordination"]["backend"] == "zookeeper"
+    assert node["coordination"]["endpoints"] == ["10.213.0.21:2181", "10.213.0.11:2181",
+                                                 "10.213.0.31:2181"]
+
+
+@pytest.mark.parametrize("backend", ["etcd", "zookeeper"])
+def test_production_example_renders_with_its_vault(backend: str, tmp_path: Path) -> None:
+    files = render_inventory(PRODUCTION, tmp_path, {"tenir_coordination": backend},
+                             vault_password_file=VAULT_PASSWORD)
+    patroni = yaml.safe_load(files["paris-pg1"]["patroni.yml"])
+    assert "host all all 192.0.2.0/24 scram-sha-256" in patroni["postgresql"]["pg_hba"]
+    assert patroni["tags"]["site"] == "paris"
+    assert len(patroni["postgresql"]["authentication"]["superuser"]["password"]) >= 20
+    node = yaml.safe_load(files["marseille-alert1"]["node.yml"])
+    port = 2181 if backend == "zookeeper" else 2379
+    assert node["coordination"]["endpoints"][0] == f"192.0.2.112:{port}"  # its own site first
+    assert node["coordination"]["ttl"] == 6
+    assert node["patroni_urls"] == ["http://192.0.2.11:8008", "http://192.0.2.111:8008"]
+    assert "host=192.0.2.112 port=5000" in node["dsn"]
