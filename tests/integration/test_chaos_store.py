@@ -96,6 +96,9 @@ async def test_with_fencing_the_zombie_is_refused_and_every_checker_is_valid(
     assert v.figures["refused"] == 1 and v.figures["accepted_writes"] >= 3
     for check in (recipients.check(h), rpo.check(h, max_window_s=0.5), watchdog.check(h)):
         assert check.validity == "valid", check
+    refs = [op.value["reference"] for op in h.of("outcome")]
+    assert len(refs) == 6 and len(set(refs)) == 6  # each read adds only what is new
+    assert len(h.of("read")) == 3  # the barrier before the fault, after the move, at the end
     kinds = [op.value["kind"] for op in h.of("claim")]
     assert kinds.count("claim") == 3 and "move" in kinds and kinds.count("finish") == 2
     assert [op.value["campaign"] for op in h.of("complete")] == [h.of("final")[0].value[
