@@ -3,6 +3,7 @@ what ping measures, and the heal takes them away. Needs root (CI runs as root)."
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -23,7 +24,7 @@ def ping(net: Triangle, src: str, dst: str, count: int = 10) -> tuple[float, flo
     """(average RTT in ms, fraction lost) from ``src`` to ``dst``."""
     done = subprocess.run(
         ["ip", "netns", "exec", net.namespaces[src], "ping", "-n", "-q", "-c", str(count),
-         "-i", "0.02", "-W", "1", net.addr[(dst, src)]],
+         "-i", "0.02", "-W", "2", net.addr[(dst, src)]],
         capture_output=True, text=True, timeout=60, check=False)
     lost = re.search(r"([0-9.]+)% packet loss", done.stdout)
     avg = re.search(r"= [0-9.]+/([0-9.]+)/", done.stdout)
@@ -51,13 +52,18 @@ def test_distant_sites_get_their_round_trip_and_lose_it_at_heal(net: Triangle) -
         for (x, y), rtt in RTT.items():
             for src, dst in ((x, y), (y, x)):
                 avg, lost = ping(net, src, dst)
-                assert lost == 0
+                # The delayers drop nothing (their stats, below); one ping of ten may still
+                # miss its deadline on this 2-core machine shared with the lab.
+                assert lost <= 0.1, f"{src}->{dst}: {lost:.0%} lost"
                 assert rtt - 0.5 <= avg <= rtt + 3.0, f"{src}->{dst}: {avg} ms, wanted {rtt}"
     finally:
         fault.heal()
     for (x, y) in RTT:
         assert ping(net, x, y)[0] < 2.0
-    assert all("nfqueue_stopped" in line for line in fault.last_logs.values())
+    stats = [json.loads(line)["stats"] for log in fault.last_logs.values()
+             for line in log.splitlines() if "nfqueue_stopped" in line]
+    assert len(stats) == 3  # each delayer stopped cleanly and said what it did
+    assert all(q["dropped"] == 0 and q["seen"] > 0 for s in stats for q in s.values())
 
 
 def test_loss_drops_about_the_given_fraction_each_way(net: Triangle) -> None:
