@@ -9,8 +9,8 @@ import sys
 import time
 from typing import Any
 
-from cluster.httpjson import HttpError, request_json
-from cluster.lab.health import carriers_control_url
+from cluster.carriers_report import carrier_sites, gather, render
+from cluster.httpjson import request_json
 from cluster.node_api import NodeApi, operator_token
 from cluster.topology import Topology
 
@@ -89,60 +89,35 @@ def cmd_campaign(args: argparse.Namespace, topo: Topology) -> int:
 
 
 def references_by_site(topo: Topology, channel: str) -> dict[str, set[str]]:
-    """Every reference each site's simulator received on ``channel``."""
+    """Every reference each site's simulator received on ``channel`` (raises HttpError when one
+    does not answer: the lab tests want every site)."""
     out: dict[str, set[str]] = {}
-    for host in topo.hosts_running("carriers"):
-        url = carriers_control_url(topo, host)
-        _, refs = request_json("GET", f"{url}/references?channel={channel}", timeout=10.0)
-        out[host.site] = set(refs or {})
+    for s in carrier_sites(topo):
+        _, refs = request_json("GET", f"{s.url}/references?channel={channel}", timeout=10.0)
+        out[s.site] = set(refs or {})
     return out
 
 
 def cross_site_duplicates(topo: Topology) -> dict[str, int]:
-    """Per channel, references delivered by the carriers of more than one site: each carrier
-    deduplicates only what it received itself, so work moved to another site while in flight
-    can reach a recipient twice. The invariant bounds it by what was in flight at the fault."""
-    out = {}
-    for channel in ("sms", "email", "voice"):
-        sites = list(references_by_site(topo, channel).values())
-        seen: set[str] = set()
-        twice: set[str] = set()
-        for refs in sites:
-            twice |= seen & refs
-            seen |= refs
-        out[channel] = len(twice)
-    return out
+    """Per channel, references delivered by the carriers of more than one site: work moved to
+    another site while in flight can reach a recipient twice. The invariant bounds it by what
+    was in flight at the fault."""
+    got = gather(carrier_sites(topo))
+    if got["unreachable"]:  # a count over fewer sites would pass for a smaller one
+        raise RuntimeError(f"carrier simulators unreachable: {', '.join(got['unreachable'])}")
+    result: dict[str, int] = got["cross_site_duplicates"]
+    return result
 
 
 def carriers_report(topo: Topology) -> list[dict[str, Any]]:
-    out = []
-    for host in topo.hosts_running("carriers"):
-        url = carriers_control_url(topo, host)
-        try:
-            _, report = request_json("GET", f"{url}/report", timeout=3.0)
-            out.append({"site": host.site, "host": host.name, "report": report})
-        except HttpError as exc:
-            out.append({"site": host.site, "host": host.name, "error": str(exc)})
-    return out
+    reports: list[dict[str, Any]] = gather(carrier_sites(topo))["carriers"]
+    return reports
 
 
 def cmd_carriers(args: argparse.Namespace, topo: Topology) -> int:
-    reports = carriers_report(topo)
-    cross = cross_site_duplicates(topo)
-    if args.json:
-        print(json.dumps({"carriers": reports, "cross_site_duplicates": cross}, indent=2))
-        return 0
-    for r in reports:
-        if "error" in r:
-            print(f"{r['site']:<10} {r['host']:<20} UNREACHABLE {r['error']}")
-            continue
-        for channel in ("sms", "email", "voice"):
-            c = r["report"].get(channel, {})
-            print(f"{r['site']:<10} {channel:<6} received {c.get('received', 0):>8} unique "
-                  f"{c.get('unique_references', 0):>8} duplicates {c.get('duplicates', 0):>6}")
-    print("references delivered by more than one site's carriers: "
-          + ", ".join(f"{k} {v}" for k, v in cross.items()))
-    return 0
+    text, code = render(gather(carrier_sites(topo)), as_json=args.json)
+    print(text)
+    return code
 
 
 def add_parsers(sub: Any) -> None:

@@ -40,7 +40,7 @@ def run_demo(topo: Topology) -> int:
     created = api.call("POST", "/campaigns", {"scenario": "astreinte", "group": "astreinte"})
     oncall = wait_campaign(api, int(created["id"]), 120, live=True)
     print(f"    {progress_line(oncall)}")
-    _step("what the carriers of each site received (references deduplicated)")
+    _step("what the carriers of each site received (every submission counted, as delivered)")
     for r in carriers_report(topo):
         for channel in ("sms", "email", "voice"):
             got = r.get("report", {}).get(channel, {})

@@ -4,6 +4,8 @@ validated at load: every error names the key at fault."""
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,11 @@ from urllib.parse import urlsplit
 import yaml
 
 ROLES = ("operator", "oncall", "auditor")
+# Test-only switches (the chaos suite's proofs that its checkers can fail) are refused unless
+# the node's environment sets this variable to 1: a configuration file alone cannot weaken a
+# production node.
+UNSAFE_ENV = "TENIR_UNSAFE_TEST_SWITCHES"
+UNSAFE_SWITCHES = ("watchdog_off",)
 
 
 class NodeConfigError(ValueError):
@@ -60,6 +67,7 @@ class NodeConfig:
     log_level: str
     coordination: CoordinationConfig | None = None
     patroni_urls: tuple[str, ...] = ()  # Patroni REST APIs the watchdog reads /cluster from
+    unsafe: frozenset[str] = frozenset()  # test-only switches on (UNSAFE_SWITCHES)
 
 
 def _get(data: dict[str, Any], key: str, kind: type, source: str, prefix: str = "") -> Any:
@@ -102,7 +110,26 @@ def _patroni_urls(data: dict[str, Any], source: str) -> tuple[str, ...]:
     return tuple(urls)
 
 
-def parse_node_config(data: Any, source: str = "<node config>") -> NodeConfig:
+def _unsafe(data: dict[str, Any], source: str, environ: Mapping[str, str]) -> frozenset[str]:
+    """``unsafe_test_switches``: a list of UNSAFE_SWITCHES, refused without UNSAFE_ENV=1."""
+    raw = data.get("unsafe_test_switches")
+    if raw is None or raw == []:
+        return frozenset()
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise NodeConfigError(source, "unsafe_test_switches", "must be a list of names")
+    for name in raw:
+        if name not in UNSAFE_SWITCHES:
+            raise NodeConfigError(source, "unsafe_test_switches",
+                                  f"unknown switch {name!r} (known: {', '.join(UNSAFE_SWITCHES)})")
+    if environ.get(UNSAFE_ENV) != "1":
+        raise NodeConfigError(source, "unsafe_test_switches",
+                              f"test-only switches {raw} refused: set {UNSAFE_ENV}=1 in the "
+                              "node's environment (tests only, never in production)")
+    return frozenset(raw)
+
+
+def parse_node_config(data: Any, source: str = "<node config>",
+                      environ: Mapping[str, str] | None = None) -> NodeConfig:
     if not isinstance(data, dict):
         raise NodeConfigError(source, "(document)", "must be a mapping")
     raw_tokens = _get(data, "tokens", dict, source)
@@ -139,6 +166,7 @@ def parse_node_config(data: Any, source: str = "<node config>") -> NodeConfig:
         receipt_timeout_s=_get(data, "receipt_timeout_s", float, source),
         log_level=str(data.get("log_level", "INFO")),
         patroni_urls=_patroni_urls(data, source),
+        unsafe=_unsafe(data, source, os.environ if environ is None else environ),
     )
     raw_coord = data.get("coordination")
     if raw_coord is not None:

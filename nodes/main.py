@@ -34,7 +34,7 @@ from nodes.carriers.smpp import SmppAdapter
 from nodes.carriers.smtp import SmtpAdapter
 from nodes.carriers.voice import VoiceAdapter
 from nodes.channels import ChannelView
-from nodes.config import NodeConfig, NodeConfigError, load_node_config
+from nodes.config import UNSAFE_ENV, NodeConfig, NodeConfigError, load_node_config
 from nodes.dispatcher import Dispatcher, DispatcherConfig, StopMode
 from nodes.drain import CoordinationClusterView, SiteDrainGate
 from nodes.logs import configure_logging
@@ -148,13 +148,13 @@ async def serve(cfg: NodeConfig) -> int:
         if drains is not None and cfg.coordination is not None:
             # Read the drain flags before the first claim (bounded: alerts are not held back).
             await drains.start(first_sync_s=cfg.coordination.retry_timeout * 2)
-        if coordinator is not None and cfg.coordination is not None:
+        if watchdog_wanted(cfg) and coordinator is not None and cfg.coordination is not None:
             watchdog = Watchdog(coordinator, store, node=cfg.node, site=cfg.site,
                                 cycle_s=cfg.coordination.watchdog_cycle_s,
                                 postgres=PatroniRestView(cfg.patroni_urls))
             watchdog_task = asyncio.create_task(watchdog.run(watchdog_stop), name="watchdog")
-            if channels is not None:
-                channels_task = asyncio.create_task(channels.run(watchdog_stop), name="channels")
+        if channels is not None:
+            channels_task = asyncio.create_task(channels.run(watchdog_stop), name="channels")
         await dispatcher.run()
     finally:
         watchdog_stop.set()
@@ -174,6 +174,16 @@ async def serve(cfg: NodeConfig) -> int:
         await store.close()
     log.info("node %s stopped", cfg.node)
     return 0
+
+
+def watchdog_wanted(cfg: NodeConfig) -> bool:
+    """False only under the test switch ``watchdog_off``, which is said loudly."""
+    if "watchdog_off" not in cfg.unsafe:
+        return True
+    log.critical("UNSAFE TEST SWITCH: this node runs NO WATCHDOG (%s=1, unsafe_test_switches: "
+                 "watchdog_off); a dead node's batches move only when their lease expires. "
+                 "Never in production.", UNSAFE_ENV, extra={"event": "unsafe_watchdog_off"})
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:

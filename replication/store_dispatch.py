@@ -73,6 +73,23 @@ SELECT tenir_record_outcomes(%s, %s, %s,
 """
 
 
+# The watchdog's move, and its 'move' rows in the claim log (migrations/0006), in one statement.
+_REASSIGN = """
+WITH moved AS (
+    UPDATE batches SET state = 'pending', owner = NULL, owner_site = NULL, lease_until = NULL,
+           reserved_site = %s::text,
+           reserved_until = CASE WHEN %s::text IS NULL THEN NULL
+                            ELSE now() + make_interval(secs => %s) END
+     WHERE state = 'claimed' AND owner = %s
+    RETURNING id, epoch
+), logged AS (
+    INSERT INTO claim_log (kind, batch_id, epoch, node, site, current_epoch)
+    SELECT 'move', id, epoch, %s, %s::text, epoch FROM moved
+)
+SELECT count(*) FROM moved
+"""
+
+
 def _lease(lease_s: float) -> float:
     if isinstance(lease_s, bool) or not isinstance(lease_s, int | float) \
             or not math.isfinite(lease_s) or not 0 < lease_s <= MAX_LEASE_S:
@@ -171,14 +188,10 @@ class DispatchPart(StoreBase):
         if reserve_for is None or hold == 0:
             reserve_for, hold = None, 0.0
         async with self._statement() as conn:
-            cur = await conn.execute(
-                "UPDATE batches SET state = 'pending', owner = NULL, owner_site = NULL,"
-                " lease_until = NULL, reserved_site = %s::text,"
-                " reserved_until = CASE WHEN %s::text IS NULL THEN NULL"
-                "                  ELSE now() + make_interval(secs => %s) END"
-                " WHERE state = 'claimed' AND owner = %s",
-                (reserve_for, reserve_for, hold, node))
-            return cur.rowcount
+            cur = await conn.execute(_REASSIGN, (reserve_for, reserve_for, hold, node, node,
+                                                 reserve_for))
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
 
     async def lift_reservations(self, site: str) -> int:
         """Open to every site the pending batches still held for ``site`` (its last live member

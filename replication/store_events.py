@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from replication.store_api import Event
+from replication.store_api import Event, InvalidInput
 from replication.store_base import StoreBase
 from replication.store_codec import check_name
+
+EVENT_KIND = re.compile(r"^[a-z][a-z0-9_.]*$")  # the CHECK constraint of migrations/0003
+
+
+def check_event_kind(kind: object) -> None:
+    if not isinstance(kind, str) or not EVENT_KIND.match(kind):
+        raise InvalidInput("kind", "must be lower-case words joined by dots or underscores "
+                           "(watchdog.move)")
 
 
 class EventsPart(StoreBase):
@@ -41,6 +50,7 @@ class EventsPart(StoreBase):
     async def record_event(self, kind: str, sentence: str, node: str, site: str,
                            campaign_id: int | None = None,
                            details: Mapping[str, Any] | None = None) -> int:
+        check_event_kind(kind)
         check_name("node", node)
         check_name("site", site)
         async with self._tx() as conn:

@@ -105,7 +105,7 @@ async def test_simulator_exits_cleanly_on_signal(
             async with http.get(f"http://{HOST}:{ports['control']}/report") as resp:
                 report = await resp.json()
             assert report["dedup"] is True
-            assert report["sms"]["duplicates"] == 1 and report["sms"]["delivered"] == 1
+            assert report["sms"]["duplicates"] == 1 and report["sms"]["delivered"] == 2
 
             # Leave a request hanging on every channel, then stop the simulator under them.
             async with http.post(f"http://{HOST}:{ports['control']}/control",

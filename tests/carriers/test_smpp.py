@@ -169,7 +169,7 @@ async def test_timeout_is_retryable_within_the_adapter_timeout(
     assert (await adapter.send(sms(2))).accepted  # the session survived the silence
 
 
-async def test_dedup_counts_duplicates(
+async def test_dedup_changes_the_answers_never_the_counts(
     sim_factory: SimFactory, adapters: AdapterFactory, http: aiohttp.ClientSession,
 ) -> None:
     sim = await sim_factory(dedup=True)
@@ -184,9 +184,14 @@ async def test_dedup_counts_duplicates(
     assert {r.carrier_message_id for r in again} == {first.carrier_message_id}
     report = await control.report()
     assert report["dedup"] is True
+    # ...but a person behind it would still get every one: each is counted and logged.
     assert report["sms"] == {"received": 4, "unique_references": 2, "duplicates": 2,
-                             "delivered": 2}
+                             "delivered": 4}
     assert report["totals"]["duplicates"] == 2
+    _status, page = await control.get("/submissions?after=0")
+    assert [(s["reference"], s["resubmission"]) for s in page["items"]] == [
+        ("7:1:sms:0", False), ("7:1:sms:0", True), ("7:1:sms:0", True), ("7:2:sms:0", False)]
+    assert len({s["message_id"] for s in page["items"]}) == 4  # the simulator's own ids
 
 
 async def test_without_dedup_duplicates_are_delivered_and_counted(

@@ -112,7 +112,7 @@ async def test_ack_link_is_clicked(
     assert node_api.clicks == ["9:1:email:0"]
 
 
-async def test_dedup_relay_counts_duplicates(
+async def test_dedup_relay_still_counts_every_duplicate_delivered(
     sim_factory: SimFactory, adapters: AdapterFactory, http: aiohttp.ClientSession,
 ) -> None:
     sim = await sim_factory(dedup=True)
@@ -121,7 +121,10 @@ async def test_dedup_relay_counts_duplicates(
         assert (await adapter.send(mail(1))).accepted
     report = await Control(http, sim).report()
     assert report["email"] == {"received": 3, "unique_references": 1, "duplicates": 2,
-                               "delivered": 1}
+                               "delivered": 3}
+    items = sim.state.submissions.page(0)["items"]
+    assert [(s["channel"], s["resubmission"]) for s in items] == [
+        ("email", False), ("email", True), ("email", True)]
 
 
 async def test_messages_email_cannot_carry_are_refused_and_wiring_errors_raise(

@@ -130,8 +130,9 @@ def test_control_validation_and_outcomes_are_deterministic() -> None:
     state = SimState("paris", dedup=True)
     first = state.record("sms", "r", "id1")
     again = state.record("sms", "r", "id2")
-    assert (first.duplicate, first.deliver, first.carrier_id) == (False, True, "id1")
-    assert (again.duplicate, again.deliver, again.carrier_id) == (True, False, "id1")
+    assert (first.duplicate, first.answer_new, first.carrier_id) == (False, True, "id1")
+    assert (again.duplicate, again.answer_new, again.carrier_id) == (True, False, "id1")
+    assert state.report()["sms"]["delivered"] == 2  # counted as a non-deduplicating carrier
 
 
 def test_json_formatter_masks_what_callers_forgot() -> None:

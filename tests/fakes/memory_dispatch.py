@@ -142,6 +142,10 @@ class DispatchPart(MemoryBase):
 
     async def finish_batch(self, batch_id: int, epoch: int, node: str) -> None:
         self._enter("finish_batch")
+        done = self._batches.get(batch_id)
+        if done is not None and done.state == "done" and done.node == node \
+                and done.epoch == epoch:
+            return  # finished again by the same claim: a retry after a lost reply, a no-op
         batch = self._owned(batch_id, epoch, node)
         campaign = self._campaigns[batch.campaign_id]
         if campaign.state != "cancelled":

@@ -51,6 +51,7 @@ from replication.store_api import (
     Scenario,
     ScenarioIn,
 )
+from replication.store_events import check_event_kind
 from tests.fakes.memory_base import BatchRow, CampaignRow, RecipientRow, required_name
 from tests.fakes.memory_dispatch import DispatchPart
 
@@ -282,6 +283,9 @@ class MemoryStore(DispatchPart):
                            campaign_id: int | None = None,
                            details: Mapping[str, Any] | None = None) -> int:
         self._enter("record_event")
+        check_event_kind(kind)
+        node = required_name("node", node)
+        site = required_name("site", site)
         event = Event(id=len(self.events) + 1, at=self.clock(), kind=kind, node=node, site=site,
                       campaign_id=campaign_id, sentence=sentence, details=dict(details or {}))
         self.events.append(event)

@@ -89,3 +89,29 @@ def test_bad_patroni_urls_are_refused_naming_the_key(value: Any, key: str, probl
     assert refused.value.key == key
     assert "s3cret" not in str(refused.value)
     assert str(refused.value).startswith(f"node.yml: {key}: ")
+
+
+def test_unsafe_switches_are_refused_without_the_environment_variable() -> None:
+    data = rendered(tenir_node_unsafe_test_switches=["watchdog_off"])
+    with pytest.raises(NodeConfigError, match=r"switches: .*TENIR_UNSAFE_TEST_SWITCHES"):
+        parse_node_config(data, "node.yml", environ={})
+    with pytest.raises(NodeConfigError, match="unsafe_test_switches"):
+        parse_node_config(data, "node.yml", environ={"TENIR_UNSAFE_TEST_SWITCHES": "yes"})
+    cfg = parse_node_config(data, "node.yml", environ={"TENIR_UNSAFE_TEST_SWITCHES": "1"})
+    assert cfg.unsafe == frozenset({"watchdog_off"})
+    assert parse_node_config(rendered(), environ={}).unsafe == frozenset()  # the default: none
+    bad = rendered(tenir_node_unsafe_test_switches=["fencing_off"])
+    with pytest.raises(NodeConfigError, match="unknown switch 'fencing_off'"):
+        parse_node_config(bad, environ={"TENIR_UNSAFE_TEST_SWITCHES": "1"})
+
+
+def test_a_node_with_the_watchdog_switched_off_says_so_loudly(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from nodes.main import watchdog_wanted
+
+    data = rendered(tenir_node_unsafe_test_switches=["watchdog_off"])
+    cfg = parse_node_config(data, environ={"TENIR_UNSAFE_TEST_SWITCHES": "1"})
+    with caplog.at_level("CRITICAL"):
+        assert watchdog_wanted(cfg) is False
+    assert "NO WATCHDOG" in caplog.text and caplog.records[0].levelname == "CRITICAL"
+    assert watchdog_wanted(parse_node_config(rendered(), environ={})) is True

@@ -1,5 +1,6 @@
 """``python -m nodes.carriers.sim --site paris --smpp-port P --smtp-port P --voice-port P
---control-port P [--dedup] [--receipt-delay-ms N]``: one simulated carrier site per process.
+--control-port P [--dedup] [--receipt-delay-ms N] [--log-capacity N]``: one simulated carrier
+site per process.
 
 Logs JSON lines to stderr; the first ``sim_ready`` line gives the ports bound (useful with port 0).
 Sessions, binds and control changes are logged at INFO, every message at DEBUG
@@ -19,6 +20,7 @@ import sys
 
 from nodes.carriers.sim import jsonlog
 from nodes.carriers.sim.app import SimConfig, Simulator
+from nodes.carriers.sim.submissions import DEFAULT_CAPACITY
 
 STOP_GRACE_S = 5.0
 log = logging.getLogger("tenir.sim")
@@ -34,7 +36,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[SimConfig, str]:
     p.add_argument("--voice-port", type=int, default=0)
     p.add_argument("--control-port", type=int, default=0)
     p.add_argument("--dedup", action="store_true",
-                   help="accept a reference seen before without delivering it again")
+                   help="answer a reference seen before with its first message id and no new "
+                        "acknowledgement (it is still counted as delivered and logged)")
+    p.add_argument("--log-capacity", type=int, default=DEFAULT_CAPACITY,
+                   help="entries kept by the submission log's ring (GET /submissions)")
     p.add_argument("--receipt-delay-ms", type=int, default=50)
     p.add_argument("--system-id", default="tenir", help="SMPP system_id expected at bind")
     p.add_argument("--password", default=None,
@@ -46,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[SimConfig, str]:
         config = SimConfig(site=a.site, host=a.host, smpp_port=a.smpp_port,
                            smtp_port=a.smtp_port, voice_port=a.voice_port,
                            control_port=a.control_port, dedup=a.dedup,
+                           log_capacity=a.log_capacity,
                            receipt_delay_ms=a.receipt_delay_ms, system_id=a.system_id,
                            password=password)
     except ValueError as exc:

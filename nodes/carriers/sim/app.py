@@ -15,6 +15,7 @@ from nodes.carriers.sim.control import ControlServer
 from nodes.carriers.sim.smpp_server import SmppServer
 from nodes.carriers.sim.smtp_server import SmtpServer
 from nodes.carriers.sim.state import SimState
+from nodes.carriers.sim.submissions import DEFAULT_CAPACITY
 from nodes.carriers.sim.voice_server import VoiceServer
 
 log = logging.getLogger("tenir.sim")
@@ -30,12 +31,15 @@ class SimConfig:
     control_port: int = 0
     dedup: bool = False
     receipt_delay_ms: int = 50
+    log_capacity: int = DEFAULT_CAPACITY  # entries of the submission log's ring
     system_id: str = "tenir"
     password: str = "secret"  # noqa: S105 - the lab simulator's default; --password overrides
 
     def __post_init__(self) -> None:
         if not self.site:
             raise ValueError("site: required")
+        if self.log_capacity < 1:
+            raise ValueError("log_capacity: must be >= 1")
         if self.receipt_delay_ms < 0:
             raise ValueError("receipt_delay_ms: must be >= 0")
         for name in ("smpp_port", "smtp_port", "voice_port", "control_port"):
@@ -48,7 +52,8 @@ class SimConfig:
 class Simulator:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
-        self.state = SimState(config.site, dedup=config.dedup)
+        self.state = SimState(config.site, dedup=config.dedup,
+                              log_capacity=config.log_capacity)
         self.ports: dict[str, int] = {}
         self._http: aiohttp.ClientSession | None = None
         self._smpp: SmppServer | None = None

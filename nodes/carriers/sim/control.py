@@ -4,6 +4,7 @@
 |---|---|
 | ``GET /healthz`` | ``{"ok": true, "site": ...}`` |
 | ``GET /report`` | per channel ``{received, unique_references, duplicates, delivered}``, totals |
+| ``GET /submissions?after=N&limit=M`` | the submission log after cursor N (:mod:`.submissions`) |
 | ``GET /references?channel=sms`` | ``{reference: times received}`` for one channel |
 | ``GET /control`` | the current settings of every channel |
 | ``POST /control`` | change settings (see :mod:`.state`); 400 naming the bad field |
@@ -35,6 +36,7 @@ class ControlServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/report", self._report)
         app.router.add_get("/references", self._references)
+        app.router.add_get("/submissions", self._submissions)
         app.router.add_get("/control", self._get_control)
         app.router.add_post("/control", self._post_control)
         app.router.add_post("/reset", self._reset)
@@ -62,6 +64,20 @@ class ControlServer:
             if channel == wanted:
                 return web.json_response(self.state.references(channel))
         return _bad("channel", f"must be one of {', '.join(SIM_CHANNELS)}")
+
+    async def _submissions(self, request: web.Request) -> web.Response:
+        values = {}
+        for name, default in (("after", "0"), ("limit", "1000")):
+            raw = request.query.get(name, default)
+            if not raw.isdigit():
+                return _bad(name, "must be an integer >= 0")
+            values[name] = int(raw)
+        try:
+            page = self.state.submissions.page(values["after"], values["limit"])
+        except ValueError as exc:
+            field, _, problem = str(exc).partition(": ")
+            return _bad(field, problem)
+        return web.json_response(page)
 
     async def _get_control(self, _request: web.Request) -> web.Response:
         return web.json_response(self.state.current_settings())

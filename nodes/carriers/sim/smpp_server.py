@@ -323,12 +323,12 @@ class SmppSession:
                                                   admission.carrier_id))
         log.debug("submit_sm accepted", extra={
             "event": "sms_accepted", **extra, "message_id": admission.carrier_id,
-            "duplicate": admission.duplicate, "delivered": admission.deliver})
+            "duplicate": admission.duplicate, "answered_new": admission.answer_new})
         delay = self.server.receipt_delay_s
         if sm.registered_delivery & pdu.REGISTERED_DELIVERY_RECEIPT and not settings.drop_receipts:
             self.server.schedule_report(_receipt(sm, reference, admission.carrier_id), delay, self)
         wants_reply = sm.tlvs.get(pdu.TLV_TENIR_ACK) == "reply"
-        if admission.deliver and wants_reply and fraction(reference, "ack") < settings.ack_rate:
+        if admission.answer_new and wants_reply and fraction(reference, "ack") < settings.ack_rate:
             reply = ShortMessage(source=sm.destination, destination=sm.source,
                                  text=f"OK {reference}")
             self.server.schedule_report(reply, delay + REPLY_AFTER_RECEIPT_S, self)

@@ -100,9 +100,9 @@ class SmtpServer:
         admission = self.state.record("email", reference, uuid.uuid4().hex)
         log.debug("message accepted", extra={
             "event": "email_accepted", **extra, "queue_id": admission.carrier_id,
-            "duplicate": admission.duplicate, "delivered": admission.deliver})
+            "duplicate": admission.duplicate, "answered_new": admission.answer_new})
         ack_url = msg.get(ACK_URL_HEADER)
-        if ack_url and admission.deliver and fraction(reference, "ack") < settings.ack_rate:
+        if ack_url and admission.answer_new and fraction(reference, "ack") < settings.ack_rate:
             self._clicks.spawn(self._click(str(ack_url).strip(), reference), name="smtp-click")
         return f"250 2.0.0 Ok: queued as {admission.carrier_id}"
 

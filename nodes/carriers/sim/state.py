@@ -13,6 +13,11 @@ Settings of one channel:
 
 Which messages are acknowledged or answered is a pure function of the reference
 (:func:`fraction`), so that a test or a chaos run is reproducible.
+
+Every accepted message is counted as *delivered*, as a carrier that does not deduplicate would
+deliver it to the person, and is appended to the submission log (:mod:`.submissions`). The
+``dedup`` option only changes what the simulator answers: the first message id again, and no
+second acknowledgement reply or click; it never changes what is counted.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final, Literal, get_args
 
 from nodes.carriers.flow import TokenBucket
+from nodes.carriers.sim.submissions import DEFAULT_CAPACITY, SubmissionLog
 
 SimChannel = Literal["sms", "email", "voice"]
 Mode = Literal["normal", "refuse", "timeout", "throttle", "slow"]
@@ -116,11 +122,13 @@ def parse_control(payload: object) -> tuple[tuple[SimChannel, ...], dict[str, An
 @dataclass(frozen=True)
 class Admission:
     """How a received message was recorded: ``duplicate`` when its reference was seen before;
-    ``deliver`` when it is delivered (always, unless it is a duplicate at a deduplicating
-    carrier); ``carrier_id`` the id to answer (the first one's at a deduplicating carrier)."""
+    ``answer_new`` when the simulator answers it as a new message (acknowledgement replies,
+    clicks): always, unless it is a duplicate at a deduplicating carrier; ``carrier_id`` the id
+    to answer (the first one's at a deduplicating carrier). It is counted as delivered and
+    logged whatever the answer."""
 
     duplicate: bool
-    deliver: bool
+    answer_new: bool
     carrier_id: str
 
 
@@ -138,9 +146,11 @@ class ChannelRecord:
 
 
 class SimState:
-    def __init__(self, site: str, *, dedup: bool) -> None:
+    def __init__(self, site: str, *, dedup: bool,
+                 log_capacity: int = DEFAULT_CAPACITY) -> None:
         self.site = site
         self.dedup = dedup
+        self.submissions = SubmissionLog(site, log_capacity)
         self.settings: dict[SimChannel, ChannelSettings] = {c: ChannelSettings()
                                                             for c in SIM_CHANNELS}
         self.records: dict[SimChannel, ChannelRecord] = {c: ChannelRecord() for c in SIM_CHANNELS}
@@ -169,13 +179,15 @@ class SimState:
     def record(self, channel: SimChannel, reference: str, new_id: str) -> Admission:
         rec = self.records[channel]
         rec.received += 1
+        rec.delivered += 1  # as a carrier that does not deduplicate delivers it
         duplicate = reference in rec.counts
         rec.counts[reference] += 1
+        self.submissions.append(channel, reference, new_id, duplicate)
         if duplicate and self.dedup:
-            return Admission(duplicate=True, deliver=False, carrier_id=rec.first_id[reference])
+            return Admission(duplicate=True, answer_new=False,
+                             carrier_id=rec.first_id[reference])
         rec.first_id.setdefault(reference, new_id)
-        rec.delivered += 1
-        return Admission(duplicate=duplicate, deliver=True, carrier_id=new_id)
+        return Admission(duplicate=duplicate, answer_new=True, carrier_id=new_id)
 
     def report(self) -> dict[str, Any]:
         channels: dict[str, dict[str, int]] = {channel: rec.report()
@@ -189,3 +201,4 @@ class SimState:
 
     def reset(self) -> None:
         self.records = {c: ChannelRecord() for c in SIM_CHANNELS}
+        self.submissions.clear()

@@ -1,0 +1,56 @@
+"""Runs the collectors on a period, as one owned task: ``async with Collecting([...], 0.5):``
+reads each collector every period while the block runs, and once more at exit (after the
+block, so that the last reads follow the end of the run). A collector's exception is logged
+and the others go on; the task is always reaped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+log = logging.getLogger("tenir.chaos.collect")
+
+
+class Collector(Protocol):
+    async def read(self) -> Any: ...
+
+
+class Collecting:
+    def __init__(self, collectors: Sequence[Collector], period_s: float = 0.5) -> None:
+        if period_s <= 0:
+            raise ValueError("period_s: must be > 0")
+        self.collectors = list(collectors)
+        self.period_s = period_s
+        self.errors = 0
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def read_all(self) -> None:
+        for c in self.collectors:
+            try:
+                await c.read()
+            except Exception:  # a collector down must not stop the others
+                self.errors += 1
+                log.exception("collector failed", extra={"event": "chaos_collector_error",
+                                                         "collector": type(c).__name__})
+
+    async def _loop(self) -> None:
+        while not self._stop.is_set():
+            await self.read_all()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.period_s)
+
+    async def __aenter__(self) -> Collecting:
+        self._task = asyncio.create_task(self._loop(), name="chaos-collect")
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        await self.read_all()

@@ -1,0 +1,203 @@
+"""The store observer: reads what PostgreSQL committed into the history.
+
+Every ``read()`` is one REPEATABLE READ transaction (one snapshot) that appends:
+
+* ``outcome`` ok ops for attempts new or changed since the last read (every outcome it sees is
+  committed; ``at`` is the snapshot's database time, an upper bound of the commit);
+* ``claim`` ok ops from the claim log (migration 0006), with the row's own time as ``at``;
+* ``stale_write`` ok ops from ``fencing_rejections``;
+* ``move`` ok ops for ``watchdog.move`` events, ``event`` ok ops for the others;
+* ``complete`` ok ops for campaigns seen completed or cancelled (``at``: completed_at);
+* one ``read`` ok op ``{db_time}`` last, ``at`` = the snapshot's database time.
+
+Incremental without missing a late commit: rows are selected by ``xmin`` (the id of the
+transaction that wrote them) at or above the previous snapshot's ``xmin`` horizon: every
+transaction below it had ended when that snapshot was taken, so its rows were already seen;
+a transaction still running then has an xid at or above it and is read again now. Rows seen
+twice are recognised (by id, or by an unchanged attempt) and not added again. ``xmin`` is
+compared on 32 bits: fine for a run, not across a transaction-id wraparound. Each read scans
+``attempts`` sequentially (no index on xmin): its cost grows with the campaigns in the
+database (not benchmarked yet; keep the period at 0.5-1 s for a 20,000-recipient run).
+
+``final(campaign)`` appends the ``final`` op the checkers judge the end state on: every
+attempt (carrier message id, epoch, recorded time, state), each recipient's final reference,
+the pending count and the members of each batch.
+
+Use: ``async with PgObserver(dsn, history) as obs: ... await obs.read() ...``; the runner
+calls ``read()`` on a period (``chaos.collect.Collecting``) and right before each fault.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from chaos.history import History
+
+OUTCOMES = """
+SELECT a.reference, a.campaign_id, a.recipient_id, a.channel, a.state, a.carrier_message_id,
+       a.epoch, a.node, a.site, a.batch_id, extract(epoch FROM a.sent_at)::float8,
+       coalesce(r.final_reference = a.reference, false)
+  FROM attempts a JOIN recipients r ON r.id = a.recipient_id
+ WHERE a.xmin::text::bigint >= %(horizon)s
+"""
+CLAIMS = """
+SELECT id, extract(epoch FROM at)::float8, kind, batch_id, epoch, node, site,
+       extract(epoch FROM lease_until)::float8, prev_owner, prev_epoch, current_epoch, rows
+  FROM claim_log WHERE xmin::text::bigint >= %(horizon)s ORDER BY id
+"""
+REFUSALS = """
+SELECT id, extract(epoch FROM at)::float8, operation, batch_id, epoch, node, current_epoch,
+       current_owner, current_state, rows_refused
+  FROM fencing_rejections WHERE xmin::text::bigint >= %(horizon)s ORDER BY id
+"""
+EVENTS = """
+SELECT id, extract(epoch FROM at)::float8, kind, node, site, campaign_id, sentence, details
+  FROM events WHERE xmin::text::bigint >= %(horizon)s ORDER BY id
+"""
+COMPLETED = """
+SELECT id, state, extract(epoch FROM completed_at)::float8 FROM campaigns
+ WHERE completed_at IS NOT NULL AND xmin::text::bigint >= %(horizon)s
+"""
+SNAPSHOT = """
+SELECT extract(epoch FROM clock_timestamp())::float8,
+       (pg_snapshot_xmin(pg_current_snapshot())::text::numeric % 4294967296)::bigint
+"""
+
+
+class PgObserver:
+    """See the module docstring. Not safe for concurrent ``read()`` calls (one at a time)."""
+
+    def __init__(self, dsn: str, history: History, *, process: str = "observer") -> None:
+        self.dsn = dsn
+        self.history = history
+        self.process = process
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._horizon = 0
+        self._attempts: dict[str, tuple[Any, ...]] = {}
+        self._seen_ids: dict[str, set[int]] = {"claim": set(), "stale": set(), "event": set()}
+        self._completed: set[int] = set()
+        self.last_read_at: float | None = None
+
+    async def __aenter__(self) -> PgObserver:
+        self._conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def read(self) -> float:
+        """One snapshot's new rows into the history; returns its database time."""
+        assert self._conn is not None, "use PgObserver as an async context manager"
+        conn = self._conn
+        async with conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            cur = await conn.execute(SNAPSHOT)
+            row = await cur.fetchone()
+            assert row is not None
+            db_time, horizon = float(row[0]), int(row[1])
+            params = {"horizon": self._horizon}
+            outcomes = await (await conn.execute(OUTCOMES, params)).fetchall()
+            claims = await (await conn.execute(CLAIMS, params)).fetchall()
+            refusals = await (await conn.execute(REFUSALS, params)).fetchall()
+            events = await (await conn.execute(EVENTS, params)).fetchall()
+            completed = await (await conn.execute(COMPLETED, params)).fetchall()
+        self._add_outcomes(outcomes, db_time)
+        self._add_claims(claims)
+        self._add_refusals(refusals)
+        self._add_events(events)
+        for cid, state, at in completed:
+            if cid not in self._completed:
+                self._completed.add(cid)
+                self.history.add(self.process, "ok", "complete",
+                                 {"campaign": cid, "state": state, "completed_at": at}, at=at)
+        self.history.add(self.process, "ok", "read", {"db_time": db_time}, at=db_time)
+        self._horizon = horizon
+        self.last_read_at = db_time
+        return db_time
+
+    def _add_outcomes(self, rows: list[tuple[Any, ...]], db_time: float) -> None:
+        for (ref, cid, rid, channel, state, cmid, epoch, node, site, batch, recorded,
+             final) in rows:
+            key = (state, cmid, epoch, recorded, final)
+            if self._attempts.get(ref) == key:
+                continue
+            self._attempts[ref] = key
+            self.history.add(self.process, "ok", "outcome", {
+                "campaign": cid, "recipient": rid, "reference": ref, "channel": channel,
+                "state": state, "carrier_message_id": cmid, "epoch": epoch, "node": node,
+                "site": site, "batch": batch, "recorded_at": recorded, "final": final},
+                at=db_time)
+
+    def _fresh(self, kind: str, row_id: int) -> bool:
+        seen = self._seen_ids[kind]
+        if row_id in seen:
+            return False
+        seen.add(row_id)
+        return True
+
+    def _add_claims(self, rows: list[tuple[Any, ...]]) -> None:
+        for (rid, at, kind, batch, epoch, node, site, lease, prev_owner, prev_epoch, current,
+             nrows) in rows:
+            if self._fresh("claim", rid):
+                self.history.add(f"node:{node}", "ok", "claim", {
+                    "id": rid, "batch": batch, "epoch": epoch, "node": node, "site": site,
+                    "kind": kind, "lease_until": lease, "prev_owner": prev_owner,
+                    "prev_epoch": prev_epoch, "current_epoch": current, "rows": nrows}, at=at)
+
+    def _add_refusals(self, rows: list[tuple[Any, ...]]) -> None:
+        for rid, at, operation, batch, epoch, node, current, owner, state, nrows in rows:
+            if self._fresh("stale", rid):
+                self.history.add(f"node:{node}", "ok", "stale_write", {
+                    "id": rid, "batch": batch, "epoch": epoch, "node": node,
+                    "operation": operation, "current_epoch": current, "current_owner": owner,
+                    "current_state": state, "rows": nrows}, at=at)
+
+    def _add_events(self, rows: list[tuple[Any, ...]]) -> None:
+        for rid, at, kind, node, site, campaign, sentence, details in rows:
+            if not self._fresh("event", rid):
+                continue
+            if kind == "watchdog.move":
+                moved = details.get("moved", {}) if isinstance(details, dict) else {}
+                self.history.add(f"node:{node}", "ok", "move", {
+                    "id": rid, "nodes": sorted(moved) if isinstance(moved, dict) else moved,
+                    "sentence": sentence, "details": details, "site": site}, at=at)
+            else:
+                self.history.add(f"node:{node}", "ok", "event", {
+                    "id": rid, "kind": kind, "node": node, "site": site,
+                    "campaign": campaign, "sentence": sentence, "details": details}, at=at)
+
+    async def final(self, campaign: int) -> float:
+        """The end state of ``campaign`` as one ``final`` op; returns its database time."""
+        assert self._conn is not None, "use PgObserver as an async context manager"
+        conn = self._conn
+        async with conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            row = await (await conn.execute(
+                "SELECT extract(epoch FROM clock_timestamp())::float8, recipients"
+                " FROM campaigns WHERE id = %s", (campaign,))).fetchone()
+            if row is None:
+                raise LookupError(f"campaign {campaign}: not found")
+            recipients = await (await conn.execute(
+                "SELECT id, batch_id, state, final_reference FROM recipients"
+                " WHERE campaign_id = %s", (campaign,))).fetchall()
+            attempts = await (await conn.execute(
+                "SELECT reference, carrier_message_id, epoch,"
+                " extract(epoch FROM sent_at)::float8, state, node"
+                " FROM attempts WHERE campaign_id = %s", (campaign,))).fetchall()
+        db_time = float(row[0])
+        members: dict[str, list[int]] = {}
+        for rid, batch, _state, _ref in recipients:
+            members.setdefault(str(batch), []).append(rid)
+        self.history.add(self.process, "ok", "final", {
+            "campaign": campaign, "recipients": int(row[1]),
+            "pending": sum(1 for r in recipients if r[2] == "pending"),
+            "finals": {str(rid): ref for rid, _b, state, ref in recipients if state != "pending"},
+            "attempts": {ref: {"carrier_message_id": cmid, "epoch": epoch, "recorded_at": at,
+                               "state": state, "node": node}
+                         for ref, cmid, epoch, at, state, node in attempts},
+            "batch_members": members}, at=db_time)
+        return db_time
