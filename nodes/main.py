@@ -1,12 +1,13 @@
 """``python -m nodes.main --config node.yml``: one alert node, API and dispatcher in one process.
 
-Start: JSON logging, the campaign store (migrations applied under an advisory lock, one node at a
-time; retried while PostgreSQL is away), membership of the coordination service, the carrier
-adapters of the node's site, the dispatcher (gated by self-fencing and by site drain:
-``nodes/drain.py``), the API, the drain-flag watch and the watchdog (which reads Patroni's
-``/cluster`` at ``patroni_urls``). Stop: the first SIGTERM/SIGINT drains (no new claims, running
-batches finish until the drain deadline, then are released), a second one stops at once; buffered
-outcomes are always flushed before the store closes.
+Start: JSON logging, the campaign store (the schema must be migrated: the node's role cannot,
+the owner runs ``tenir db migrate``; retried while PostgreSQL is away or the schema is behind),
+membership of the coordination service, the carrier adapters of the node's site, the
+dispatcher (gated by self-fencing and by site drain: ``nodes/drain.py``), the API, the
+drain-flag watch and the watchdog (which reads Patroni's ``/cluster`` at ``patroni_urls``).
+Stop: the first SIGTERM/SIGINT drains (no new claims, running batches finish until the drain
+deadline, then are released), a second one stops at once; buffered outcomes are always flushed
+before the store closes.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ async def open_store(cfg: NodeConfig, deadline_s: float = 120.0) -> PgCampaignSt
     until = loop.time() + deadline_s
     while True:
         try:
-            return await PgCampaignStore.open(cfg.dsn, apply_migrations=True,
+            return await PgCampaignStore.open(cfg.dsn, require_schema=True,
                                               max_size=cfg.max_batches + 6, connect_s=15.0)
         except Exception as exc:
             if loop.time() >= until:

@@ -10,6 +10,7 @@ links and, unless asked to keep it, data.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import shutil
@@ -34,7 +35,8 @@ from cluster.lab.services import (
 )
 from cluster.settings import int_setting, setting
 from cluster.topology import Host, Topology
-from replication.appdb import dsn, ensure_app_database
+from replication.appdb import APP_DB, APP_USER, OWNER_USER, dsn, ensure_app_database
+from replication.migrate import migrate
 
 Say = Callable[[str], None]
 REQUIRED_BINARIES = ("ip", "haproxy", "setpriv", "/usr/lib/postgresql/15/bin/postgres")
@@ -253,7 +255,13 @@ class Lab:
         haproxy = next(h for h in self.topo.hosts_running("haproxy") if h.site == host.site)
         port = int_setting(self.topo, haproxy, "haproxy", "haproxy_primary_port")
         ensure_app_database(dsn(str(haproxy.address), port, "postgres", secrets["superuser"],
-                                "postgres"), secrets["app"])
+                                "postgres"), secrets["app"], secrets["owner"])
+        # The schema owner migrates (the nodes' role cannot; they only check the version),
+        # as `tenir db migrate` does on a production cluster.
+        owner = dsn(str(haproxy.address), port, OWNER_USER, secrets["owner"], APP_DB)
+        applied = asyncio.run(migrate(owner, app_role=APP_USER))
+        if applied:
+            self.say(f"schema migrations applied: {', '.join(applied)}")
 
     # --- down --------------------------------------------------------------------------------
     def down(self, keep_data: bool = False) -> None:

@@ -20,7 +20,7 @@ from cluster.lab.procs import ProcessRecord
 
 DEFAULT_LAB_DIR = Path("/var/lib/tenir/lab")
 DEFAULT_PATRONI_BIN = Path("/opt/tenir/patroni-venv/bin/patroni")
-SECRET_NAMES = ("superuser", "replication", "rewind", "restapi", "app", "smpp",
+SECRET_NAMES = ("superuser", "replication", "rewind", "restapi", "app", "owner", "smpp",
                 "token_operator", "token_oncall", "token_auditor")
 
 

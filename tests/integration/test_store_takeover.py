@@ -165,7 +165,8 @@ async def test_a_database_of_the_previous_version_upgrades_under_its_claims(
                                      " FROM tenir_claim_batch('old-node', 30)")
             old = await cur.fetchone()
             assert old is not None
-            monkeypatch.setattr(migrate_mod, "load_migrations", lambda: every)
+            upto_0004 = [m for m in every if m.version < "0005"]
+            monkeypatch.setattr(migrate_mod, "load_migrations", lambda: upto_0004)
             assert [m.split("_")[0] for m in await migrate_mod.migrate(empty_dsn)] == ["0004"]
             await store.renew_batch(old[0], old[1], "old-node", 30)  # still its claim
             cur = await conn.execute("SELECT out_batch_id FROM tenir_claim_batch('old-node', 30)")
