@@ -24,8 +24,10 @@ class MemoryLedger:
         self.items: list[Entry] = []
         self.stored: dict[int, StoredCheckpoint] = {}
 
-    def append_payload(self, payload: bytes) -> Entry:
-        at_us = (self.clock() - EPOCH) // _US
+    def append_payload(self, payload: bytes, at_us: int | None = None) -> Entry:
+        """Append as the trigger does (``at_us`` given: a copy of another ledger's entry)."""
+        if at_us is None:
+            at_us = (self.clock() - EPOCH) // _US
         if self.items:
             at_us = max(at_us, self.items[-1].at_us)
         seq = len(self.items)
