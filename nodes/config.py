@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from nodes.evidence_config import EvidenceConfig, parse_evidence
+
 ROLES = ("operator", "oncall", "auditor")
 
 
@@ -60,6 +62,7 @@ class NodeConfig:
     log_level: str
     coordination: CoordinationConfig | None = None
     patroni_urls: tuple[str, ...] = ()  # Patroni REST APIs the watchdog reads /cluster from
+    evidence: EvidenceConfig | None = None  # the continuity ledger's keys and witness
 
 
 def _get(data: dict[str, Any], key: str, kind: type, source: str, prefix: str = "") -> Any:
@@ -139,6 +142,8 @@ def parse_node_config(data: Any, source: str = "<node config>") -> NodeConfig:
         receipt_timeout_s=_get(data, "receipt_timeout_s", float, source),
         log_level=str(data.get("log_level", "INFO")),
         patroni_urls=_patroni_urls(data, source),
+        evidence=parse_evidence(data.get("evidence"),
+                                lambda key, problem: NodeConfigError(source, key, problem)),
     )
     raw_coord = data.get("coordination")
     if raw_coord is not None:

@@ -238,6 +238,9 @@ def node_spec(topo: Topology, host: Host, layout: Layout, secrets: dict[str, str
         "tenir_node_voice_port": int_setting(topo, carriers, "carrier_sim",
                                              "carrier_sim_voice_port"),
         "tenir_node_lease_s": topo.node_timings.batch_lease,
+        # The ledger's origin: the evidence routes read it. Keys and the witness (checkpoints)
+        # come with the lab's witness service; until then the nodes sign nothing.
+        "tenir_node_evidence_origin": f"tenir.invalid/{topo.name}/ledger",
         # The watchdog reads PostgreSQL's state from Patroni's REST API (GET /cluster).
         "tenir_node_patroni_urls": [
             f"http://{h.address}:{int_setting(topo, h, 'patroni', 'patroni_restapi_port')}"
