@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.support import bench_database, save_results  # noqa: E402
 from failover.evidence import bundle as bundle_mod  # noqa: E402
 from failover.evidence.entry import event_payload  # noqa: E402
 from failover.evidence.pg_ledger import PgLedger  # noqa: E402
@@ -129,21 +128,8 @@ def main() -> int:
     ap.add_argument("--verify", type=int, default=100_000, help="0 to skip")
     ap.add_argument("--dsn", help="an existing database (default: a throwaway server)")
     args = ap.parse_args()
-    server = None
-    if args.dsn is None:
-        from tests.integration.pgserver import start_pg
-        server = start_pg(durable=True)
-        with psycopg.connect(server.dsn(), autocommit=True) as conn:
-            conn.execute("CREATE DATABASE tenir_bench")
-        dsn = server.dsn("tenir_bench")
-    else:
-        dsn = args.dsn
-    try:
+    with bench_database(args.dsn) as (dsn, where):
         result = asyncio.run(run(dsn, args.appends, args.writers, args.verify))
-    finally:
-        if server is not None:
-            server.stop()
-    where = "throwaway server, durable defaults" if server else "given DSN"
     print(f"ledger appends, one transaction each ({where}):")
     print(f"{'writers':>8} {'ledger appends/s':>17} {'plain INSERTs/s':>16} {'ledger/plain':>13}")
     for r in result["appends"]:
@@ -155,11 +141,7 @@ def main() -> int:
               f"export {v['export_s']:.2f} s, verify {v['verify_s']:.2f} s offline "
               f"(SHA-256 of the payloads alone {v['sha256_only_s']:.3f} s; "
               f"verify/hash-only {v['ratio']:.0f})")
-    out = REPO / "bench" / "results" / \
-        f"ledger-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), **result}, indent=2) + "\n")
-    print(f"saved {out.relative_to(REPO)}")
+    save_results("ledger", {"args": vars(args), **result})
     return 0
 
 

@@ -14,13 +14,16 @@ import base64
 import binascii
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+T = TypeVar("T")
 ED25519 = 0x01
 COSIGNATURE_V1 = 0x04
 KEY_TYPES = {ED25519: "ed25519", COSIGNATURE_V1: "cosignature/v1"}
@@ -141,28 +144,24 @@ def parse_signer(skey: str) -> Signer:
     return signer
 
 
-def load_signer(path: str | Path) -> Signer:
+def _load(path: str | Path, parse: Callable[[str], T]) -> T:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise KeyFileError(f"{p}: {exc.strerror or exc}") from exc
     try:
-        return parse_signer(text)
+        return parse(text)
     except KeyFileError as exc:
         raise KeyFileError(f"{p}: {exc}") from exc
+
+
+def load_signer(path: str | Path) -> Signer:
+    return _load(path, parse_signer)
 
 
 def load_verifier(path: str | Path) -> Verifier:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise KeyFileError(f"{p}: {exc.strerror or exc}") from exc
-    try:
-        return parse_verifier(text)
-    except KeyFileError as exc:
-        raise KeyFileError(f"{p}: {exc}") from exc
+    return _load(path, parse_verifier)
 
 
 def write_pair(signer: Signer, out: Path, stem: str) -> tuple[Path, Path]:

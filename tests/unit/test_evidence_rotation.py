@@ -15,21 +15,26 @@ from failover.evidence import keys
 from failover.evidence.checkpointer import Checkpointer
 from failover.evidence.verify import verify_bundle
 from failover.evidence.witness_client import LocalWitness
-from tests.evidence_kit import ORIGIN, export, fill, make_kit
+from tests.evidence_kit import ORIGIN, Kit, export, fill, make_kit
 from tests.fakes.memory_ledger import MemoryLedger
 
 pytestmark = pytest.mark.unit
+
+
+def other_key(kit: Kit, ledger: MemoryLedger, node: str) -> tuple[keys.Signer, Checkpointer]:
+    """A second paris key the witness accepts, and a checkpointer signing with it."""
+    signer = keys.generate("tenir/paris")
+    kit.witness_core.logs[ORIGIN].append(signer.verifier)
+    return signer, Checkpointer(ledger, signer, origin=ORIGIN, node=node, site="paris",
+                                witness=LocalWitness(kit.witness_core),
+                                witness_key=kit.witness.verifier)
 
 
 def test_a_rotation_is_recorded_and_checkpoints_signed_by_the_new_key_verify(
         tmp_path: Path) -> None:
     ledger = MemoryLedger()
     kit = make_kit(ledger, tmp_path)
-    new = keys.generate("tenir/paris")
-    kit.witness_core.logs[ORIGIN].append(new.verifier)
-    rotated = Checkpointer(ledger, new, origin=ORIGIN, node="paris-node2", site="paris",
-                           witness=LocalWitness(kit.witness_core),
-                           witness_key=kit.witness.verifier)
+    new, rotated = other_key(kit, ledger, "paris-node2")
 
     async def go() -> None:
         await fill(ledger, kit, events=4)
@@ -55,11 +60,7 @@ def test_a_checkpoint_signed_by_a_key_the_ledger_never_announced_is_refused(
         tmp_path: Path) -> None:
     ledger = MemoryLedger()
     kit = make_kit(ledger, tmp_path)
-    stranger = keys.generate("tenir/paris")
-    kit.witness_core.logs[ORIGIN].append(stranger.verifier)
-    unannounced = Checkpointer(ledger, stranger, origin=ORIGIN, node="x", site="paris",
-                               witness=LocalWitness(kit.witness_core),
-                               witness_key=kit.witness.verifier)
+    stranger, unannounced = other_key(kit, ledger, "x")
 
     async def go() -> None:
         await fill(ledger, kit, events=4)
