@@ -160,3 +160,38 @@ async def test_a_node_refuses_a_schema_behind_and_names_the_command(empty_dsn: s
         await _apply(conn, load_migrations()[:4])
     with pytest.raises(Exception, match=r"0005_ledger.*tenir db migrate"):
         await PgCampaignStore.open(empty_dsn, require_schema=True)
+
+
+async def test_a_database_of_before_the_split_is_handed_to_the_owner(pg_server: PgServer) -> None:
+    """Before: the application role owned the database and its tables (it migrated). After
+    ensure_app_database and `tenir db migrate`: the owner owns them, the app keeps DML."""
+    n = next(_n)
+    owner, app, db = f"t_owner_{n}", f"t_app_{n}", f"t_old_{n}"
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(app)))
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db),
+                                                                   sql.Identifier(app)))
+    app_dsn = psycopg.conninfo.make_conninfo(pg_server.dsn(db), user=app)
+    try:
+        async with await psycopg.AsyncConnection.connect(app_dsn, autocommit=True) as conn:
+            await conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(
+                sql.Identifier(app)))  # as a PostgreSQL 14 database would have it
+            await _apply(conn, load_migrations()[:4])
+        ensure_app_database(pg_server.dsn(), "x" * 16, "y" * 16, app_user=app,
+                            owner_user=owner, dbname=db)
+        owner_dsn = psycopg.conninfo.make_conninfo(pg_server.dsn(db), user=owner)
+        assert await migrate(owner_dsn, app_role=app) == ["0005_ledger"]
+        async with await psycopg.AsyncConnection.connect(app_dsn, autocommit=True) as conn:
+            cur = await conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+                                     " AND tableowner <> %s", (owner,))
+            assert (await cur.fetchone()) == (0,)
+            await conn.execute("UPDATE campaigns SET state = state")  # DML kept
+        for statement in ("UPDATE ledger SET kind = kind", "ALTER TABLE campaigns ADD x int"):
+            err = await _refused(app_dsn, statement)
+            assert isinstance(err, psycopg.errors.InsufficientPrivilege), statement
+    finally:
+        with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(db)))
+            for role in (app, owner):
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
