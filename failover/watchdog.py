@@ -220,8 +220,13 @@ class Watchdog:
                     + (f"has a synchronous standby again ({pg.sync_standby})" if has
                        else "has no synchronous standby: an acknowledged write lives on one "
                             "site only (RPO exposure)"))
-        await asyncio.shield(self.store.record_event(kind, sentence, self.node, self.site,
-                                                     details={"postgres": pg.as_details()}))
+        try:
+            await asyncio.shield(self.store.record_event(kind, sentence, self.node, self.site,
+                                                         details={"postgres": pg.as_details()}))
+        except Exception as exc:  # said again next cycle; never in the way of moving work
+            log.warning("%s not recorded: %s: %s", kind, type(exc).__name__, exc,
+                        extra={"node": self.node, "site": self.site})
+            return
         self._sync_copy = has
 
     async def _lift(self, sites: tuple[str, ...]) -> dict[str, int]:

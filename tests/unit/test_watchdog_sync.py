@@ -36,3 +36,20 @@ async def test_the_leader_records_when_postgresql_loses_and_regains_its_sync_cop
     assert [e.kind for e in store.events] == ["postgres.sync_lost", "postgres.sync_restored"]
     assert "no synchronous standby" in store.events[0].sentence
     assert store.events[1].details["postgres"]["sync_standby"] == "paris-db"
+
+
+@pytest.mark.asyncio
+async def test_a_ledger_that_cannot_be_written_does_not_stop_the_cycle() -> None:
+    _, store, (paris, marseille), _ = await _lab()
+    postgres = FakePostgres(PRIMARY_MARSEILLE)  # no synchronous standby
+    w1, _ = _watchdogs(store, paris, marseille, postgres)
+    real = store.record_event
+
+    async def broken(*args: object, **kwargs: object) -> int:
+        raise ConnectionError("ledger unreachable")
+
+    store.record_event = broken  # type: ignore[method-assign]
+    assert "nothing to move" in await w1.cycle()
+    store.record_event = real  # type: ignore[method-assign]
+    await w1.cycle()  # said at the next cycle
+    assert [e.kind for e in store.events] == ["postgres.sync_lost"]
