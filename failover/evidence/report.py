@@ -115,7 +115,9 @@ def build(bundle: Bundle, result: Result) -> dict[str, Any]:
     events: list[dict[str, Any]] = []
     for e in result.entries:
         doc = e.doc()
-        events.append({"seq": e.seq, "at": e.at.isoformat(), "kind": doc.get("kind"),
+        events.append({"seq": e.seq,
+                       "at": e.at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                       "kind": doc.get("kind"),
                        "actor": doc.get("actor"), "node": doc.get("node"),
                        "site": doc.get("site"), "sentence": doc.get("sentence"),
                        "details": doc.get("details", {})})
