@@ -97,10 +97,11 @@ def cmd_evidence(args: argparse.Namespace) -> int:
     try:
         bundle = read(Path(args.bundle))
         earlier = read(Path(args.against)) if args.against else None
-    except BundleError as exc:
+        trusted = _trusted(args.trust)
+    except (BundleError, OSError) as exc:
         print(f"tenir evidence verify: {exc}", file=sys.stderr)
         return 2
-    result = verify_bundle(bundle, trusted=_trusted(args.trust), earlier=earlier)
+    result = verify_bundle(bundle, trusted=trusted, earlier=earlier)
     if args.json:
         print(json.dumps(summary(result), indent=2))
     elif result.ok:

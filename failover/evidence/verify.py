@@ -228,7 +228,8 @@ def verify_bundle(bundle: Bundle, *, trusted: list[str] | list[Verifier] | None 
         keys = _keys(bundle.keys, result)
         result.warnings.append("keys taken from the bundle itself: pin them with --trust")
     else:
-        keys = [k if isinstance(k, Verifier) else parse_verifier(k) for k in trusted]
+        keys = [k for k in trusted if isinstance(k, Verifier)] + _keys(
+            [k for k in trusted if isinstance(k, str)], result)
     _check_entries(bundle, result)
     if result.problems:
         return result
