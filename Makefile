@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST := $(BIN)/pytest
 
-.PHONY: install demo test test-quick test-lab lint typecheck lab-up lab-down bench-failover bench-resume bench-throughput lock clean
+.PHONY: install demo test test-quick test-lab lint typecheck lab-up lab-down bench-failover bench-resume bench-throughput bench-ledger lock clean
 
 install:  ## Debian packages, the Patroni venv and the project venv (idempotent)
 	./scripts/install-debian.sh
@@ -42,6 +42,9 @@ bench-resume: install  ## time to resume deliveries per fault, beside PostgreSQL
 
 bench-throughput: install  ## campaign throughput, 10k / 100k / 1M recipients
 	$(BIN)/python bench/campaign_throughput.py
+
+bench-ledger: install  ## continuity ledger: appends/s beside plain INSERTs, verify time of 100,000 entries
+	$(BIN)/python bench/ledger.py
 
 lock:  ## re-resolve the pinned dependencies of the project venv
 	{ echo "# Pinned dependencies of the project venv (.venv). Regenerate: make lock"; $(BIN)/pip freeze --exclude-editable | grep -v "^tenir"; } > requirements/lock.txt

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 from cluster.campaign_cli import carriers_report  # noqa: E402
 from cluster.httpjson import request_json  # noqa: E402
 from cluster.lab import netns  # noqa: E402
-from cluster.lab.access import app_dsn  # noqa: E402
+from cluster.lab.access import app_dsn, owner_dsn  # noqa: E402
 from cluster.lab.health import carriers_control_url, patroni_view  # noqa: E402
 from cluster.lab.lab import Lab  # noqa: E402
 from cluster.node_api import NodeApi, operator_token  # noqa: E402
@@ -181,7 +181,7 @@ def main() -> int:
           f"{view.sync_standby if view else '?'}; node rate limit {args.rate}/s per adapter",
           flush=True)
     api = NodeApi(topo, operator_token())
-    raw = raw_update_limit(app_dsn(topo, topo.datacenter_sites[0].name))
+    raw = raw_update_limit(owner_dsn(topo, topo.datacenter_sites[0].name))
     print(f"raw limit: {raw:,.0f} bulk row updates/s through HAProxy, synchronous replication",
           flush=True)
     results = []

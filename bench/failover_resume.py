@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from chaos.faults import Fault, IsolateSite, KillService, KillSite  # noqa: E402
 from cluster.httpjson import request_json  # noqa: E402
-from cluster.lab.access import app_dsn  # noqa: E402
+from cluster.lab.access import owner_dsn  # noqa: E402
 from cluster.lab.health import carriers_control_url, patroni_view  # noqa: E402
 from cluster.lab.lab import Lab, lab_coordination  # noqa: E402
 from cluster.node_api import ApiError, NodeApi, operator_token  # noqa: E402
@@ -85,7 +85,7 @@ def one_run(topo: Topology, lab: Lab, api: NodeApi, name: str,
                                                   "population": POPULATION})["id"])
     while int(api.call("GET", f"/campaigns/{campaign}")["delivered"]) < KILL_AFTER:
         time.sleep(0.05)
-    dsn = app_dsn(topo, survivor_site)
+    dsn = owner_dsn(topo, survivor_site)  # the probe creates its table
     pg_only: dict[str, float | None] = {}
     probe: threading.Thread | None = None
     t0 = time.time()

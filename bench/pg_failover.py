@@ -25,7 +25,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cluster.lab.access import app_dsn  # noqa: E402
+from cluster.lab.access import owner_dsn  # noqa: E402
 from cluster.lab.health import patroni_view  # noqa: E402
 from cluster.lab.lab import Lab  # noqa: E402
 from cluster.topology import Topology, load_topology  # noqa: E402
@@ -53,7 +53,7 @@ def one_run(topo: Topology, lab: Lab) -> TakeoverResult:
         v = patroni_view(topo)
         return v.primary if v else None
 
-    result = measure_site_loss(survivor_dsn=app_dsn(topo, survivor),
+    result = measure_site_loss(survivor_dsn=owner_dsn(topo, survivor),
                                kill_site=lambda: lab.kill_site(lost), killed_site=lost,
                                old_primary=old, current_primary=current, timeout=150)
     lab.up(timeout=240)  # bring the lost site back as the synchronous standby

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.support import bench_database, save_results  # noqa: E402
 from replication.migrate import migrate  # noqa: E402
 from replication.store import PgCampaignStore  # noqa: E402
 from replication.store_api import ChannelStep, Outcome, ScenarioIn  # noqa: E402
@@ -116,22 +115,9 @@ def main() -> int:
     ap.add_argument("--dsn", help="an existing database (default: a throwaway server)")
     args = ap.parse_args()
     flushes = [int(f) for f in args.flush.split(",")]
-    server = None
-    if args.dsn is None:
-        from tests.integration.pgserver import start_pg
-        server = start_pg(durable=True)
-        with psycopg.connect(server.dsn(), autocommit=True) as conn:
-            conn.execute("CREATE DATABASE tenir_bench")
-        dsn = server.dsn("tenir_bench")
-    else:
-        dsn = args.dsn
-    try:
+    with bench_database(args.dsn) as (dsn, where):
         result = asyncio.run(run(dsn, args.outcomes, flushes, args.launch))
-    finally:
-        if server is not None:
-            server.stop()
-    print(f"record_outcomes, {args.outcomes} final outcomes, one call per flush "
-          f"({'throwaway server, durable defaults' if server else 'given DSN'}):")
+    print(f"record_outcomes, {args.outcomes} final outcomes, one call per flush ({where}):")
     print(f"{'flush':>7} {'store outcomes/s':>17} {'raw unnest rows/s':>18} {'store/raw':>10}")
     for r in result["flushes"]:
         print(f"{r['flush']:>7} {r['store_per_s']:>17,.0f} {r['raw_per_s']:>18,.0f} "
@@ -141,11 +127,7 @@ def main() -> int:
         print(f"launch_campaign population={la['population']:,}: {la['launch_s']:.2f} s "
               f"({la['per_s']:,.0f} recipients/s, one transaction); "
               f"campaign_summary {la['summary_s'] * 1000:.0f} ms")
-    out = REPO / "bench" / "results" / \
-        f"store_outcomes-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), **result}, indent=2) + "\n")
-    print(f"saved {out.relative_to(REPO)}")
+    save_results("store_outcomes", {"args": vars(args), **result})
     return 0
 
 

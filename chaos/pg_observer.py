@@ -53,8 +53,9 @@ SELECT id, extract(epoch FROM at)::float8, operation, batch_id, epoch, node, cur
   FROM fencing_rejections WHERE xmin::text::bigint >= %(horizon)s ORDER BY id
 """
 EVENTS = """
-SELECT id, extract(epoch FROM at)::float8, kind, node, site, campaign_id, sentence, details
-  FROM events WHERE xmin::text::bigint >= %(horizon)s ORDER BY id
+SELECT seq, extract(epoch FROM at)::float8, kind, doc->>'node', doc->>'site',
+       (doc->>'campaign_id')::bigint, doc->>'sentence', coalesce(doc->'details', '{}'::jsonb)
+  FROM ledger WHERE xmin::text::bigint >= %(horizon)s ORDER BY seq
 """
 COMPLETED = """
 SELECT id, state, extract(epoch FROM completed_at)::float8 FROM campaigns

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from cluster.campaign_cli import carriers_report, progress_line, wait_campaign
-from cluster.lab.access import app_dsn
+from cluster.lab.access import owner_dsn
 from cluster.lab.health import patroni_view
 from cluster.lab.lab import Lab
 from cluster.node_api import NodeApi, operator_token
@@ -64,7 +64,7 @@ def run_demo(topo: Topology) -> int:
         return v.primary if v else None
 
     result = measure_site_loss(
-        survivor_dsn=app_dsn(topo, survivor), kill_site=lambda: lab.kill_site(lost),
+        survivor_dsn=owner_dsn(topo, survivor), kill_site=lambda: lab.kill_site(lost),
         killed_site=lost, old_primary=old_primary, current_primary=current_primary,
         timeout=120,
     )

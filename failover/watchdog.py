@@ -109,6 +109,7 @@ class Watchdog:
         self.last_snapshot: Snapshot | None = None  # of the last cycle this node led
         self._sites_seen: set[str] = {site}  # a site whose members all died still counts (0)
         self._holds: dict[str, float] = {}  # site -> monotonic end of the latest hold for it
+        self._sync_copy: bool | None = None  # whether PostgreSQL had a synchronous standby
 
     async def read_postgres(self) -> PgState:
         if self.postgres is None:
@@ -161,6 +162,7 @@ class Watchdog:
             return (f"{self.node} leads: {postgres.describe()}: waiting; the snapshot could not"
                     f" be read ({type(exc).__name__}: {exc})")
         self.last_snapshot = snap
+        await self._note_sync(snap.postgres)
         now = time.monotonic()
         self._holds = {s: until for s, until in self._holds.items() if until > now}
         decision = decide(snap, self.hold_s, self._holds)
@@ -179,6 +181,10 @@ class Watchdog:
                 return sentence
             return (f"{self.node} leads: {describe(snap)}; {snap.held} batches in flight, "
                     "nothing to move")
+        by_campaign = await self.store.batches_in_flight_by_campaign()
+        campaigns = {str(c): {n: k for n, k in nodes.items() if n in decision.reassign}
+                     for c, nodes in by_campaign.items()
+                     if any(n in decision.reassign for n in nodes)}
         moved: dict[str, int] = {}
         for dead in decision.reassign:
             site = decision.reserve.get(dead)
@@ -195,8 +201,33 @@ class Watchdog:
                     + f"{snap.postgres.describe()}, {describe_channels(snap.channels)}")
         await asyncio.shield(self.store.record_event(
             "watchdog.move", sentence, self.node, self.site,
-            details={"moved": moved, "reserved": reserved, "lifted": lifted, **facts(snap)}))
+            details={"moved": moved, "reserved": reserved, "lifted": lifted,
+                     "campaigns": campaigns, **facts(snap)}))
         return sentence
+
+    async def _note_sync(self, pg: PgState) -> None:
+        """Record when PostgreSQL loses or regains its synchronous standby (the time without a
+        synchronous copy is the RPO exposure the evidence report adds up). A leader that
+        starts while the copy is missing records the loss it sees."""
+        if not pg.known or pg.primary is None:
+            return
+        has = pg.sync_standby is not None
+        if has == self._sync_copy or (self._sync_copy is None and has):
+            self._sync_copy = has
+            return
+        kind = "postgres.sync_restored" if has else "postgres.sync_lost"
+        sentence = (f"{self.node} leads: PostgreSQL primary {pg.primary} "
+                    + (f"has a synchronous standby again ({pg.sync_standby})" if has
+                       else "has no synchronous standby: an acknowledged write lives on one "
+                            "site only (RPO exposure)"))
+        try:
+            await asyncio.shield(self.store.record_event(kind, sentence, self.node, self.site,
+                                                         details={"postgres": pg.as_details()}))
+        except Exception as exc:  # said again next cycle; never in the way of moving work
+            log.warning("%s not recorded: %s: %s", kind, type(exc).__name__, exc,
+                        extra={"node": self.node, "site": self.site})
+            return
+        self._sync_copy = has
 
     async def _lift(self, sites: tuple[str, ...]) -> dict[str, int]:
         """End the holds of ``sites`` (no live member left there); site -> batches opened."""

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from nodes.evidence_config import EvidenceConfig, parse_evidence
+
 ROLES = ("operator", "oncall", "auditor")
 # Test-only switches (the chaos suite's proofs that its checkers can fail) are refused unless
 # the node's environment sets this variable to 1: a configuration file alone cannot weaken a
@@ -68,6 +70,7 @@ class NodeConfig:
     coordination: CoordinationConfig | None = None
     patroni_urls: tuple[str, ...] = ()  # Patroni REST APIs the watchdog reads /cluster from
     unsafe: frozenset[str] = frozenset()  # test-only switches on (UNSAFE_SWITCHES)
+    evidence: EvidenceConfig | None = None  # the continuity ledger's keys and witness
 
 
 def _get(data: dict[str, Any], key: str, kind: type, source: str, prefix: str = "") -> Any:
@@ -167,6 +170,8 @@ def parse_node_config(data: Any, source: str = "<node config>",
         log_level=str(data.get("log_level", "INFO")),
         patroni_urls=_patroni_urls(data, source),
         unsafe=_unsafe(data, source, os.environ if environ is None else environ),
+        evidence=parse_evidence(data.get("evidence"),
+                                lambda key, problem: NodeConfigError(source, key, problem)),
     )
     raw_coord = data.get("coordination")
     if raw_coord is not None:

@@ -1,12 +1,14 @@
 """``python -m nodes.main --config node.yml``: one alert node, API and dispatcher in one process.
 
-Start: JSON logging, the campaign store (migrations applied under an advisory lock, one node at a
-time; retried while PostgreSQL is away), membership of the coordination service, the carrier
-adapters of the node's site, the dispatcher (gated by self-fencing and by site drain:
-``nodes/drain.py``), the API, the drain-flag watch and the watchdog (which reads Patroni's
-``/cluster`` at ``patroni_urls``). Stop: the first SIGTERM/SIGINT drains (no new claims, running
-batches finish until the drain deadline, then are released), a second one stops at once; buffered
-outcomes are always flushed before the store closes.
+Start: JSON logging, the campaign store (the schema must be migrated: the node's role cannot,
+the owner runs ``tenir db migrate``; retried while PostgreSQL is away or the schema is behind),
+membership of the coordination service, the carrier adapters of the node's site, the
+dispatcher (gated by self-fencing and by site drain: ``nodes/drain.py``), the API, the
+drain-flag watch, the watchdog (which reads Patroni's ``/cluster`` at ``patroni_urls``) and,
+with a site key, the checkpointer (``evidence``: signed checkpoints cosigned by the witness).
+Stop: the first SIGTERM/SIGINT drains (no new claims, running batches finish until the drain
+deadline, then are released), a second one stops at once; buffered outcomes are always flushed
+before the store closes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from cluster.coordination.base import (
     MemberInfo,
 )
 from cluster.coordination.factory import open_coordinator
+from failover.evidence.checkpointer import Checkpointer
+from failover.evidence.pg_ledger import PgLedger
+from failover.evidence.service import EvidenceService
+from failover.evidence.witness_client import HttpWitness
 from failover.pg_state import PatroniRestView
 from failover.watchdog import Watchdog
 from nodes.api.app import create_app
@@ -67,13 +73,31 @@ async def open_store(cfg: NodeConfig, deadline_s: float = 120.0) -> PgCampaignSt
     until = loop.time() + deadline_s
     while True:
         try:
-            return await PgCampaignStore.open(cfg.dsn, apply_migrations=True,
+            return await PgCampaignStore.open(cfg.dsn, require_schema=True,
                                               max_size=cfg.max_batches + 6, connect_s=15.0)
         except Exception as exc:
             if loop.time() >= until:
                 raise
             log.warning("campaign store not reachable yet: %s", exc)
             await asyncio.sleep(1.0)
+
+
+def build_evidence(cfg: NodeConfig,
+                   store: PgCampaignStore) -> tuple[EvidenceService | None, Checkpointer | None]:
+    """The evidence routes' service (reads need no key) and, with a site key, the periodic
+    checkpointer (signs, has the witness cosign, stores)."""
+    ev = cfg.evidence
+    if ev is None:
+        return None, None
+    ledger = PgLedger(store.pool)
+    service = EvidenceService(ledger, ev.origin, cfg.node, cfg.site, ev.signer,
+                              [k.vkey for k in ev.keys])
+    if ev.signer is None or ev.witness_url is None or ev.witness_key is None:
+        return service, None
+    return service, Checkpointer(ledger, ev.signer, origin=ev.origin, node=cfg.node,
+                                 site=cfg.site, witness=HttpWitness(ev.witness_url),
+                                 witness_key=ev.witness_key,
+                                 interval_s=ev.checkpoint_interval_s)
 
 
 def member_info(cfg: NodeConfig) -> MemberInfo:
@@ -119,10 +143,12 @@ async def serve(cfg: NodeConfig) -> int:
         dispatcher.elsewhere = channels
     for adapter in carriers.values():
         await adapter.start(dispatcher.on_receipt, dispatcher.on_ack)
+    evidence, checkpointer = build_evidence(cfg, store)
     app = create_app(store, node=cfg.node, site=cfg.site, tokens=cfg.tokens,  # type: ignore[arg-type]
                      metrics=metrics, on_ack=dispatcher.on_ack, on_receipt=dispatcher.on_receipt,
                      cluster_view=(CoordinationClusterView(coordinator, drains)
-                                   if coordinator is not None and drains is not None else None))
+                                   if coordinator is not None and drains is not None else None),
+                     evidence_service=evidence)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, cfg.listen_host, cfg.listen_port).start()
@@ -144,7 +170,11 @@ async def serve(cfg: NodeConfig) -> int:
     watchdog_stop = asyncio.Event()
     watchdog_task: asyncio.Task[None] | None = None
     channels_task: asyncio.Task[None] | None = None
+    checkpoint_task: asyncio.Task[None] | None = None
     try:
+        if checkpointer is not None:
+            checkpoint_task = asyncio.create_task(checkpointer.run(watchdog_stop),
+                                                  name="checkpointer")
         if drains is not None and cfg.coordination is not None:
             # Read the drain flags before the first claim (bounded: alerts are not held back).
             await drains.start(first_sync_s=cfg.coordination.retry_timeout * 2)
@@ -162,6 +192,8 @@ async def serve(cfg: NodeConfig) -> int:
             await watchdog_task
         if channels_task is not None:
             await channels_task
+        if checkpoint_task is not None:
+            await checkpoint_task
         if drains is not None:
             await drains.close()
         if coordinator is not None:  # leave only once our batches are released

@@ -94,8 +94,13 @@ async def _apply(conn: psycopg.AsyncConnection[Any], migrations: list[Migration]
     return applied_now
 
 
-async def migrate(conn_or_dsn: str | psycopg.AsyncConnection[Any]) -> list[str]:
+async def migrate(conn_or_dsn: str | psycopg.AsyncConnection[Any],
+                  app_role: str | None = None) -> list[str]:
     """Apply the migrations not applied yet; return the versions applied by this call.
+
+    Run it as the schema owner (``tenir db migrate``). With ``app_role``, the application role
+    is then granted what it may do (``replication/grants.py``), every time: a new table of a
+    migration is covered at once.
 
     Given a DSN, opens (and closes) its own connection. Given a connection, it must be idle (not
     inside a transaction); it is switched to autocommit for the run and switched back after.
@@ -103,7 +108,7 @@ async def migrate(conn_or_dsn: str | psycopg.AsyncConnection[Any]) -> list[str]:
     migrations = load_migrations()
     if isinstance(conn_or_dsn, str):
         async with await psycopg.AsyncConnection.connect(conn_or_dsn, autocommit=True) as conn:
-            return await _apply(conn, migrations)
+            return await _apply_and_grant(conn, migrations, app_role)
     conn = conn_or_dsn
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         raise MigrationError("migrate() needs an idle connection, not one inside a transaction")
@@ -111,10 +116,34 @@ async def migrate(conn_or_dsn: str | psycopg.AsyncConnection[Any]) -> list[str]:
     if not was_autocommit:
         await conn.set_autocommit(True)
     try:
-        return await _apply(conn, migrations)
+        return await _apply_and_grant(conn, migrations, app_role)
     finally:
         if not was_autocommit:
             await conn.set_autocommit(False)
+
+
+async def _apply_and_grant(conn: psycopg.AsyncConnection[Any], migrations: list[Migration],
+                           app_role: str | None) -> list[str]:
+    applied = await _apply(conn, migrations)
+    if app_role is not None:
+        from replication.grants import grant_app
+
+        await grant_app(conn, app_role)
+    return applied
+
+
+class SchemaBehind(MigrationError):
+    """The database lacks migrations this code needs: the owner must run ``tenir db migrate``."""
+
+
+async def check_schema(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Raise :class:`SchemaBehind` unless every shipped migration is applied (what an alert
+    node checks at start: it runs as the application role, which cannot migrate)."""
+    have = set(await applied_versions(conn))
+    missing = [m.version for m in load_migrations() if m.version not in have]
+    if missing:
+        raise SchemaBehind(f"the database lacks migration(s) {', '.join(missing)}: run "
+                           "'tenir db migrate --owner-dsn DSN' as the schema owner first")
 
 
 async def applied_versions(conn: psycopg.AsyncConnection[Any]) -> list[str]:

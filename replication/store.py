@@ -24,11 +24,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import psycopg_pool.base
 import psycopg_pool.pool_async
 from psycopg_pool import AsyncConnectionPool
 
-from replication.migrate import migrate
+from replication.migrate import check_schema, migrate
 from replication.store_api import CampaignStore
 from replication.store_campaigns import CampaignPart
 from replication.store_directory import DirectoryPart
@@ -58,11 +59,18 @@ class PgCampaignStore(DirectoryPart, CampaignPart, DispatchPart, EventsPart):
 
     @classmethod
     async def open(cls, dsn: str, *, min_size: int = 2, max_size: int = 10,
-                   apply_migrations: bool = False, connect_s: float = 30.0) -> PgCampaignStore:
+                   apply_migrations: bool = False, require_schema: bool = False,
+                   connect_s: float = 30.0) -> PgCampaignStore:
         """Open a pool on ``dsn`` (autocommit connections; each method sets its transaction),
-        optionally applying the migrations first. ``close()`` closes that pool."""
+        optionally applying the migrations first (a DSN of the schema owner) or checking that
+        every migration is applied (``require_schema``: an alert node's application role, which
+        cannot migrate; raises ``SchemaBehind``). ``close()`` closes that pool."""
         if apply_migrations:
             await migrate(dsn)
+        elif require_schema:
+            async with await psycopg.AsyncConnection.connect(
+                    dsn, autocommit=True, connect_timeout=int(max(1, connect_s))) as conn:
+                await check_schema(conn)
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             dsn, min_size=min_size, max_size=max_size, open=False, timeout=connect_s,
             kwargs={"autocommit": True}, name="tenir-store")

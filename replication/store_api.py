@@ -188,7 +188,8 @@ class RecipientOutcome:
 
 @dataclass(frozen=True)
 class Event:
-    """One decision of the watchdog (or an operator), as recorded."""
+    """One decision of the watchdog (or an operator), as recorded: an entry of the continuity
+    ledger (``id`` is its sequence number)."""
 
     id: int
     at: datetime
@@ -198,6 +199,7 @@ class Event:
     campaign_id: int | None
     sentence: str
     details: dict[str, Any] = field(default_factory=dict)
+    actor: str = ""  # who did it: node:<name>, or the caller's role:fingerprint
 
 
 class CampaignStore(Protocol):
@@ -252,6 +254,6 @@ class CampaignStore(Protocol):
     ) -> dict[int, dict[str, int]]: ...  # campaign id -> owner node -> claimed batches
     async def record_event(
         self, kind: str, sentence: str, node: str, site: str, campaign_id: int | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> int: ...
+        details: Mapping[str, Any] | None = None, actor: str | None = None,
+    ) -> int: ...  # appended to the continuity ledger; -> its sequence number
     async def list_events(self, limit: int = 100) -> list[Event]: ...

@@ -14,7 +14,8 @@ PATRONI_VENV=${PATRONI_VENV:-/opt/tenir/patroni-venv}
 PY=/usr/bin/python3
 APT_PACKAGES=(postgresql-15 postgresql-client-15 etcd-server etcd-client zookeeper haproxy
               iproute2 iptables nftables procps util-linux python3-venv python3-dev curl
-              systemd-container debootstrap openssh-client iputils-ping)
+              systemd-container debootstrap openssh-client iputils-ping
+              libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils)
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "install-debian.sh: run as root (the lab creates network namespaces)" >&2

@@ -21,7 +21,7 @@ from typing import Any
 from cluster.lab.machines import MachinePaths, MachineRecord
 
 DEFAULT_LAB_DIR = Path("/var/lib/tenir/lab")
-SECRET_NAMES = ("superuser", "replication", "rewind", "restapi", "app", "smpp",
+SECRET_NAMES = ("superuser", "replication", "rewind", "restapi", "app", "owner", "smpp",
                 "token_operator", "token_oncall", "token_auditor")
 # The lab's secrets as the roles' variables name them (the production inventory's vault holds
 # the same variables).
@@ -31,6 +31,7 @@ SECRET_VARIABLES = {
     "patroni_rewind_password": "rewind",
     "patroni_restapi_password": "restapi",
     "tenir_node_db_password": "app",
+    "tenir_node_db_owner_password": "owner",
     "tenir_node_smpp_password": "smpp",
     "carrier_sim_smpp_password": "smpp",
     "tenir_node_token_operator": "token_operator",

@@ -15,12 +15,14 @@ from typing import Any
 
 from aiohttp import web
 
+from failover.evidence.service import EvidenceService
 from nodes.api import (
     callbacks,
     campaigns,
     cluster,
     contacts,
     events,
+    evidence,
     health,
     openapi,
     scenarios,
@@ -37,7 +39,7 @@ from replication.store_api import CampaignStore
 
 MiB = 1024 * 1024
 
-MODULES = (health, contacts, scenarios, campaigns, callbacks, cluster, events)
+MODULES = (health, contacts, scenarios, campaigns, callbacks, cluster, events, evidence)
 ROUTES: tuple[RouteSpec, ...] = tuple(r for m in MODULES for r in m.ROUTES)
 
 
@@ -62,6 +64,7 @@ def create_app(
     on_receipt: ReceiptSink | None = None,
     max_body_bytes: int = 20 * MiB,
     cluster_view: ClusterView | None = None,
+    evidence_service: EvidenceService | None = None,
 ) -> web.Application:
     """The API of node ``node`` of site ``site``, serving ``store``.
 
@@ -70,6 +73,7 @@ def create_app(
     arrive through callbacks, after the store has recorded them. ``cluster_view`` is the
     coordination-backed part of ``GET /api/v1/cluster`` (members, watchdog leader, drained
     sites); without it that route says the coordination service is not configured.
+    ``evidence_service`` serves ``/evidence`` (the ledger, proofs, bundles, reports, records).
     """
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be positive")
@@ -96,6 +100,6 @@ def create_app(
     app[CONTEXT] = ApiContext(
         store=store, node=node, site=site, metrics=metrics, on_ack=on_ack,
         on_receipt=on_receipt, max_body_bytes=max_body_bytes, openapi=document,
-        cluster=cluster_view,
+        cluster=cluster_view, evidence=evidence_service,
     )
     return app

@@ -7,7 +7,9 @@ change (a retried request is harmless); any other change from the current state 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Any
 
 from aiohttp import web
 
@@ -49,6 +51,19 @@ def _campaign_id(request: web.Request) -> int:
     return int(request.match_info["id"])
 
 
+async def _ledger(request: web.Request, kind: str, campaign_id: int, sentence: str,
+                  details: dict[str, Any]) -> None:
+    """Append who did what to the continuity ledger. What was done is done: a ledger that
+    cannot be written is logged, not turned into an error the client would retry."""
+    ctx = context(request)
+    try:
+        await asyncio.shield(ctx.store.record_event(
+            kind, sentence, ctx.node, ctx.site, campaign_id=campaign_id, details=details,
+            actor=principal(request).id))
+    except Exception as exc:
+        log.warning("%s not recorded in the ledger: %s: %s", kind, type(exc).__name__, exc)
+
+
 async def launch_campaign(request: web.Request) -> web.Response:
     f = Fields(await read_json_object(request),
                ("scenario", "group", "population", "batch_size"))
@@ -74,10 +89,12 @@ async def launch_campaign(request: web.Request) -> web.Response:
         # The scenario was just found, so what is missing is the group.
         raise invalid("group", f"unknown group {group!r}") from None
     ctx.metrics.campaigns_launched.inc()
+    target = f"group {group!r}" if group is not None else f"population {population}"
     with campaign_context(campaign_id):
-        log.info("campaign launched: scenario %r, %s, by %s", scenario,
-                 f"group {group!r}" if group is not None else f"population {population}",
-                 who.id)
+        log.info("campaign launched: scenario %r, %s, by %s", scenario, target, who.id)
+        await _ledger(request, "campaign.launch", campaign_id,
+                      f"campaign {campaign_id} launched: scenario {scenario!r}, {target}",
+                      {"scenario": scenario, "group": group, "population": population})
     return json_response({"id": campaign_id}, 201,
                          {"Location": f"{API}/campaigns/{campaign_id}"})
 
@@ -111,6 +128,9 @@ def _control(action: str) -> Handler:
                                f"cannot {action} it", "state")
             await store.set_campaign_state(campaign_id, target)
             log.info("campaign %s by %s", target, principal(request).id)
+            await _ledger(request, f"campaign.{action}", campaign_id,
+                          f"campaign {campaign_id} {target} (was {summary.state})",
+                          {"from": summary.state, "to": target})
             summary = await store.campaign_summary(campaign_id)
         return json_response(summary_json(summary))
 

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from cluster.coordination.base import MemberInfo
+from failover.evidence.service import EvidenceService
 from nodes.api.spec import Role
 from nodes.carriers.base import AckSink, ReceiptSink
 from nodes.metrics import Metrics
@@ -47,6 +48,7 @@ class ApiContext:
     max_body_bytes: int
     openapi: dict[str, Any]
     cluster: ClusterView | None = None
+    evidence: EvidenceService | None = None
 
 
 CONTEXT = web.AppKey("tenir.api", ApiContext)

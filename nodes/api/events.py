@@ -36,7 +36,8 @@ async def record_event(request: web.Request) -> web.Response:
     details = f.obj("details") if f.data.get("details") is not None else {}
     ctx = context(request)
     event_id = await ctx.store.record_event(
-        kind, sentence, ctx.node, ctx.site, details={**details, "by": principal(request).id})
+        kind, sentence, ctx.node, ctx.site, details={**details, "by": principal(request).id},
+        actor=principal(request).id)
     return json_response({"id": event_id}, 201)
 
 

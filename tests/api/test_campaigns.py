@@ -113,7 +113,7 @@ async def test_bad_launch_is_refused_naming_the_field(
 
 
 @pytest.mark.asyncio
-async def test_pause_resume_cancel(client: Client) -> None:
+async def test_pause_resume_cancel(client: Client, store: MemoryStore) -> None:
     await seed(client)
     _, body = await launch(client, {"scenario": "alerte", "group": "crise"})
     base = f"/api/v1/campaigns/{body['id']}"
@@ -132,6 +132,11 @@ async def test_pause_resume_cancel(client: Client) -> None:
         assert r.status == 409, action
         assert (await r.json())["field"] == "state"
     assert (await progress(client, body["id"]))["state"] == "cancelled"
+    # who did what is in the continuity ledger, once per change
+    ledger = [(e.kind, e.actor.split(":")[0]) for e in store.events]
+    assert ledger == [("campaign.launch", "operator"), ("campaign.pause", "oncall"),
+                      ("campaign.resume", "operator"), ("campaign.cancel", "oncall")]
+    assert all(e.campaign_id == body["id"] for e in store.events)
 
 
 @pytest.mark.asyncio

@@ -19,6 +19,7 @@ from replication.store_api import (
     RecipientState,
     Scenario,
 )
+from tests.fakes.memory_ledger import MemoryLedger
 
 
 def utc_now() -> datetime:
@@ -91,6 +92,7 @@ class MemoryBase:
         self._rejections = 0
         self._next_recipient = 1
         self.events: list[Event] = []
+        self.ledger = MemoryLedger(clock)
 
     def _enter(self, name: str) -> None:
         if self.unavailable:

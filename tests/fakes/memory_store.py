@@ -281,19 +281,27 @@ class MemoryStore(DispatchPart):
 
     async def record_event(self, kind: str, sentence: str, node: str, site: str,
                            campaign_id: int | None = None,
-                           details: Mapping[str, Any] | None = None) -> int:
+                           details: Mapping[str, Any] | None = None,
+                           actor: str | None = None) -> int:
+        """Appended to ``self.ledger`` too (as the PostgreSQL store appends to its ledger)."""
         self._enter("record_event")
         check_event_kind(kind)
         node = required_name("node", node)
         site = required_name("site", site)
-        event = Event(id=len(self.events) + 1, at=self.clock(), kind=kind, node=node, site=site,
-                      campaign_id=campaign_id, sentence=sentence, details=dict(details or {}))
-        self.events.append(event)
-        return event.id
+        who = actor or f"node:{node}"
+        seq = await self.ledger.append(kind, sentence, actor=who, node=node, site=site,
+                                       campaign_id=campaign_id, details=details)
+        self.events.append(Event(id=seq, at=self.ledger.items[seq].at, kind=kind, node=node,
+                                 site=site, campaign_id=campaign_id, sentence=sentence,
+                                 details=dict(details or {}), actor=who))
+        return seq
 
     async def list_events(self, limit: int = 100) -> list[Event]:
         self._enter("list_events")
         return list(reversed(self.events))[:limit]
+
+
+_KIND = re.compile(r"[a-z][a-z0-9_.]*\Z")
 
 
 def _conforms(store: MemoryStore) -> CampaignStore:

@@ -31,7 +31,9 @@ async def test_events_are_recorded_in_order_with_their_details(store: PgCampaign
                                       "marseille")
     assert second > first
     events = await store.list_events(limit=10)
-    assert [e.id for e in events] == [second, first]
+    assert [e.id for e in events] == [second, first, 0]  # 0: the ledger's opening entry
+    assert events[2].kind == "ledger.opened"
+    assert events[1].actor == "node:marseille-node1"
     assert events[1].details == {"from": "paris-node1", "batches": 2}
     assert events[1].at <= events[0].at
     with pytest.raises(InvalidInput, match=r"^kind: "):  # named, not a raw CheckViolation

@@ -167,7 +167,8 @@ async def test_a_database_of_the_previous_version_upgrades_under_its_claims(
             assert old is not None
             monkeypatch.setattr(migrate_mod, "load_migrations", lambda: every)
             later = [m.version for m in every if m.version >= "0004"]  # 0004, then the rest
-            assert await migrate_mod.migrate(empty_dsn) == later
+            applied = await migrate_mod.migrate(empty_dsn)
+            assert [m.split("_")[0] for m in applied] == [v.split("_")[0] for v in later]
             await store.renew_batch(old[0], old[1], "old-node", 30)  # still its claim
             cur = await conn.execute("SELECT out_batch_id FROM tenir_claim_batch('old-node', 30)")
             assert await cur.fetchone() is not None

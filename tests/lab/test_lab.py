@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from cluster.lab import netns, procs
-from cluster.lab.access import app_dsn
+from cluster.lab.access import owner_dsn
 from cluster.lab.health import haproxy_routes, patroni_view, wait_haproxy_routes_to
 from cluster.status import gather
 from failover.pg_takeover import measure_site_loss
@@ -97,11 +97,11 @@ def test_no_route_out_of_any_namespace(lab_env: LabHandle) -> None:
 
 def test_row_written_through_paris_is_read_through_marseille(lab_env: LabHandle) -> None:
     topo = lab_env.topo
-    with psycopg.connect(app_dsn(topo, "paris"), autocommit=True) as conn:
+    with psycopg.connect(owner_dsn(topo, "paris"), autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS lab_check (k text PRIMARY KEY, v text)")
         conn.execute("INSERT INTO lab_check VALUES ('written-in-paris', 'bonjour') "
                      "ON CONFLICT (k) DO UPDATE SET v = excluded.v")
-    with psycopg.connect(app_dsn(topo, "marseille"), autocommit=True) as conn:
+    with psycopg.connect(owner_dsn(topo, "marseille"), autocommit=True) as conn:
         row = conn.execute("SELECT v FROM lab_check WHERE k = 'written-in-paris'").fetchone()
     assert row == ("bonjour",)
 
@@ -127,7 +127,7 @@ def test_losing_the_primary_site_promotes_the_other_and_loses_nothing(lab_env: L
         return v.primary if v else None
 
     result = measure_site_loss(
-        survivor_dsn=app_dsn(topo, survivor), kill_site=lambda: lab.kill_site(lost_site),
+        survivor_dsn=owner_dsn(topo, survivor), kill_site=lambda: lab.kill_site(lost_site),
         killed_site=lost_site, old_primary=old_primary, current_primary=current_primary,
         timeout=120,
     )
@@ -148,7 +148,7 @@ def test_losing_the_primary_site_promotes_the_other_and_loses_nothing(lab_env: L
     assert pg["primary"] == new_primary_host
     assert pg["sync_standby"] == topo.postgres_host_of_site(lost_site).name
     for site in ("paris", "marseille"):
-        with psycopg.connect(app_dsn(topo, site), autocommit=True) as conn:
+        with psycopg.connect(owner_dsn(topo, site), autocommit=True) as conn:
             assert conn.execute("SELECT v FROM lab_check WHERE k = 'written-in-paris'"
                                 ).fetchone() == ("bonjour",)
 
@@ -157,7 +157,7 @@ def test_down_keep_data_then_up_keeps_rows(lab_env: LabHandle) -> None:
     lab_env.lab.down(keep_data=True)
     assert netns.list_namespaces() == []
     lab_env.lab.up(timeout=180)
-    with psycopg.connect(app_dsn(lab_env.topo, "marseille"), autocommit=True) as conn:
+    with psycopg.connect(owner_dsn(lab_env.topo, "marseille"), autocommit=True) as conn:
         assert conn.execute("SELECT v FROM lab_check WHERE k = 'written-in-paris'"
                             ).fetchone() == ("bonjour",)
 

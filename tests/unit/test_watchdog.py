@@ -16,7 +16,7 @@ from cluster.coordination.base import MemberInfo
 from failover.pg_state import NOT_CONFIGURED, PgState
 from failover.snapshot import Snapshot, carrier_health, describe_channels, site_health
 from failover.watchdog import HOLD_S, Watchdog, decide, describe_takers
-from replication.store_api import ChannelStep, ScenarioIn
+from replication.store_api import ChannelStep, Event, ScenarioIn
 from tests.fakes.clock import Clock
 from tests.fakes.coordinator import FakeCoordinationServer, FakeCoordinator
 from tests.fakes.memory_store import MemoryStore
@@ -30,6 +30,11 @@ PRIMARY_PARIS = PgState(answered_by="http://10.213.0.11:8008", primary="paris-db
 PRIMARY_MARSEILLE = PgState(answered_by="http://10.213.0.21:8008", primary="marseille-db",
                             primary_site="marseille", members=("marseille-db", "paris-db"))
 NO_PRIMARY = PgState(answered_by="http://10.213.0.21:8008", members=("marseille-db",))
+def acted(store: MemoryStore) -> list[Event]:
+    """What the watchdog did (moves, lifts), without its PostgreSQL sync-copy records."""
+    return [e for e in store.events if not e.kind.startswith("postgres.")]
+
+
 UNREACHABLE = PgState(unknown_because="no Patroni answered",
                       errors=("http://10.213.0.11:8008: no answer within 1 s",))
 
@@ -187,7 +192,7 @@ async def test_one_leader_the_other_follows_and_the_leader_summarises_its_snapsh
         "voice in paris; 1 batches in flight, nothing to move")
     assert await w2.cycle() == "marseille-node1: following watchdog leader paris-node1"
     assert postgres.reads == 1  # only the leader reads Patroni
-    assert store.events == []
+    assert acted(store) == []
     assert "owner_sites" not in store.calls  # read only when a non-member holds batches
     snap = w1.last_snapshot
     assert snap is not None and w2.last_snapshot is None
@@ -223,7 +228,7 @@ async def test_a_carrier_failing_at_a_site_shows_in_the_sentence() -> None:
 
 @pytest.mark.asyncio
 async def test_a_dead_node_loses_leadership_and_its_batches_move_with_an_event() -> None:
-    server, store, (paris, marseille), _ = await _lab()
+    server, store, (paris, marseille), campaign = await _lab()
     await store.claim_batch("paris-node1", 30)
     await store.claim_batch("paris-node1", 30)
     postgres = FakePostgres(PRIMARY_PARIS)
@@ -239,9 +244,10 @@ async def test_a_dead_node_loses_leadership_and_its_batches_move_with_an_event()
         "queue for the 1 live member (marseille 1); PostgreSQL primary paris-db (paris), sync "
         "standby marseille-db, sms in marseille, email in marseille, voice nowhere")
     assert await store.batches_in_flight() == {}
-    [event] = store.events
+    [event] = acted(store)
     assert event.kind == "watchdog.move" and event.sentence == sentence
     assert event.details["moved"] == {"paris-node1": 2}
+    assert event.details["campaigns"] == {str(campaign): {"paris-node1": 2}}  # in flight
     assert event.details["members"] == ["marseille-node1"]
     assert event.details["sites"] == {"marseille": 1}
     assert event.details["channels"] == {"sms": ["marseille"], "email": ["marseille"],
@@ -251,8 +257,8 @@ async def test_a_dead_node_loses_leadership_and_its_batches_move_with_an_event()
         "sync_standby": "marseille-db", "members": ["marseille-db", "paris-db"],
         "answered_by": "http://10.213.0.11:8008", "unknown_because": None}
     assert event.details["reserved"] == {}  # its site is unknown: claimed without one
-    assert set(event.details) == {"moved", "reserved", "lifted", "members", "sites", "channels",
-                                  "postgres"}
+    assert set(event.details) == {"moved", "reserved", "lifted", "campaigns", "members", "sites",
+                                  "channels", "postgres"}
     # the next cycle has nothing left to do
     assert (await w2.cycle()).endswith("nothing to move")
 
@@ -274,7 +280,7 @@ async def test_a_site_seen_before_counts_zero_and_names_the_primary_site() -> No
                                "members) back to the queue for the 1 live member "
                                "(marseille 1, paris 0); PostgreSQL primary marseille-db "
                                "(marseille)")
-    assert store.events[0].details["sites"] == {"marseille": 1, "paris": 0}
+    assert acted(store)[0].details["sites"] == {"marseille": 1, "paris": 0}
 
 
 @pytest.mark.asyncio
@@ -291,14 +297,14 @@ async def test_no_move_while_postgresql_has_no_primary_then_move_once_it_has_one
         "moving 2 batches of paris-node1 (no longer members); 1 member (marseille 1), "
         "sms in marseille, email in marseille, voice nowhere")
     assert await store.batches_in_flight() == {"paris-node1": 2}
-    assert store.events == []
+    assert acted(store) == []
     assert await w2.cycle() == sentence  # still waiting, still the same sentence
     postgres.state = PRIMARY_MARSEILLE  # Patroni promoted marseille-db
     moved = await w2.cycle()
     assert moved.startswith("marseille-node1 leads: moved 2 batches of paris-node1")
     assert "PostgreSQL primary marseille-db (marseille)" in moved
     assert await store.batches_in_flight() == {}
-    [event] = store.events
+    [event] = acted(store)
     assert event.details["moved"] == {"paris-node1": 2}
     assert event.details["postgres"]["primary"] == "marseille-db"
 
@@ -312,8 +318,8 @@ async def test_an_unreachable_patroni_does_not_stop_the_move() -> None:
     sentence = await w2.cycle()
     assert sentence.startswith("marseille-node1 leads: moved 1 batches of paris-node1")
     assert "PostgreSQL unknown (no Patroni answered)" in sentence
-    assert store.events[0].details["postgres"]["known"] is False
-    assert store.events[0].details["postgres"]["unknown_because"] == "no Patroni answered"
+    assert acted(store)[0].details["postgres"]["known"] is False
+    assert acted(store)[0].details["postgres"]["unknown_because"] == "no Patroni answered"
 
 
 @pytest.mark.asyncio
@@ -377,7 +383,7 @@ async def test_unreachable_coordination_means_not_acting() -> None:
     postgres = FakePostgres(PRIMARY_PARIS)
     w1 = Watchdog(paris, store, node="paris-node1", site="paris", postgres=postgres)
     assert "cannot reach the coordination service" in await w1.cycle()
-    assert store.events == [] and postgres.reads == 0
+    assert acted(store) == [] and postgres.reads == 0
 
 
 # --- same-site takeover -------------------------------------------------------------------------
@@ -420,7 +426,7 @@ async def test_a_dead_nodes_batches_are_held_for_its_site_then_open_to_anyone() 
         "(marseille 1, paris 1); PostgreSQL primary paris-db (paris), sync standby "
         "marseille-db, sms in marseille+paris, email in marseille+paris, voice in "
         "marseille+paris")
-    [event] = store.events
+    [event] = acted(store)
     assert event.sentence == sentence and event.details["moved"] == {"paris-node1": 2}
     assert event.details["reserved"] == {"paris-node1": {"site": "paris", "hold_s": 3.0}}
     # marseille takes only the batches nobody held, not the reserved ones, until the hold ends
@@ -452,7 +458,7 @@ async def test_a_hold_ends_at_once_when_its_sites_last_member_dies_too() -> None
     assert sentence.startswith(
         "marseille-node1 leads: opened the 2 batches held for paris to every site (no live "
         "member left there); 1 member (marseille 1, paris 0)"), sentence
-    lift = store.events[-1]
+    lift = acted(store)[-1]
     assert (lift.kind, lift.details["lifted"]) == ("watchdog.lift", {"paris": 2})
     taken = await store.claim_batch("marseille-node1", 30, site="marseille")
     assert taken is not None and taken.id in (1, 2)
@@ -468,7 +474,7 @@ async def test_with_no_live_member_left_in_its_site_anyone_takes_them_at_once() 
     assert sentence.startswith(
         "marseille-node1 leads: moved 2 batches of paris-node1 (no longer members) back to the "
         "queue for the 1 live member (marseille 1, paris 0); PostgreSQL unknown")
-    assert store.events[0].details["reserved"] == {}
+    assert acted(store)[0].details["reserved"] == {}
     assert [(b.id, b.epoch) for b in [await store.claim_batch("marseille-node1", 30,
                                                               site="marseille")] if b] == [(1, 2)]
 
@@ -478,7 +484,8 @@ async def test_a_watchdog_with_hold_zero_reserves_nothing_and_bad_holds_are_refu
     _, store, _, coords = await _takeover_lab(paris_nodes=2)
     w = Watchdog(coords[-1], store, node="marseille-node1", site="marseille", hold_s=0)
     assert "back to the queue for the 2 live members" in await w.cycle()
-    assert store.events[0].details["reserved"] == {}
+    assert acted(store)[0].details["reserved"] == {}
     for bad in (-1.0, 61.0, float("nan")):
         with pytest.raises(ValueError, match="hold_s"):
             Watchdog(coords[-1], store, node="marseille-node1", site="marseille", hold_s=bad)
+

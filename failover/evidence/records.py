@@ -1,0 +1,223 @@
+"""Drill and incident records (and the drill schedule) as in-toto Statements v1 in DSSE
+envelopes signed with the writing site's key.
+
+A record is validated here (every error names the field), wrapped in a Statement whose
+subject is ``tenir:<type>/<id>`` with the SHA-256 of the canonical predicate, signed as DSSE
+(``securesystemslib.dsse``, PAE over the payload type below) and appended to the ledger as an
+entry of kind ``drill.record``, ``incident.record`` or ``drill.scheduled`` whose details carry
+the envelope. A drill (issue 10) writes its record through ``POST /api/v1/evidence/records``,
+which ends in :func:`append_record`, as the tests' synthetic drill does.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from securesystemslib.dsse import Envelope
+from securesystemslib.exceptions import VerificationError
+from securesystemslib.signer._crypto_signer import CryptoSigner
+from securesystemslib.signer._key import SSlibKey
+
+from failover.evidence.entry import canonical_json
+from failover.evidence.keys import Signer, Verifier
+from failover.evidence.ledger import Ledger
+
+PAYLOAD_TYPE = "application/vnd.tenir.continuity+json"
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://tenir.invalid/continuity-record/v1"
+RECORD_TYPES = ("drill", "incident", "schedule")
+KIND_OF = {"drill": "drill.record", "incident": "incident.record", "schedule": "drill.scheduled"}
+CRITICALITY = ("low", "medium", "high", "critical")
+ACTION_STATUS = ("open", "in_progress", "done")
+VERDICTS = ("pass", "fail", "not_checked")
+
+
+class RecordError(ValueError):
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class _Fields:
+    def __init__(self, data: Any, where: str) -> None:
+        if not isinstance(data, dict):
+            raise RecordError(where or "record", "must be a JSON object")
+        self.data, self.where = data, where
+
+    def _name(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def text(self, key: str, *, required: bool = True, choices: tuple[str, ...] = ()) -> str:
+        v = self.data.get(key)
+        if v is None and not required:
+            return ""
+        if not isinstance(v, str) or not v.strip() or len(v) > 2000:
+            raise RecordError(self._name(key), "must be a non-empty string (2000 at most)")
+        if choices and v not in choices:
+            raise RecordError(self._name(key), f"must be one of {', '.join(choices)}")
+        return v
+
+    def time(self, key: str, *, required: bool = True) -> str:
+        v = self.text(key, required=required)
+        if v:
+            try:
+                parsed = datetime.fromisoformat(v)
+            except ValueError as exc:
+                raise RecordError(self._name(key), "must be an ISO 8601 time") from exc
+            if parsed.tzinfo is None:
+                raise RecordError(self._name(key), "must carry its time zone (Z or +hh:mm)")
+        return v
+
+    def num(self, key: str, *, required: bool = True) -> float | None:
+        v = self.data.get(key)
+        if v is None and not required:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+            raise RecordError(self._name(key), "must be a number >= 0")
+        return float(v)
+
+    def items(self, key: str, *, required: bool = True) -> list[_Fields]:
+        v = self.data.get(key, None if required else [])
+        if not isinstance(v, list):
+            raise RecordError(self._name(key), "must be a list")
+        return [_Fields(x, f"{self._name(key)}[{i}]") for i, x in enumerate(v)]
+
+    def sub(self, key: str) -> _Fields:
+        return _Fields(self.data.get(key), self._name(key))
+
+
+def validate(record: Any) -> dict[str, Any]:
+    """The record as it will be signed, or :class:`RecordError` naming the field at fault."""
+    f = _Fields(record, "")
+    rtype = f.text("type", choices=RECORD_TYPES)
+    f.text("id")
+    f.text("drill_type")
+    scope = f.sub("scope")
+    scope.text("description")
+    if not all(isinstance(s, str) for s in scope.data.get("sites", [])):
+        raise RecordError("scope.sites", "must be a list of site names")
+    if rtype == "schedule":
+        f.time("due")
+        return dict(record)
+    targets = f.sub("targets")
+    targets.num("rto_s")
+    targets.num("rpo_s")
+    measured = f.sub("measured")
+    measured.num("rto_s", required=rtype == "drill")
+    measured.num("rpo_s", required=rtype == "drill")
+    if rtype == "drill":
+        f.text("approver")
+        f.text("runner")
+    start, end = f.time("started_at"), f.time("ended_at")
+    if datetime.fromisoformat(end) < datetime.fromisoformat(start):
+        raise RecordError("ended_at", "is before started_at")
+    for step in f.items("steps"):
+        step.text("name")
+        s, e = step.time("started_at"), step.time("ended_at")
+        if datetime.fromisoformat(e) < datetime.fromisoformat(s):
+            raise RecordError(f"{step.where}.ended_at", "is before started_at")
+        step.text("outcome", required=False)
+    for v in f.items("verdicts", required=rtype == "drill"):
+        v.text("invariant")
+        v.text("verdict", choices=VERDICTS)
+        v.text("detail", required=False)
+    for finding in f.items("findings", required=False):
+        finding.text("id")
+        finding.text("criticality", choices=CRITICALITY)
+        finding.text("description")
+        action = finding.sub("corrective_action")
+        action.text("description")
+        action.text("owner")
+        action.time("due", required=False)
+        action.text("status", choices=ACTION_STATUS)
+    campaigns = record.get("campaigns_in_flight", [])
+    if not isinstance(campaigns, list) or not all(
+            isinstance(c, int) and not isinstance(c, bool) for c in campaigns):
+        raise RecordError("campaigns_in_flight", "must be a list of campaign ids")
+    return dict(record)
+
+
+def statement(record: dict[str, Any]) -> dict[str, Any]:
+    digest = hashlib.sha256(canonical_json(record)).hexdigest()
+    return {"_type": STATEMENT_TYPE,
+            "subject": [{"name": f"tenir:{record['type']}/{record['id']}",
+                         "digest": {"sha256": digest}}],
+            "predicateType": PREDICATE_TYPE, "predicate": record}
+
+
+def _sslib_key(v: Verifier) -> SSlibKey:
+    return SSlibKey.from_crypto(Ed25519PublicKey.from_public_bytes(v.public),
+                                keyid=f"{v.name}+{v.key_id.hex()}")
+
+
+def sign_record(record: Any, signer: Signer) -> dict[str, Any]:
+    """Validate, wrap in a Statement, sign as DSSE; the envelope as JSON."""
+    body = validate(record)
+    envelope = Envelope(canonical_json(statement(body)), PAYLOAD_TYPE, {})
+    envelope.sign(CryptoSigner(signer.private, _sslib_key(signer.verifier)))
+    return dict(envelope.to_dict())
+
+
+@dataclass(frozen=True)
+class VerifiedRecord:
+    record: dict[str, Any]
+    signed_by: str  # key name + id
+
+
+def verify_envelope(envelope: Any, keys: list[Verifier]) -> VerifiedRecord:
+    """Check the DSSE signature (one trusted key suffices), the payload type, the Statement and
+    its subject digest; the record inside. Raises :class:`RecordError` saying what failed."""
+    if not isinstance(envelope, dict):
+        raise RecordError("envelope", "must be a DSSE envelope object")
+    try:
+        env = Envelope.from_dict(json.loads(json.dumps(envelope)))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise RecordError("envelope", f"not a DSSE envelope ({exc})") from exc
+    if env.payload_type != PAYLOAD_TYPE:
+        raise RecordError("envelope.payloadType", f"is {env.payload_type!r}, not {PAYLOAD_TYPE}")
+    try:
+        accepted = env.verify([_sslib_key(k) for k in keys], 1)
+    except VerificationError as exc:
+        raise RecordError("envelope.signatures", f"no valid signature by a trusted key ({exc})"
+                          ) from exc
+    try:
+        st = json.loads(env.payload)
+    except ValueError as exc:
+        raise RecordError("envelope.payload", "is not JSON") from exc
+    if st.get("_type") != STATEMENT_TYPE or st.get("predicateType") != PREDICATE_TYPE:
+        raise RecordError("envelope.payload", "is not a tenir continuity Statement v1")
+    record = st.get("predicate")
+    validate(record)
+    want = hashlib.sha256(canonical_json(record)).hexdigest()
+    if st.get("subject", [{}])[0].get("digest", {}).get("sha256") != want:
+        raise RecordError("envelope.payload.subject", "digest does not match the predicate")
+    return VerifiedRecord(record, ", ".join(sorted(accepted)))
+
+
+async def append_record(ledger: Ledger, record: Any, signer: Signer, *, actor: str, node: str,
+                        site: str) -> int:
+    """Validate, sign and append a record; returns its ledger sequence number."""
+    envelope = sign_record(record, signer)
+    body = validate(record)
+    rtype = body["type"]
+    sentence = (f"{rtype} {body['id']} ({body['drill_type']}) recorded: "
+                + (f"due {body['due']}" if rtype == "schedule"
+                   else f"{body['started_at']} to {body['ended_at']}"))
+    return await ledger.append(KIND_OF[rtype], sentence, actor=actor, node=node, site=site,
+                               details={"record_id": body["id"], "envelope": envelope})
+
+
+def decode_payload(envelope: dict[str, Any]) -> dict[str, Any]:
+    """The Statement inside an envelope, unverified (for display after verification)."""
+    return dict(json.loads(base64.b64decode(envelope["payload"])))
+
+
+__all__ = ["PAYLOAD_TYPE", "RecordError", "VerifiedRecord", "append_record",
+           "sign_record", "validate", "verify_envelope"]
