@@ -74,11 +74,17 @@ def _quiet(_: str) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from cluster.status import gather, render_table
+    """Exit 1 when something is not running (the status's ``problems``)."""
+    from cluster.status import gather
+    from cluster.status_render import render_table
+    from cluster.textfit import echo
 
     status = gather(_inventory(args))
-    print(json.dumps(status, indent=2) if args.json else render_table(status))
-    return 0
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        echo(render_table(status))
+    return 1 if status["problems"] else 0
 
 
 def _err(text: str) -> None:
