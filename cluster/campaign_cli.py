@@ -131,23 +131,39 @@ def carriers_report(topo: Topology) -> list[dict[str, Any]]:
     return out
 
 
-def cmd_carriers(args: argparse.Namespace, topo: Topology) -> int:
-    reports = carriers_report(topo)
-    cross = cross_site_duplicates(topo)
-    if args.json:
-        print(json.dumps({"carriers": reports, "cross_site_duplicates": cross}, indent=2))
-        return 0
+def carriers_lines(reports: list[dict[str, Any]], cross: dict[str, int] | None,
+                   why_unknown: str = "") -> list[str]:
+    """``carriers report`` as text: per site and channel what the simulator received."""
+    lines = []
     for r in reports:
         if "error" in r:
-            print(f"{r['site']:<10} {r['host']:<20} UNREACHABLE {r['error']}")
+            lines.append(f"{r['site']:<10} {r['host']:<20} UNREACHABLE: {r['error']}")
             continue
         for channel in ("sms", "email", "voice"):
             c = r["report"].get(channel, {})
-            print(f"{r['site']:<10} {channel:<6} received {c.get('received', 0):>8} unique "
-                  f"{c.get('unique_references', 0):>8} duplicates {c.get('duplicates', 0):>6}")
-    print("references delivered by more than one site's carriers: "
-          + ", ".join(f"{k} {v}" for k, v in cross.items()))
-    return 0
+            lines.append(f"{r['site']:<10} {channel:<6} received {c.get('received', 0):>9,} "
+                         f"unique {c.get('unique_references', 0):>9,} duplicates "
+                         f"{c.get('duplicates', 0):>7,}")
+    lines.append("references delivered by more than one site's carriers: " + (
+        ", ".join(f"{k} {v:,}" for k, v in cross.items()) if cross is not None
+        else f"unknown: {why_unknown}"))
+    return lines
+
+
+def cmd_carriers(args: argparse.Namespace, topo: Topology) -> int:
+    """Exit 1 if a carrier simulator does not answer."""
+    reports = carriers_report(topo)
+    cross: dict[str, int] | None = None
+    why = ""
+    try:
+        cross = cross_site_duplicates(topo)
+    except HttpError as exc:
+        why = f"a carrier simulator does not answer ({exc.url})"
+    if args.json:
+        print(json.dumps({"carriers": reports, "cross_site_duplicates": cross}, indent=2))
+    else:
+        echo(carriers_lines(reports, cross, why))
+    return 1 if cross is None or any("error" in r for r in reports) else 0
 
 
 def add_parsers(sub: Any) -> None:

@@ -88,16 +88,16 @@ def summary_lines(c: Campaign, now: datetime | None = None) -> list[str]:
 
 def list_lines(items: Sequence[Campaign], now: datetime | None = None) -> list[str]:
     """``campaign list``: one row per campaign, within 80 columns."""
-    rows = [f"{'id':>5}  {'scenario':<12} {'state':<9} {'done':>21}  {'time':>10} "
-            f"{'average':>9}  failed"]
+    rows = [f"{'id':>5} {'scenario':<12} {'state':<9} {'done':>19} {'time':>10} "
+            f"{'average':>9} {'failed':>7}"]
     for c in items:
         seconds = elapsed_s(c, now)
         rate = rate_text(average_rate(done(c), seconds))
         scenario = str(c.get("scenario") or "?")
         scenario = scenario if len(scenario) <= 12 else scenario[:11] + "~"
         count = f"{done(c):,}/{int(c['recipients']):,}"
-        rows.append(f"{c['id']:>5}  {scenario:<12} {c['state']:<9} {count:>21}  "
-                    f"{duration(seconds):>10} {rate:>9}  {int(c['failed']):,}")
+        rows.append(f"{c['id']:>5} {scenario:<12} {c['state']:<9} {count:>19} "
+                    f"{duration(seconds):>10} {rate:>9} {int(c['failed']):>7,}")
     return rows
 
 

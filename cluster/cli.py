@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.render import ROLES_DIR
+from cluster.textfit import echo
 from cluster.topology import (
     COORDINATION_BACKENDS,
     Topology,
@@ -35,7 +36,7 @@ def _inventory(args: argparse.Namespace) -> Topology:
 
 
 def _say(text: str) -> None:
-    print(text, flush=True)
+    echo(text)
 
 
 def _print_hosts(hosts: list[Any]) -> None:
@@ -77,7 +78,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     """Exit 1 when something is not running (the status's ``problems``)."""
     from cluster.status import gather
     from cluster.status_render import render_table
-    from cluster.textfit import echo
 
     status = gather(_inventory(args))
     if args.json:
@@ -88,7 +88,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _err(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    echo(text, sys.stderr)
 
 
 def cmd_site(args: argparse.Namespace, topo: Topology) -> int:
@@ -237,20 +237,21 @@ def main(argv: list[str] | None = None) -> int:
             return int(args.func_topo(args, _inventory(args)))
         return int(args.func(args))
     except TopologyError as exc:
-        print(f"tenir: invalid inventory: {exc}", file=sys.stderr)
+        _err(f"tenir: invalid inventory: {exc}")
         return 2
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
         from cluster.coordination.base import CoordinationError
         from cluster.drain import OperationError
+        from cluster.httpjson import HttpError
         from cluster.lab.lab import LabError
         from cluster.node_api import ApiError
         from cluster.wait import WaitTimeout
 
         if isinstance(exc, LabError | WaitTimeout | ApiError | OperationError
-                      | CoordinationError):
-            print(f"tenir: {exc}", file=sys.stderr)
+                      | CoordinationError | HttpError):
+            _err(f"tenir: {exc}")
             return 1
         raise
 

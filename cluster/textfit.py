@@ -4,12 +4,15 @@ narrower terminal); a longer line is wrapped at spaces, its continuation indente
 from __future__ import annotations
 
 import os
+import re
 import sys
 import textwrap
 from collections.abc import Iterable
 from typing import TextIO
 
 MAX_WIDTH = 80
+_NBSP = "\u00a0"
+_QUANTITY = re.compile(r"(\d) (s|ms|min|h|bytes|batches)\b")  # "12.1 s" is not split
 
 
 def output_width(stream: TextIO | None = None) -> int:
@@ -32,8 +35,9 @@ def wrap(line: str, width: int = MAX_WIDTH) -> list[str]:
     more = indent + "    "
     if len(more) >= width // 2:
         more = "    "
-    return textwrap.wrap(line, width=width, initial_indent="", subsequent_indent=more,
-                         break_on_hyphens=False, drop_whitespace=True) or [line[:width]]
+    glued = _QUANTITY.sub(rf"\1{_NBSP}\2", line)
+    parts = textwrap.wrap(glued, width=width, subsequent_indent=more, break_on_hyphens=False)
+    return [p.replace(_NBSP, " ") for p in parts] or [line[:width]]
 
 
 def fit(lines: Iterable[str], width: int = MAX_WIDTH) -> list[str]:

@@ -33,29 +33,43 @@ LAB_INVENTORY = REPO_ROOT / "inventories" / "lab" / "hosts.yml"
 TENIR = Path(sys.executable).parent / "tenir"
 
 
-class NodeServer:
-    """The node app on the in-memory store, on 127.0.0.1:``port``, in its own thread."""
+class LoopThread:
+    """An event loop in its own thread; ``call`` runs a coroutine there and waits for it."""
 
     def __init__(self) -> None:
-        self.store = MemoryStore()
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="node-server",
+        self.thread = threading.Thread(target=self.loop.run_forever, name="test-loop",
                                        daemon=True)
+        self.thread.start()
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+class NodeServer(LoopThread):
+    """The node app on the in-memory store, on 127.0.0.1:``port``, on its own loop thread (the
+    store is only touched from there)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store = MemoryStore()
         self.runner: web.AppRunner | None = None
         self.port = 0
         self.nodes = itertools.cycle([("paris-node1", "paris"), ("marseille-node1", "marseille")])
 
     def __enter__(self) -> NodeServer:
-        self.thread.start()
         self.port = self.call(self._serve())
         return self
 
     def __exit__(self, *_: object) -> None:
         if self.runner is not None:
             self.call(self.runner.cleanup())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
+        self.close()
 
     async def _serve(self) -> int:
         self.runner = web.AppRunner(make_app(self.store, Metrics()))
@@ -65,10 +79,6 @@ class NodeServer:
         server = site._server
         assert isinstance(server, asyncio.Server)
         return int(server.sockets[0].getsockname()[1])
-
-    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-        """Run ``coro`` on the server's loop (the store is only touched from there)."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     @property
     def url(self) -> str:
@@ -107,22 +117,25 @@ class NodeServer:
         return finished
 
 
-def write_inventory(folder: Path, port: int) -> Path:
-    """The lab inventory with every host on a loopback address and the first alert node (paris-
-    node1) at 127.0.0.1:``port``; the other nodes' addresses answer nothing."""
+def write_inventory(folder: Path, port: int = 9,
+                    hosts: dict[str, dict[str, Any]] | None = None) -> Path:
+    """The lab inventory with every host on a loopback address that answers nothing, except the
+    first alert node (paris-node1) at 127.0.0.1:``port``; ``hosts`` adds host variables."""
     data = yaml.safe_load(LAB_INVENTORY.read_text(encoding="utf-8"))
     variables = data["all"]["vars"]
     variables.pop("tenir_lab_network")
     variables.pop("tenir_lab_bridge_address")
     variables["tenir_cluster_name"] = "tenir-clitest"
+    variables.update(tenir_node_port=9, carrier_sim_control_port=9)  # discard: no answer
     sites = data["all"]["children"]["sites"]["children"]
     for i, (name, host) in enumerate((n, h) for s in sites.values()
                                      for n, h in s["hosts"].items()):
         host["ansible_host"] = f"127.0.0.{i + 100}"
         if name == "paris-node1":
             host.update(ansible_host="127.0.0.1", tenir_node_port=port)
+        host.update((hosts or {}).get(name, {}))
     path = folder / "hosts.yml"
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -43,8 +44,6 @@ def expected_average(server: NodeServer) -> tuple[str, str]:
 
 
 def wait_launched(server: NodeServer) -> None:
-    import time
-
     for _ in range(200):
         if server.api("GET", "/campaigns")["items"]:
             return
@@ -89,7 +88,6 @@ def test_the_bar_redraws_in_place_within_the_terminal_and_ends_with_the_average(
         text = " ".join(screen)
         assert re.search(rf"campaign 1 completed: 2,000/2,000 \(100%\) in +{seconds}, +average "
                          rf"+{rate}", text), (rate, seconds, screen)
-        assert "\x1b" not in text and "\r" not in text
     finally:
         tmux.close()
 
@@ -97,12 +95,13 @@ def test_the_bar_redraws_in_place_within_the_terminal_and_ends_with_the_average(
 def test_in_a_pipe_progress_is_a_few_plain_lines(server: NodeServer, tmp_path: Path) -> None:
     inventory = write_inventory(tmp_path, server.port)
     cli = subprocess.Popen(launch_argv(inventory), env=cli_env(TERM="xterm-256color"),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # bytes: text
+    try:                                                        # mode would turn \r into \n
         wait_launched(server)
         assert server.advance(1, 4, pause_s=0.3) == 4
         finish_slowly(server)
-        out, err = cli.communicate(timeout=30)
+        raw_out, raw_err = cli.communicate(timeout=30)
+        out, err = raw_out.decode(), raw_err.decode()
     finally:
         if cli.poll() is None:
             cli.kill()
