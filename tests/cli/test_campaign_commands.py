@@ -111,3 +111,14 @@ def test_no_node_answering_exits_1_naming_the_problem(
     assert err[0].startswith("tenir: no alert node answered: http://127.0.0.1:9/api/v1/"
                              "campaigns: no answer")
     assert max(len(line) for line in err) <= 80, err
+
+
+def test_a_refusal_names_the_field_and_the_node(
+        server: NodeServer, inventory: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "-i", inventory, "campaign", "launch", "--scenario", "absent",
+                         "--population", "5")
+    assert (code, out) == (1, [])
+    assert " ".join(line.strip() for line in err) == (
+        f"tenir: POST /campaigns: 422 unknown scenario 'absent' (field scenario; node "
+        f"http://127.0.0.1:{server.port})")
+    assert max(len(line) for line in err) <= 80

@@ -15,6 +15,7 @@ from rich.console import Console
 from cluster.campaign_view import duration, headline, list_lines, summary_lines
 from cluster.progress import CampaignClock, LiveBar, PlainLines, is_live_terminal, open_display
 from cluster.textfit import fit, wrap
+from tests.fakes.clock import Monotonic
 
 pytestmark = pytest.mark.unit
 
@@ -67,20 +68,12 @@ def test_list_rows_fit_80_columns() -> None:
                                "1", "h", "06", "min", "250/s", "1,234,567"]
 
 
-class Ticks:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def test_plain_lines_come_every_10_s_without_escape_codes() -> None:
-    out, ticks = io.StringIO(), Ticks()
+    out, ticks = io.StringIO(), Monotonic()
     plain = PlainLines(out, monotonic=ticks)
     for i in range(51):  # a poll every 0.5 s for 25 s
-        ticks.t = i * 0.5
-        plain.update(campaign(i * 100), ticks.t)
+        ticks.now = i * 0.5
+        plain.update(campaign(i * 100), ticks.now)
     plain.update(campaign(20_000, seconds=25.5, state="completed"), 25.5)  # the caller's
     lines = out.getvalue().splitlines()
     assert [re.search(r"after (\S+) s", line).group(1) for line in lines] == [  # type: ignore[union-attr]
@@ -89,10 +82,10 @@ def test_plain_lines_come_every_10_s_without_escape_codes() -> None:
 
 
 def test_the_clock_anchors_once_on_started_at_then_counts_locally() -> None:
-    ticks = Ticks()
+    ticks = Monotonic()
     clock = CampaignClock(monotonic=ticks, now=lambda: T0 + timedelta(seconds=30))
     assert clock.seconds(campaign(0)) == 30.0  # followed from the middle of the campaign
-    ticks.t = 2.5
+    ticks.now = 2.5
     assert clock.seconds(campaign(10)) == 32.5
     assert clock.seconds(campaign(20_000, seconds=31.0, state="completed")) == 31.0
 
