@@ -175,15 +175,17 @@ def add_parsers(sub: Any) -> None:
     target.add_argument("--group", help="a contact group")
     target.add_argument("--population", type=int, help="N generated test recipients")
     launch.add_argument("--batch-size", type=int, default=100)
-    launch.add_argument("--wait", action="store_true", help="follow it until it completes")
-    launch.add_argument("--timeout", type=float, default=3600.0)
+    launch.add_argument("--wait", action="store_true", help="follow it until it completes "
+                        "(exit 1 if it still runs at --timeout)")
+    launch.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits")
     launch.add_argument("--json", action="store_true")
     show = csub.add_parser("show", help="progress of one campaign")
     show.add_argument("id", type=int)
     show.add_argument("--json", action="store_true")
-    wait = csub.add_parser("wait", help="follow a campaign until it completes")
+    wait = csub.add_parser("wait", help="follow a campaign until it completes (exit 1 if it "
+                           "still runs at --timeout)")
     wait.add_argument("id", type=int)
-    wait.add_argument("--timeout", type=float, default=3600.0)
+    wait.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait")
     wait.add_argument("--json", action="store_true")
     lst = csub.add_parser("list", help="recent campaigns")
     lst.add_argument("--json", action="store_true")
@@ -191,6 +193,7 @@ def add_parsers(sub: Any) -> None:
 
     car = sub.add_parser("carriers", help="the carrier simulators")
     carsub = car.add_subparsers(dest="carriers_command", required=True)
-    rep = carsub.add_parser("report", help="messages received, unique references, duplicates")
+    rep = carsub.add_parser("report", help="messages received, unique references, duplicates "
+                            "(exit 1 if a simulator does not answer)")
     rep.add_argument("--json", action="store_true")
     car.set_defaults(func_topo=cmd_carriers)

@@ -193,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab.set_defaults(func=cmd_lab)
 
     status = sub.add_parser("status", help="etcd or ZooKeeper, PostgreSQL, HAProxy, alert "
-                            "nodes, drained sites and batches in flight")
+                            "nodes, drained sites and batches in flight; exit 1 if something "
+                            "is not running")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
 
