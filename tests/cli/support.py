@@ -190,5 +190,7 @@ class Tmux:
 
     def close(self) -> None:
         if self.started:
+            path = self._tmux("display-message", "-p", "#{socket_path}").strip()
             subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True,
                            check=False, timeout=10)
+            Path(path).unlink(missing_ok=True)  # tmux leaves its socket file behind
