@@ -54,7 +54,7 @@ def fresh() -> Iterator[tuple[Install, subprocess.CompletedProcess[str]]]:
     if os.geteuid() != 0:
         pytest.fail("the install tests run as root, like make install")
     # a short folder, like /opt/tenir or a checkout's .venv: the summary keeps to one line a row
-    tmp = Path(tempfile.mkdtemp(prefix="tnrinst"))
+    tmp = Path(tempfile.mkdtemp(prefix="install-test-"))
     install = Install(env={}, log=tmp / "install.log", patroni=tmp / "opt" / "patroni-venv",
                       venv=tmp / "venv")
     install.env = {**os.environ, "PATRONI_VENV": str(install.patroni),
