@@ -33,7 +33,8 @@ fi
 # "done (N s)"; on failure print the command's whole output to stderr and stop.
 step() {
   local what=$1 out rc=0 began=$SECONDS; shift
-  printf '%s ... ' "$what"
+  # room for " ... done (NNN s)" on the line, else (a long path) on the next one
+  if ((${#what} > WIDTH - 17)); then printf '%s\n  ... ' "$what"; else printf '%s ... ' "$what"; fi
   out=$(mktemp)
   # run in the background and wait: errexit then holds inside a function step runs (it would
   # be ignored in an `||` list)

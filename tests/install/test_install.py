@@ -54,7 +54,7 @@ def fresh() -> Iterator[tuple[Install, subprocess.CompletedProcess[str]]]:
     if os.geteuid() != 0:
         pytest.fail("the install tests run as root, like make install")
     # a short folder, like /opt/tenir or a checkout's .venv: the summary keeps to one line a row
-    tmp = Path(tempfile.mkdtemp(prefix="install-test-"))
+    tmp = Path(tempfile.mkdtemp(prefix="inst-"))
     install = Install(env={}, log=tmp / "install.log", patroni=tmp / "opt" / "patroni-venv",
                       venv=tmp / "venv")
     install.env = {**os.environ, "PATRONI_VENV": str(install.patroni),
@@ -108,10 +108,11 @@ def test_an_installed_machine_gets_a_short_summary(
 
 
 def test_a_failing_step_shows_its_whole_output(
-        fresh: tuple[Install, subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
+        fresh: tuple[Install, subprocess.CompletedProcess[str]]) -> None:
     install, _ = fresh
+    folder = install.log.parent / "broken"  # short, as the fixture's: one line per step
     broken = Install(env={k: v for k, v in install.env.items() if not k.startswith("PIP_")},
-                     log=tmp_path / "install.log", patroni=tmp_path / "patroni-venv",
+                     log=folder / "install.log", patroni=folder / "patroni-venv",
                      venv=install.venv)
     broken.env.update(PATRONI_VENV=str(broken.patroni), TENIR_INSTALL_LOG=str(broken.log))
     # an index nobody listens on: pip fails the way an unreachable mirror makes it fail
