@@ -7,7 +7,7 @@ PYTEST := $(BIN)/pytest
 .PHONY: install demo test test-quick test-lab lint typecheck lab-up lab-down bench-failover bench-resume bench-throughput bench-ledger lock clean
 
 install:  ## Debian packages, the Patroni venv and the project venv (idempotent)
-	./scripts/install-debian.sh
+	@./scripts/install-debian.sh
 
 demo: install  ## bring the lab up and lose the PostgreSQL primary's whole site
 	$(BIN)/tenir demo

@@ -9,47 +9,61 @@ import sys
 import time
 from typing import Any
 
+from cluster.campaign_view import FINAL_STATES, campaign_json, list_lines, summary_lines
 from cluster.carriers_report import carrier_sites, gather, render
 from cluster.httpjson import request_json
 from cluster.node_api import NodeApi, operator_token
+from cluster.progress import CampaignClock, ProgressDisplay, open_display
+from cluster.textfit import echo
 from cluster.topology import Topology
 
-PROGRESS_KEYS = ("id", "state", "recipients", "delivered", "acknowledged", "failed", "pending",
-                 "started_at", "completed_at", "by_site")
+PROGRESS_KEYS = ("id", "scenario", "state", "recipients", "delivered", "acknowledged", "failed",
+                 "pending", "started_at", "completed_at", "by_site")
+POLL_S = 0.5
 
 
 def _api(topo: Topology, role: str = "operator") -> NodeApi:
     return NodeApi(topo, operator_token(role))
 
 
-def progress_line(c: dict[str, Any], rate: float | None = None) -> str:
-    total = max(int(c["recipients"]), 1)
-    done = total - int(c["pending"])
-    width = 30
-    filled = int(width * done / total)
-    sites = " ".join(f"{k}:{v}" for k, v in sorted(c.get("by_site", {}).items()))
-    speed = f"  {rate:,.0f}/s" if rate else ""
-    return (f"campaign {c['id']} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
-            f"{c['state']}: delivered {c['delivered']}, acknowledged {c['acknowledged']}, "
-            f"failed {c['failed']}, pending {c['pending']}  ({sites}){speed}")
-
-
-def wait_campaign(api: NodeApi, campaign: int, timeout: float, *, live: bool) -> dict[str, Any]:
+def wait_campaign(api: NodeApi, campaign: int, timeout: float, *, live: bool,
+                  display: ProgressDisplay | None = None,
+                  poll_s: float = POLL_S) -> dict[str, Any]:
+    """Poll the campaign until it is completed or cancelled, or ``timeout`` passed; return its
+    last state. ``live``: show its progress on stderr (a bar on a terminal, else plain lines)."""
+    if display is None and live:
+        display = open_display(sys.stderr)
+    elapsed = CampaignClock()
     deadline = time.monotonic() + timeout
-    last_done, last_t = 0, time.monotonic()
-    while True:
-        c = dict(api.call("GET", f"/campaigns/{campaign}"))
-        now = time.monotonic()
-        done = int(c["recipients"]) - int(c["pending"])
-        rate = (done - last_done) / (now - last_t) if now > last_t else None
-        last_done, last_t = done, now
-        if live:
-            print("\r" + progress_line(c, rate), end="", file=sys.stderr, flush=True)
-        if c["state"] in ("completed", "cancelled") or time.monotonic() >= deadline:
-            if live:
-                print(file=sys.stderr)
-            return c
-        time.sleep(0.5)
+    try:
+        while True:
+            c = dict(api.call("GET", f"/campaigns/{campaign}"))
+            if display is not None:
+                display.update(c, elapsed.seconds(c))
+            if c["state"] in FINAL_STATES or time.monotonic() >= deadline:
+                return c
+            time.sleep(poll_s)
+    finally:
+        if display is not None:
+            display.close()
+
+
+def _follow(api: NodeApi, campaign: int, args: argparse.Namespace) -> int:
+    """``--wait``: follow, print the outcome; 1 if the campaign is still going at the timeout."""
+    c = wait_campaign(api, campaign, args.timeout, live=not args.json)
+    _print_campaign(c, args.json)
+    if c["state"] in FINAL_STATES:
+        return 0
+    echo(f"tenir: campaign {campaign} is still {c['state']} after {args.timeout:.0f} s; it "
+         f"goes on (tenir campaign wait {campaign})", sys.stderr)
+    return 1
+
+
+def _print_campaign(c: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(campaign_json(c, PROGRESS_KEYS), indent=2))
+    else:
+        echo(summary_lines(c))
 
 
 def cmd_campaign(args: argparse.Namespace, topo: Topology) -> int:
@@ -63,28 +77,19 @@ def cmd_campaign(args: argparse.Namespace, topo: Topology) -> int:
         created = api.call("POST", "/campaigns", body)
         campaign = int(created["id"])
         if args.wait:
-            c = wait_campaign(api, campaign, args.timeout, live=not args.json)
-        else:
-            c = dict(api.call("GET", f"/campaigns/{campaign}"))
-        print(json.dumps({k: c.get(k) for k in PROGRESS_KEYS}, indent=2) if args.json
-              else progress_line(c))
+            return _follow(api, campaign, args)
+        _print_campaign(dict(api.call("GET", f"/campaigns/{campaign}")), args.json)
         return 0
     if args.campaign_command == "show":
-        c = dict(api.call("GET", f"/campaigns/{args.id}"))
-        print(json.dumps({k: c.get(k) for k in PROGRESS_KEYS}, indent=2) if args.json
-              else progress_line(c))
+        _print_campaign(dict(api.call("GET", f"/campaigns/{args.id}")), args.json)
         return 0
     if args.campaign_command == "wait":
-        c = wait_campaign(api, args.id, args.timeout, live=not args.json)
-        print(json.dumps({k: c.get(k) for k in PROGRESS_KEYS}, indent=2) if args.json
-              else progress_line(c))
-        return 0 if c["state"] in ("completed", "cancelled") else 1
+        return _follow(api, args.id, args)
     items = api.call("GET", "/campaigns")["items"]
     if args.json:
-        print(json.dumps([{k: c.get(k) for k in PROGRESS_KEYS} for c in items], indent=2))
+        print(json.dumps([campaign_json(c, PROGRESS_KEYS) for c in items], indent=2))
     else:
-        for c in items:
-            print(progress_line(c))
+        echo(list_lines(items) if items else ["no campaign yet"])
     return 0
 
 
@@ -129,15 +134,17 @@ def add_parsers(sub: Any) -> None:
     target.add_argument("--group", help="a contact group")
     target.add_argument("--population", type=int, help="N generated test recipients")
     launch.add_argument("--batch-size", type=int, default=100)
-    launch.add_argument("--wait", action="store_true", help="follow it until it completes")
-    launch.add_argument("--timeout", type=float, default=3600.0)
+    launch.add_argument("--wait", action="store_true", help="follow it until it completes "
+                        "(exit 1 if it still runs at --timeout)")
+    launch.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits")
     launch.add_argument("--json", action="store_true")
     show = csub.add_parser("show", help="progress of one campaign")
     show.add_argument("id", type=int)
     show.add_argument("--json", action="store_true")
-    wait = csub.add_parser("wait", help="follow a campaign until it completes")
+    wait = csub.add_parser("wait", help="follow a campaign until it completes (exit 1 if it "
+                           "still runs at --timeout)")
     wait.add_argument("id", type=int)
-    wait.add_argument("--timeout", type=float, default=3600.0)
+    wait.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait")
     wait.add_argument("--json", action="store_true")
     lst = csub.add_parser("list", help="recent campaigns")
     lst.add_argument("--json", action="store_true")
@@ -145,6 +152,7 @@ def add_parsers(sub: Any) -> None:
 
     car = sub.add_parser("carriers", help="the carrier simulators")
     carsub = car.add_subparsers(dest="carriers_command", required=True)
-    rep = carsub.add_parser("report", help="messages received, unique references, duplicates")
+    rep = carsub.add_parser("report", help="messages received, unique references, duplicates "
+                            "(exit 1 if a simulator does not answer)")
     rep.add_argument("--json", action="store_true")
     car.set_defaults(func_topo=cmd_carriers)

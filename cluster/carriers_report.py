@@ -66,15 +66,17 @@ def _cross(by_site: dict[str, set[str]]) -> int:
 
 
 def render(result: dict[str, Any], *, as_json: bool) -> tuple[str, int]:
-    """The text (or JSON) to print and the exit code: 1 only when no simulator answered."""
+    """The text (or JSON) to print and the exit code: what the simulators that answered say
+    (a report after a site loss still shows the survivors), and 1 when any did not answer."""
     answered = len(result["carriers"]) - len(result["unreachable"])
-    code = 0 if answered > 0 else 1
+    code = 1 if result["unreachable"] else 0
     if as_json:
         return json.dumps(result, indent=2), code
     lines = []
     for r in result["carriers"]:
         if "error" in r:
-            lines.append(f"{r['site']:<10} {r['host']:<20} UNREACHABLE {r['error']}")
+            lines.append(f"{r['site']:<10} {r['host']:<20} UNREACHABLE")
+            lines.append(f"    {str(r['error'])[:74]}")
             continue
         for channel in CHANNELS:
             c = r["report"].get(channel, {})
@@ -82,10 +84,11 @@ def render(result: dict[str, Any], *, as_json: bool) -> tuple[str, int]:
                          f"unique {c.get('unique_references', 0):>8} "
                          f"duplicates {c.get('duplicates', 0):>6}")
     cross = result["cross_site_duplicates"]
-    scope = (f" (among the sites that answered; unreachable: {', '.join(result['unreachable'])})"
-             if result["unreachable"] else "")
     lines.append("references delivered by more than one site's carriers: "
-                 + ", ".join(f"{k} {v}" for k, v in cross.items()) + scope)
+                 + ", ".join(f"{k} {v}" for k, v in cross.items()))
+    if result["unreachable"]:
+        lines.append(f"  (among the sites that answered; unreachable: "
+                     f"{', '.join(result['unreachable'])})")
     if answered == 0:
         lines.append("no carrier simulator answered")
     return "\n".join(lines), code

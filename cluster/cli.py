@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.render import ROLES_DIR
+from cluster.textfit import echo
 from cluster.topology import (
     COORDINATION_BACKENDS,
     Topology,
@@ -35,7 +36,7 @@ def _inventory(args: argparse.Namespace) -> Topology:
 
 
 def _say(text: str) -> None:
-    print(text, flush=True)
+    echo(text)
 
 
 def _print_hosts(hosts: list[Any]) -> None:
@@ -74,15 +75,20 @@ def _quiet(_: str) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from cluster.status import gather, render_table
+    """Exit 1 when something is not running (the status's ``problems``)."""
+    from cluster.status import gather
+    from cluster.status_render import render_table
 
     status = gather(_inventory(args))
-    print(json.dumps(status, indent=2) if args.json else render_table(status))
-    return 0
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        echo(render_table(status))
+    return 1 if status["problems"] else 0
 
 
 def _err(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    echo(text, sys.stderr)
 
 
 def cmd_site(args: argparse.Namespace, topo: Topology) -> int:
@@ -190,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab.set_defaults(func=cmd_lab)
 
     status = sub.add_parser("status", help="etcd or ZooKeeper, PostgreSQL, HAProxy, alert "
-                            "nodes, drained sites and batches in flight")
+                            "nodes, drained sites and batches in flight; exit 1 if something "
+                            "is not running")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
 
@@ -238,20 +245,21 @@ def main(argv: list[str] | None = None) -> int:
             return int(args.func_topo(args, _inventory(args)))
         return int(args.func(args))
     except TopologyError as exc:
-        print(f"tenir: invalid inventory: {exc}", file=sys.stderr)
+        _err(f"tenir: invalid inventory: {exc}")
         return 2
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
         from cluster.coordination.base import CoordinationError
         from cluster.drain import OperationError
+        from cluster.httpjson import HttpError
         from cluster.lab.lab import LabError
         from cluster.node_api import ApiError
         from cluster.wait import WaitTimeout
 
         if isinstance(exc, LabError | WaitTimeout | ApiError | OperationError
-                      | CoordinationError):
-            print(f"tenir: {exc}", file=sys.stderr)
+                      | CoordinationError | HttpError):
+            _err(f"tenir: {exc}")
             return 1
         raise
 

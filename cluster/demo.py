@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import time
 
-from cluster.campaign_cli import carriers_report, progress_line, wait_campaign
+from cluster.campaign_cli import carriers_report, wait_campaign
+from cluster.campaign_view import summary_lines
 from cluster.lab.access import owner_dsn
 from cluster.lab.health import patroni_view
 from cluster.lab.lab import Lab
 from cluster.node_api import NodeApi, operator_token
-from cluster.status import gather, render_table
+from cluster.status import gather
+from cluster.status_render import render_table
+from cluster.textfit import echo
 from cluster.topology import Topology
 from failover.pg_takeover import measure_site_loss
 
@@ -29,17 +32,17 @@ def run_demo(topo: Topology) -> int:
         svc = ", ".join(f"{s.name}({s.pid})" for s in h.services)
         print(f"    {h.site:<10} {h.name:<19} {h.address:<12} {svc}")
     _step("cluster status")
-    print(render_table(gather(topo)))
+    echo(render_table(gather(topo)))
 
     api = NodeApi(topo, operator_token())
     _step("launching campaign 'demo' to 20,000 recipients (SMS, e-mail fallback) from any node")
     created = api.call("POST", "/campaigns", {"scenario": "demo", "population": 20_000})
     c = wait_campaign(api, int(created["id"]), 600, live=True)
-    print(f"    {progress_line(c)}")
+    echo(f"    {line}" for line in summary_lines(c))
     _step("launching campaign 'astreinte' to the on-call group (voice, press 1 to acknowledge)")
     created = api.call("POST", "/campaigns", {"scenario": "astreinte", "group": "astreinte"})
     oncall = wait_campaign(api, int(created["id"]), 120, live=True)
-    print(f"    {progress_line(oncall)}")
+    echo(f"    {line}" for line in summary_lines(oncall))
     _step("what the carriers of each site received (every submission counted, as delivered)")
     for r in carriers_report(topo):
         for channel in ("sms", "email", "voice"):
@@ -73,12 +76,12 @@ def run_demo(topo: Topology) -> int:
           f" Patroni ttl {topo.timings.ttl} s, loop_wait {topo.timings.loop_wait} s,"
           f" retry_timeout {topo.timings.retry_timeout} s)")
     _step(f"cluster status with site {lost} down")
-    print(render_table(gather(topo)))
+    echo(render_table(gather(topo)))
 
     _step(f"bringing site {lost} back (`tenir lab up` restarts what died)")
     lab.up()
     _step("cluster status after the site came back")
-    print(render_table(gather(topo)))
+    echo(render_table(gather(topo)))
     ok = (result.seconds_to_write is not None and result.lost == 0
           and c["state"] == "completed" and oncall["state"] == "completed")
     _step("demo " + ("done: " if ok else "FAILED: ") + result.sentence())

@@ -13,6 +13,7 @@ class HttpError(RuntimeError):
     def __init__(self, url: str, status: int | None, reason: str) -> None:
         self.url = url
         self.status = status
+        self.reason = reason
         super().__init__(f"{url}: {status or 'no answer'} {reason}")
 
 

@@ -3,6 +3,7 @@ so an operator's command works whichever site is down."""
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -28,6 +29,20 @@ def operator_token(role: str = "operator") -> str:
     return token
 
 
+def refusal(method: str, path: str, base: str, exc: HttpError) -> str:
+    """A node's refusal in one sentence: its ``error`` and ``field`` when it answered JSON."""
+    error, where = exc.reason, f"node {base}"
+    try:
+        body = json.loads(exc.reason)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "error" in body:
+        error = str(body["error"])
+        if body.get("field"):
+            where = f"field {body['field']}; {where}"
+    return f"{method} {path}: {exc.status} {error} ({where})"
+
+
 class NodeApi:
     def __init__(self, topo: Topology, token: str, timeout: float = 10.0) -> None:
         self.bases = [node_url(topo, h) for h in topo.hosts_running("alert_nodes")]
@@ -47,6 +62,6 @@ class NodeApi:
                 return data
             except HttpError as exc:
                 if exc.status is not None:  # the node answered: its answer is the answer
-                    raise ApiError(f"{method} {path}: {exc.status} {exc}") from exc
+                    raise ApiError(refusal(method, path, base, exc)) from exc
                 errors.append(str(exc))
         raise ApiError(f"no alert node answered: {'; '.join(errors)}")

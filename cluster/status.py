@@ -3,7 +3,8 @@ ZooKeeper), Patroni's REST API and HAProxy's
 admin socket at the addresses the inventory gives, and from the alert nodes' cluster view
 (``GET /api/v1/cluster`` of the first node that answers, with the auditor's token): which nodes
 are members, the watchdog leader, the drained sites and the batches each node holds per
-campaign. Works against any inventory; when no node answers, the rest is still shown."""
+campaign. Works against any inventory; when no node answers, the rest is still shown.
+``problems`` lists what is not running (``cluster/status_render.py``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from cluster.httpjson import HttpError, request_json
 from cluster.lab.health import haproxy_admin, node_url, patroni_view, probe_coordination
 from cluster.member_probe import has_quorum
 from cluster.node_api import ApiError, operator_token
+from cluster.status_render import problems
 from cluster.topology import Topology
 from replication.haproxy import HAProxyError
 
@@ -109,7 +111,7 @@ def gather(topo: Topology, *, nodes: bool = True) -> dict[str, Any]:
         except HAProxyError as exc:
             haproxy.append({"site": host.site, "host": host.name, "server": None,
                             "state": "UNREACHABLE", "sessions": 0, "error": str(exc)})
-    return {
+    status = {
         "cluster": topo.name,
         "inventory": topo.source,
         "coordination": {
@@ -119,6 +121,7 @@ def gather(topo: Topology, *, nodes: bool = True) -> dict[str, Any]:
             "quorum": has_quorum(health),
         },
         "postgres": {
+            "reachable": view is not None,
             "primary": view.primary if view else None,
             "sync_standby": view.sync_standby if view else None,
             "lag_bytes": view.max_lag_bytes if view else None,
@@ -129,53 +132,5 @@ def gather(topo: Topology, *, nodes: bool = True) -> dict[str, Any]:
         "haproxy": haproxy,
         **(gather_nodes(topo) if nodes else {}),
     }
-
-
-def render_table(status: dict[str, Any]) -> str:
-    lines = [f"cluster {status['cluster']}  ({status['inventory']})", ""]
-    coord = status["coordination"]
-    lines.append(f"{coord['backend']}: quorum {'yes' if coord['quorum'] else 'NO'}")
-    for m in coord["members"]:
-        flags = ("healthy" if m["healthy"] else "DOWN") + ("  leader" if m["leader"] else "")
-        lines.append(f"  {m['name']:<16} {m['site']:<10} {m['address']:<15} {flags}")
-    pg = status["postgres"]
-    lag = "unknown" if pg["lag_bytes"] is None else f"{pg['lag_bytes']} bytes"
-    lines += ["", f"postgres: primary {pg['primary'] or 'NONE'}, synchronous standby "
-              f"{pg['sync_standby'] or 'NONE'}, lag {lag}"]
-    for m in pg["members"]:
-        lines.append(f"  {m['name']:<16} {m['site'] or '?':<10} {m['role']:<13} {m['state']:<10}"
-                     f" tl {m['timeline']}")
-    lines += ["", "haproxy (postgres_primary):"]
-    for h in status["haproxy"]:
-        lines.append(f"  {h['site']:<10} {h['host']:<16} -> {h['server'] or '-':<16} {h['state']}")
-    if "nodes" in status:
-        lines += ["", *render_nodes(status)]
-    return "\n".join(lines)
-
-
-def render_nodes(status: dict[str, Any]) -> list[str]:
-    view = status["cluster_view"]
-    if not view["reachable"]:
-        return [f"alert nodes: UNREACHABLE ({'; '.join(view['errors'])})"]
-    lines = [f"alert nodes (as seen by {view['from']}):"]
-    drained = status["drained_sites"]
-    for n in status["nodes"]:
-        member = {True: "member", False: "NOT A MEMBER", None: "membership unknown"}[n["member"]]
-        flags = "  drained" if drained and n["site"] in drained else ""
-        leader = "  watchdog leader" if n["name"] == status["watchdog_leader"] else ""
-        lines.append(f"  {n['name']:<16} {n['site'] or '?':<10} {member}{leader}{flags}")
-    lines.append(f"watchdog leader: {status['watchdog_leader'] or 'unknown'}")
-    lines.append("drained sites: " + ("unknown" if drained is None else
-                                      ", ".join(drained) or "none"))
-    campaigns = status["campaigns"]
-    if campaigns is None:
-        lines.append("batches in flight: unknown")
-    elif not campaigns:
-        lines.append("batches in flight: none")
-    for c in campaigns or ():
-        sites = ", ".join(f"{k} {v}" for k, v in c["by_site"].items())
-        nodes = " ".join(f"{k}:{v}" for k, v in c["by_node"].items())
-        lines.append(f"  campaign {c['id']}: {c['in_flight']} batches in flight ({sites})  "
-                     f"{nodes}")
-    lines += [f"  ! {e}" for e in view["errors"]]
-    return lines
+    status["problems"] = problems(status)
+    return status

@@ -16,20 +16,13 @@ from nodes.carriers.redact import mask_email, mask_phone
 from nodes.carriers.sim.jsonlog import JsonFormatter
 from nodes.carriers.sim.state import ControlError, SimState, fraction, parse_control
 from nodes.carriers.voice import CallbackError, parse_voice_callback
+from tests.fakes.clock import Monotonic
 
 pytestmark = pytest.mark.unit
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_token_bucket_refills_at_its_rate_up_to_its_burst() -> None:
-    clock = FakeClock()
+    clock = Monotonic(100.0)
     bucket = TokenBucket(10, burst=5, clock=clock)
     assert [bucket.try_acquire() for _ in range(6)] == [True] * 5 + [False]
     clock.now += 0.25  # 2.5 tokens

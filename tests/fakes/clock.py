@@ -1,4 +1,5 @@
-"""A clock for the in-memory store that a test moves by hand (``clock.now += timedelta(...)``)."""
+"""Clocks a test moves by hand: :class:`Clock` for the in-memory store (``clock.now +=
+timedelta(...)``), :class:`Monotonic` for what takes ``time.monotonic`` (``clock.now += 0.5``)."""
 
 from __future__ import annotations
 
@@ -10,4 +11,12 @@ class Clock:
         self.now = datetime(2025, 1, 1, tzinfo=UTC)
 
     def __call__(self) -> datetime:
+        return self.now
+
+
+class Monotonic:
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
         return self.now

@@ -9,7 +9,8 @@ import pytest
 
 from cluster.cli import build_parser
 from cluster.drain import coordination_settings
-from cluster.status import nodes_part, render_nodes
+from cluster.status import nodes_part
+from cluster.status_render import render_nodes
 from cluster.topology import Topology
 
 pytestmark = pytest.mark.unit

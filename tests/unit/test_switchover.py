@@ -4,124 +4,12 @@ switchover, wait, HAProxy ready, undrain), the sentences it prints, the refusals
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import pytest
 
-from cluster.drain import ClusterSnapshot, DrainRefused
-from cluster.switchover import PROXY, Switchover, SwitchoverFailed
-from replication.haproxy import ServerState
-from replication.patroni import PatroniCluster, PatroniMember
+from cluster.switchover import Switchover, SwitchoverFailed
+from tests.fakes.operations import NODES, PG, Drains, FakeHAProxy, FakePatroni, World
 
 pytestmark = pytest.mark.unit
-
-PG = {"paris": "paris-db", "marseille": "marseille-db"}
-NODES = {"paris-node1": "paris", "paris-node2": "paris", "marseille-node1": "marseille"}
-
-
-class World:
-    """One shared log of what every fake was asked to do, in order."""
-
-    def __init__(self, primary: str = "paris-db", sync: str | None = "marseille-db") -> None:
-        self.log: list[str] = []
-        self.primary = primary
-        self.sync = sync
-        self.drained: set[str] = set()
-        self.server_state: dict[tuple[str, str], str] = {}  # (haproxy, server) -> admin state
-        self.in_flight: list[dict[int, dict[str, int]]] = [
-            {4: {"paris-node1": 2, "marseille-node1": 1}},
-            {4: {"paris-node1": 1, "marseille-node1": 2}},
-            {4: {"marseille-node1": 3}},
-        ]
-        self.switch_fails: Exception | None = None
-        self.switch_takes_effect = True
-        self.events: list[tuple[str, str, Mapping[str, Any]]] = []
-        self.said: list[str] = []
-
-    # DrainControl
-    def drain(self, site: str) -> bool:
-        self.log.append(f"drain {site}")
-        if self.drained - {site}:
-            raise DrainRefused(f"site {next(iter(self.drained))} is already drained")
-        new = site not in self.drained
-        self.drained.add(site)
-        return new
-
-    def undrain(self, site: str) -> bool:
-        self.log.append(f"undrain {site}")
-        was = site in self.drained
-        self.drained.discard(site)
-        return was
-
-    def drained_list(self) -> list[str]:
-        return sorted(self.drained)
-
-    # ClusterProbe
-    def snapshot(self) -> ClusterSnapshot:
-        view = self.in_flight.pop(0) if len(self.in_flight) > 1 else self.in_flight[0]
-        return ClusterSnapshot(view, {})
-
-    # EventSink
-    def record(self, kind: str, sentence: str, details: Mapping[str, Any]) -> str | None:
-        self.log.append(f"event {kind}")
-        self.events.append((kind, sentence, details))
-        return None
-
-
-class Drains:
-    def __init__(self, world: World) -> None:
-        self.w = world
-
-    def drain(self, site: str) -> bool:
-        return self.w.drain(site)
-
-    def undrain(self, site: str) -> bool:
-        return self.w.undrain(site)
-
-    def drained(self) -> list[str]:
-        return self.w.drained_list()
-
-
-class FakePatroni:
-    def __init__(self, world: World) -> None:
-        self.w = world
-
-    def cluster(self) -> PatroniCluster:
-        members = [PatroniMember(name, "leader" if name == self.w.primary else
-                                 "sync_standby" if name == self.w.sync else "replica",
-                                 "streaming" if name != self.w.primary else "running",
-                                 name, 3, 0) for name in PG.values()]
-        return PatroniCluster(tuple(members))
-
-    def switchover(self, leader: str, candidate: str) -> str:
-        self.w.log.append(f"patroni switchover {leader} -> {candidate}")
-        if self.w.switch_fails is not None:
-            raise self.w.switch_fails
-        if self.w.switch_takes_effect:
-            self.w.primary, self.w.sync = candidate, leader
-        return f'Successfully switched over to "{candidate}"'
-
-
-class FakeHAProxy:
-    def __init__(self, world: World, name: str) -> None:
-        self.w = world
-        self.name = name
-
-    def servers(self, proxy: str | None = None) -> list[ServerState]:
-        out = []
-        for server in PG.values():
-            admin = self.w.server_state.get((self.name, server), "ready")
-            status = ("DRAIN" if admin == "drain" else "MAINT" if admin == "maint" else
-                      "UP" if server == self.w.primary else "DOWN")
-            out.append(ServerState(PROXY, server, status, 0))
-        return out
-
-    def set_state(self, proxy: str, server: str, state: str) -> None:
-        assert proxy == PROXY
-        self.w.log.append(f"haproxy {self.name} {server} {state}")
-        self.w.server_state[(self.name, server)] = state
-
 
 def switchover(world: World, timeout: float = 2.0) -> Switchover:
     return Switchover(
