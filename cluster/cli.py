@@ -39,11 +39,38 @@ def _say(text: str) -> None:
     echo(text)
 
 
-def _print_hosts(hosts: list[Any]) -> None:
+def host_lines(hosts: list[Any]) -> list[str]:
+    """One line per machine (site, host, address, machine state), its services under it: fits
+    80 columns whatever the names."""
+    from cluster.textfit import fit
+
+    lines = []
     for h in hosts:
-        svc = ", ".join(f"{s.name} {'pid ' + str(s.pid) if s.running else 'DOWN'}"
-                        for s in h.services) if h.machine_running else "machine DOWN"
-        print(f"  {h.site:<10} {h.name:<19} {h.namespace:<25} {h.address:<12} {svc}")
+        machine = "machine running" if h.machine_running else "machine DOWN"
+        lines.append(f"{h.site:<10} {h.name:<19} {h.address:<13} {machine}")
+        if h.machine_running:
+            svc = ", ".join(f"{s.name} {'pid ' + str(s.pid) if s.running else 'DOWN'}"
+                            for s in h.services)
+            lines.append(f"    {svc}")
+    return fit(lines)
+
+
+def lab_status_code(hosts: list[Any]) -> tuple[int, str]:
+    """0 when every machine and service runs; 1 when some do not; 3 when no machine runs (the
+    lab is down), with the sentence that says so."""
+    if not any(h.machine_running for h in hosts):
+        return 3, "the lab is down: no machine runs ('tenir lab up' starts it)"
+    down = [f"{s.name}@{h.name}" for h in hosts for s in h.services if not s.running]
+    down += [f"machine {h.name}" for h in hosts if not h.machine_running]
+    if down:
+        return 1, f"not running: {', '.join(down)}"
+    return 0, f"the lab runs: {len(hosts)} machines, every service up"
+
+
+def _print_hosts(hosts: list[Any]) -> None:
+    from cluster.textfit import echo
+
+    echo(host_lines(hosts))
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
@@ -60,10 +87,17 @@ def cmd_lab(args: argparse.Namespace) -> int:
         lab.down(keep_data=args.keep_data)
     elif args.lab_command == "status":
         hosts = lab.status()
+        code, sentence = lab_status_code(hosts)
         if args.json:
-            print(json.dumps({"hosts": [h.to_json() for h in hosts]}, indent=2))
+            print(json.dumps({"running": code == 0, "sentence": sentence,
+                              "hosts": [h.to_json() for h in hosts]}, indent=2))
         else:
-            _print_hosts(hosts)
+            if code != 3:
+                _print_hosts(hosts)
+            from cluster.textfit import echo
+
+            echo(sentence)
+        return code
     elif args.lab_command == "kill-site":
         cut = lab.kill_site(args.site)
         print(f"power cut of site {args.site}: {len(cut)} machine(s) killed ({', '.join(cut)})")
@@ -189,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "inventory's tenir_coordination); to change it, 'lab down' first")
     down = lab_sub.add_parser("down", help="stop every lab process, remove namespaces and data")
     down.add_argument("--keep-data", action="store_true", help="keep data for the next 'up'")
-    st = lab_sub.add_parser("status", help="hosts, namespaces and processes of the lab")
+    st = lab_sub.add_parser("status", help="machines and services of the lab; exit 1 if some "
+                            "are down, 3 if the lab is down")
     st.add_argument("--json", action="store_true")
     kill = lab_sub.add_parser("kill-site", help="SIGKILL every process of a site")
     kill.add_argument("site")

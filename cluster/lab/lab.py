@@ -38,6 +38,7 @@ UNIT_OF_GROUP = {"etcd": "etcd", "zookeeper": "zookeeper", "postgres": "patroni"
 GROUP_OF_SERVICE = {"etcd": "etcd", "zookeeper": "zookeeper", "patroni": "postgres",
                     "haproxy": "haproxy", "carriers": "carriers", "node": "alert_nodes"}
 SERVICE_ORDER = ("etcd", "zookeeper", "patroni", "haproxy", "carriers", "node")
+PG_DATA = "/var/lib/postgresql/15/tenir"  # the patroni role's patroni_data_dir
 
 
 class LabError(RuntimeError):
@@ -175,7 +176,11 @@ class Lab:
         self.say(f"machines running in {time.monotonic() - started:.1f} s")
 
         digest = deploy.deployment_digest(self.inventory_dir, self._values(secrets, ""))
-        if deploy_mode == "always" or (deploy_mode == "auto" and state.deployed != digest):
+        stopped = [] if deploy_mode != "auto" or state.deployed != digest else self._stopped()
+        if stopped:
+            self.say(f"not running: {', '.join(stopped)}; site.yml starts them")
+        if deploy_mode == "always" or (deploy_mode == "auto" and (state.deployed != digest
+                                                                  or stopped)):
             self.deploy(secrets, timeout=max(60.0, timeout - (time.monotonic() - started)))
             state.deployed = digest
             self.layout.save_state(state)
@@ -244,6 +249,22 @@ class Lab:
         if not run.ok:
             raise LabError(f"{run.summary()}; log {run.log}:\n{deploy.failure_excerpt(run)}")
         return run
+
+    def _stopped(self) -> list[str]:
+        """``service@host`` of every service the lab runs that its machine's systemd does not
+        have active (a unit stopped by hand, or that failed): the playbook starts them."""
+        state = self.layout.load_state()
+        out = []
+        for host in self.topo.hosts.values():
+            rec = state.machine(host.name)
+            units = {unit_of(s): s for s in SERVICE_ORDER if runs_here(self.topo, host, s)}
+            if rec is None or not units:
+                continue
+            proc = machines.run(rec, ["systemctl", "is-active", *units])
+            states = proc.stdout.split()
+            out += [f"{units[u]}@{host.name}" for u, st in zip(units, states, strict=False)
+                    if st not in ("active", "activating", "reloading")]
+        return out
 
     def _values(self, secrets: dict[str, str], wheelhouse_url: str) -> dict[str, Any]:
         """The extra variables the lab gives every playbook run."""
@@ -351,6 +372,22 @@ class Lab:
         inner = int(proc.stdout.strip() or 0)
         return machines.host_pid(rec, inner) if inner else None
 
+    def postmaster_pid(self, host: str) -> int | None:
+        """PostgreSQL's postmaster under Patroni on ``host`` (host PID), or None."""
+        rec = self.machine(host)
+        proc = machines.run(rec, ["sh", "-c", f"head -1 {PG_DATA}/postmaster.pid 2>/dev/null"])
+        inner = proc.stdout.strip()
+        if not inner.isdigit():
+            return None
+        pid = machines.host_pid(rec, int(inner))
+        if pid is None:
+            return None
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            return None
+        return pid if comm in ("postgres", "postmaster") else None
+
     def service_log(self, host: str, service: str) -> str:
         """The service's journal on that machine (readable after the machine died too)."""
         return machines.journal(self.layout.machine(host), self._unit_for(host, service))
@@ -379,6 +416,9 @@ class Lab:
                     except (LabError, machines.MachineError):
                         pid = None
                 services.append(ServiceStatus(service, unit, pid, pid is not None))
+                if service == "patroni":
+                    pm = self.postmaster_pid(host.name) if running else None
+                    services.append(ServiceStatus("postgres", unit, pm, pm is not None))
             out.append(HostStatus(host.name, host.site, ns, str(host.address), ns in existing,
                                   running, tuple(services)))
         return out

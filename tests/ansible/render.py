@@ -45,7 +45,7 @@ def render_inventory(inventory: Path, out: Path, extra: Mapping[str, Any],
     if vault_password_file is not None:
         argv += ["--vault-password-file", str(vault_password_file)]
     env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_LOCAL_TEMP": str(out / "tmp"),
+           "ANSIBLE_LOCAL_TEMP": str(out / "tmp"), "TENIR_EVENTS": "off",
            "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300,
                           cwd=str(ANSIBLE))

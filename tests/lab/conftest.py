@@ -1,11 +1,12 @@
-"""The lab tests share one lab, brought up once per session on the real servers.
+"""The lab tests share one lab, brought up once per session: machines deployed by
+``ansible/site.yml``, running the real servers.
 
 Before bringing it up, the fixture plants what an interrupted lab leaves behind (a namespace with
 a process still in it, a veth link, stale data), so that the first `up` also proves it clears them.
 
-A test that fails mid-fault would leave a site dead for every test after it: its services' logs
-are kept under ``$TENIR_LAB_FAILURE_LOGS`` (default ``/tmp/tenir-lab-failures``), since ``lab
-down`` removes them, and the lab is healed (``lab up``) before the next test.
+A test that fails mid-fault would leave a site dead for every test after it: every machine's
+journal is kept under ``$TENIR_LAB_FAILURE_LOGS`` (default ``/tmp/tenir-lab-failures``), since
+``lab down`` removes them, and the lab is healed (``lab up``) before the next test.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Generator, Iterator
+import time
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ import pytest
 from cluster.lab import netns, procs
 from cluster.lab.lab import Lab
 from cluster.lab.layout import Layout, lab_dir
+from cluster.lab.machines import MachinePaths, journal
 from cluster.topology import load_topology
 from tests.lab.support import INVENTORY, LabHandle, Leftovers
 
@@ -32,7 +35,7 @@ def _plant_leftovers(layout: Layout) -> Leftovers:
     subprocess.run(["ip", "link", "add", link, "type", "veth", "peer", "name", "tnrpeer99"],
                    check=True)
     layout.root.mkdir(parents=True, exist_ok=True)
-    junk = layout.root / "hosts" / "paris-db" / "pgdata" / "junk-from-last-run"
+    junk = layout.machine("paris-db").upper / "junk-from-last-run"
     junk.parent.mkdir(parents=True, exist_ok=True)
     junk.write_text("stale")
     log = layout.root / "stray.log"
@@ -41,15 +44,31 @@ def _plant_leftovers(layout: Layout) -> Leftovers:
 
 
 @pytest.fixture(scope="session")
-def lab_env() -> Iterator[LabHandle]:
+def live(pytestconfig: pytest.Config) -> Callable[[str], None]:
+    """Say what the lab does as it does it, past pytest's capture, when run with -v: a lab test
+    can take minutes, and `make test -v` should not sit silent meanwhile."""
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    verbose = pytestconfig.get_verbosity() > 0
+
+    def say(text: str) -> None:
+        if verbose and reporter is not None:
+            reporter.write_line(f"    [lab {time.strftime('%H:%M:%S')}] {text}")
+        else:
+            print(text)
+
+    return say
+
+
+@pytest.fixture(scope="session")
+def lab_env(live: Callable[[str], None]) -> Iterator[LabHandle]:
     if os.geteuid() != 0:
         pytest.fail("the lab tests need root (network namespaces); run them with `make test`")
     topo = load_topology(INVENTORY)
     layout = Layout(lab_dir())
-    lab = Lab(topo, layout, say=print)
+    lab = Lab(topo, layout, say=live)
     lab.down()
     leftovers = _plant_leftovers(layout)
-    lab.up(timeout=180)
+    lab.up(timeout=900)
     yield LabHandle(topo, lab, layout, leftovers)
     lab.down()
 
@@ -71,10 +90,13 @@ _FAILED = pytest.StashKey[bool]()
 
 def _keep_logs(layout: Layout, test: str) -> Path:
     target = FAILURE_LOGS / test.replace("/", "_").replace("::", "__")
-    for log in layout.root.glob("hosts/*/*.log"):
-        dest = target / log.parent.name / log.name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(log, dest)
+    target.mkdir(parents=True, exist_ok=True)
+    machines_dir = layout.root / "machines"
+    for machine in sorted(machines_dir.iterdir()) if machines_dir.is_dir() else []:
+        (target / f"{machine.name}.journal.txt").write_text(
+            journal(MachinePaths(machine)))
+    for log in layout.ansible_dir.glob("*.log"):
+        shutil.copyfile(log, target / log.name)
     return target
 
 
@@ -88,4 +110,4 @@ def heal_after_failure(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     handle: LabHandle = request.getfixturevalue(name)
     print(f"logs of the failed test kept in {_keep_logs(handle.layout, request.node.nodeid)}")
-    handle.lab.up(timeout=240)  # the next test starts on a whole lab
+    handle.lab.up(timeout=600)  # the next test starts on a whole lab

@@ -4,8 +4,6 @@ backends must pass the same cases. Each case leaves the lab healed (``lab.up``).
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 
 import psycopg
@@ -18,30 +16,28 @@ from tests.lab.support import LabHandle
 
 
 def node_killed_mid_campaign(lab_env: LabHandle) -> None:
-    """kill -9 of paris-node1 mid-campaign: its batches are finished by the others, every
-    recipient delivered, no carrier delivers a reference twice; the lab is healed after."""
-    victim = next(r for r in lab_env.layout.load_state().records
-                  if r.host == "paris-node1" and r.service == "node")
+    """kill -9 of paris-node1 mid-campaign (its unit's restart policy brings it back once its
+    old membership has expired): its batches are finished by the others, every recipient
+    delivered, and what a person receives twice stays within what the node had in flight;
+    the lab is healed after."""
     campaign = launch_until_delivered(lab_env, 10_000, 1_500)
     killed_at = time.time()
-    os.kill(victim.pid, signal.SIGKILL)
+    lab_env.lab.kill_service("paris-node1", "node")
     c = wait_completed(lab_env, campaign, timeout=180)
     assert (c["recipients"], c["delivered"], c["failed"], c["pending"]) == (10_000, 10_000, 0, 0)
-    # No carrier delivered a reference twice (each deduplicates what it received). The watchdog
-    # holds the dead node's batches 3 s for paris, whose carrier deduplicates what it resends;
-    # what a marseille node takes after the hold goes through marseille's own carrier: such
-    # duplicates are bounded by what the dead node had in flight, counted and reported.
-    for r in carriers_report(lab_env.topo):
-        assert r["report"]["sms"]["delivered"] == r["report"]["sms"]["unique_references"]
+    # Every submission counts (the simulators no longer hide a resent reference): those of the
+    # same site (the watchdog holds the dead node's batches 3 s for paris) and those that reached
+    # both sites' carriers are, together, bounded by what the dead node had in flight.
+    same_site = sum(r["report"]["sms"]["duplicates"] for r in carriers_report(lab_env.topo))
     refs = references_by_site(lab_env.topo, "sms")
     recipients = {int(ref.split(":")[1]) for site in refs.values() for ref in site
                   if ref.startswith(f"{campaign}:")}
     assert len(recipients) == 10_000
     cross = cross_site_duplicates(lab_env.topo)["sms"]
     in_flight_bound = 8 * 100  # the dead node's max_batches x batch_size
-    print(f"references delivered by both sites' carriers after the kill: {cross} "
-          f"(bound {in_flight_bound})")
-    assert cross <= in_flight_bound
+    print(f"references received twice after the kill: {same_site} by one site's carrier, "
+          f"{cross} by both sites' (bound {in_flight_bound})")
+    assert same_site + cross <= in_flight_bound
     with psycopg.connect(app_dsn(lab_env.topo, "marseille")) as conn:
         moves = conn.execute(
             "SELECT extract(epoch FROM at), sentence, details FROM events "
@@ -58,7 +54,7 @@ def node_killed_mid_campaign(lab_env: LabHandle) -> None:
     print(f"watchdog moved paris-node1's batches {float(first_move_at) - killed_at:.1f} s after "
           f"the kill: {sentence}")
     assert {"paris-node2", "marseille-node1", "marseille-node2"} <= set(by_node)
-    lab_env.lab.up(timeout=120)  # the node comes back for the tests that follow
+    lab_env.lab.up(timeout=300)  # the lab is whole again for the tests that follow
 
 
 def primary_site(lab: LabHandle) -> str:
@@ -91,7 +87,7 @@ def site_without_primary_lost_mid_campaign(lab_env: LabHandle) -> None:
     assert resumed - killed_at <= 5.0
     c = wait_completed(lab_env, campaign)
     assert (c["delivered"], c["failed"], c["pending"]) == (20_000, 0, 0)
-    lab_env.lab.up(timeout=180)
+    lab_env.lab.up(timeout=600)
 
 
 def primary_site_lost_mid_campaign(lab_env: LabHandle) -> None:
@@ -117,4 +113,4 @@ def primary_site_lost_mid_campaign(lab_env: LabHandle) -> None:
     assert not missing, f"{len(missing)} outcomes recorded before the kill are gone (RPO > 0)"
     print(f"{len(before)} outcomes recorded before {lost} died, all still there after the "
           f"failover to {survivor}")
-    lab_env.lab.up(timeout=180)
+    lab_env.lab.up(timeout=600)

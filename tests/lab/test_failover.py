@@ -79,7 +79,7 @@ def test_a_site_cut_from_the_others_stops_dispatching_within_its_lease(
     cross = cross_site_duplicates(topo)["sms"]
     print(f"moved {moved_nodes or 'nothing'}; references delivered by both sites: {cross}")
     assert cross <= 2 * 8 * 100  # what the two isolated nodes could hold in flight
-    lab_env.lab.up(timeout=240)
+    lab_env.lab.up(timeout=600)
 
 
 def test_a_site_whose_sms_carrier_refuses_everything_hands_sms_work_to_the_other(

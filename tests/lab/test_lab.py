@@ -1,4 +1,5 @@
-"""The two-site lab on real etcd, Patroni/PostgreSQL and HAProxy.
+"""The two-site lab: machines deployed by ansible/site.yml, running the real etcd,
+Patroni/PostgreSQL and HAProxy.
 
 The tests run in file order on one lab: the site-loss test changes which site is primary, and the
 last test takes the lab down and checks nothing is left.
@@ -13,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cluster.lab import netns, procs
+from cluster.lab import machines, netns, procs
 from cluster.lab.access import owner_dsn
 from cluster.lab.health import haproxy_routes, patroni_view, wait_haproxy_routes_to
 from cluster.status import gather
@@ -77,7 +78,8 @@ def test_lab_status_json_lets_a_tool_find_every_process(lab_env: LabHandle) -> N
     by_name = {h["name"]: h for h in hosts}
     assert set(by_name) == set(lab_env.topo.hosts)
     for h in hosts:
-        assert {"name", "site", "namespace", "address", "services"} <= set(h)
+        assert {"name", "site", "namespace", "address", "machine_running", "services"} <= set(h)
+        assert h["machine_running"] is True
         for s in h["services"]:
             assert s["running"] is True and isinstance(s["pid"], int)
             # the PID really is inside the host's namespace
@@ -106,11 +108,31 @@ def test_row_written_through_paris_is_read_through_marseille(lab_env: LabHandle)
     assert row == ("bonjour",)
 
 
-def test_up_again_changes_nothing(lab_env: LabHandle) -> None:
-    before = {(r.host, r.service, r.pid) for r in lab_env.layout.load_state().records}
-    lab_env.lab.up(timeout=60)
-    after = {(r.host, r.service, r.pid) for r in lab_env.layout.load_state().records}
-    assert before == after
+def _pids(lab_env: LabHandle) -> set[tuple[str, str, int | None]]:
+    return {(h.name, s.name, s.pid) for h in lab_env.lab.status() for s in h.services}
+
+
+def test_site_yml_again_changes_nothing(lab_env: LabHandle) -> None:
+    """A second run of the playbook reports changed=0 on every host and restarts nothing."""
+    before = _pids(lab_env)
+    lab_env.lab.up(timeout=600, deploy_mode="always")
+    run = lab_env.lab.last_run
+    assert run is not None and run.playbook == "site.yml"
+    assert {h.host for h in run.recap} == set(lab_env.topo.hosts)
+    assert [(h.host, h.changed) for h in run.recap if h.changed] == []
+    assert all(h.failed == 0 and h.unreachable == 0 for h in run.recap)
+    assert _pids(lab_env) == before
+
+
+def test_no_lab_service_runs_as_root(lab_env: LabHandle) -> None:
+    """ps inside every machine: tenir, etcd, ZooKeeper, HAProxy and PostgreSQL run as their own
+    users (only the machine's own systemd, journald, logind, sshd and getty run as root)."""
+    services = ("python", "etcd", "java", "haproxy", "postgres", "patroni")
+    for host in lab_env.topo.hosts.values():
+        procs_ = machines.processes(lab_env.lab.machine(host.name))
+        ours = [p for p in procs_ if p["command"] in services]
+        assert ours, f"{host.name} runs none of tenir's services"
+        assert [p for p in ours if p["user"] == "root"] == [], host.name
 
 
 def test_losing_the_primary_site_promotes_the_other_and_loses_nothing(lab_env: LabHandle) -> None:
@@ -142,7 +164,7 @@ def test_losing_the_primary_site_promotes_the_other_and_loses_nothing(lab_env: L
 
     # Bring the lost site back: it rejoins as the synchronous standby, and both HAProxies
     # route to the new primary; the row written before the loss is still read in both sites.
-    lab.up(timeout=180)
+    lab.up(timeout=600)
     wait_haproxy_routes_to(topo, new_primary_host, timeout=30)
     pg = gather(topo)["postgres"]
     assert pg["primary"] == new_primary_host
@@ -162,16 +184,22 @@ def test_down_keep_data_then_up_keeps_rows(lab_env: LabHandle) -> None:
                             ).fetchone() == ("bonjour",)
 
 
-def test_down_leaves_no_namespace_link_process_or_data(lab_env: LabHandle) -> None:
-    records = lab_env.layout.load_state().records
-    postmasters = [procs.postmaster_pid(lab_env.layout.pg_data(h.name))
+def test_down_leaves_no_machine_mount_namespace_link_process_or_data(
+        lab_env: LabHandle) -> None:
+    records = lab_env.layout.load_state().machines
+    postmasters = [lab_env.lab.postmaster_pid(h.name)
                    for h in lab_env.topo.hosts_running("postgres")]
     assert records and all(postmasters)
     lab_env.lab.down()
     assert netns.list_namespaces() == []
     assert netns.list_links() == []
     for r in records:
-        assert not procs.is_running(r.pid, r.start_time), f"{r.service} on {r.host} still runs"
+        assert not r.running(), f"machine {r.host} still runs"
     for pid in postmasters:
         assert pid is not None and not procs.is_running(pid)
+    root = str(Path(lab_env.layout.root).resolve())
+    with open("/proc/self/mounts") as mounts:
+        assert [line for line in mounts if root in line.split()[1]] == []
     assert not Path(lab_env.layout.root).exists()
+    assert subprocess.run(["pgrep", "-f", "systemd-nspawn.*tenir"], capture_output=True
+                          ).stdout == b""

@@ -77,7 +77,7 @@ def _events(dsn: str, since: float, *kinds: str) -> list[tuple[str, dict[str, An
 
 
 def test_drain_then_undrain_a_site_mid_campaign(lab_env: LabHandle) -> None:
-    lab_env.lab.up(timeout=240)
+    lab_env.lab.up(timeout=600)
     topo = lab_env.topo
     site, other = "paris", "marseille"
     nodes = _site_nodes(lab_env, site)
@@ -121,7 +121,7 @@ def test_drain_then_undrain_a_site_mid_campaign(lab_env: LabHandle) -> None:
 
 def test_planned_switchover_mid_campaign_moves_work_and_postgres_losing_nothing(
         lab_env: LabHandle) -> None:
-    lab_env.lab.up(timeout=240)
+    lab_env.lab.up(timeout=600)
     topo = lab_env.topo
     wait_replication(topo, timeout=60)
     source = _primary_site(lab_env)

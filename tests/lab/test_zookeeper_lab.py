@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from kazoo.client import KazooClient
@@ -34,12 +34,12 @@ TENIR = str(REPO / ".venv" / "bin" / "tenir")
 
 
 @pytest.fixture(scope="module")
-def zk_lab() -> Iterator[LabHandle]:
+def zk_lab(live: Callable[[str], None]) -> Iterator[LabHandle]:
     topo = with_coordination(load_topology(INVENTORY), "zookeeper")
     layout = Layout(lab_dir())
-    lab = Lab(topo, layout, say=print)
+    lab = Lab(topo, layout, say=live)
     lab.down()
-    lab.up(timeout=180)
+    lab.up(timeout=900)
     yield LabHandle(topo, lab, layout)
     lab.down()
 
@@ -84,11 +84,11 @@ def test_patroni_and_the_alert_nodes_keep_their_state_in_zookeeper(zk_lab: LabHa
 
 
 def test_up_with_the_other_backend_is_refused_and_changes_nothing(zk_lab: LabHandle) -> None:
-    before = zk_lab.layout.load_state().records
+    before = zk_lab.layout.load_state().machines
     etcd_lab = Lab(load_topology(INVENTORY), zk_lab.layout)
     with pytest.raises(LabError, match=r"runs with zookeeper .* not etcd: run 'tenir lab down'"):
         etcd_lab.up(timeout=30)
-    assert zk_lab.layout.load_state().records == before
+    assert zk_lab.layout.load_state().machines == before
     assert len(netns.list_namespaces()) == len(zk_lab.topo.hosts)
 
 

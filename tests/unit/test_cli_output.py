@@ -115,3 +115,33 @@ def test_a_pipe_or_a_dumb_terminal_gets_plain_lines(monkeypatch: pytest.MonkeyPa
     assert not is_live_terminal(Tty())
     monkeypatch.setenv("TERM", "xterm-256color")
     assert is_live_terminal(Tty())
+
+
+# --- tenir lab status -------------------------------------------------------------------------
+def _host(name: str, running: bool, services: dict[str, int | None]) -> Any:
+    from cluster.lab.lab import HostStatus, ServiceStatus
+
+    return HostStatus(name, "marseille", f"tenir-{name}", "10.213.0.21", True, running,
+                      tuple(ServiceStatus(s, s, pid, pid is not None)
+                            for s, pid in services.items()))
+
+
+def test_lab_status_of_a_stopped_lab_says_it_is_down_and_exits_3() -> None:
+    from cluster.cli import lab_status_code
+
+    code, sentence = lab_status_code([_host("marseille-db", False, {"etcd": None})])
+    assert code == 3 and sentence.startswith("the lab is down")
+
+
+def test_lab_status_names_what_is_down_and_fits_80_columns() -> None:
+    from cluster.cli import host_lines, lab_status_code
+
+    hosts = [_host("marseille-db", True, {"etcd": 123456, "patroni": None, "postgres": None,
+                                          "haproxy": 1234567}),
+             _host("marseille-carriers-with-a-long-name", True, {"carriers": 42})]
+    code, sentence = lab_status_code(hosts)
+    assert code == 1 and "patroni@marseille-db" in sentence
+    lines = host_lines(hosts)
+    assert max(len(line) for line in lines) <= 80
+    assert any("patroni DOWN" in line for line in lines)
+    assert lab_status_code(hosts[1:])[0] == 0
