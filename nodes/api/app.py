@@ -32,6 +32,7 @@ from nodes.api.errors import error_middleware
 from nodes.api.observability import observe_middleware
 from nodes.api.spec import JSON, Access, Role, RouteSpec
 from nodes.carriers.base import AckSink, ReceiptSink
+from nodes.launches import LaunchWriter
 from nodes.metrics import Metrics
 from replication.store_api import CampaignStore
 
@@ -62,6 +63,7 @@ def create_app(
     on_receipt: ReceiptSink | None = None,
     max_body_bytes: int = 20 * MiB,
     cluster_view: ClusterView | None = None,
+    launches: LaunchWriter | None = None,
 ) -> web.Application:
     """The API of node ``node`` of site ``site``, serving ``store``.
 
@@ -70,6 +72,8 @@ def create_app(
     arrive through callbacks, after the store has recorded them. ``cluster_view`` is the
     coordination-backed part of ``GET /api/v1/cluster`` (members, watchdog leader, drained
     sites); without it that route says the coordination service is not configured.
+    ``launches`` writes the launches past their first chunk (a node passes the one it closes
+    at shutdown; by default one of this app's own).
     """
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be positive")
@@ -96,6 +100,6 @@ def create_app(
     app[CONTEXT] = ApiContext(
         store=store, node=node, site=site, metrics=metrics, on_ack=on_ack,
         on_receipt=on_receipt, max_body_bytes=max_body_bytes, openapi=document,
-        cluster=cluster_view,
+        cluster=cluster_view, launches=launches or LaunchWriter(store, node),
     )
     return app

@@ -10,6 +10,7 @@ from aiohttp import web
 from cluster.coordination.base import MemberInfo
 from nodes.api.spec import Role
 from nodes.carriers.base import AckSink, ReceiptSink
+from nodes.launches import LaunchWriter
 from nodes.metrics import Metrics
 from replication.store_api import CampaignStore
 
@@ -47,6 +48,7 @@ class ApiContext:
     max_body_bytes: int
     openapi: dict[str, Any]
     cluster: ClusterView | None = None
+    launches: LaunchWriter | None = None
 
 
 CONTEXT = web.AppKey("tenir.api", ApiContext)
