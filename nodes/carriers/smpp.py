@@ -29,6 +29,7 @@ import contextlib
 import logging
 import re
 from collections import OrderedDict
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Final
 
@@ -317,33 +318,32 @@ class SmppAdapter:
             status: int = Status.ROK
             fast = smpp_fast.read_receipt(raw)
             if fast is not None:
-                try:
-                    await self._on_fast_receipt(*fast)
-                except Exception:
-                    log.exception("sink failed; carrier will redeliver",
-                                  extra={"event": "smpp_sink_failed", "carrier": self.name})
-                    status = Status.RX_T_APPN
-                if not writer.is_closing():
-                    self._out.write(writer, pdu.encode_deliver_sm_resp(header.sequence, status))
-                return
-            try:
-                sm = pdu.decode_short_message(header, raw)
-            except PduError as exc:
-                log.error("undecodable deliver_sm", extra={"event": "smpp_bad_deliver",
-                                                           "carrier": self.name,
-                                                           "error": str(exc)})
-                status = Status.RX_P_APPN
+                status = await self._sink(self._on_fast_receipt(*fast))
             else:
                 try:
-                    await (self._on_receipt_pdu(sm) if sm.is_receipt else self._on_mo(sm))
-                except Exception:
-                    log.exception("sink failed; carrier will redeliver",
-                                  extra={"event": "smpp_sink_failed", "carrier": self.name})
-                    status = Status.RX_T_APPN
+                    sm = pdu.decode_short_message(header, raw)
+                except PduError as exc:
+                    log.error("undecodable deliver_sm", extra={"event": "smpp_bad_deliver",
+                                                               "carrier": self.name,
+                                                               "error": str(exc)})
+                    status = Status.RX_P_APPN
+                else:
+                    status = await self._sink(self._on_receipt_pdu(sm) if sm.is_receipt
+                                              else self._on_mo(sm))
             if not writer.is_closing():
                 self._out.write(writer, pdu.encode_deliver_sm_resp(header.sequence, status))
         finally:
             self._delivery_slots.release()
+
+    async def _sink(self, handled: Awaitable[None]) -> int:
+        """The deliver_sm_resp status: ESME_RX_T_APPN if the sink failed (redelivered)."""
+        try:
+            await handled
+        except Exception:
+            log.exception("sink failed; carrier will redeliver",
+                          extra={"event": "smpp_sink_failed", "carrier": self.name})
+            return Status.RX_T_APPN
+        return Status.ROK
 
     async def _on_fast_receipt(self, reference: str, message_id: str, message_state: int) -> None:
         """A receipt read by the fast path (its TLVs; the text is not decoded)."""

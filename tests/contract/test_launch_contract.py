@@ -7,22 +7,23 @@ from __future__ import annotations
 
 import pytest
 
-from replication.store_api import CampaignStore, LaunchStopped
+from replication.store_api import CampaignStore, LaunchCursor, LaunchStopped
 from tests.contract.kit import claim, finish_all, launch
 
 pytestmark = pytest.mark.asyncio
 
 
-async def _drain_seed(store: CampaignStore) -> None:
+async def _writing(store: CampaignStore, population: int) -> LaunchCursor:
+    """A launch of ``population`` by paris-node1, its first batch of 3 written."""
+    await launch(store, population=1, batch_size=1, name="seed")  # the scenario "seed"
     await finish_all(store, await claim(store, "marseille-node1", "marseille"))
+    return await store.start_launch("seed", "op", node="paris-node1", population=population,
+                                    batch_size=3, first=3)
 
 
 async def test_the_first_chunk_is_claimable_and_completion_waits_for_the_launch(
         store: CampaignStore) -> None:
-    await launch(store, population=1, batch_size=1, name="seed")
-    await _drain_seed(store)
-    cursor = await store.start_launch("seed", "op", node="paris-node1", population=7,
-                                      batch_size=3, first=3)
+    cursor = await _writing(store, 7)
     first = await claim(store, "marseille-node1", "marseille")
     assert first.campaign_id == cursor.campaign_id and len(first.recipients) == 3
     await finish_all(store, first)
@@ -40,10 +41,7 @@ async def test_the_first_chunk_is_claimable_and_completion_waits_for_the_launch(
 
 async def test_a_failed_launch_sends_what_was_written_and_ends_failed(
         store: CampaignStore) -> None:
-    await launch(store, population=1, batch_size=1, name="seed")
-    await _drain_seed(store)
-    cursor = await store.start_launch("seed", "op", node="paris-node1", population=9,
-                                      batch_size=3, first=3)
+    cursor = await _writing(store, 9)
     held = await claim(store, "marseille-node1", "marseille")
     # the writer died: not a member any more; the watchdog fails its launch
     stalled = await store.fail_stalled_launches(["marseille-node1"], 0.0, 60.0)
@@ -62,10 +60,7 @@ async def test_a_failed_launch_sends_what_was_written_and_ends_failed(
 
 async def test_a_live_writer_is_not_failed_and_may_fail_its_own_launch(
         store: CampaignStore) -> None:
-    await launch(store, population=1, batch_size=1, name="seed")
-    await _drain_seed(store)
-    cursor = await store.start_launch("seed", "op", node="paris-node1", population=9,
-                                      batch_size=3, first=3)
+    cursor = await _writing(store, 9)
     assert await store.fail_stalled_launches(["paris-node1"], 0.0, 60.0) == []
     assert not await store.fail_launch(cursor.campaign_id, "paris-node2", "not its writer")
     assert await store.fail_launch(cursor.campaign_id, "paris-node1", "chunk refused")
