@@ -41,7 +41,7 @@ bench-resume: install  ## time to resume deliveries per fault, beside PostgreSQL
 	$(BIN)/python bench/failover_resume.py $(if $(COORDINATION),--coordination $(COORDINATION))
 
 bench-throughput: install  ## campaign throughput, 10k / 100k / 1M recipients
-	$(BIN)/python bench/campaign_throughput.py
+	$(BIN)/python bench/campaign_throughput.py --mode lab --sizes 10000 100000 1000000
 
 bench-ledger: install  ## continuity ledger: appends/s beside plain INSERTs, verify time of 100,000 entries
 	$(BIN)/python bench/ledger.py

@@ -1,4 +1,11 @@
-"""End-to-end campaign throughput in the lab: both sites dispatching, synchronous replication on.
+"""End-to-end campaign throughput, on loopback (default) or in the lab, beside its references.
+
+Loopback (``--mode loopback``, no root needed): see ``bench/throughput_loopback.py``; the
+checkout under test and ``--baseline`` (a git ref, default chaos-core) are measured in the same
+run, one after the other, with the same harness, and printed side by side
+(``bench/throughput_report.py``).
+
+Lab (``--mode lab``, root): both sites dispatching, synchronous replication on.
 
 For each campaign size (default 10,000, 100,000 and 1,000,000 generated recipients of the `demo`
 scenario) it launches through a node's API and follows the campaign to completion, then reports
@@ -8,7 +15,7 @@ reference vendor's claim (410,000 alerts per hour on two sites) and the raw limi
 bulk row updates per second that PostgreSQL sustains through HAProxy with the same synchronous
 replication, measured in the same run. JSON results go to bench/results/.
 
-Usage (root, after `make install`): .venv/bin/python bench/campaign_throughput.py [--sizes ...]
+Usage: .venv/bin/python bench/campaign_throughput.py [--sizes ...] [--big 5000000] [--mode lab]
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.throughput_loopback import raw_update_limit  # noqa: E402
+from bench.throughput_report import loopback_main  # noqa: E402
 from cluster.campaign_cli import carriers_report  # noqa: E402
 from cluster.httpjson import request_json  # noqa: E402
 from cluster.lab import netns  # noqa: E402
@@ -93,28 +102,6 @@ class Sampler(threading.Thread):
         return {k: round(v, 1) for k, v in sorted(out.items())}
 
 
-def raw_update_limit(dsn: str, seconds: float = 10.0, rows: int = 200_000,
-                     chunk: int = 500) -> float:
-    """Bulk row updates per second (unnest, `chunk` rows per transaction) through HAProxy."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS bench_raw")
-        conn.execute("CREATE TABLE bench_raw (id bigint PRIMARY KEY, state text, at timestamptz)"
-                     " WITH (fillfactor = 80)")
-        conn.execute("INSERT INTO bench_raw SELECT g, 'pending', NULL "
-                     "FROM generate_series(1, %s) g", (rows,))
-        done, start, next_id = 0, time.monotonic(), 1
-        while time.monotonic() - start < seconds:
-            ids = list(range(next_id, next_id + chunk))
-            next_id = next_id + chunk if next_id + chunk <= rows else 1
-            conn.execute("UPDATE bench_raw b SET state = u.state, at = now() "
-                         "FROM unnest(%s::bigint[], %s::text[]) AS u(id, state) WHERE b.id = u.id",
-                         (ids, ["delivered"] * chunk))
-            done += chunk
-        elapsed = time.monotonic() - start
-        conn.execute("DROP TABLE bench_raw")
-    return done / elapsed
-
-
 def first_message_s(dsn: str, campaign: int) -> float | None:
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
@@ -159,16 +146,10 @@ def run_size(topo: Topology, api: NodeApi, size: int, timeout: float) -> dict[st
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--rate", type=int, default=3000,
-                        help="per-adapter rate limit of each node, messages/s (default 3000)")
-    parser.add_argument("--timeout", type=float, default=1800.0, help="per campaign, seconds")
-    parser.add_argument("--inventory", type=Path, default=REPO / "inventories" / "lab")
-    args = parser.parse_args()
+def lab_main(args: argparse.Namespace) -> int:
+    """The lab mode: the lab's Lab API is changing, so everything lab-specific is here."""
     if any(not 1 <= s <= 2_000_000 for s in args.sizes):
-        parser.error("--sizes must be between 1 and 2,000,000")
+        raise SystemExit("--sizes must be between 1 and 2,000,000 on the lab")
     with tempfile.TemporaryDirectory() as tmp:
         data = yaml.safe_load((args.inventory / "hosts.yml").read_text())
         data["all"]["vars"]["tenir_node_carrier_rate_per_s"] = args.rate
@@ -208,6 +189,27 @@ def main() -> int:
                                "node_rate_per_s": args.rate, "results": results}, indent=2))
     print(f"results: {out.relative_to(REPO)}")
     return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("loopback", "lab"), default="loopback",
+                        help="loopback (default): every process on 127.0.0.1; lab: the lab")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000])
+    parser.add_argument("--big", type=int, nargs="*", default=[],
+                        help="launch-only sizes (loopback), e.g. --big 5000000")
+    parser.add_argument("--rate", type=int, default=3000,
+                        help="per-adapter rate limit of each node, messages/s (default 3000)")
+    parser.add_argument("--nodes", type=int, default=4, help="alert nodes (loopback)")
+    parser.add_argument("--baseline", default="chaos-core",
+                        help="git ref measured beside, in the same run (loopback)")
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="per campaign, seconds")
+    parser.add_argument("--inventory", type=Path, default=REPO / "inventories" / "lab")
+    args = parser.parse_args()
+    if any(not 1 <= s <= 9_999_999 for s in args.sizes + args.big):
+        parser.error("sizes must be between 1 and 9,999,999")
+    return lab_main(args) if args.mode == "lab" else loopback_main(args)
 
 
 if __name__ == "__main__":

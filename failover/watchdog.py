@@ -60,6 +60,11 @@ ELECTION = "watchdog"
 # ends (a second or two for an SMS batch of 100 in the lab): 3 s covers both with room for a slow
 # claim, and is what the other site waits at most before helping a saturated site.
 HOLD_S = 3.0
+# A launch whose writer is no longer a member and wrote nothing for LAUNCH_GRACE_S is failed
+# (the writer died: docs/campaigns.md); one silent for LAUNCH_STALE_S is failed whoever wrote
+# it (stuck). A writer that is a member survives a PostgreSQL failover (~20 s) untouched.
+LAUNCH_GRACE_S = 3.0
+LAUNCH_STALE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,7 @@ class Watchdog:
                     f" be read ({type(exc).__name__}: {exc})")
         self.last_snapshot = snap
         await self._note_sync(snap.postgres)
+        await self._fail_stalled_launches(snap)
         now = time.monotonic()
         self._holds = {s: until for s, until in self._holds.items() if until > now}
         decision = decide(snap, self.hold_s, self._holds)
@@ -228,6 +234,20 @@ class Watchdog:
                         extra={"node": self.node, "site": self.site})
             return
         self._sync_copy = has
+
+    async def _fail_stalled_launches(self, snap: Snapshot) -> None:
+        """Fail the launches whose writer died mid-launch; each becomes a recorded event."""
+        for st in await self.store.fail_stalled_launches(list(snap.members), LAUNCH_GRACE_S,
+                                                         LAUNCH_STALE_S):
+            sentence = (f"{self.node} leads: launch of campaign {st.campaign_id} failed: its "
+                        f"writer {st.node} stopped after {st.written} of {st.requested} "
+                        "recipients; what was written is still sent, the campaign ends failed")
+            log.error("%s", sentence, extra={"node": self.node, "site": self.site,
+                                             "campaign": st.campaign_id})
+            await asyncio.shield(self.store.record_event(
+                "watchdog.launch_failed", sentence, self.node, self.site, st.campaign_id,
+                details={"writer": st.node, "written": st.written,
+                         "requested": st.requested}))
 
     async def _lift(self, sites: tuple[str, ...]) -> dict[str, int]:
         """End the holds of ``sites`` (no live member left there); site -> batches opened."""

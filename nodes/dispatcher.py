@@ -27,6 +27,7 @@ from typing import Literal, Protocol
 
 from nodes.breaker import Breakers
 from nodes.carriers.base import Ack, CarrierAdapter, Message, Receipt
+from nodes.carriers.flow import within
 from nodes.metrics import Metrics
 from nodes.outcomes import OutcomeBuffer
 from replication.store_api import (
@@ -413,7 +414,7 @@ class Dispatcher:
                                          detail=result.error))
                 return ("failed" if result.retryable else "fallback"), result.error
             try:
-                receipt = await asyncio.wait_for(receipt_fut, self.config.receipt_timeout_s)
+                receipt = await within(receipt_fut, loop.time() + self.config.receipt_timeout_s)
             except TimeoutError:
                 buffer.add(self._outcome(batch, r, channel, "failed", step_no, attempt,
                                          carrier=carrier.name, reference=ref,
@@ -430,7 +431,7 @@ class Dispatcher:
                                          msg_id=receipt.carrier_message_id))
                 return "delivered", None
             try:
-                ack = await asyncio.wait_for(ack_fut, step.ack_timeout_s)
+                ack = await within(ack_fut, loop.time() + step.ack_timeout_s)
             except TimeoutError:
                 buffer.add(self._outcome(batch, r, channel, "delivered", step_no, attempt,
                                          carrier=carrier.name, reference=ref,

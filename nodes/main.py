@@ -43,6 +43,7 @@ from nodes.channels import ChannelView
 from nodes.config import UNSAFE_ENV, NodeConfig, NodeConfigError, load_node_config
 from nodes.dispatcher import Dispatcher, DispatcherConfig, StopMode
 from nodes.drain import CoordinationClusterView, SiteDrainGate
+from nodes.launches import LaunchWriter
 from nodes.logs import configure_logging
 from nodes.membership import MembershipGate, open_and_join
 from nodes.metrics import Metrics
@@ -144,11 +145,12 @@ async def serve(cfg: NodeConfig) -> int:
     for adapter in carriers.values():
         await adapter.start(dispatcher.on_receipt, dispatcher.on_ack)
     evidence, checkpointer = build_evidence(cfg, store)
+    launches = LaunchWriter(store, cfg.node)
     app = create_app(store, node=cfg.node, site=cfg.site, tokens=cfg.tokens,  # type: ignore[arg-type]
                      metrics=metrics, on_ack=dispatcher.on_ack, on_receipt=dispatcher.on_receipt,
                      cluster_view=(CoordinationClusterView(coordinator, drains)
                                    if coordinator is not None and drains is not None else None),
-                     evidence_service=evidence)
+                     evidence_service=evidence, launches=launches)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, cfg.listen_host, cfg.listen_port).start()
@@ -187,6 +189,7 @@ async def serve(cfg: NodeConfig) -> int:
             channels_task = asyncio.create_task(channels.run(watchdog_stop), name="channels")
         await dispatcher.run()
     finally:
+        await launches.close(cfg.drain_deadline_s)  # a launch cut short is failed, not lost
         watchdog_stop.set()
         if watchdog_task is not None:
             await watchdog_task

@@ -6,10 +6,17 @@ Contract
 --------
 * Every method is a coroutine; each runs in one transaction: it either fully happens or not at all.
   Bad input raises :class:`InvalidInput` naming the field or line, and stores nothing.
-* ``launch_campaign`` writes the campaign, its recipients (a snapshot of the contacts' addresses)
-  and its batches in one transaction and returns the campaign id. Targets are either a ``group``
-  (its contacts) or a ``population`` of N *generated* test recipients (synthetic names, fictional
-  numbers and ``example.invalid`` addresses, for drills and benchmarks; no contact is needed).
+* ``start_launch`` writes the campaign and the first chunk of its recipients (a snapshot of the
+  contacts' addresses) and batches in one transaction: they are claimable as it returns.
+  ``continue_launch`` writes the next chunk (one transaction each) until the cursor is
+  ``done``; a chunk commits only while the launch is still the caller's (``LaunchStopped``
+  once it was failed or the campaign cancelled). A launch that cannot finish is failed
+  (``fail_launch`` by its writer, ``fail_stalled_launches`` by the watchdog when the writer
+  died): what was written is still dispatched, and the campaign ends ``failed``, never
+  ``completed``. ``launch_campaign`` does all of it before returning (tools, tests).
+  Targets are either a ``group`` (its contacts) or a ``population`` of N *generated* test
+  recipients (synthetic names, fictional numbers and ``example.invalid`` addresses, for drills
+  and benchmarks; no contact is needed).
 * ``claim_batch`` hands one pending batch of a running campaign to ``node`` (PostgreSQL
   ``FOR UPDATE SKIP LOCKED``: two nodes never get the same batch), increments its fencing
   ``epoch`` and sets a lease deadline. Only the holder of the current epoch may write outcomes.
@@ -43,7 +50,8 @@ Channel = Literal["sms", "email", "voice"]
 CHANNELS: tuple[Channel, ...] = ("sms", "email", "voice")
 MAX_HOLD_S = 60.0  # longest reservation reassign_batches accepts: a hold delays work, keep it short
 AckRule = Literal["none", "dtmf", "reply", "link"]
-CampaignState = Literal["running", "paused", "completed", "cancelled"]
+CampaignState = Literal["running", "paused", "completed", "cancelled", "failed"]
+LaunchState = Literal["writing", "written", "failed"]
 AttemptState = Literal["sent", "delivered", "acknowledged", "failed"]
 RecipientState = Literal["pending", "delivered", "acknowledged", "failed"]
 
@@ -63,6 +71,16 @@ class InvalidInput(StoreError):
 
 class NotFound(StoreError):
     pass
+
+
+class LaunchStopped(StoreError):
+    """A launch chunk refused: the launch was failed (its writer was thought dead) or the
+    campaign cancelled; the writer must stop."""
+
+    def __init__(self, campaign_id: int, why: str) -> None:
+        self.campaign_id = campaign_id
+        self.why = why
+        super().__init__(f"campaign {campaign_id}: launch stopped: {why}")
 
 
 class StaleEpoch(StoreError):
@@ -160,6 +178,28 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class LaunchCursor:
+    """Where a streaming launch stands: ``written`` of ``requested`` recipients so far."""
+
+    campaign_id: int
+    node: str  # the writer
+    requested: int
+    written: int
+    batch_size: int
+    group_id: int | None = None  # None: a generated population
+    after_contact: int = 0  # a group's launch: the last contact id written
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class StalledLaunch:
+    campaign_id: int
+    node: str
+    written: int
+    requested: int
+
+
+@dataclass(frozen=True)
 class CampaignSummary:
     id: int
     scenario: str
@@ -173,6 +213,9 @@ class CampaignSummary:
     started_at: datetime
     completed_at: datetime | None
     by_site: dict[str, int] = field(default_factory=dict)  # final deliveries per site
+    launch_state: LaunchState = "written"
+    requested: int | None = None  # recipients asked for; ``recipients`` is what was written
+    launch_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -219,6 +262,15 @@ class CampaignStore(Protocol):
         self, scenario: str, launched_by: str, *, group: str | None = None,
         population: int | None = None, batch_size: int = 100,
     ) -> int: ...
+    async def start_launch(
+        self, scenario: str, launched_by: str, *, node: str, group: str | None = None,
+        population: int | None = None, batch_size: int = 100, first: int = 1000,
+    ) -> LaunchCursor: ...
+    async def continue_launch(self, cursor: LaunchCursor, chunk: int) -> LaunchCursor: ...
+    async def fail_launch(self, campaign_id: int, node: str, error: str) -> bool: ...
+    async def fail_stalled_launches(
+        self, live_nodes: Sequence[str], grace_s: float, stale_s: float,
+    ) -> list[StalledLaunch]: ...
     async def set_campaign_state(self, campaign_id: int, state: CampaignState) -> None: ...
     async def campaign_summary(self, campaign_id: int) -> CampaignSummary: ...
     async def list_campaigns(self, limit: int = 50) -> list[CampaignSummary]: ...

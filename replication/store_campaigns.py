@@ -1,4 +1,4 @@
-"""The campaign store's campaigns: launch, state, summaries and per-recipient outcomes."""
+"""The campaign store's campaigns: state, summaries and per-recipient outcomes."""
 
 from __future__ import annotations
 
@@ -15,110 +15,27 @@ from replication.store_api import (
 )
 from replication.store_base import Conn, StoreBase
 from replication.store_codec import (
-    MAX_BATCH_SIZE,
-    MAX_POPULATION,
-    UnknownName,
-    check_name,
     check_page,
 )
 
-CAMPAIGN_STATES: tuple[CampaignState, ...] = ("running", "paused", "completed", "cancelled")
+CAMPAIGN_STATES: tuple[CampaignState, ...] = ("running", "paused", "completed", "cancelled",
+                                              "failed")
 # The transitions an operator may ask for; "completed" is reached only by finishing the last
-# batch. Asking for the state a campaign is already in is a no-op (a retried request).
+# batch, "failed" only by a launch that could not be written to its end. Asking for the state a
+# campaign is already in is a no-op (a retried request).
 TRANSITIONS: frozenset[tuple[str, str]] = frozenset({
     ("running", "paused"), ("paused", "running"),
     ("running", "cancelled"), ("paused", "cancelled"),
 })
 
-# Synthetic population: "Test 000001", +336390000001 (phone and mobile), test-1@example.invalid.
-# Recipient ids follow the order of the population (or of the contacts).
-_POPULATION = """
-INSERT INTO recipients (campaign_id, batch_id, name, phone, mobile, email, language)
-SELECT %(c)s, b.id,
-       'Test ' || CASE WHEN g.n < 1000000 THEN lpad(g.n::text, 6, '0') ELSE g.n::text END,
-       '+33639' || lpad(g.n::text, 7, '0'), '+33639' || lpad(g.n::text, 7, '0'),
-       'test-' || g.n || '@example.invalid', 'fr'
-  FROM generate_series(1, %(n)s) AS g(n)
-  JOIN batches b ON b.campaign_id = %(c)s AND b.seq = (g.n - 1) / %(bs)s
- ORDER BY g.n
-"""
-
-# A snapshot of the group's contacts, in contact order.
-_GROUP = """
-INSERT INTO recipients (campaign_id, batch_id, contact_id, name, phone, mobile, email, language)
-SELECT %(c)s, b.id, s.id, s.name, s.phone, s.mobile, s.email, s.language
-  FROM (SELECT ct.id, ct.name, ct.phone, ct.mobile, ct.email, ct.language,
-               row_number() OVER (ORDER BY ct.id) - 1 AS k
-          FROM contacts ct JOIN group_members m ON m.contact_id = ct.id
-         WHERE m.group_id = %(g)s) AS s
-  JOIN batches b ON b.campaign_id = %(c)s AND b.seq = s.k / %(bs)s
- ORDER BY s.k
-"""
-
 _SUMMARY_HEAD = """
-SELECT c.id, s.name, c.state, c.launched_by, c.recipients, c.launched_at, c.completed_at
+SELECT c.id, s.name, c.state, c.launched_by, c.recipients, c.launched_at, c.completed_at,
+       c.launch_state, c.requested, c.launch_error
   FROM campaigns c JOIN scenarios s ON s.id = c.scenario_id
 """
 
 
-def _count(value: object, field: str, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
-        raise InvalidInput(field, f"must be an integer from 1 to {high}")
-    return value
-
-
 class CampaignPart(StoreBase):
-    async def launch_campaign(
-        self, scenario: str, launched_by: str, *, group: str | None = None,
-        population: int | None = None, batch_size: int = 100,
-    ) -> int:
-        """Write the campaign, its recipients and its batches in one transaction (REPEATABLE
-        READ: the group's members are read from one snapshot). ``population=N`` makes N
-        synthetic recipients in SQL; ``group=`` snapshots the group's contacts. An unknown
-        scenario or group raises UnknownName (both InvalidInput and NotFound)."""
-        launched_by = check_name("launched_by", launched_by)
-        if (group is None) == (population is None):
-            raise InvalidInput("group", "give either a group or a population, exactly one")
-        if population is not None:
-            _count(population, "population", MAX_POPULATION)
-        _count(batch_size, "batch_size", MAX_BATCH_SIZE)
-        async with self._tx() as conn:
-            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            cur = await conn.execute("SELECT id, priority FROM scenarios WHERE name = %s",
-                                     (scenario,))
-            srow = await cur.fetchone()
-            if srow is None:
-                raise UnknownName("scenario", f"no scenario named {scenario!r}")
-            group_id: int | None = None
-            if group is not None:
-                cur = await conn.execute(
-                    "SELECT g.id, (SELECT count(*) FROM group_members m WHERE m.group_id = g.id)"
-                    " FROM groups g WHERE g.name = %s", (group,))
-                grow = await cur.fetchone()
-                if grow is None:
-                    raise UnknownName("group", f"no group named {group!r}")
-                group_id, n = int(grow[0]), int(grow[1])
-                if n == 0:
-                    raise InvalidInput("group", f"group {group!r} has no contact")
-            else:
-                n = cast(int, population)
-            cur = await conn.execute(
-                "INSERT INTO campaigns (scenario_id, priority, launched_by, group_id, recipients,"
-                " batch_size) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-                (srow[0], srow[1], launched_by, group_id, n, batch_size))
-            crow = await cur.fetchone()
-            assert crow is not None
-            campaign_id = int(crow[0])
-            params = {"c": campaign_id, "n": n, "bs": batch_size, "g": group_id}
-            await conn.execute(
-                "INSERT INTO batches (campaign_id, seq, recipients) "
-                "SELECT %(c)s, s, least(%(bs)s, %(n)s - s * %(bs)s) "
-                "FROM generate_series(0, (%(n)s - 1) / %(bs)s) AS s", params)
-            cur = await conn.execute(_GROUP if group is not None else _POPULATION, params)
-            if cur.rowcount != n:  # cannot happen in one snapshot; refuse rather than lose any
-                raise InvalidInput("group", f"expected {n} recipients, wrote {cur.rowcount}")
-        return campaign_id
-
     async def set_campaign_state(self, campaign_id: int, state: CampaignState) -> None:
         """running <-> paused, running/paused -> cancelled; nothing leaves completed or
         cancelled (InvalidInput 'state'). The current state again is a no-op."""
@@ -194,7 +111,8 @@ async def _summaries(conn: Conn, head: str, params: tuple[Any, ...]) -> list[Cam
             by_site = sites.setdefault(cid, {})
             by_site[site] = by_site.get(site, 0) + n
     out = []
-    for cid, scenario, state, launched_by, recipients, launched_at, completed_at in heads:
+    for (cid, scenario, state, launched_by, recipients, launched_at, completed_at, launch_state,
+         requested, launch_error) in heads:
         per = counts.get(cid, {})
         delivered = per.get("delivered", 0)
         acknowledged = per.get("acknowledged", 0)
@@ -203,5 +121,7 @@ async def _summaries(conn: Conn, head: str, params: tuple[Any, ...]) -> list[Cam
             id=cid, scenario=scenario, state=state, launched_by=launched_by,
             recipients=recipients, delivered=delivered, acknowledged=acknowledged, failed=failed,
             pending=recipients - delivered - acknowledged - failed, started_at=launched_at,
-            completed_at=completed_at, by_site=dict(sorted(sites.get(cid, {}).items()))))
+            completed_at=completed_at, by_site=dict(sorted(sites.get(cid, {}).items())),
+            launch_state=launch_state, requested=requested if requested is not None
+            else recipients, launch_error=launch_error))
     return out

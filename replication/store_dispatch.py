@@ -51,7 +51,9 @@ RECEIPT_STATES = ("sent", "delivered", "failed")
 # One statement, so that the server commits the claim as it ends: a node cut off while its claim
 # is in flight leaves no open transaction holding the batch's row (see StoreBase._statement).
 # The claimed batch comes back once per pending recipient (one row with NULL recipient columns
-# when none is pending).
+# when none is pending). The recipients are read per claimed batch (LATERAL, and the claim
+# function declared ROWS 1 in migrations/0008): a plan joining them by hash scanned the whole
+# table on every claim while its statistics were stale.
 _CLAIM = """
 WITH k AS MATERIALIZED (SELECT * FROM tenir_claim_batch(%s, %s, %s))
 SELECT k.out_batch_id, k.out_campaign_id, k.out_epoch, k.out_lease_until,
@@ -60,7 +62,8 @@ SELECT k.out_batch_id, k.out_campaign_id, k.out_epoch, k.out_lease_until,
   FROM k
   JOIN campaigns c ON c.id = k.out_campaign_id
   JOIN scenarios s ON s.id = c.scenario_id
-  LEFT JOIN recipients r ON r.batch_id = k.out_batch_id AND r.state = 'pending'
+  LEFT JOIN LATERAL (SELECT * FROM recipients x
+                      WHERE x.batch_id = k.out_batch_id AND x.state = 'pending') r ON true
  ORDER BY r.id
 """
 

@@ -109,7 +109,7 @@ class CallbackModule(CallbackBase):
             "hosts": hosts, "changed": changed, "failed": failed, "unreachable": unreachable,
             "versions": self._versions, "started": self._started,
             "seconds": round(time.time() - self._started, 1)}}
-        pending = self._spooled() + [event]
+        pending = [*self._spooled(), event]
         sent = 0
         for url, token in self._nodes:
             try:

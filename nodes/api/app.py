@@ -34,6 +34,7 @@ from nodes.api.errors import error_middleware
 from nodes.api.observability import observe_middleware
 from nodes.api.spec import JSON, Access, Role, RouteSpec
 from nodes.carriers.base import AckSink, ReceiptSink
+from nodes.launches import LaunchWriter
 from nodes.metrics import Metrics
 from replication.store_api import CampaignStore
 
@@ -65,6 +66,7 @@ def create_app(
     max_body_bytes: int = 20 * MiB,
     cluster_view: ClusterView | None = None,
     evidence_service: EvidenceService | None = None,
+    launches: LaunchWriter | None = None,
 ) -> web.Application:
     """The API of node ``node`` of site ``site``, serving ``store``.
 
@@ -74,6 +76,8 @@ def create_app(
     coordination-backed part of ``GET /api/v1/cluster`` (members, watchdog leader, drained
     sites); without it that route says the coordination service is not configured.
     ``evidence_service`` serves ``/evidence`` (the ledger, proofs, bundles, reports, records).
+    ``launches`` writes the launches past their first chunk (a node passes the one it closes
+    at shutdown; by default one of this app's own).
     """
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be positive")
@@ -101,5 +105,6 @@ def create_app(
         store=store, node=node, site=site, metrics=metrics, on_ack=on_ack,
         on_receipt=on_receipt, max_body_bytes=max_body_bytes, openapi=document,
         cluster=cluster_view, evidence=evidence_service,
+        launches=launches or LaunchWriter(store, node),
     )
     return app

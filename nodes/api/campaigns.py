@@ -31,6 +31,7 @@ from nodes.api.spec import (
     page_of,
     ref,
 )
+from nodes.launches import LaunchWriter
 from nodes.logs import campaign_context
 from replication.store_api import CampaignState, InvalidInput, NotFound
 
@@ -79,8 +80,9 @@ async def launch_campaign(request: web.Request) -> web.Response:
     except NotFound:
         raise invalid("scenario", f"unknown scenario {scenario!r}") from None
     who = principal(request)
+    launches = ctx.launches or LaunchWriter(ctx.store, ctx.node)
     try:
-        campaign_id = await ctx.store.launch_campaign(
+        cursor = await launches.launch(
             scenario, who.id, group=group, population=population, batch_size=batch_size,
         )
     except InvalidInput:
@@ -88,6 +90,7 @@ async def launch_campaign(request: web.Request) -> web.Response:
     except NotFound:
         # The scenario was just found, so what is missing is the group.
         raise invalid("group", f"unknown group {group!r}") from None
+    campaign_id = cursor.campaign_id
     ctx.metrics.campaigns_launched.inc()
     target = f"group {group!r}" if group is not None else f"population {population}"
     with campaign_context(campaign_id):
@@ -95,7 +98,9 @@ async def launch_campaign(request: web.Request) -> web.Response:
         await _ledger(request, "campaign.launch", campaign_id,
                       f"campaign {campaign_id} launched: scenario {scenario!r}, {target}",
                       {"scenario": scenario, "group": group, "population": population})
-    return json_response({"id": campaign_id}, 201,
+    return json_response({"id": campaign_id, "recipients": cursor.written,
+                          "requested": cursor.requested,
+                          "launch_state": "written" if cursor.done else "writing"}, 201,
                          {"Location": f"{API}/campaigns/{campaign_id}"})
 
 
@@ -166,24 +171,37 @@ SCHEMAS: dict[str, JSON] = {
         },
     },
     "CampaignCreated": {
-        "type": "object", "required": ["id"], "properties": {"id": {"type": "integer"}},
+        "type": "object", "required": ["id", "recipients", "requested", "launch_state"],
+        "description": "answered once the first recipients are written and claimable; the "
+                       "rest is written behind them (launch_state writing)",
+        "properties": {"id": {"type": "integer"},
+                       "recipients": {"type": "integer", "description": "written so far"},
+                       "requested": {"type": "integer"},
+                       "launch_state": {"enum": ["writing", "written"]}},
     },
     "CampaignProgress": {
         "type": "object",
         "required": ["id", "scenario", "state", "launched_by", "recipients", "delivered",
                      "acknowledged", "failed", "pending", "started_at", "completed_at",
-                     "by_site"],
+                     "by_site", "launch"],
         "properties": {
             "id": {"type": "integer"}, "scenario": {"type": "string"},
-            "state": {"enum": ["running", "paused", "completed", "cancelled"]},
+            "state": {"enum": ["running", "paused", "completed", "cancelled", "failed"],
+                      "description": "failed: the launch could not be written to its end "
+                                     "(launch.error); what was written was sent"},
             "launched_by": {"type": "string", "description": "role:token fingerprint"},
-            "recipients": {"type": "integer"}, "delivered": {"type": "integer"},
+            "recipients": {"type": "integer", "description": "written"},
+            "delivered": {"type": "integer"},
             "acknowledged": {"type": "integer"}, "failed": {"type": "integer"},
             "pending": {"type": "integer"},
             "started_at": {"type": "string", "format": "date-time"},
             "completed_at": _NULLABLE_TIME,
             "by_site": {"type": "object", "additionalProperties": {"type": "integer"},
                         "description": "final deliveries per site"},
+            "launch": {"type": "object", "required": ["state", "requested", "error"],
+                       "properties": {"state": {"enum": ["writing", "written", "failed"]},
+                                      "requested": {"type": ["integer", "null"]},
+                                      "error": {"type": ["string", "null"]}}},
         },
     },
     "RecipientOutcome": {

@@ -11,6 +11,7 @@ from cluster.coordination.base import MemberInfo
 from failover.evidence.service import EvidenceService
 from nodes.api.spec import Role
 from nodes.carriers.base import AckSink, ReceiptSink
+from nodes.launches import LaunchWriter
 from nodes.metrics import Metrics
 from replication.store_api import CampaignStore
 
@@ -49,6 +50,7 @@ class ApiContext:
     openapi: dict[str, Any]
     cluster: ClusterView | None = None
     evidence: EvidenceService | None = None
+    launches: LaunchWriter | None = None
 
 
 CONTEXT = web.AppKey("tenir.api", ApiContext)

@@ -50,6 +50,7 @@ def summary_json(c: CampaignSummary) -> dict[str, Any]:
         "recipients": c.recipients, "delivered": c.delivered, "acknowledged": c.acknowledged,
         "failed": c.failed, "pending": c.pending, "started_at": iso(c.started_at),
         "completed_at": iso(c.completed_at), "by_site": dict(c.by_site),
+        "launch": {"state": c.launch_state, "requested": c.requested, "error": c.launch_error},
     }
 
 

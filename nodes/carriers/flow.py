@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 
 class LocalBusy(Exception):
@@ -124,3 +125,51 @@ class FlowControl:
         finally:
             self._in_flight -= 1
             self._semaphore.release()
+
+
+T = TypeVar("T")
+
+
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
+
+
+async def within(fut: asyncio.Future[T], deadline: float) -> T:
+    """Await ``fut`` until the loop time ``deadline``: TimeoutError then, set on the future
+    itself (a late answer finds it done). One timer and no extra task or waiter future: what
+    ``asyncio.wait_for`` costs was measurable per message."""
+    if not fut.done():
+        handle = asyncio.get_running_loop().call_at(deadline, _expire, fut)
+        try:
+            return await fut
+        finally:
+            handle.cancel()
+    return fut.result()
+
+
+class WriteCoalescer:
+    """What is written to one stream during one turn of the event loop goes out in a single
+    ``write`` (one system call) at the end of that turn, in order: a window of PDUs answered
+    together costs one send, not one each."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._writer: asyncio.StreamWriter | None = None
+        self._scheduled = False
+
+    def write(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        if self._writer is not writer:
+            self.flush()
+            self._writer = writer
+        self._chunks.append(data)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        chunks, self._chunks = self._chunks, []
+        writer = self._writer
+        if chunks and writer is not None and not writer.is_closing():
+            writer.write(b"".join(chunks) if len(chunks) > 1 else chunks[0])

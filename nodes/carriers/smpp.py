@@ -29,12 +29,14 @@ import contextlib
 import logging
 import re
 from collections import OrderedDict
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Final
 
+from nodes.carriers import smpp_fast
 from nodes.carriers import smpp_pdu as pdu
 from nodes.carriers.base import Ack, AckSink, Message, Receipt, ReceiptSink, SendResult
-from nodes.carriers.flow import FlowControl, LocalBusy
+from nodes.carriers.flow import FlowControl, LocalBusy, WriteCoalescer, within
 from nodes.carriers.redact import mask_phone
 from nodes.carriers.smpp_pdu import Command, Header, PduError, ShortMessage, Status
 from nodes.carriers.tasks import TaskSet
@@ -50,6 +52,7 @@ MESSAGE_STATE_NAMES: Final = {1: "ENROUTE", 2: "DELIVRD", 3: "EXPIRED", 4: "DELE
                               5: "UNDELIV", 6: "ACCEPTD", 7: "UNKNOWN", 8: "REJECTD"}
 MAX_TRACKED: Final = 200_000
 MAX_CONCURRENT_DELIVERIES: Final = 64
+WRITE_HIGH_WATER: Final = 256 * 1024  # wait for the socket only past this much unsent
 _REPLY: Final = re.compile(r"^\s*OK\s+(\S+)\s*$", re.IGNORECASE)
 
 
@@ -110,6 +113,7 @@ class SmppAdapter:
         self._runner: asyncio.Task[None] | None = None
         self._deliveries = TaskSet(f"{name}-deliveries", log)
         self._delivery_slots = asyncio.Semaphore(MAX_CONCURRENT_DELIVERIES)
+        self._out = WriteCoalescer()
         self._on_receipt: ReceiptSink | None = None
         self._on_ack: AckSink | None = None
         self._seq = 0
@@ -312,24 +316,49 @@ class SmppAdapter:
                           writer: asyncio.StreamWriter) -> None:
         try:
             status: int = Status.ROK
-            try:
-                sm = pdu.decode_short_message(header, raw)
-            except PduError as exc:
-                log.error("undecodable deliver_sm", extra={"event": "smpp_bad_deliver",
-                                                           "carrier": self.name,
-                                                           "error": str(exc)})
-                status = Status.RX_P_APPN
+            fast = smpp_fast.read_receipt(raw)
+            if fast is not None:
+                status = await self._sink(self._on_fast_receipt(*fast))
             else:
                 try:
-                    await (self._on_receipt_pdu(sm) if sm.is_receipt else self._on_mo(sm))
-                except Exception:
-                    log.exception("sink failed; carrier will redeliver",
-                                  extra={"event": "smpp_sink_failed", "carrier": self.name})
-                    status = Status.RX_T_APPN
+                    sm = pdu.decode_short_message(header, raw)
+                except PduError as exc:
+                    log.error("undecodable deliver_sm", extra={"event": "smpp_bad_deliver",
+                                                               "carrier": self.name,
+                                                               "error": str(exc)})
+                    status = Status.RX_P_APPN
+                else:
+                    status = await self._sink(self._on_receipt_pdu(sm) if sm.is_receipt
+                                              else self._on_mo(sm))
             if not writer.is_closing():
-                writer.write(pdu.encode_deliver_sm_resp(header.sequence, status))
+                self._out.write(writer, pdu.encode_deliver_sm_resp(header.sequence, status))
         finally:
             self._delivery_slots.release()
+
+    async def _sink(self, handled: Awaitable[None]) -> int:
+        """The deliver_sm_resp status: ESME_RX_T_APPN if the sink failed (redelivered)."""
+        try:
+            await handled
+        except Exception:
+            log.exception("sink failed; carrier will redeliver",
+                          extra={"event": "smpp_sink_failed", "carrier": self.name})
+            return Status.RX_T_APPN
+        return Status.ROK
+
+    async def _on_fast_receipt(self, reference: str, message_id: str, message_state: int) -> None:
+        """A receipt read by the fast path (its TLVs; the text is not decoded)."""
+        stat = MESSAGE_STATE_NAMES.get(message_state, "")
+        state = FINAL_STATES.get(stat)
+        if state is None:
+            log.info("receipt ignored", extra={
+                "event": "smpp_receipt_ignored", "carrier": self.name, "message_id": message_id,
+                "stat": stat, "why": "not final"})
+            return
+        if self._on_receipt is not None:
+            await self._on_receipt(Receipt(reference, message_id, "delivered"
+                                           if state == "delivered" else "failed",
+                                           f"stat:{stat}"))
+        self._ids.pop(message_id, None)
 
     async def _on_receipt_pdu(self, sm: ShortMessage) -> None:
         fields = pdu.parse_receipt_text(sm.text)
@@ -377,7 +406,7 @@ class SmppAdapter:
         if self._runner is None:
             raise RuntimeError(f"{self.name}: send() before start()")
         try:
-            sm = self._short_message(message)
+            encoded = self._encode(message)
         except ValueError as exc:  # a scenario/data mistake: refuse it, let the caller fall back
             log.error("message cannot be sent by SMS", extra={
                 "event": "sms_invalid", "carrier": self.name, "reference": message.reference,
@@ -387,7 +416,7 @@ class SmppAdapter:
             return SendResult(False, error="adapter closed", retryable=True)
         try:
             async with self._flow.slot():
-                result = await self._submit(sm, message.reference)
+                result = await self._submit(encoded, message.reference)
         except LocalBusy as exc:
             return SendResult(False, error=str(exc), retryable=True)
         if result.accepted:
@@ -400,7 +429,9 @@ class SmppAdapter:
                 "retryable": result.retryable, "throttled": result.throttled})
         return result
 
-    def _short_message(self, message: Message) -> ShortMessage:
+    def _encode(self, message: Message) -> bytes:
+        """The message's submit_sm (sequence 0), encoded once: ValueError if it cannot be (an
+        unencodable text or address)."""
         if message.ack not in ("none", "reply"):
             raise ValueError(f"ack: an SMS can only be acknowledged by a reply, "
                              f"not {message.ack!r}")
@@ -411,26 +442,31 @@ class SmppAdapter:
             tlvs[pdu.TLV_TENIR_ACK] = "reply"
         sm = ShortMessage(source=self.source_addr, destination=message.to, text=message.text,
                           registered_delivery=pdu.REGISTERED_DELIVERY_RECEIPT, tlvs=tlvs)
-        pdu.encode_submit_sm(1, sm)  # ValueError now for an unencodable message or address
-        return sm
+        encoded = smpp_fast.encode_submit_sm(sm)
+        if encoded is None:  # beyond the fast path: the library (UCS-2, escapes, payload)
+            encoded = pdu.encode_submit_sm(0, sm)
+        return encoded
 
-    async def _submit(self, sm: ShortMessage, reference: str) -> SendResult:
+    async def _submit(self, encoded: bytes, reference: str) -> SendResult:
         seq = 0
         waiting_for = "bind to the carrier"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
         try:
-            async with asyncio.timeout(self.timeout_s):
-                await self._bound.wait()
-                waiting_for = "submit_sm_resp"
-                writer = self._writer
-                if writer is None or writer.is_closing():
-                    return SendResult(False, error="not bound", retryable=True)
-                seq = self._next_seq()
-                future: asyncio.Future[tuple[int, str]] = \
-                    asyncio.get_running_loop().create_future()
-                self._pending[seq] = _Pending(future, reference)
-                writer.write(pdu.encode_submit_sm(seq, sm))
+            if not self._bound.is_set():
+                async with asyncio.timeout_at(deadline):
+                    await self._bound.wait()
+            waiting_for = "submit_sm_resp"
+            writer = self._writer
+            if writer is None or writer.is_closing():
+                return SendResult(False, error="not bound", retryable=True)
+            seq = self._next_seq()
+            future: asyncio.Future[tuple[int, str]] = loop.create_future()
+            self._pending[seq] = _Pending(future, reference)
+            self._out.write(writer, smpp_fast.with_sequence(encoded, seq))
+            if writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
                 await writer.drain()
-                status, message_id = await future
+            status, message_id = await within(future, deadline)
         except TimeoutError:
             return SendResult(False, error=f"no {waiting_for} within {self.timeout_s} s",
                               retryable=True)

@@ -4,7 +4,7 @@ ownership view): the rows, the clock, the call log and the ``unavailable`` switc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -50,6 +50,18 @@ class CampaignRow:
     started_at: datetime
     recipients: dict[int, RecipientRow]
     completed_at: datetime | None = None
+    launch_state: str = "written"  # writing | written | failed (migrations/0008)
+    requested: int = 0
+    launch_node: str | None = None
+    launch_error: str | None = None
+    launch_heartbeat: datetime | None = None
+
+    def end_if_done(self, batches: Iterable[BatchRow], now: datetime) -> None:
+        """Completed when written and no batch is open; failed when its launch failed."""
+        if self.state in ("running", "paused") and self.launch_state != "writing" and all(
+                b.state == "done" for b in batches if b.campaign_id == self.id):
+            self.state = "failed" if self.launch_state == "failed" else "completed"
+            self.completed_at = now
 
 
 @dataclass

@@ -156,11 +156,7 @@ class DispatchPart(MemoryBase):
                                    "recipients: record a final outcome for each first")
         batch.state = "done"
         batch.lease_until = None
-        if campaign.state in ("running", "paused") and all(
-            b.state == "done" for b in self._batches.values() if b.campaign_id == campaign.id
-        ):
-            campaign.state = "completed"
-            campaign.completed_at = self.clock()
+        campaign.end_if_done(self._batches.values(), self.clock())
 
     async def release_batch(self, batch_id: int, epoch: int, node: str) -> None:
         self._enter("release_batch")

@@ -7,7 +7,8 @@ dispatcher to be tested against it:
 * every method validates everything before changing anything (one "transaction");
   bad input raises :class:`InvalidInput` naming the field or ``line N`` (counted from 1);
 * ``add_contacts`` creates the groups it names; an ``external_id`` may appear only once;
-* ``launch_campaign``: a ``group``'s contacts, or a ``population`` of N generated recipients
+* launches (``memory_launch.py``): a ``group``'s contacts, or a ``population`` of N generated
+  recipients, written in chunks of whole batches (``start_launch``, ``continue_launch``)
   ("Test 000001", +33639 followed by 7 digits, ``test-1@example.invalid``); an unknown scenario
   or group raises an error that is both :class:`InvalidInput` (naming the field) and
   :class:`NotFound`, as the PostgreSQL store's ``UnknownName`` does;
@@ -46,28 +47,22 @@ from replication.store_api import (
     Event,
     InvalidInput,
     NotFound,
-    Recipient,
     RecipientOutcome,
     Scenario,
     ScenarioIn,
 )
 from replication.store_events import check_event_kind
-from tests.fakes.memory_base import BatchRow, CampaignRow, RecipientRow, required_name
+from tests.fakes.memory_base import CampaignRow, required_name
 from tests.fakes.memory_dispatch import DispatchPart
+from tests.fakes.memory_launch import LaunchPart
 
-MAX_POPULATION = 9_999_999
-MAX_BATCH_SIZE = 10_000
 TRANSITIONS: frozenset[tuple[str, str]] = frozenset({
     ("running", "paused"), ("paused", "running"),
     ("running", "cancelled"), ("paused", "cancelled"),
 })
-_STATES = ("running", "paused", "completed", "cancelled")
+_STATES = ("running", "paused", "completed", "cancelled", "failed")
 _E164 = re.compile(r"\+[1-9]\d{6,14}\Z")
 _LANGUAGE = re.compile(r"[a-z]{2,3}\Z")
-
-
-class UnknownName(InvalidInput, NotFound):
-    """An unknown scenario or group named in a launch: both kinds of refusal."""
 
 
 def _page(limit: int, offset: int) -> None:
@@ -77,9 +72,10 @@ def _page(limit: int, offset: int) -> None:
         raise InvalidInput("offset", "must be an integer >= 0")
 
 
-class MemoryStore(DispatchPart):
+class MemoryStore(LaunchPart, DispatchPart):
     """The whole campaign store in dictionaries; see the module docstring. The dispatch side
-    (claims, fenced writes, receipts, the ownership view) is in ``memory_dispatch.py``."""
+    (claims, fenced writes, receipts, the ownership view) is in ``memory_dispatch.py``, the
+    launches in ``memory_launch.py``."""
 
     # -- contacts and groups -------------------------------------------------------------------
 
@@ -165,58 +161,6 @@ class MemoryStore(DispatchPart):
 
     # -- campaigns -----------------------------------------------------------------------------
 
-    async def launch_campaign(
-        self, scenario: str, launched_by: str, *, group: str | None = None,
-        population: int | None = None, batch_size: int = 100,
-    ) -> int:
-        self._enter("launch_campaign")
-        launched_by = required_name("launched_by", launched_by)
-        if (group is None) == (population is None):
-            raise InvalidInput("group", "give either a group or a population, exactly one")
-        if population is not None and (isinstance(population, bool)
-                                       or not 1 <= population <= MAX_POPULATION):
-            raise InvalidInput("population", f"must be an integer from 1 to {MAX_POPULATION}")
-        if isinstance(batch_size, bool) or not 1 <= batch_size <= MAX_BATCH_SIZE:
-            raise InvalidInput("batch_size", f"must be an integer from 1 to {MAX_BATCH_SIZE}")
-        if scenario not in self._scenarios:
-            raise UnknownName("scenario", f"no scenario named {scenario!r}")
-        campaign_id = len(self._campaigns) + 1
-        people: list[tuple[str, str | None, str | None, str | None, str]] = []
-        if group is not None:
-            if group not in self._groups:
-                raise UnknownName("group", f"no group named {group!r}")
-            ids = set(self._groups[group])
-            people = [(c.name, c.phone, c.mobile, c.email, c.language)
-                      for c in self._contacts if c.id in ids]
-            if not people:
-                raise InvalidInput("group", f"group {group!r} has no contact")
-        else:
-            assert population is not None
-            for n in range(1, population + 1):
-                number = f"+33639{n:07d}"
-                people.append((f"Test {n:06d}", number, number, f"test-{n}@example.invalid",
-                               "fr"))
-        rows: dict[int, RecipientRow] = {}
-        for name, phone, mobile, email, language in people:
-            rid = self._next_recipient
-            self._next_recipient += 1
-            rows[rid] = RecipientRow(Recipient(
-                id=rid, campaign_id=campaign_id, name=name, phone=phone, mobile=mobile,
-                email=email, language=language,
-            ))
-        self._campaigns[campaign_id] = CampaignRow(
-            id=campaign_id, scenario=self._scenarios[scenario], state="running",
-            launched_by=launched_by, started_at=self.clock(), recipients=rows,
-        )
-        order = list(rows)
-        for start in range(0, len(order), batch_size):
-            batch_id = len(self._batches) + 1
-            members = tuple(order[start:start + batch_size])
-            self._batches[batch_id] = BatchRow(batch_id, campaign_id, members)
-            for rid in members:
-                rows[rid].batch_id = batch_id
-        return campaign_id
-
     def _campaign(self, campaign_id: int) -> CampaignRow:
         try:
             return self._campaigns[campaign_id]
@@ -250,6 +194,9 @@ class MemoryStore(DispatchPart):
             failed=counts["failed"], pending=counts["pending"],
             started_at=campaign.started_at, completed_at=campaign.completed_at,
             by_site=dict(sorted(by_site.items())),
+            launch_state=campaign.launch_state,  # type: ignore[arg-type]
+            requested=campaign.requested or len(campaign.recipients),
+            launch_error=campaign.launch_error,
         )
 
     async def campaign_summary(self, campaign_id: int) -> CampaignSummary:

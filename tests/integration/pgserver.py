@@ -109,9 +109,11 @@ def _settings(durable: bool) -> dict[str, str]:
     return s
 
 
-def start_pg(*, durable: bool = False, timeout: float = 60.0) -> PgServer:
+def start_pg(*, durable: bool = False, timeout: float = 60.0,
+             settings: dict[str, str] | None = None) -> PgServer:
     """Start a throwaway server. ``durable=False`` turns fsync off (tests); the benchmark keeps
-    PostgreSQL's durable defaults. Raises PgServerError with the log tail on failure."""
+    PostgreSQL's durable defaults. ``settings`` adds or overrides server settings (the loopback
+    harness preloads pg_stat_statements). Raises PgServerError with the log tail on failure."""
     _preflight()
     root = Path(tempfile.mkdtemp(prefix="tenir-pg-"))
     try:
@@ -129,7 +131,7 @@ def start_pg(*, durable: bool = False, timeout: float = 60.0) -> PgServer:
                                 f"{init.stderr}")
         last = "never started"
         for _ in range(3):  # another process may take the free port before postgres binds it
-            server = _launch(root, data, _free_port(), _settings(durable))
+            server = _launch(root, data, _free_port(), {**_settings(durable), **(settings or {})})
             try:
                 _wait_ready(server, timeout)
                 return server

@@ -159,8 +159,18 @@ async def test_a_database_of_the_previous_version_upgrades_under_its_claims(
     await migrate_mod.migrate(empty_dsn)
     store = await PgCampaignStore.open(empty_dsn, min_size=1, max_size=2)
     try:
-        await _launch(store, population=15, batch_size=5)
+        await store.create_scenario(sms_scenario())
         async with await psycopg.AsyncConnection.connect(empty_dsn, autocommit=True) as conn:
+            # launched as that version did: one transaction (today's launch needs 0008)
+            await conn.execute(
+                "INSERT INTO campaigns (scenario_id, priority, launched_by, recipients,"
+                " batch_size) SELECT id, 5, 'op', 15, 5 FROM scenarios")
+            await conn.execute("INSERT INTO batches (campaign_id, seq, recipients)"
+                               " SELECT 1, s, 5 FROM generate_series(0, 2) s")
+            await conn.execute(
+                "INSERT INTO recipients (campaign_id, batch_id, name, phone, language)"
+                " SELECT 1, (g - 1) / 5 + 1, 'Test ' || g, '+3363900000' || (g % 10), 'fr'"
+                " FROM generate_series(1, 15) g")
             cur = await conn.execute("SELECT out_batch_id, out_epoch"
                                      " FROM tenir_claim_batch('old-node', 30)")
             old = await cur.fetchone()
