@@ -45,7 +45,7 @@ from nodes.dispatcher import Dispatcher, DispatcherConfig, StopMode
 from nodes.drain import CoordinationClusterView, SiteDrainGate
 from nodes.launches import LaunchWriter
 from nodes.logs import configure_logging
-from nodes.membership import MembershipGate, open_and_join
+from nodes.membership import MembershipGate, open_and_join, wait_previous_life_moved
 from nodes.metrics import Metrics
 from replication.store import PgCampaignStore
 from replication.store_api import Channel
@@ -123,6 +123,8 @@ async def open_membership(cfg: NodeConfig, deadline_s: float = 120.0) -> Coordin
 async def serve(cfg: NodeConfig) -> int:
     metrics = Metrics()
     store = await open_store(cfg)
+    if cfg.coordination is not None:
+        await wait_previous_life_moved(store, cfg.node, cfg.site, deadline_s=cfg.lease_s + 5)
     coordinator = await open_membership(cfg)
     gate = (MembershipGate(coordinator, cfg.coordination.fencing_safety, cfg.node, cfg.site)
             if coordinator is not None and cfg.coordination is not None else None)

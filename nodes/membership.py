@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from cluster.coordination.base import CoordinationError, Coordinator, MemberInfo
 
@@ -72,3 +73,46 @@ async def open_and_join(open_coordinator: Callable[[], Awaitable[Coordinator]],
             log.warning("not a member yet, retrying: %s", exc,
                         extra={"node": member.name, "site": member.site})
             await asyncio.sleep(pause_s)
+
+
+class HeldBatches(Protocol):
+    async def batches_in_flight(self) -> dict[str, int]: ...
+
+
+async def wait_previous_life_moved(store: HeldBatches, node: str, site: str, deadline_s: float,
+                                   pause_s: float = 0.5) -> int:
+    """Before a node joins, wait until no batch is held under its name any more.
+
+    A node killed and restarted by its service manager comes back under the same name. Were it
+    to join at once, the watchdog would see a live member and never move the batches its
+    previous life held: they would wait for their leases to run out. Out of the membership, it
+    is a dead node like any other: the watchdog moves its batches (and records the move), then
+    it joins. After ``deadline_s`` (the batch lease: by then they are claimable anyway) it joins
+    regardless. Returns how many batches were held at the start."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + deadline_s
+    first: int | None = None
+    while True:
+        try:
+            held = (await store.batches_in_flight()).get(node, 0)
+        except Exception as exc:  # the store is away: joining is what it would wait for anyway
+            log.warning("cannot tell whether batches of a previous life are held (%s): joining",
+                        exc, extra={"node": node, "site": site})
+            return first or 0
+        if first is None:
+            first = held
+            if held:
+                log.warning("%d batches of this node's previous life are still held under its "
+                            "name: waiting out of the membership until the watchdog moves them",
+                            held, extra={"node": node, "site": site})
+        if held == 0:
+            if first:
+                log.info("the batches of this node's previous life were moved: joining",
+                         extra={"node": node, "site": site})
+            return first
+        if loop.time() >= until:
+            log.warning("%d batches of this node's previous life still held after %.0f s: "
+                        "joining (their leases have run out)", held, deadline_s,
+                        extra={"node": node, "site": site})
+            return first
+        await asyncio.sleep(pause_s)

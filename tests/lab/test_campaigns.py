@@ -131,8 +131,9 @@ def test_cli_launch_wait_json_and_carriers_report(lab_env: LabHandle) -> None:
                           "50", "--wait", "--timeout", "120", "--json"], capture_output=True,
                          text=True, timeout=180, check=True).stdout
     c = json.loads(out)
-    assert set(c) == {"id", "state", "recipients", "delivered", "acknowledged", "failed",
-                      "pending", "started_at", "completed_at", "by_site"}
+    assert set(c) == {"id", "scenario", "state", "recipients", "delivered", "acknowledged",
+                      "failed", "pending", "started_at", "completed_at", "by_site", "seconds",
+                      "average_per_s"}
     assert (c["state"], c["recipients"], c["delivered"], c["pending"]) == (
         "completed", 50, 50, 0)
     shown = json.loads(subprocess.run([tenir, "campaign", "show", str(c["id"]), "--json"],
