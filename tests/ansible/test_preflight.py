@@ -1,0 +1,110 @@
+"""The preflight play refuses, before any change and without contacting a host, a cluster that
+would not hold; each refusal names the host or the variable."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cluster.lab.layout import SECRET_VARIABLES
+from tests.ansible.render import ANSIBLE, REPO
+
+LAB = yaml.safe_load((REPO / "inventories" / "lab" / "hosts.yml").read_text())
+SECRETS = {var: f"s3cret-{var}" for var in SECRET_VARIABLES} | {"tenir_version": "0.1.0"}
+
+
+def preflight(tmp_path: Path, inventory: dict[str, Any],
+              extra: dict[str, Any] | None = None) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "inv").mkdir(exist_ok=True)
+    (tmp_path / "inv" / "hosts.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
+    extra_file = tmp_path / "extra.yml"
+    extra_file.write_text(yaml.safe_dump(SECRETS if extra is None else extra))
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"), "TENIR_EVENTS": "off",
+           "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
+    return subprocess.run([str(bin_dir / "ansible-playbook"), "-i", str(tmp_path / "inv"),
+                           str(ANSIBLE / "preflight.yml"), "-e", f"@{extra_file}"],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=ANSIBLE)
+
+
+def test_the_shipped_lab_passes(tmp_path: Path) -> None:
+    proc = preflight(tmp_path, LAB)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "unreachable=0" in proc.stdout and "failed=0" in proc.stdout
+
+
+def _two_plus_two() -> dict[str, Any]:
+    """Two datacenters of two coordination members each, no witness."""
+    inv = copy.deepcopy(LAB)
+    children = inv["all"]["children"]
+    del children["sites"]["children"]["witness"]
+    children["sites"]["children"]["paris"]["hosts"]["paris-node1"] = {"ansible_host": "10.213.0.12"}
+    children["etcd"]["hosts"] = {"paris-db": None, "paris-node1": None, "marseille-db": None,
+                                 "marseille-node1": None}
+    children["zookeeper"]["hosts"] = dict(children["etcd"]["hosts"])
+    return inv
+
+
+def test_two_datacenters_without_a_witness_are_refused(tmp_path: Path) -> None:
+    proc = preflight(tmp_path, _two_plus_two())
+    assert proc.returncode != 0
+    assert "1 datacenter" not in proc.stdout
+    assert ("the inventory has 2 datacenter site(s) (marseille, paris) and 0 witness site(s): "
+            "tenir needs two datacenters and a witness site") in proc.stdout, proc.stdout[-3000:]
+
+
+def test_every_coordination_member_in_one_datacenter_is_refused(tmp_path: Path) -> None:
+    inv = copy.deepcopy(LAB)
+    sites = inv["all"]["children"]["sites"]["children"]
+    sites["paris"]["hosts"]["paris-node1"] = {"ansible_host": "10.213.0.12"}
+    inv["all"]["children"]["etcd"]["hosts"] = {"paris-db": None, "paris-node1": None,
+                                               "paris-node2": None}
+    proc = preflight(tmp_path, inv)
+    assert proc.returncode != 0
+    assert "losing site paris leaves 0 of 3 members" in proc.stdout, proc.stdout[-3000:]
+    assert "paris-db, paris-node1, paris-node2" in proc.stdout
+
+
+def test_a_patroni_timing_that_breaks_its_rule_is_refused(tmp_path: Path) -> None:
+    inv = copy.deepcopy(LAB)
+    inv["all"]["vars"]["patroni_retry_timeout"] = 10  # 2 + 2*10 > 20
+    proc = preflight(tmp_path, inv)
+    assert proc.returncode != 0
+    assert "patroni_retry_timeout 10" in proc.stdout
+    assert "loop_wait + 2 * retry_timeout <= ttl" in proc.stdout
+
+
+def test_a_missing_secret_is_refused_by_name(tmp_path: Path) -> None:
+    extra = {k: v for k, v in SECRETS.items() if k != "patroni_replication_password"}
+    proc = preflight(tmp_path, LAB, extra)
+    assert proc.returncode != 0
+    assert "secret patroni_replication_password is not set" in proc.stdout
+
+
+def test_a_host_in_no_site_is_refused_by_name(tmp_path: Path) -> None:
+    inv = copy.deepcopy(LAB)
+    inv["all"]["children"]["alert_nodes"]["hosts"]["stray-node"] = {"ansible_host": "10.213.0.99"}
+    proc = preflight(tmp_path, inv)
+    assert proc.returncode != 0
+    assert "host stray-node: it stands in no site" in proc.stdout
+
+
+@pytest.mark.parametrize("playbook", ["site.yml", "rolling_upgrade.yml", "add_node.yml",
+                                      "remove_node.yml", "switchover.yml", "preflight.yml"])
+def test_every_playbook_parses(playbook: str, tmp_path: Path) -> None:
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"),
+           "ANSIBLE_LOCAL_TEMP": str(tmp_path), "TENIR_EVENTS": "off"}
+    proc = subprocess.run([str(bin_dir / "ansible-playbook"), "-i", str(REPO / "inventories" /
+                                                                         "lab"),
+                           "--syntax-check", str(ANSIBLE / playbook)], capture_output=True,
+                          text=True, env=env, timeout=120, cwd=ANSIBLE)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
