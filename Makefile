@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST := $(BIN)/pytest
 
-.PHONY: install demo test test-quick test-lab lint typecheck lab-up lab-down bench-failover bench-resume bench-throughput bench-ledger lock clean
+.PHONY: install demo test test-quick test-lab lint typecheck lab-up lab-down bench-failover bench-resume bench-throughput bench-ledger bench-lab wheelhouse lock clean
 
 install:  ## Debian packages, the Patroni venv and the project venv (idempotent)
 	@./scripts/install-debian.sh
@@ -22,8 +22,9 @@ test-quick: install lint typecheck  ## the fast loop: no root, no server
 test-lab: install  ## only the lab tests
 	$(PYTEST) -m "lab" -v
 
-lint: install
+lint: install  ## ruff on the Python, ansible-lint (production profile) on the playbooks and roles
 	$(BIN)/ruff check .
+	cd ansible && ../$(BIN)/ansible-lint --offline --profile production --nocolor -q .
 
 typecheck: install
 	$(BIN)/mypy
@@ -42,6 +43,12 @@ bench-resume: install  ## time to resume deliveries per fault, beside PostgreSQL
 
 bench-throughput: install  ## campaign throughput, 10k / 100k / 1M recipients
 	$(BIN)/python bench/campaign_throughput.py --mode lab --sizes 10000 100000 1000000
+
+bench-lab: install  ## the machine lab: image build, cold and warm lab up, a site's reboot, memory
+	$(BIN)/python bench/lab_deploy.py
+
+wheelhouse: install  ## tenir's wheel and its pinned dependencies, and Patroni's, in dist/wheelhouse
+	TENIR_WHEELHOUSE=$(CURDIR)/dist/wheelhouse $(BIN)/python -m cluster.lab.deploy --release
 
 bench-ledger: install  ## continuity ledger: appends/s beside plain INSERTs, verify time of 100,000 entries
 	$(BIN)/python bench/ledger.py

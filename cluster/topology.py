@@ -25,7 +25,8 @@ from typing import Any
 import yaml
 
 SITE_KINDS = ("datacenter", "witness")
-SERVICES = ("etcd", "zookeeper", "postgres", "haproxy", "alert_nodes", "carriers")
+SERVICES = ("etcd", "zookeeper", "postgres", "haproxy", "alert_nodes", "carriers",
+            "evidence_witness")
 COORDINATION_BACKENDS = ("etcd", "zookeeper")
 PATRONI_MIN_TTL = 20  # Patroni 4 refuses a smaller ttl.
 

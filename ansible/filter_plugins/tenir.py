@@ -32,6 +32,16 @@ def tenir_in_site(hosts: Sequence[str], hostvars: Mapping[str, Any], site: str) 
     return [h for h in hosts if hostvars[h].get("tenir_site") == site]
 
 
+def tenir_sites(hosts: Sequence[str], hostvars: Mapping[str, Any]) -> list[dict[str, str]]:
+    """``[{site, kind}]`` of the sites ``hosts`` stand in, in inventory order."""
+    seen: dict[str, str] = {}
+    for h in hosts:
+        site = hostvars[h].get("tenir_site")
+        if site and site not in seen:
+            seen[str(site)] = str(hostvars[h].get("tenir_site_kind", ""))
+    return [{"site": site, "kind": kind} for site, kind in seen.items()]
+
+
 def tenir_pip_args(find_links: Sequence[str], index_url: str = "") -> str:
     """pip's options to install from wheelhouses (no index then) or from one index. A wheelhouse
     served over plain HTTP (the lab's, on its own bridge) is trusted by name."""
@@ -50,4 +60,5 @@ def tenir_pip_args(find_links: Sequence[str], index_url: str = "") -> str:
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"tenir_members": tenir_members, "tenir_local_first": tenir_local_first,
-                "tenir_in_site": tenir_in_site, "tenir_pip_args": tenir_pip_args}
+                "tenir_in_site": tenir_in_site, "tenir_pip_args": tenir_pip_args,
+                "tenir_sites": tenir_sites}

@@ -100,8 +100,9 @@ def _pip(args: Sequence[str], log: Path, timeout: float = 900) -> None:
         raise DeployError(f"pip {' '.join(args[:2])} failed (log {log}):\n{tail}")
 
 
-def build_wheelhouse(say: Say) -> tuple[Path, str]:
-    """The wheelhouse with tenir at this checkout's lab version; returns (dir, version)."""
+def build_wheelhouse(say: Say, version: str | None = None) -> tuple[Path, str]:
+    """The wheelhouse with tenir at ``version`` (default: this checkout's lab version);
+    returns (dir, version)."""
     wh = wheelhouse_dir()
     wh.mkdir(parents=True, exist_ok=True)
     log = wh / "build.log"
@@ -109,7 +110,7 @@ def build_wheelhouse(say: Say) -> tuple[Path, str]:
              REPO / "pyproject.toml"]
     deps_key = hashlib.sha256(b"".join(p.read_bytes() for p in locks)).hexdigest()[:12]
     marker = wh / f".deps-{deps_key}"
-    version = lab_version()
+    version = version or lab_version()
     wheel_name = f"tenir-{version}-py3-none-any.whl"
     if not marker.exists():
         say("building the wheelhouse of tenir's and Patroni's pinned dependencies (once)")
@@ -280,3 +281,23 @@ def failure_excerpt(run: PlaybookRun, lines: int = 30) -> str:
 
 def recap_json(run: PlaybookRun) -> str:
     return json.dumps([h.to_json() for h in run.recap])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m cluster.lab.deploy [--release]``: build the wheelhouse (``$TENIR_WHEELHOUSE``)
+    and say where; ``--release`` names the wheel by the project's version alone, for a
+    production package source, instead of the lab's ``+lab.<hash>``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m cluster.lab.deploy",
+                                     description="build tenir's wheelhouse")
+    parser.add_argument("--release", action="store_true",
+                        help=f"version {base_version()} instead of {lab_version()}")
+    args = parser.parse_args(argv)
+    wh, version = build_wheelhouse(print, version=base_version() if args.release else None)
+    print(f"wheelhouse {wh}: tenir {version} and its pinned dependencies, and Patroni's")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

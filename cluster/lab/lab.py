@@ -273,6 +273,7 @@ class Lab:
             "tenir_package_find_links": [wheelhouse_url] if wheelhouse_url else [],
             "patroni_pip_find_links": [wheelhouse_url] if wheelhouse_url else [],
             "tenir_coordination": self.topo.coordination,
+            "tenir_evidence_keys_dir": str(self.layout.root / "evidence-keys"),
         }
         return values
 

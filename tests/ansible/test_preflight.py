@@ -46,6 +46,7 @@ def _two_plus_two() -> dict[str, Any]:
     inv = copy.deepcopy(LAB)
     children = inv["all"]["children"]
     del children["sites"]["children"]["witness"]
+    del children["evidence_witness"]
     children["sites"]["children"]["paris"]["hosts"]["paris-node1"] = {"ansible_host": "10.213.0.12"}
     children["etcd"]["hosts"] = {"paris-db": None, "paris-node1": None, "marseille-db": None,
                                  "marseille-node1": None}

@@ -41,7 +41,7 @@ def _zoo_cfg(text: str) -> dict[str, str]:
 def test_each_host_gets_the_files_of_its_groups(lab: dict[str, dict[str, str]]) -> None:
     assert sorted(lab["paris-db"]) == ["etcd.conf.yml", "haproxy.cfg", "myid", "patroni.yml",
                                        "zoo.cfg"]
-    assert sorted(lab["witness-quorum"]) == ["etcd.conf.yml", "myid", "zoo.cfg"]
+    assert sorted(lab["witness-quorum"]) == ["etcd.conf.yml", "myid", "witness.yml", "zoo.cfg"]
     assert sorted(lab["paris-node1"]) == ["node.yml", "tenir-node.service"]
     assert sorted(lab["marseille-carriers"]) == ["tenir-carriers.service"]
 
@@ -104,9 +104,24 @@ def test_nodes_use_their_sites_haproxy_carriers_and_member_first(
         assert conf["coordination"]["endpoints"][2] == "10.213.0.31:2379"
         assert conf["patroni_urls"] == ["http://10.213.0.11:8008", "http://10.213.0.21:8008"]
         assert conf["lease_s"] == 45  # the inventory's, over the role's default
-        # the node itself accepts it (the role's validate: runs this on the machine)
+        # its evidence keys where the role puts them, and the witness
+        ev = conf["evidence"]
+        assert ev["origin"] == "tenir.invalid/tenir-lab/ledger"
+        assert ev["site_key"] == f"/etc/tenir/evidence/{host.split('-')[0]}.key"
+        assert ev["witness_url"] == "http://10.213.0.31:8095"
+        assert ev["witness_key"] == "/etc/tenir/evidence/witness.pub"
+        assert sorted(ev["keys"]) == sorted(f"/etc/tenir/evidence/{s}.pub"
+                                            for s in ("paris", "marseille", "witness"))
+        # the node itself accepts it (the role's validate: runs this on the machine), with
+        # keys made as the evidence_keys play makes them
+        keys = tmp_path / "keys"
+        if not keys.exists():
+            for site in ("paris", "marseille", "witness"):
+                subprocess.run([".venv/bin/tenir", "evidence", "keygen", "--site", site, "--out",
+                                str(keys), *(["--witness"] if site == "witness" else [])],
+                               cwd=REPO, check=True, capture_output=True, timeout=60)
         path = tmp_path / f"{host}.yml"
-        path.write_text(lab[host]["node.yml"])
+        path.write_text(lab[host]["node.yml"].replace("/etc/tenir/evidence", str(keys)))
         proc = subprocess.run([".venv/bin/python", "-m", "nodes.main", "--check", "--config",
                                str(path)], capture_output=True, text=True, cwd=REPO, timeout=60)
         assert proc.returncode == 0, proc.stderr
@@ -124,6 +139,16 @@ def test_secrets_only_where_they_are_used(lab: dict[str, dict[str, str]]) -> Non
         for name, text in files.items():
             leaked = {var for var, secret in SECRETS.items() if secret in text}
             assert leaked == expected.get(name, set()), name
+
+
+def test_the_witness_follows_the_ledger_with_the_datacenters_keys(
+        lab: dict[str, dict[str, str]]) -> None:
+    conf = yaml.safe_load(lab["witness-quorum"]["witness.yml"])
+    assert (conf["listen_host"], conf["listen_port"]) == ("10.213.0.31", 8095)
+    assert conf["key"] == "/etc/tenir-witness/witness.key"
+    assert conf["logs"] == [{"origin": "tenir.invalid/tenir-lab/ledger",
+                             "keys": ["/etc/tenir-witness/marseille.pub",
+                                      "/etc/tenir-witness/paris.pub"]}]
 
 
 def test_zookeeper_members_and_myids_follow_the_group(lab_zk: dict[str, dict[str, str]]) -> None:
