@@ -29,6 +29,7 @@ from nodes.breaker import Breakers
 from nodes.carriers.base import Ack, CarrierAdapter, Message, Receipt
 from nodes.metrics import Metrics
 from nodes.outcomes import OutcomeBuffer
+from nodes.signing import CallbackUrls
 from replication.store_api import (
     AttemptState,
     CampaignStore,
@@ -98,7 +99,6 @@ class DispatcherConfig:
     idle_poll_s: float = 0.25
     receipt_timeout_s: float = 30.0
     drain_deadline_s: float = 10.0
-    callback_base_url: str | None = None  # this node's API, for voice callbacks and ack links
     breaker_threshold: int = 20  # consecutive failed sends that mark a channel down here
     breaker_cooldown_s: float = 15.0
 
@@ -139,8 +139,10 @@ class Dispatcher:
     def __init__(self, store: CampaignStore, carriers: Mapping[Channel, CarrierAdapter],
                  config: DispatcherConfig, gate: DispatchGate | None = None,
                  metrics: Metrics | None = None, claim_gate: ClaimGate | None = None,
-                 elsewhere: ChannelElsewhere | None = None) -> None:
+                 elsewhere: ChannelElsewhere | None = None,
+                 urls: CallbackUrls | None = None) -> None:
         self.store = store
+        self.urls = urls  # signed voice callback URLs and e-mail links to this node
         self.metrics = metrics
         self.carriers = dict(carriers)
         self.config = config
@@ -166,6 +168,11 @@ class Dispatcher:
         fut = self._acks.get(ack.reference)
         if fut is not None and not fut.done():
             fut.set_result(ack)
+
+    def awaiting(self, reference: str) -> bool:
+        """Whether an attempt of this dispatcher waits on ``reference``'s receipt or
+        acknowledgement (the API keeps such a callback although the attempt is not recorded)."""
+        return reference in self._receipts or reference in self._acks
 
     # --- lifecycle ---------------------------------------------------------------------------
     def request_stop(self, mode: StopMode = "drain") -> None:
@@ -391,9 +398,10 @@ class Dispatcher:
             self._acks[ref] = ack_fut
         try:
             callback = None
-            if self.config.callback_base_url:
-                path = "callbacks/voice" if channel == "voice" else f"ack/{ref}"
-                callback = f"{self.config.callback_base_url}/api/v1/{path}"
+            if self.urls is not None:  # the call's status callback; the e-mail's link
+                callback = (self.urls.voice(ref) if channel == "voice"
+                            else self.urls.link(ref) if channel == "email" and step.ack == "link"
+                            else None)
             result = await carrier.send(Message(ref, channel, to, text_for(step, r), step.ack,
                                                 callback))
             outcome_of_send = ("accepted" if result.accepted else

@@ -104,6 +104,18 @@ class DirectoryPart(StoreBase):
         return [Contact(id=r[0], name=r[1], phone=r[2], mobile=r[3], email=r[4], language=r[5],
                         external_id=r[6], groups=tuple(r[7])) for r in rows]
 
+    async def erase_contact(self, contact_id: int) -> int:
+        """Delete the contact and blank the recipients copied from it (migrations/0007);
+        returns how many recipients were blanked. NotFound for an unknown contact."""
+        if isinstance(contact_id, bool) or not isinstance(contact_id, int) or contact_id < 1:
+            raise InvalidInput("contact_id", "must be a positive integer")
+        async with self._statement() as conn:
+            cur = await conn.execute("SELECT tenir_erase_contact(%s)", (contact_id,))
+            row = await cur.fetchone()
+        if row is None or row[0] is None:
+            raise NotFound(f"contact {contact_id}")
+        return int(row[0])
+
     async def create_group(self, name: str) -> None:
         """Create an empty group; an existing name is refused (InvalidInput 'name')."""
         name = check_name("name", name)

@@ -21,7 +21,8 @@ from cluster.lab.procs import ProcessRecord
 DEFAULT_LAB_DIR = Path("/var/lib/tenir/lab")
 DEFAULT_PATRONI_BIN = Path("/opt/tenir/patroni-venv/bin/patroni")
 SECRET_NAMES = ("superuser", "replication", "rewind", "restapi", "app", "smpp",
-                "token_operator", "token_oncall", "token_auditor")
+                "token_operator", "token_oncall", "token_auditor",
+                "ack_key", "voice_callback")  # link/callback URL signing; the carrier's HMAC
 
 
 def lab_dir() -> Path:
@@ -111,7 +112,7 @@ class Layout:
         if not missing:
             return data
         # SMPP 3.4 limits a password to 8 characters: 6 random bytes encode to 8.
-        data.update({k: secrets.token_urlsafe(6 if k == "smpp" else 24) for k in missing})
+        data.update({k: secrets.token_urlsafe(6 if k == "smpp" else 32) for k in missing})
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:

@@ -18,6 +18,7 @@ from cluster.lab.netns import namespace_name
 from cluster.render import render
 from cluster.settings import coordination_endpoints, int_setting, setting
 from cluster.topology import COORDINATION_BACKENDS, Host, Topology
+from nodes.users import ROLES, token_digest
 from replication.appdb import APP_DB, APP_USER, dsn
 
 # Start order; lab down stops in the reverse order.
@@ -197,7 +198,8 @@ def carriers_spec(topo: Topology, host: Host, layout: Layout,
     # environment so that it never shows in a process listing.
     config = layout.config(host.name, "carriers.env")
     argv += ["--system-id", str(setting(topo, host, "carrier_sim", "carrier_sim_smpp_system_id"))]
-    text = f"TENIR_SIM_SMPP_PASSWORD={secrets['smpp']}\n"
+    text = (f"TENIR_SIM_SMPP_PASSWORD={secrets['smpp']}\n"
+            f"TENIR_SIM_VOICE_CALLBACK_SECRET={secrets['voice_callback']}\n")
     return ServiceSpec(host, "carriers", _in_namespace(host, argv), config, text,
                        config_mode=0o600, env_file=True)
 
@@ -226,9 +228,12 @@ def node_spec(topo: Topology, host: Host, layout: Layout, secrets: dict[str, str
         "tenir_node_site": host.site,
         "tenir_node_address": str(host.address),
         "tenir_node_dsn": dsn(str(haproxy.address), pg_port, APP_USER, secrets["app"], APP_DB),
-        "tenir_node_token_operator": secrets["token_operator"],
-        "tenir_node_token_oncall": secrets["token_oncall"],
-        "tenir_node_token_auditor": secrets["token_auditor"],
+        # One lab user per role; the CLI holds the tokens, the nodes only their digests.
+        "tenir_node_users": [{"name": f"lab-{role}", "role": role,
+                              "token_sha256": token_digest(secrets[f"token_{role}"])}
+                             for role in ROLES],
+        "tenir_node_ack_keys": [{"id": "lab", "secret": secrets["ack_key"]}],
+        "tenir_node_voice_callback_secrets": [secrets["voice_callback"]],
         "tenir_node_carriers_host": str(carriers.address),
         "tenir_node_smpp_port": int_setting(topo, carriers, "carrier_sim", "carrier_sim_smpp_port"),
         "tenir_node_smpp_system_id": setting(topo, carriers, "carrier_sim",

@@ -2,7 +2,9 @@
 
 State changes: ``pause`` running -> paused, ``resume`` paused -> running, ``cancel``
 running|paused -> cancelled. Asking for the state a campaign is already in succeeds without
-change (a retried request is harmless); any other change from the current state is 409.
+change (a retried request is harmless); any other change from the current state is 409. A
+launch records its user in ``launched_by``; a change of state records an
+``operator.campaign.<state>`` event with the user in ``details.by``.
 """
 
 from __future__ import annotations
@@ -110,7 +112,12 @@ def _control(action: str) -> Handler:
                 raise ApiError(409, f"campaign {campaign_id} is {summary.state}: "
                                f"cannot {action} it", "state")
             await store.set_campaign_state(campaign_id, target)
-            log.info("campaign %s by %s", target, principal(request).id)
+            who = principal(request).id
+            log.info("campaign %s by %s", target, who)
+            ctx = context(request)
+            await store.record_event(f"operator.campaign.{target}",
+                                     f"campaign {campaign_id} {target} by {who}", ctx.node,
+                                     ctx.site, campaign_id, details={"by": who})
             summary = await store.campaign_summary(campaign_id)
         return json_response(summary_json(summary))
 

@@ -1,4 +1,9 @@
-"""Contacts (one as JSON, many as CSV) and groups."""
+"""Contacts (one as JSON, many as CSV), their erasure, and groups.
+
+``DELETE /api/v1/contacts/{id}`` (operator) erases a person: the contact goes, and every campaign
+recipient copied from it loses its name and addresses (outcomes stay as evidence); an
+``operator.contact.erased`` event records who did it, without any personal data.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import logging
 from aiohttp import web
 
 from nodes.api.bodies import Fields, check_query, page, query_int, read_body, read_json_object
-from nodes.api.context import context
+from nodes.api.context import context, principal
 from nodes.api.csv_import import (
     COLUMNS,
     MAX_REPORTED_ERRORS,
@@ -20,7 +25,19 @@ from nodes.api.csv_import import (
 )
 from nodes.api.errors import ApiError, invalid, json_response
 from nodes.api.serialize import contact_json
-from nodes.api.spec import API, JSON, LIMIT, OFFSET, Body, Resp, RouteSpec, list_of, page_of, ref
+from nodes.api.spec import (
+    API,
+    JSON,
+    LIMIT,
+    OFFSET,
+    Body,
+    Param,
+    Resp,
+    RouteSpec,
+    list_of,
+    page_of,
+    ref,
+)
 from nodes.api.validate import MAX_GROUPS, RawContact, check_contact, check_group
 
 log = logging.getLogger("tenir.api.contacts")
@@ -84,6 +101,21 @@ async def import_contacts(request: web.Request) -> web.Response:
     return json_response({"count": count}, 201)
 
 
+async def erase_contact(request: web.Request) -> web.Response:
+    check_query(request, ())
+    contact_id = int(request.match_info["id"])
+    ctx = context(request)
+    blanked = await ctx.store.erase_contact(contact_id)
+    who = principal(request).id
+    await ctx.store.record_event(
+        "operator.contact.erased", f"contact {contact_id} erased by {who}: {blanked} campaign "
+        "recipients blanked", ctx.node, ctx.site,
+        details={"by": who, "contact": contact_id, "recipients": blanked})
+    log.info("contact %d erased by %s (%d campaign recipients blanked)", contact_id, who,
+             blanked)
+    return json_response({"contact": contact_id, "recipients_blanked": blanked})
+
+
 async def create_group(request: web.Request) -> web.Response:
     f = Fields(await read_json_object(request), ("name",))
     name, problem = check_group(f.req_str("name"))
@@ -136,6 +168,13 @@ SCHEMAS: dict[str, JSON] = {
             "description": "the contact as stored (normalised, without id)",
             "type": "object", "additionalProperties": True}},
     },
+    "Erased": {
+        "type": "object", "required": ["contact", "recipients_blanked"],
+        "properties": {"contact": {"type": "integer"},
+                       "recipients_blanked": {"type": "integer", "description":
+                                              "campaign recipients whose name and addresses "
+                                              "were removed (their outcomes are kept)"}},
+    },
     "ImportResult": {
         "type": "object", "required": ["count"], "properties": {"count": {"type": "integer"}},
     },
@@ -177,11 +216,16 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("GET", f"{API}/contacts", list_contacts, "read", "listContacts",
               "List contacts", "contacts", {200: Resp("one page", page_of("Contact"))},
               params=(LIMIT, OFFSET)),
+    RouteSpec("DELETE", f"{API}/contacts/{{id:\\d{{1,18}}}}", erase_contact, "write",
+              "eraseContact", "Erase a contact's personal data (right to erasure)", "contacts",
+              {200: Resp("erased", ref("Erased"))},
+              params=(Param("id", "path", {"type": "integer", "minimum": 1}, "contact id",
+                            True),)),
     RouteSpec("POST", f"{API}/contacts/import", import_contacts, "write", "importContacts",
               "Import contacts from CSV, all or nothing", "contacts",
               {201: Resp("all imported", ref("ImportResult")),
                422: Resp("problems, line by line; nothing imported", ref("CsvErrors"))},
-              body=Body("text/csv", {"type": "string"}, CSV_DESCRIPTION)),
+              body=Body("text/csv", {"type": "string"}, CSV_DESCRIPTION), large_body=True),
     RouteSpec("POST", f"{API}/groups", create_group, "write", "createGroup",
               "Create a group", "groups", {201: Resp("created", ref("Group"))},
               body=Body("application/json", ref("GroupIn"))),

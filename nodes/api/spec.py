@@ -14,8 +14,10 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-Role = Literal["operator", "oncall", "auditor"]
-ROLES: tuple[Role, ...] = ("operator", "oncall", "auditor")
+from nodes.users import ROLES, Role
+
+__all__ = ["ALLOWED", "API", "JSON", "ROLES", "Access", "Body", "Handler", "Param", "Resp",
+           "Role", "RouteSpec", "list_of", "page_of", "ref"]
 
 # public: no token (probes, carrier callbacks); read: any role; control: pause/resume/cancel;
 # write: create, import, launch.
@@ -97,6 +99,7 @@ class RouteSpec:
     body: Body | None = None
     params: tuple[Param, ...] = ()
     errors: tuple[int, ...] = field(default=())  # error statuses beyond the automatic ones
+    large_body: bool = False  # takes bodies up to HttpLimits.import_body_bytes (CSV import)
 
 
 LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000,

@@ -1,5 +1,6 @@
-"""Fixtures of the API tests: the in-memory store, one token per role, and a test client of
-the application served on 127.0.0.1 by aiohttp's TestServer."""
+"""Fixtures of the API tests: the in-memory store, one user per role, the keys that sign
+acknowledgement links and carrier callbacks, and a test client of the application served on
+127.0.0.1 by aiohttp's TestServer."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from nodes.api import Role, create_app
 from nodes.carriers.base import Ack, Receipt
+from nodes.carriers.callback_auth import CallbackVerifier
 from nodes.metrics import Metrics
+from nodes.signing import AckKey, AckSigner
+from nodes.users import ApiUser
 from tests.fakes.memory_store import MemoryStore
 
 TOKENS: dict[str, Role] = {
@@ -22,6 +26,12 @@ TOKENS: dict[str, Role] = {
     "audit-token-1c7e4b9a3f5e": "auditor",
 }
 OPERATOR, ONCALL, AUDITOR = TOKENS
+NAMES = {"operator": "alice", "oncall": "olivier", "auditor": "audrey"}
+USERS = [ApiUser.with_token(NAMES[role], role, token) for token, role in TOKENS.items()]
+ACK_KEYS = [AckKey("k2", "current-ack-key-for-tests-0123456789abcdef"),
+            AckKey("k1", "previous-ack-key-for-tests-0123456789abcd")]
+SIGNER = AckSigner(ACK_KEYS)
+CARRIER_SECRET = "voice-carrier-secret-for-tests-0123456789"
 
 Client = TestClient[web.Request, web.Application]
 
@@ -59,10 +69,21 @@ def sinks() -> Sinks:
     return Sinks()
 
 
+class Waiting:
+    """The references a dispatcher would be waiting on (``InFlight``)."""
+
+    def __init__(self) -> None:
+        self.references: set[str] = set()
+
+    def awaiting(self, reference: str) -> bool:
+        return reference in self.references
+
+
 def make_app(store: MemoryStore, metrics: Metrics, sinks: Sinks | None = None,
              **kwargs: Any) -> web.Application:
     return create_app(
-        store, node="paris-node1", site="paris", tokens=TOKENS, metrics=metrics,
+        store, node="paris-node1", site="paris", users=USERS, metrics=metrics,
+        signer=SIGNER, carrier_auth=CallbackVerifier([CARRIER_SECRET]),
         on_ack=sinks.on_ack if sinks else None,
         on_receipt=sinks.on_receipt if sinks else None, **kwargs,
     )

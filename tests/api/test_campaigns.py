@@ -41,7 +41,7 @@ async def test_launch_to_a_group_then_follow_its_progress(
         "id": campaign, "state": "running", "recipients": 3, "delivered": 0,
         "acknowledged": 0, "failed": 0, "pending": 3, "completed_at": None, "by_site": {}}
     assert p["scenario"] == "alerte" and p["started_at"]
-    assert p["launched_by"].startswith("operator:")
+    assert p["launched_by"] == "alice"  # the user who launched it
     assert all(token not in p["launched_by"] for token in TOKENS)
     assert metrics.campaigns_launched.value() == 1
 

@@ -153,7 +153,7 @@ async def test_a_database_of_the_previous_version_upgrades_under_its_claims(
         empty_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """0004 applied while a batch is claimed through the old function: the claim stays valid,
     the old call still works, the new one too."""
-    every = migrate_mod.load_migrations()
+    every = [m for m in migrate_mod.load_migrations() if m.version < "0005"]
     previous = [m for m in every if m.version < "0004"]
     monkeypatch.setattr(migrate_mod, "load_migrations", lambda: previous)
     await migrate_mod.migrate(empty_dsn)

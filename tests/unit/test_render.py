@@ -17,6 +17,8 @@ from cluster.lab.layout import Layout
 from cluster.lab.services import ServiceSpec, specs_for
 from cluster.render import ROLES_DIR, render, role_defaults
 from cluster.topology import Topology
+from nodes.config import parse_node_config
+from nodes.users import token_digest
 
 pytestmark = pytest.mark.unit
 
@@ -304,10 +306,23 @@ def test_secrets_only_where_they_are_used(lab_specs: list[ServiceSpec],
         leaked = [name for name, secret in lab_secrets.items() if secret in spec.config_text]
         expected = {
             "patroni": ["replication", "restapi", "rewind", "superuser"],
-            "carriers": ["smpp"],
-            "node": ["app", "smpp", "token_auditor", "token_oncall", "token_operator"],
+            "carriers": ["smpp", "voice_callback"],
+            # the API tokens only as digests: the nodes never hold them
+            "node": ["ack_key", "app", "smpp", "voice_callback"],
         }.get(spec.service, [])
         assert sorted(leaked) == expected, spec.service
+
+
+def test_lab_node_configs_load_with_one_user_per_role(
+    lab_specs: list[ServiceSpec], lab_secrets: dict[str, str],
+) -> None:
+    for spec in (s for s in lab_specs if s.service == "node"):
+        cfg = parse_node_config(yaml.safe_load(spec.config_text), spec.host.name)
+        assert [(u.name, u.role, u.token_sha256) for u in cfg.users] == [
+            (f"lab-{role}", role, token_digest(lab_secrets[f"token_{role}"]))
+            for role in ("operator", "oncall", "auditor")]
+        assert [k.id for k in cfg.ack_keys] == ["lab"]
+        assert cfg.carriers.voice_callback_secrets == (lab_secrets["voice_callback"],)
 
 
 def test_lab_etcd_configs(lab_specs: list[ServiceSpec], tmp_path: Path) -> None:
