@@ -376,8 +376,12 @@ class Dispatcher:
                     break
                 if attempt < step.retries:
                     await asyncio.sleep(step.retry_interval_s)
+        last = self.carriers.get(steps[-1].channel)
+        # The store refuses an outcome without a carrier (a final failure was never written,
+        # and its batch never finished): name the last step's, or say there was none.
         buffer.add(self._outcome(batch, r, steps[-1].channel, "failed", len(steps) - 1, 0,
-                                 final=True, reference=f"{r.campaign_id}:{r.id}:final",
+                                 final=True, carrier=last.name if last is not None else "none",
+                                 reference=f"{r.campaign_id}:{r.id}:final",
                                  detail=last_detail))
 
     async def _attempt(self, batch: ClaimedBatch, r: Recipient, step: ChannelStep, step_no: int,

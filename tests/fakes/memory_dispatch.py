@@ -117,6 +117,9 @@ class DispatchPart(MemoryBase):
                 raise InvalidInput(where, f"reference {o.reference} belongs to another recipient")
             if o.channel not in CHANNELS:
                 raise InvalidInput(where, "unknown channel")
+            for name in ("reference", "carrier", "site"):  # as store_codec.pack_outcomes
+                if not isinstance(getattr(o, name), str) or not getattr(o, name).strip():
+                    raise InvalidInput(f"{where}.{name}", "must be a non-empty string")
             if o.state not in _RANK:
                 raise InvalidInput(where, "unknown state")
             if o.final and o.state == "sent":
