@@ -219,10 +219,9 @@ class Fields:
             return None
         if not isinstance(value, str):
             self._type_error(key, str)
-        value = value.strip()
-        if len(value) > max_len:
+        if len(value) > max_len:  # as sent, as the schema's maxLength counts
             raise invalid(self.path(key), f"longer than {max_len} characters")
-        return value or None
+        return value.strip() or None
 
     def req_str(self, key: str, max_len: int = 1000) -> str:
         value = self.opt_str(key, max_len)
@@ -234,6 +233,8 @@ class Fields:
         value = self._get(key, required=False)
         if value is None:
             return None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 36.0 is an integer, as JSON Schema counts
         if isinstance(value, bool) or not isinstance(value, int):
             self._type_error(key, int)
         if not lo <= value <= hi:
@@ -254,7 +255,7 @@ class Fields:
             raise invalid(self.path(key), f"must be between {lo:g} and {hi:g}")
         return float(value)
 
-    def str_list(self, key: str, max_items: int = 100) -> list[str]:
+    def str_list(self, key: str, max_items: int = 100, max_len: int = 1000) -> list[str]:
         value = self._get(key, required=False)
         if value is None:
             return []
@@ -265,6 +266,8 @@ class Fields:
         for i, item in enumerate(value):
             if not isinstance(item, str):
                 raise invalid(f"{self.path(key)}[{i}]", "must be a string")
+            if len(item) > max_len:
+                raise invalid(f"{self.path(key)}[{i}]", f"longer than {max_len} characters")
         return list(value)
 
     def obj(self, key: str) -> dict[str, Any]:
@@ -301,6 +304,8 @@ def check_query(request: web.Request, allowed: Iterable[str]) -> None:
     for name in request.query:
         if name not in allowed:
             raise invalid(name, "unknown query parameter")
+        if len(request.query.getall(name)) > 1:
+            raise invalid(name, "given more than once")
 
 
 def page(items: list[Any], limit: int, offset: int) -> dict[str, Any]:

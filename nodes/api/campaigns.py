@@ -21,6 +21,7 @@ from nodes.api.spec import (
     API,
     JSON,
     LIMIT,
+    MAX_OFFSET,
     OFFSET,
     Body,
     Handler,
@@ -28,9 +29,12 @@ from nodes.api.spec import (
     Resp,
     RouteSpec,
     list_of,
+    nullable,
     page_of,
     ref,
+    text,
 )
+from nodes.api.validate import MAX_GROUP
 from nodes.logs import campaign_context
 from replication.store_api import CampaignState, InvalidInput, NotFound
 
@@ -55,7 +59,7 @@ async def launch_campaign(request: web.Request) -> web.Response:
     f = Fields(await read_json_object(request),
                ("scenario", "group", "population", "batch_size"))
     scenario = f.req_str("scenario", 100)
-    group = f.opt_str("group", 100)
+    group = f.opt_str("group", MAX_GROUP)
     population = f.opt_int("population", 1, MAX_POPULATION)
     batch_size = f.integer("batch_size", 100, 1, 10_000)
     if (group is None) == (population is None):
@@ -128,7 +132,7 @@ def _control(action: str) -> Handler:
 async def list_recipients(request: web.Request) -> web.Response:
     check_query(request, ("limit", "offset"))
     limit = query_int(request, "limit", 100, 1, 1000)
-    offset = query_int(request, "offset", 0, 0, 10**9)
+    offset = query_int(request, "offset", 0, 0, MAX_OFFSET)
     outcomes = await context(request).store.recipient_outcomes(
         _campaign_id(request), limit=limit, offset=offset,
     )
@@ -142,15 +146,22 @@ SCHEMAS: dict[str, JSON] = {
         "type": "object", "additionalProperties": False, "required": ["scenario"],
         "description": "exactly one of group and population",
         "properties": {
-            "scenario": {"type": "string"},
-            "group": {"type": "string", "description": "alert the members of this group"},
-            "population": {"type": "integer", "minimum": 1, "maximum": MAX_POPULATION,
-                           "description": "N generated test recipients (synthetic names, "
-                                          "fictional numbers, example.invalid addresses), "
-                                          "for drills and benchmarks"},
-            "batch_size": {"type": "integer", "minimum": 1, "maximum": 10_000,
-                           "default": 100},
+            "scenario": text(100),
+            "group": nullable(text(MAX_GROUP, description="alert the members of this group")),
+            "population": nullable({
+                "type": "integer", "minimum": 1, "maximum": MAX_POPULATION,
+                "description": "N generated test recipients (synthetic names, fictional "
+                               "numbers, example.invalid addresses), for drills and "
+                               "benchmarks"}),
+            "batch_size": nullable({"type": "integer", "minimum": 1, "maximum": 10_000,
+                                    "default": 100}),
         },
+        "oneOf": [
+            {"required": ["group"], "properties": {"group": {"type": "string"},
+                                                   "population": {"type": "null"}}},
+            {"required": ["population"], "properties": {"population": {"type": "integer"},
+                                                        "group": {"type": "null"}}},
+        ],
     },
     "CampaignCreated": {
         "type": "object", "required": ["id"], "properties": {"id": {"type": "integer"}},
@@ -163,7 +174,7 @@ SCHEMAS: dict[str, JSON] = {
         "properties": {
             "id": {"type": "integer"}, "scenario": {"type": "string"},
             "state": {"enum": ["running", "paused", "completed", "cancelled"]},
-            "launched_by": {"type": "string", "description": "role:token fingerprint"},
+            "launched_by": {"type": "string", "description": "the user who launched it"},
             "recipients": {"type": "integer"}, "delivered": {"type": "integer"},
             "acknowledged": {"type": "integer"}, "failed": {"type": "integer"},
             "pending": {"type": "integer"},
@@ -201,7 +212,8 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("POST", f"{API}/campaigns", launch_campaign, "write", "launchCampaign",
               "Launch a campaign from a scenario", "campaigns",
               {201: Resp("launched", ref("CampaignCreated"))},
-              body=Body("application/json", ref("CampaignLaunch"))),
+              body=Body("application/json", ref("CampaignLaunch")),
+              checked=("scenario", "group")),
     RouteSpec("GET", f"{API}/campaigns", list_campaigns, "read", "listCampaigns",
               "List the latest campaigns, newest first", "campaigns",
               {200: Resp("latest campaigns", list_of("CampaignProgress"))},

@@ -76,6 +76,8 @@ def operation(spec: RouteSpec) -> JSON:
              "description": p.description, "schema": p.schema}
             for p in spec.params
         ]
+    if spec.checked:
+        op["x-checked-beyond-schema"] = list(spec.checked)
     if spec.body is not None:
         op["requestBody"] = {
             "required": True, "description": spec.body.description,

@@ -156,7 +156,7 @@ async def test_groups_are_created_once_and_listed_with_member_counts(client: Cli
     r = await client.post("/api/v1/groups", headers=auth(OPERATOR), json={"name": "élus"})
     assert r.status == 201
     r = await client.post("/api/v1/groups", headers=auth(OPERATOR), json={"name": "élus"})
-    assert r.status == 422
+    assert r.status == 409  # already exists
     assert (await r.json())["field"] == "name"
     r = await client.post("/api/v1/groups", headers=auth(OPERATOR), json={"name": "a", "b": 1})
     assert (r.status, (await r.json())["field"]) == (422, "b")
