@@ -128,7 +128,7 @@ async def serve(cfg: NodeConfig) -> int:
                      on_receipt=dispatcher.on_receipt, limits=cfg.http,
                      cluster_view=(CoordinationClusterView(coordinator, drains)
                                    if coordinator is not None and drains is not None else None))
-    served = await serve_api(app, cfg.listen_host, cfg.listen_port, cfg.http, metrics)
+    served = await serve_api(app, cfg.listen_host, cfg.listen_port)
     log.info("node %s of site %s serving on %s:%d", cfg.node, cfg.site, cfg.listen_host,
              cfg.listen_port)
 

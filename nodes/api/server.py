@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from nodes.api.context import CONTEXT
 from nodes.api.limits import HttpLimits
 from nodes.metrics import Metrics
 
@@ -168,9 +169,10 @@ def connection_cap(limits: HttpLimits, fd_limit: int) -> int:
     return max(1, min(limits.max_connections, fd_limit - FD_RESERVE))
 
 
-async def serve(app: web.Application, host: str, port: int, limits: HttpLimits,
-                metrics: Metrics) -> Served:
-    """Serve ``app`` on ``host:port`` (0: any free port) with ``limits``."""
+async def serve(app: web.Application, host: str, port: int) -> Served:
+    """Serve ``app`` (made by ``create_app``) on ``host:port`` (0: any free port) with the
+    limits it was made with."""
+    limits, metrics = app[CONTEXT].limits, app[CONTEXT].metrics
     fd_limit = raise_fd_limit(limits.max_connections + FD_RESERVE)
     total = connection_cap(limits, fd_limit)
     if total < limits.max_connections:

@@ -56,7 +56,7 @@ def served_node(limits: HttpLimits | None = None) -> Iterator[ServedNode]:
     async def start() -> tuple[web.Application, Served]:
         await seed_store(store)
         app = make_app(store, metrics, limits=limits)
-        return app, await serve(app, "127.0.0.1", 0, limits or HttpLimits(), metrics)
+        return app, await serve(app, "127.0.0.1", 0)
 
     app, served = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
     node = ServedNode(f"http://127.0.0.1:{served.port}", store, metrics, app, loop)

@@ -15,7 +15,6 @@ import pytest
 import pytest_asyncio
 
 from nodes.api.app import create_app
-from nodes.api.limits import HttpLimits
 from nodes.api.server import Served, serve
 from nodes.carriers.callback_auth import CallbackVerifier
 from nodes.carriers.sim.app import SimConfig, Simulator
@@ -60,7 +59,7 @@ async def start_node(store: PgCampaignStore, sim: Simulator) -> tuple[Node, list
                      signer=SIGNER, carrier_auth=CallbackVerifier([CARRIER_SECRET]),
                      in_flight=dispatcher, on_ack=dispatcher.on_ack,
                      on_receipt=dispatcher.on_receipt)
-    served = await serve(app, HOST, 0, HttpLimits(), metrics)
+    served = await serve(app, HOST, 0)
     dispatcher.urls = CallbackUrls(f"http://{HOST}:{served.port}", SIGNER)
     return Node(store, dispatcher, metrics, served), [voice, smtp]
 

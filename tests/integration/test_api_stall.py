@@ -220,7 +220,7 @@ async def test_slow_and_huge_requests_do_not_stall_the_node(
                      users=[ApiUser.with_token("alice", "operator", TOKEN)],
                      signer=AckSigner([AckKey("k1", "s" * 40)]),
                      carrier_auth=CallbackVerifier(["c" * 40]), limits=LIMITS)
-    served = await serve(app, HOST, 0, LIMITS, metrics)
+    served = await serve(app, HOST, 0)
     heartbeat = Heartbeat()
     probe = Probe(f"http://{HOST}:{served.port}")
     tasks = [asyncio.create_task(heartbeat.run()), asyncio.create_task(probe.run())]
