@@ -11,9 +11,11 @@ optional ``http`` section (``nodes/api/limits.py``: timeouts, caps, rate limits)
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
@@ -22,6 +24,8 @@ from nodes.api.limits import HttpLimits
 from nodes.carriers.callback_auth import MIN_SECRET as MIN_CALLBACK_SECRET
 from nodes.signing import AckKey
 from nodes.users import ROLES, ApiUser
+
+T = TypeVar("T")
 
 
 class NodeConfigError(ValueError):
@@ -100,6 +104,15 @@ _TYPE: dict[type, str] = {str: "a string", int: "an integer", float: "a number",
                           type(None): "nothing"}
 
 
+def _built(source: str, key: str, make: Callable[[], T]) -> T:
+    """``make()``, its ValueError "field: problem" becoming an error naming ``key.field``."""
+    try:
+        return make()
+    except ValueError as exc:
+        field_name, _, problem = str(exc).partition(": ")
+        raise NodeConfigError(source, f"{key}.{field_name}", problem) from None
+
+
 def _users(data: dict[str, Any], source: str) -> tuple[ApiUser, ...]:
     raw = _get(data, "users", list, source)
     if not raw:
@@ -120,13 +133,8 @@ def _users(data: dict[str, Any], source: str) -> tuple[ApiUser, ...]:
             raise NodeConfigError(source, key, "give token_sha256 (or token), exactly one")
         given = "token" if "token" in entry else "token_sha256"
         secret = _get(entry, given, str, source, f"{key}.")
-        try:
-            user = (ApiUser.with_token(name, role, secret) if given == "token"
-                    else ApiUser(name, role, secret))
-        except ValueError as exc:
-            field_name, _, problem = str(exc).partition(": ")
-            raise NodeConfigError(source, f"{key}.{field_name}", problem) from None
-        users.append(user)
+        make = ApiUser.with_token if given == "token" else ApiUser
+        users.append(_built(source, key, partial(make, name, role, secret)))
     if len({u.name for u in users}) != len(users):
         raise NodeConfigError(source, "users", "two users with the same name")
     if len({u.token_sha256 for u in users}) != len(users):
@@ -145,11 +153,7 @@ def _ack_keys(data: dict[str, Any], source: str) -> tuple[AckKey, ...]:
             raise NodeConfigError(source, key, "must be a mapping {id, secret}")
         key_id = _get(entry, "id", str, source, f"{key}.")
         secret = _get(entry, "secret", str, source, f"{key}.")
-        try:
-            keys.append(AckKey(key_id, secret))
-        except ValueError as exc:
-            field_name, _, problem = str(exc).partition(": ")
-            raise NodeConfigError(source, f"{key}.{field_name}", problem) from None
+        keys.append(_built(source, key, partial(AckKey, key_id, secret)))
     if len({k.id for k in keys}) != len(keys):
         raise NodeConfigError(source, "ack_keys", "two keys with the same id")
     return tuple(keys)
@@ -180,11 +184,7 @@ def _http(data: dict[str, Any], source: str) -> HttpLimits:
             raise NodeConfigError(source, f"http.{name}", "unknown key")
         kind = int if isinstance(getattr(HttpLimits(), name), int) else float
         values[name] = _get(raw, name, kind, source, "http.")
-    try:
-        return HttpLimits(**values)
-    except ValueError as exc:
-        field_name, _, problem = str(exc).partition(": ")
-        raise NodeConfigError(source, f"http.{field_name}", problem) from None
+    return _built(source, "http", partial(HttpLimits, **values))
 
 
 def _patroni_urls(data: dict[str, Any], source: str) -> tuple[str, ...]:

@@ -13,6 +13,19 @@
 -- Rolling upgrade: tenir_record_receipt and tenir_record_ack of 0002 stay for nodes of the
 -- previous version; drop them in a later migration.
 
+-- Applies a receipt to its attempt (state upward only); whether the attempt was found.
+CREATE FUNCTION tenir_apply_receipt(p_reference text, p_state text, p_cmid text)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE attempts
+       SET state = CASE WHEN tenir_state_rank(p_state) > tenir_state_rank(state)
+                        THEN p_state ELSE state END,
+           carrier_message_id = coalesce(carrier_message_id, p_cmid), updated_at = now()
+     WHERE reference = p_reference;
+    RETURN FOUND;
+END $$;
+
 -- 'recorded' (its attempt exists), 'kept' (not yet, but the caller's dispatcher waits on it)
 -- or 'unknown' (nothing stored).
 CREATE FUNCTION tenir_record_receipt_checked(p_reference text, p_state text, p_cmid text,
@@ -22,20 +35,10 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_found boolean;
 BEGIN
-    UPDATE attempts
-       SET state = CASE WHEN tenir_state_rank(p_state) > tenir_state_rank(state)
-                        THEN p_state ELSE state END,
-           carrier_message_id = coalesce(carrier_message_id, p_cmid), updated_at = now()
-     WHERE reference = p_reference;
-    v_found := FOUND;
-    IF NOT v_found THEN
+    v_found := tenir_apply_receipt(p_reference, p_state, p_cmid);
+    IF NOT v_found THEN  -- perhaps an outcome write in flight: wait for it, then look again
         PERFORM tenir_wait_outcome_writer(p_reference);
-        UPDATE attempts
-           SET state = CASE WHEN tenir_state_rank(p_state) > tenir_state_rank(state)
-                            THEN p_state ELSE state END,
-               carrier_message_id = coalesce(carrier_message_id, p_cmid), updated_at = now()
-         WHERE reference = p_reference;
-        v_found := FOUND;
+        v_found := tenir_apply_receipt(p_reference, p_state, p_cmid);
     END IF;
     IF NOT v_found AND NOT p_in_flight THEN
         RETURN 'unknown';

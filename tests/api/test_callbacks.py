@@ -47,17 +47,13 @@ async def launch(client: Client, store: MemoryStore) -> tuple[int, list[int]]:
 
 async def sent(client: Client, store: MemoryStore, channel: Channel, step: int) -> list[str]:
     """Launch and record one sent attempt per recipient on ``channel``; their references."""
-    await seed(client, contacts=2)
-    r = await client.post("/api/v1/campaigns", headers=auth(OPERATOR),
-                          json={"scenario": "alerte", "group": "crise"})
-    campaign = (await r.json())["id"]
-    batch = await store.claim_batch("paris-node1", 30)
-    assert batch is not None
-    refs = [f"{campaign}:{p.id}:{channel}:{step}.0" for p in batch.recipients]
-    await store.record_outcomes(batch.id, batch.epoch, batch.node, [
-        Outcome(recipient_id=p.id, channel=channel, carrier="carrier", reference=ref,
+    campaign, recipients = await launch(client, store)
+    [batch] = store._batches.values()  # the one launch() claimed
+    refs = [f"{campaign}:{p}:{channel}:{step}.0" for p in recipients]
+    await store.record_outcomes(batch.id, batch.epoch, "paris-node1", [
+        Outcome(recipient_id=p, channel=channel, carrier="carrier", reference=ref,
                 state="sent", step=step, attempt=0, final=False, site="paris")
-        for p, ref in zip(batch.recipients, refs, strict=True)])
+        for p, ref in zip(recipients, refs, strict=True)])
     return refs
 
 
@@ -263,3 +259,15 @@ async def test_failing_sink_does_not_fail_the_recorded_callback(metrics: Metrics
         status, _ = await voice(client, {"reference": refs[0], "status": "answered"})
     assert status == 200
     assert store.receipts == [(refs[0], "delivered", None)]
+
+
+@pytest.mark.asyncio
+async def test_a_public_route_refuses_a_body_over_a_few_kib(
+    client: Client, store: MemoryStore,
+) -> None:
+    body = answered("1:1:voice:0.0") | {"call_id": "c" * 5000}
+    status, answer = await voice(client, body)
+    assert (status, answer["field"]) == (413, "body")
+    status, answer = await voice(client, answered("1:1:voice:0.0") | {"call_id": "c" * 3000})
+    assert status != 413  # within the limit: read, then refused for what it says
+    assert store.receipts == []

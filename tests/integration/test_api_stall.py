@@ -116,15 +116,16 @@ async def until_closed(reader: asyncio.StreamReader, started: float, limit_s: fl
     return time.monotonic() - started
 
 
-async def slow_header(port: int, limit_s: float) -> float:
+async def slow_client(port: int, limit_s: float, head: bytes, drip: bytes) -> float:
+    """Send ``head``, then ``drip`` every 0.25 s; seconds until the server closes."""
     reader, writer = await asyncio.open_connection(HOST, port)
+    writer.write(head)
     started = time.monotonic()
-    writer.write(b"GET /healthz HTTP/1.1\r\nHost: node\r\nX-Slow: ")
 
     async def trickle() -> None:
         for _ in range(int(limit_s * 4)):
             await asyncio.sleep(0.25)
-            writer.write(b"a")
+            writer.write(drip)
 
     dripping = asyncio.create_task(trickle())
     try:
@@ -134,29 +135,15 @@ async def slow_header(port: int, limit_s: float) -> float:
         writer.close()
 
 
-async def slow_body(port: int, limit_s: float) -> float:
-    reader, writer = await asyncio.open_connection(HOST, port)
-    writer.write(b"POST /api/v1/callbacks/voice?sig=k1.x HTTP/1.1\r\nHost: node\r\n"
-                 b"Content-Type: application/json\r\nContent-Length: 2000\r\n\r\n{")
-    started = time.monotonic()
-
-    async def trickle() -> None:
-        for _ in range(int(limit_s * 4)):
-            await asyncio.sleep(0.25)
-            writer.write(b" ")
-
-    dripping = asyncio.create_task(trickle())
-    try:
-        return await until_closed(reader, started, limit_s)
-    finally:
-        dripping.cancel()
-        writer.close()
+SLOW_HEAD = b"GET /healthz HTTP/1.1\r\nHost: node\r\nX-Slow: "  # a header that never ends
+SLOW_BODY = (b"POST /api/v1/callbacks/voice?sig=k1.x HTTP/1.1\r\nHost: node\r\n"
+             b"Content-Type: application/json\r\nContent-Length: 2000\r\n\r\n{")
 
 
 async def slow_clients(port: int) -> tuple[list[float], list[float]]:
     limit = max(HEADER_TIMEOUT_S, BODY_TIMEOUT_S) + 10
-    headers = [slow_header(port, limit) for _ in range(SLOW)]
-    bodies = [slow_body(port, limit) for _ in range(SLOW)]
+    headers = [slow_client(port, limit, SLOW_HEAD, b"a") for _ in range(SLOW)]
+    bodies = [slow_client(port, limit, SLOW_BODY, b" ") for _ in range(SLOW)]
     done = await asyncio.gather(*headers, *bodies)
     return list(done[:SLOW]), list(done[SLOW:])
 
