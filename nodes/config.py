@@ -1,21 +1,33 @@
 """An alert node's configuration file (YAML, rendered from the ``tenir_node`` role's template),
-validated at load: every error names the key at fault."""
+validated at load: every error names the key at fault, and never repeats a value (it may be a
+secret).
+
+Security-related keys: ``users`` (name, role, ``token_sha256`` or ``token``), ``ack_keys`` (the
+keys that sign acknowledgement links and voice callback URLs, the first signs),
+``carriers.voice_callback_secrets`` (what the voice carrier signs its callbacks with) and the
+optional ``http`` section (``nodes/api/limits.py``: timeouts, caps, rate limits).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
 
+from nodes.api.limits import HttpLimits
+from nodes.carriers.callback_auth import MIN_SECRET as MIN_CALLBACK_SECRET
 from nodes.evidence_config import EvidenceConfig, parse_evidence
+from nodes.signing import AckKey
+from nodes.users import ROLES, ApiUser
 
-ROLES = ("operator", "oncall", "auditor")
+T = TypeVar("T")
 # Test-only switches (the chaos suite's proofs that its checkers can fail) are refused unless
 # the node's environment sets this variable to 1: a configuration file alone cannot weaken a
 # production node.
@@ -39,6 +51,10 @@ class CarrierEndpoints:
     voice_port: int
     rate_per_s: float
     window: int
+    voice_callback_secrets: tuple[str, ...]
+
+    def __repr__(self) -> str:  # no secret in a traceback
+        return f"CarrierEndpoints(host={self.host!r}, ...)"
 
 
 @dataclass(frozen=True)
@@ -60,7 +76,8 @@ class NodeConfig:
     listen_port: int
     public_url: str
     dsn: str
-    tokens: dict[str, str]  # token -> role
+    users: tuple[ApiUser, ...]
+    ack_keys: tuple[AckKey, ...]
     carriers: CarrierEndpoints
     lease_s: float
     max_batches: int
@@ -71,6 +88,10 @@ class NodeConfig:
     patroni_urls: tuple[str, ...] = ()  # Patroni REST APIs the watchdog reads /cluster from
     unsafe: frozenset[str] = frozenset()  # test-only switches on (UNSAFE_SWITCHES)
     evidence: EvidenceConfig | None = None  # the continuity ledger's keys and witness
+    http: HttpLimits = field(default_factory=HttpLimits)
+
+    def __repr__(self) -> str:  # no DSN password, token or key in a traceback
+        return f"NodeConfig(node={self.node!r}, site={self.site!r}, ...)"
 
 
 def _get(data: dict[str, Any], key: str, kind: type, source: str, prefix: str = "") -> Any:
@@ -81,8 +102,98 @@ def _get(data: dict[str, Any], key: str, kind: type, source: str, prefix: str = 
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise NodeConfigError(source, full, f"must be {kind.__name__}, got {value!r}")
+        # The type only, never the value: it may be a secret.
+        raise NodeConfigError(source, full, f"must be {_TYPE.get(kind, kind.__name__)}, "
+                                            f"got {_TYPE.get(type(value), type(value).__name__)}")
     return value
+
+
+_TYPE: dict[type, str] = {str: "a string", int: "an integer", float: "a number",
+                          bool: "a boolean", list: "a list", dict: "a mapping",
+                          type(None): "nothing"}
+
+
+def _built(source: str, key: str, make: Callable[[], T]) -> T:
+    """``make()``, its ValueError "field: problem" becoming an error naming ``key.field``."""
+    try:
+        return make()
+    except ValueError as exc:
+        field_name, _, problem = str(exc).partition(": ")
+        raise NodeConfigError(source, f"{key}.{field_name}", problem) from None
+
+
+def _users(data: dict[str, Any], source: str) -> tuple[ApiUser, ...]:
+    raw = _get(data, "users", list, source)
+    if not raw:
+        raise NodeConfigError(source, "users", "must list at least one user")
+    users: list[ApiUser] = []
+    for i, entry in enumerate(raw):
+        key = f"users[{i}]"
+        if not isinstance(entry, dict):
+            raise NodeConfigError(source, key, "must be a mapping {name, role, token_sha256}")
+        unknown = sorted(set(entry) - {"name", "role", "token_sha256", "token"})
+        if unknown:
+            raise NodeConfigError(source, f"{key}.{unknown[0]}", "unknown key")
+        name = _get(entry, "name", str, source, f"{key}.")
+        role = _get(entry, "role", str, source, f"{key}.")
+        if role not in ROLES:
+            raise NodeConfigError(source, f"{key}.role", f"must be one of {', '.join(ROLES)}")
+        if ("token" in entry) == ("token_sha256" in entry):
+            raise NodeConfigError(source, key, "give token_sha256 (or token), exactly one")
+        given = "token" if "token" in entry else "token_sha256"
+        secret = _get(entry, given, str, source, f"{key}.")
+        make = ApiUser.with_token if given == "token" else ApiUser
+        users.append(_built(source, key, partial(make, name, role, secret)))
+    if len({u.name for u in users}) != len(users):
+        raise NodeConfigError(source, "users", "two users with the same name")
+    if len({u.token_sha256 for u in users}) != len(users):
+        raise NodeConfigError(source, "users", "two users with the same token")
+    return tuple(users)
+
+
+def _ack_keys(data: dict[str, Any], source: str) -> tuple[AckKey, ...]:
+    raw = _get(data, "ack_keys", list, source)
+    if not raw:
+        raise NodeConfigError(source, "ack_keys", "must list at least one key {id, secret}")
+    keys: list[AckKey] = []
+    for i, entry in enumerate(raw):
+        key = f"ack_keys[{i}]"
+        if not isinstance(entry, dict) or set(entry) != {"id", "secret"}:
+            raise NodeConfigError(source, key, "must be a mapping {id, secret}")
+        key_id = _get(entry, "id", str, source, f"{key}.")
+        secret = _get(entry, "secret", str, source, f"{key}.")
+        keys.append(_built(source, key, partial(AckKey, key_id, secret)))
+    if len({k.id for k in keys}) != len(keys):
+        raise NodeConfigError(source, "ack_keys", "two keys with the same id")
+    return tuple(keys)
+
+
+def _callback_secrets(c: dict[str, Any], source: str) -> tuple[str, ...]:
+    raw = _get(c, "voice_callback_secrets", list, source, "carriers.")
+    if not raw:
+        raise NodeConfigError(source, "carriers.voice_callback_secrets",
+                              "must list at least one secret")
+    for i, secret in enumerate(raw):
+        if not isinstance(secret, str) or len(secret) < MIN_CALLBACK_SECRET:
+            raise NodeConfigError(source, f"carriers.voice_callback_secrets[{i}]",
+                                  f"must be a string of {MIN_CALLBACK_SECRET}+ characters")
+    return tuple(raw)
+
+
+def _http(data: dict[str, Any], source: str) -> HttpLimits:
+    raw = data.get("http")
+    if raw is None:
+        return HttpLimits()
+    if not isinstance(raw, dict):
+        raise NodeConfigError(source, "http", "must be a mapping")
+    known = {f.name for f in dataclasses.fields(HttpLimits)}
+    values: dict[str, Any] = {}
+    for name in raw:
+        if name not in known:
+            raise NodeConfigError(source, f"http.{name}", "unknown key")
+        kind = int if isinstance(getattr(HttpLimits(), name), int) else float
+        values[name] = _get(raw, name, kind, source, "http.")
+    return _built(source, "http", partial(HttpLimits, **values))
 
 
 def _patroni_urls(data: dict[str, Any], source: str) -> tuple[str, ...]:
@@ -135,14 +246,6 @@ def parse_node_config(data: Any, source: str = "<node config>",
                       environ: Mapping[str, str] | None = None) -> NodeConfig:
     if not isinstance(data, dict):
         raise NodeConfigError(source, "(document)", "must be a mapping")
-    raw_tokens = _get(data, "tokens", dict, source)
-    tokens: dict[str, str] = {}
-    for role, token in raw_tokens.items():
-        if role not in ROLES:
-            raise NodeConfigError(source, f"tokens.{role}", f"unknown role; roles: {ROLES}")
-        if not isinstance(token, str) or len(token) < 16:
-            raise NodeConfigError(source, f"tokens.{role}", "must be a string of 16+ characters")
-        tokens[token] = role
     c = _get(data, "carriers", dict, source)
     carriers = CarrierEndpoints(
         host=_get(c, "host", str, source, "carriers."),
@@ -153,6 +256,7 @@ def parse_node_config(data: Any, source: str = "<node config>",
         voice_port=_get(c, "voice_port", int, source, "carriers."),
         rate_per_s=_get(c, "rate_per_s", float, source, "carriers."),
         window=_get(c, "window", int, source, "carriers."),
+        voice_callback_secrets=_callback_secrets(c, source),
     )
     cfg = NodeConfig(
         node=_get(data, "node", str, source),
@@ -161,7 +265,8 @@ def parse_node_config(data: Any, source: str = "<node config>",
         listen_port=_get(data, "listen_port", int, source),
         public_url=_get(data, "public_url", str, source).rstrip("/"),
         dsn=_get(data, "dsn", str, source),
-        tokens=tokens,
+        users=_users(data, source),
+        ack_keys=_ack_keys(data, source),
         carriers=carriers,
         lease_s=_get(data, "lease_s", float, source),
         max_batches=_get(data, "max_batches", int, source),
@@ -172,6 +277,7 @@ def parse_node_config(data: Any, source: str = "<node config>",
         unsafe=_unsafe(data, source, os.environ if environ is None else environ),
         evidence=parse_evidence(data.get("evidence"),
                                 lambda key, problem: NodeConfigError(source, key, problem)),
+        http=_http(data, source),
     )
     raw_coord = data.get("coordination")
     if raw_coord is not None:

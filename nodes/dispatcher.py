@@ -30,6 +30,7 @@ from nodes.carriers.base import Ack, CarrierAdapter, Message, Receipt
 from nodes.carriers.flow import within
 from nodes.metrics import Metrics
 from nodes.outcomes import OutcomeBuffer
+from nodes.signing import CallbackUrls
 from replication.store_api import (
     AttemptState,
     CampaignStore,
@@ -99,7 +100,6 @@ class DispatcherConfig:
     idle_poll_s: float = 0.25
     receipt_timeout_s: float = 30.0
     drain_deadline_s: float = 10.0
-    callback_base_url: str | None = None  # this node's API, for voice callbacks and ack links
     breaker_threshold: int = 20  # consecutive failed sends that mark a channel down here
     breaker_cooldown_s: float = 15.0
 
@@ -140,8 +140,10 @@ class Dispatcher:
     def __init__(self, store: CampaignStore, carriers: Mapping[Channel, CarrierAdapter],
                  config: DispatcherConfig, gate: DispatchGate | None = None,
                  metrics: Metrics | None = None, claim_gate: ClaimGate | None = None,
-                 elsewhere: ChannelElsewhere | None = None) -> None:
+                 elsewhere: ChannelElsewhere | None = None,
+                 urls: CallbackUrls | None = None) -> None:
         self.store = store
+        self.urls = urls  # signed voice callback URLs and e-mail links to this node
         self.metrics = metrics
         self.carriers = dict(carriers)
         self.config = config
@@ -167,6 +169,11 @@ class Dispatcher:
         fut = self._acks.get(ack.reference)
         if fut is not None and not fut.done():
             fut.set_result(ack)
+
+    def awaiting(self, reference: str) -> bool:
+        """Whether an attempt of this dispatcher waits on ``reference``'s receipt or
+        acknowledgement (the API keeps such a callback although the attempt is not recorded)."""
+        return reference in self._receipts or reference in self._acks
 
     # --- lifecycle ---------------------------------------------------------------------------
     def request_stop(self, mode: StopMode = "drain") -> None:
@@ -370,8 +377,12 @@ class Dispatcher:
                     break
                 if attempt < step.retries:
                     await asyncio.sleep(step.retry_interval_s)
+        last = self.carriers.get(steps[-1].channel)
+        # The store refuses an outcome without a carrier (a final failure was never written,
+        # and its batch never finished): name the last step's, or say there was none.
         buffer.add(self._outcome(batch, r, steps[-1].channel, "failed", len(steps) - 1, 0,
-                                 final=True, reference=f"{r.campaign_id}:{r.id}:final",
+                                 final=True, carrier=last.name if last is not None else "none",
+                                 reference=f"{r.campaign_id}:{r.id}:final",
                                  detail=last_detail))
 
     async def _attempt(self, batch: ClaimedBatch, r: Recipient, step: ChannelStep, step_no: int,
@@ -392,9 +403,10 @@ class Dispatcher:
             self._acks[ref] = ack_fut
         try:
             callback = None
-            if self.config.callback_base_url:
-                path = "callbacks/voice" if channel == "voice" else f"ack/{ref}"
-                callback = f"{self.config.callback_base_url}/api/v1/{path}"
+            if self.urls is not None:  # the call's status callback; the e-mail's link
+                callback = (self.urls.voice(ref) if channel == "voice"
+                            else self.urls.link(ref) if channel == "email" and step.ack == "link"
+                            else None)
             result = await carrier.send(Message(ref, channel, to, text_for(step, r), step.ack,
                                                 callback))
             outcome_of_send = ("accepted" if result.accepted else

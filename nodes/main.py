@@ -20,8 +20,6 @@ import logging
 import signal
 import sys
 
-from aiohttp import web
-
 from cluster.coordination.base import (
     CoordinationSettings,
     Coordinator,
@@ -35,7 +33,9 @@ from failover.evidence.witness_client import HttpWitness
 from failover.pg_state import PatroniRestView
 from failover.watchdog import Watchdog
 from nodes.api.app import create_app
+from nodes.api.server import serve as serve_api
 from nodes.carriers.base import CarrierAdapter
+from nodes.carriers.callback_auth import CallbackVerifier
 from nodes.carriers.smpp import SmppAdapter
 from nodes.carriers.smtp import SmtpAdapter
 from nodes.carriers.voice import VoiceAdapter
@@ -47,6 +47,7 @@ from nodes.launches import LaunchWriter
 from nodes.logs import configure_logging
 from nodes.membership import MembershipGate, open_and_join, wait_previous_life_moved
 from nodes.metrics import Metrics
+from nodes.signing import AckSigner, CallbackUrls
 from replication.store import PgCampaignStore
 from replication.store_api import Channel
 
@@ -62,8 +63,8 @@ def build_carriers(cfg: NodeConfig) -> dict[Channel, CarrierAdapter]:
         "email": SmtpAdapter(host=c.host, port=c.smtp_port, sender=f"alerte@{cfg.site}.invalid",
                              name=f"smtp-{cfg.site}", window=max(4, c.window // 8),
                              rate_per_s=c.rate_per_s),
+        # Each call carries its own signed callback URL (the dispatcher's CallbackUrls).
         "voice": VoiceAdapter(base_url=f"http://{c.host}:{c.voice_port}", name=f"voice-{cfg.site}",
-                              callback_url=f"{cfg.public_url}/api/v1/callbacks/voice",
                               window=c.window, rate_per_s=c.rate_per_s),
     }
 
@@ -131,13 +132,14 @@ async def serve(cfg: NodeConfig) -> int:
     drains = (SiteDrainGate(coordinator, cfg.node, cfg.site)
               if coordinator is not None else None)
     carriers = build_carriers(cfg)
+    signer = AckSigner(cfg.ack_keys)
     dispatcher = Dispatcher(
         store, carriers,
         DispatcherConfig(node=cfg.node, site=cfg.site, lease_s=cfg.lease_s,
                          max_batches=cfg.max_batches, drain_deadline_s=cfg.drain_deadline_s,
-                         receipt_timeout_s=cfg.receipt_timeout_s,
-                         callback_base_url=cfg.public_url),
+                         receipt_timeout_s=cfg.receipt_timeout_s),
         gate=gate, metrics=metrics, claim_gate=drains,
+        urls=CallbackUrls(cfg.public_url, signer),
     )
     channels: ChannelView | None = None
     if coordinator is not None and cfg.coordination is not None:
@@ -148,14 +150,15 @@ async def serve(cfg: NodeConfig) -> int:
         await adapter.start(dispatcher.on_receipt, dispatcher.on_ack)
     evidence, checkpointer = build_evidence(cfg, store)
     launches = LaunchWriter(store, cfg.node)
-    app = create_app(store, node=cfg.node, site=cfg.site, tokens=cfg.tokens,  # type: ignore[arg-type]
-                     metrics=metrics, on_ack=dispatcher.on_ack, on_receipt=dispatcher.on_receipt,
+    app = create_app(store, node=cfg.node, site=cfg.site, users=cfg.users, metrics=metrics,
+                     signer=signer,
+                     carrier_auth=CallbackVerifier(cfg.carriers.voice_callback_secrets),
+                     in_flight=dispatcher, on_ack=dispatcher.on_ack,
+                     on_receipt=dispatcher.on_receipt, limits=cfg.http,
                      cluster_view=(CoordinationClusterView(coordinator, drains)
                                    if coordinator is not None and drains is not None else None),
                      evidence_service=evidence, launches=launches)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, cfg.listen_host, cfg.listen_port).start()
+    served = await serve_api(app, cfg.listen_host, cfg.listen_port)
     log.info("node %s of site %s serving on %s:%d", cfg.node, cfg.site, cfg.listen_host,
              cfg.listen_port)
 
@@ -204,7 +207,7 @@ async def serve(cfg: NodeConfig) -> int:
         if coordinator is not None:  # leave only once our batches are released
             with contextlib.suppress(Exception):
                 await coordinator.close()
-        await runner.cleanup()
+        await served.close()
         for adapter in carriers.values():
             with contextlib.suppress(Exception):
                 await adapter.close()

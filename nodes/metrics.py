@@ -198,6 +198,18 @@ class Metrics:
             "tenir_auth_failures_total", "Requests refused by authentication or authorisation.",
             ("reason",),
         )
+        self.rate_limited = r.counter(
+            "tenir_rate_limited_total",
+            "Requests refused with 429 by a per-address limit (public or failures).", ("limit",),
+        )
+        self.http_connections = r.gauge(
+            "tenir_http_connections", "Open connections to the API.",
+        )
+        self.http_connections_refused = r.counter(
+            "tenir_http_connections_refused_total",
+            "Connections closed at once because a connection cap was reached (total or "
+            "per address).", ("cap",),
+        )
         self.contacts_imported = r.counter(
             "tenir_contacts_imported_total", "Contacts stored through the API (one or CSV).",
         )
@@ -207,6 +219,12 @@ class Metrics:
         self.callbacks = r.counter(
             "tenir_callbacks_total", "Carrier callbacks and acknowledgement links received.",
             ("kind", "result"),
+        )
+        self.callbacks_refused = r.counter(
+            "tenir_callbacks_refused_total",
+            "Carrier callbacks and acknowledgements refused, nothing stored, by reason "
+            "(unsigned, bad_signature, unknown_key, stale, unknown, early, final).",
+            ("kind", "reason"),
         )
         self.store_up = r.gauge(
             "tenir_store_up", "1 if the last probe (readyz or scrape) reached the campaign store.",

@@ -37,6 +37,13 @@ Contract
   node that claimed without a site is left out.
 * A recipient has exactly one *final* outcome (delivered, acknowledged or failed); attempts
   before it are kept. ``recipient_outcomes`` returns the final one (or pending).
+* ``record_receipt`` and ``record_acknowledgement`` store nothing for a reference whose attempt
+  is not recorded unless ``in_flight`` (the caller's own dispatcher is waiting on it: the
+  outcome that records the attempt comes later and applies what was kept). Their verdict says
+  what happened: see :data:`ReceiptVerdict` and :data:`AckVerdict`. A receipt identical to one
+  stored for its reference (same state and carrier id) is not stored twice.
+* ``erase_contact`` deletes a contact and blanks the name and addresses of every campaign
+  recipient copied from it (outcomes stay, as evidence); NotFound for an unknown contact.
 """
 
 from __future__ import annotations
@@ -54,6 +61,14 @@ CampaignState = Literal["running", "paused", "completed", "cancelled", "failed"]
 LaunchState = Literal["writing", "written", "failed"]
 AttemptState = Literal["sent", "delivered", "acknowledged", "failed"]
 RecipientState = Literal["pending", "delivered", "acknowledged", "failed"]
+# recorded: its attempt exists and was updated; kept: not recorded yet but in flight, stored
+# until its attempt is; unknown: nothing stored.
+ReceiptVerdict = Literal["recorded", "kept", "unknown"]
+# recorded and kept as for receipts; final: the recipient already has its final outcome (a
+# replay, or too late); early: the recipient exists but this attempt was not made (nor is in
+# flight); unknown: no such recipient in that campaign. Only recorded and kept store anything.
+AckVerdict = Literal["recorded", "kept", "final", "early", "unknown"]
+ERASED_NAME = "(erased)"
 
 
 class StoreError(Exception):
@@ -249,6 +264,7 @@ class CampaignStore(Protocol):
     # contacts and groups
     async def add_contacts(self, contacts: Sequence[ContactIn]) -> int: ...
     async def list_contacts(self, limit: int = 100, offset: int = 0) -> list[Contact]: ...
+    async def erase_contact(self, contact_id: int) -> int: ...  # -> recipients blanked; NotFound
     async def create_group(self, name: str) -> None: ...
     async def list_groups(self) -> dict[str, int]: ...  # name -> member count
 
@@ -293,9 +309,12 @@ class CampaignStore(Protocol):
     ) -> int: ...  # -> batches put back to pending
     async def lift_reservations(self, site: str) -> int: ...  # -> pending batches opened to all
     async def record_receipt(
-        self, reference: str, state: AttemptState, carrier_message_id: str | None,
-    ) -> None: ...
-    async def record_acknowledgement(self, reference: str, via: str) -> bool: ...
+        self, reference: str, state: AttemptState, carrier_message_id: str | None, *,
+        in_flight: bool = False,
+    ) -> ReceiptVerdict: ...
+    async def record_acknowledgement(
+        self, reference: str, via: str, *, in_flight: bool = False,
+    ) -> AckVerdict: ...
     async def fencing_rejections(self) -> int: ...
 
     # ownership view and events (the watchdog)

@@ -13,7 +13,8 @@ Conventions the dispatcher relies on:
 * The first final outcome of a recipient wins; later final outcomes are kept as attempts but do
   not replace it. Only an acknowledgement upgrades a final outcome (to acknowledged).
 * Receipts and acknowledgements may arrive before the outcome that records their attempt: they
-  are kept and applied when the attempt is recorded.
+  are kept and applied when the attempt is recorded, if the caller says its dispatcher waits on
+  that reference (``in_flight``); otherwise nothing is stored (migrations/0007).
 * ``finish_batch`` refuses (InvalidInput 'batch_id') while recipients of the batch are pending,
   unless the campaign was cancelled: finishing would lose them. Finishing again with the same
   claim is a no-op (a retry after a lost reply).
@@ -34,10 +35,12 @@ import psycopg
 
 from replication.store_api import (
     MAX_HOLD_S,
+    AckVerdict,
     AttemptState,
     ClaimedBatch,
     InvalidInput,
     Outcome,
+    ReceiptVerdict,
     Recipient,
     Scenario,
     StaleEpoch,
@@ -208,26 +211,31 @@ class DispatchPart(StoreBase):
             return cur.rowcount
 
     async def record_receipt(
-        self, reference: str, state: AttemptState, carrier_message_id: str | None,
-    ) -> None:
+        self, reference: str, state: AttemptState, carrier_message_id: str | None, *,
+        in_flight: bool = False,
+    ) -> ReceiptVerdict:
         """Update the attempt's state (upward only). A receipt for an attempt not recorded yet
-        is kept and applied when it is."""
+        is kept and applied when it is, if ``in_flight``; otherwise nothing is stored."""
         check_name("reference", reference)
         if state not in RECEIPT_STATES:
             raise InvalidInput("state", "a receipt says sent, delivered or failed "
                                "(acknowledgements go to record_acknowledgement)")
         if carrier_message_id is not None:
             check_name("carrier_message_id", carrier_message_id)
-        await self._call("SELECT tenir_record_receipt(%s, %s, %s)",
-                         (reference, state, carrier_message_id))
+        verdict = await self._call("SELECT tenir_record_receipt_checked(%s, %s, %s, %s)",
+                                   (reference, state, carrier_message_id, in_flight))
+        return cast(ReceiptVerdict, verdict)
 
-    async def record_acknowledgement(self, reference: str, via: str) -> bool:
-        """Mark the attempt and its recipient acknowledged (idempotent). False when the
-        reference is unknown (the acknowledgement is kept, applied if the attempt comes)."""
+    async def record_acknowledgement(
+        self, reference: str, via: str, *, in_flight: bool = False,
+    ) -> AckVerdict:
+        """Mark the attempt and its recipient acknowledged, while the recipient is pending; see
+        :data:`replication.store_api.AckVerdict` for what is refused."""
         check_name("reference", reference)
         check_name("via", via)
-        found = await self._call("SELECT tenir_record_ack(%s, %s)", (reference, via))
-        return bool(found)
+        verdict = await self._call("SELECT tenir_acknowledge(%s, %s, %s)",
+                                   (reference, via, in_flight))
+        return cast(AckVerdict, verdict)
 
     async def fencing_rejections(self) -> int:
         return int(await self._call("SELECT count(*) FROM fencing_rejections", ()))

@@ -1,9 +1,9 @@
 """Callback plugin: every playbook run leaves an event in tenir's continuity ledger.
 
 At the end of a run it records ``operator.deploy`` through an alert node's API
-(``POST /api/v1/events``, the operator token of the inventory): who ran it, which playbook,
-which hosts changed, failed or were unreachable, and the versions deployed (tenir, Patroni). The
-ledger chains and signs it like every other continuity event (docs/evidence.md).
+(``POST /api/v1/events``, with the deployment's own operator token, ``tenir_deploy_token``):
+who ran it, which playbook, which hosts changed, failed or were unreachable, and the version
+deployed. The ledger chains and signs it like every other continuity event (docs/evidence.md).
 
 Who: ``$TENIR_OPERATOR`` if set, else the controller's user and host name. A run whose event
 cannot be recorded (no node answers, e.g. the very first deployment failed before the nodes)
@@ -34,7 +34,7 @@ DOCUMENTATION = """
     description:
       - Posts who ran which playbook, the hosts changed and the versions to an alert node's API.
     requirements:
-      - an inventory with an alert_nodes group and tenir_node_token_operator
+      - an inventory with an alert_nodes group and tenir_deploy_token (an operator user's token)
 """
 
 SPOOL = Path(os.environ.get("TENIR_EVENTS_SPOOL",
@@ -82,7 +82,7 @@ class CallbackModule(CallbackBase):
             try:
                 address = templar.template(hv.get("ansible_host", host))
                 port = templar.template(hv.get("tenir_node_port", 8080))
-                token = templar.template(hv.get("tenir_node_token_operator", ""))
+                token = templar.template(hv.get("tenir_deploy_token", ""))
                 self._versions = {
                     "tenir": str(templar.template(hv.get("tenir_version", ""))),
                 }

@@ -26,6 +26,7 @@ from cluster.lab import deploy, health, image, machines, netns, procs
 from cluster.lab.layout import LabState, Layout, lab_dir
 from cluster.lab.seed import seed_lab
 from cluster.topology import COORDINATION_BACKENDS, Host, Topology
+from nodes.users import ROLES, token_digest
 
 Say = Callable[[str], None]
 REQUIRED_BINARIES = ("ip", "systemd-nspawn", "debootstrap", "nsenter", "ssh", "ssh-keygen",
@@ -274,6 +275,10 @@ class Lab:
             "patroni_pip_find_links": [wheelhouse_url] if wheelhouse_url else [],
             "tenir_coordination": self.topo.coordination,
             "tenir_evidence_keys_dir": str(self.layout.root / "evidence-keys"),
+            # One lab user per role; the CLI holds the tokens, the nodes only their digests.
+            "tenir_node_users": [{"name": f"lab-{role}", "role": role,
+                                  "token_sha256": token_digest(secrets[f"token_{role}"])}
+                                 for role in ROLES],
         }
         return values
 

@@ -22,7 +22,8 @@ from cluster.lab.machines import MachinePaths, MachineRecord
 
 DEFAULT_LAB_DIR = Path("/var/lib/tenir/lab")
 SECRET_NAMES = ("superuser", "replication", "rewind", "restapi", "app", "owner", "smpp",
-                "token_operator", "token_oncall", "token_auditor")
+                "token_operator", "token_oncall", "token_auditor",
+                "ack_key", "voice_callback")  # link/callback URL signing; the carrier's HMAC
 # The lab's secrets as the roles' variables name them (the production inventory's vault holds
 # the same variables).
 SECRET_VARIABLES = {
@@ -34,9 +35,11 @@ SECRET_VARIABLES = {
     "tenir_node_db_owner_password": "owner",
     "tenir_node_smpp_password": "smpp",
     "carrier_sim_smpp_password": "smpp",
-    "tenir_node_token_operator": "token_operator",
-    "tenir_node_token_oncall": "token_oncall",
-    "tenir_node_token_auditor": "token_auditor",
+    # The lab's operator user's token is also the deployment's (it records each run's event).
+    "tenir_deploy_token": "token_operator",
+    "tenir_node_ack_key": "ack_key",
+    "tenir_node_voice_callback_secret": "voice_callback",
+    "carrier_sim_voice_callback_secret": "voice_callback",
 }
 
 
@@ -130,7 +133,7 @@ class Layout:
         if not missing:
             return data
         # SMPP 3.4 limits a password to 8 characters: 6 random bytes encode to 8.
-        data.update({k: secrets.token_urlsafe(6 if k == "smpp" else 24) for k in missing})
+        data.update({k: secrets.token_urlsafe(6 if k == "smpp" else 32) for k in missing})
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:

@@ -1,8 +1,9 @@
-"""Bearer-token authentication and role-based authorisation.
+"""Bearer-token authentication and role-based authorisation, per user.
 
-``Authorization: Bearer <token>``; each token maps to a role. The presented token is hashed and
-compared with ``hmac.compare_digest`` against the digest of *every* known token, so neither the
-time taken nor an early exit tells how much of a guess was right, nor how long tokens are.
+``Authorization: Bearer <token>``; each token belongs to one user (``nodes/users.py``), who has a
+role. The presented token is hashed and compared with ``hmac.compare_digest`` against the digest
+of *every* user's token, so neither the time taken nor an early exit tells how much of a guess
+was right, nor how long tokens are. The configuration holds only digests.
 
 401 (with ``WWW-Authenticate: Bearer``) when the header is missing, malformed or names no known
 token; 403 when the token's role may not use the route (see ``spec.ALLOWED``). Routes whose
@@ -11,49 +12,37 @@ access is ``public`` skip both. Routes that match nothing fall through to 404/40
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from nodes.api.context import PRINCIPAL, Principal
 from nodes.api.errors import ApiError
-from nodes.api.spec import ALLOWED, ROLES, Access, Handler, Role
+from nodes.api.ratelimit import note_failure
+from nodes.api.spec import ALLOWED, Access, Handler
 from nodes.metrics import Metrics
+from nodes.users import ApiUser, token_digest
 
-MIN_TOKEN_LENGTH = 16
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tenir"'}
 
 
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+class UserTable:
+    """Known users, with only their tokens' digests."""
 
-
-def fingerprint(token: str) -> str:
-    """A short, non-reversible name for a token, fit for logs and ``launched_by``."""
-    return hashlib.sha256(b"tenir-token:" + token.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-
-
-class TokenTable:
-    """Known tokens, kept only as digests."""
-
-    def __init__(self, tokens: Mapping[str, Role]) -> None:
-        entries: list[tuple[bytes, Principal]] = []
-        for token, role in tokens.items():
-            if role not in ROLES:
-                raise ValueError(f"unknown role {role!r} (expected one of {', '.join(ROLES)})")
-            if len(token) < MIN_TOKEN_LENGTH or token != token.strip() or " " in token:
-                raise ValueError(
-                    f"a token of role {role} is shorter than {MIN_TOKEN_LENGTH} characters "
-                    "or contains spaces"
-                )
-            entries.append((_digest(token), Principal(role, fingerprint(token))))
-        self._entries = tuple(entries)
+    def __init__(self, users: Sequence[ApiUser]) -> None:
+        names = [u.name for u in users]
+        if len(set(names)) != len(names):
+            raise ValueError("users: two users with the same name")
+        digests = [u.token_sha256 for u in users]
+        if len(set(digests)) != len(digests):
+            raise ValueError("users: two users with the same token")
+        self._entries = tuple((bytes.fromhex(u.token_sha256), Principal(u.role, u.name))
+                              for u in users)
 
     def lookup(self, token: str) -> Principal | None:
-        presented = _digest(token)
+        presented = bytes.fromhex(token_digest(token))
         found: Principal | None = None
         for digest, who in self._entries:
             if hmac.compare_digest(presented, digest):
@@ -72,7 +61,7 @@ def bearer_token(header: str | None) -> str | None:
 
 
 def auth_middleware(
-    table: TokenTable, access_of: Mapping[tuple[str, str], Access], metrics: Metrics,
+    table: UserTable, access_of: Mapping[tuple[str, str], Access], metrics: Metrics,
 ) -> Middleware:
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -88,14 +77,17 @@ def auth_middleware(
         token = bearer_token(request.headers.get("Authorization"))
         if token is None:
             metrics.auth_failures.inc(reason="missing")
+            note_failure(request, "missing")
             raise ApiError(401, "missing bearer token", headers=_CHALLENGE)
         who = table.lookup(token)
         if who is None:
             metrics.auth_failures.inc(reason="unknown")
+            note_failure(request, "unknown")
             raise ApiError(401, "unknown bearer token", headers=_CHALLENGE)
         if who.role not in ALLOWED[access]:
             metrics.auth_failures.inc(reason="forbidden")
-            raise ApiError(403, f"role {who.role} may not {request.method} {canonical}")
+            raise ApiError(403, f"{who.user} (role {who.role}) may not {request.method} "
+                           f"{canonical}")
         request[PRINCIPAL] = who
         return await handler(request)
 

@@ -2,7 +2,9 @@
 
 State changes: ``pause`` running -> paused, ``resume`` paused -> running, ``cancel``
 running|paused -> cancelled. Asking for the state a campaign is already in succeeds without
-change (a retried request is harmless); any other change from the current state is 409.
+change (a retried request is harmless); any other change from the current state is 409. A
+launch records its user in ``launched_by``; a change of state records an
+``operator.campaign.<state>`` event with the user in ``details.by``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from nodes.api.spec import (
     API,
     JSON,
     LIMIT,
+    MAX_OFFSET,
     OFFSET,
     Body,
     Handler,
@@ -28,9 +31,12 @@ from nodes.api.spec import (
     Resp,
     RouteSpec,
     list_of,
+    nullable,
     page_of,
     ref,
+    text,
 )
+from nodes.api.validate import MAX_GROUP
 from nodes.launches import LaunchWriter
 from nodes.logs import campaign_context
 from replication.store_api import CampaignState, InvalidInput, NotFound
@@ -69,7 +75,7 @@ async def launch_campaign(request: web.Request) -> web.Response:
     f = Fields(await read_json_object(request),
                ("scenario", "group", "population", "batch_size"))
     scenario = f.req_str("scenario", 100)
-    group = f.opt_str("group", 100)
+    group = f.opt_str("group", MAX_GROUP)
     population = f.opt_int("population", 1, MAX_POPULATION)
     batch_size = f.integer("batch_size", 100, 1, 10_000)
     if (group is None) == (population is None):
@@ -146,7 +152,7 @@ def _control(action: str) -> Handler:
 async def list_recipients(request: web.Request) -> web.Response:
     check_query(request, ("limit", "offset"))
     limit = query_int(request, "limit", 100, 1, 1000)
-    offset = query_int(request, "offset", 0, 0, 10**9)
+    offset = query_int(request, "offset", 0, 0, MAX_OFFSET)
     outcomes = await context(request).store.recipient_outcomes(
         _campaign_id(request), limit=limit, offset=offset,
     )
@@ -160,15 +166,22 @@ SCHEMAS: dict[str, JSON] = {
         "type": "object", "additionalProperties": False, "required": ["scenario"],
         "description": "exactly one of group and population",
         "properties": {
-            "scenario": {"type": "string"},
-            "group": {"type": "string", "description": "alert the members of this group"},
-            "population": {"type": "integer", "minimum": 1, "maximum": MAX_POPULATION,
-                           "description": "N generated test recipients (synthetic names, "
-                                          "fictional numbers, example.invalid addresses), "
-                                          "for drills and benchmarks"},
-            "batch_size": {"type": "integer", "minimum": 1, "maximum": 10_000,
-                           "default": 100},
+            "scenario": text(100),
+            "group": nullable(text(MAX_GROUP, description="alert the members of this group")),
+            "population": nullable({
+                "type": "integer", "minimum": 1, "maximum": MAX_POPULATION,
+                "description": "N generated test recipients (synthetic names, fictional "
+                               "numbers, example.invalid addresses), for drills and "
+                               "benchmarks"}),
+            "batch_size": nullable({"type": "integer", "minimum": 1, "maximum": 10_000,
+                                    "default": 100}),
         },
+        "oneOf": [
+            {"required": ["group"], "properties": {"group": {"type": "string"},
+                                                   "population": {"type": "null"}}},
+            {"required": ["population"], "properties": {"population": {"type": "integer"},
+                                                        "group": {"type": "null"}}},
+        ],
     },
     "CampaignCreated": {
         "type": "object", "required": ["id", "recipients", "requested", "launch_state"],
@@ -232,7 +245,8 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("POST", f"{API}/campaigns", launch_campaign, "write", "launchCampaign",
               "Launch a campaign from a scenario", "campaigns",
               {201: Resp("launched", ref("CampaignCreated"))},
-              body=Body("application/json", ref("CampaignLaunch"))),
+              body=Body("application/json", ref("CampaignLaunch")),
+              checked=("scenario", "group")),
     RouteSpec("GET", f"{API}/campaigns", list_campaigns, "read", "listCampaigns",
               "List the latest campaigns, newest first", "campaigns",
               {200: Resp("latest campaigns", list_of("CampaignProgress"))},

@@ -9,23 +9,34 @@ from aiohttp import web
 
 from cluster.coordination.base import MemberInfo
 from failover.evidence.service import EvidenceService
-from nodes.api.spec import Role
+from nodes.api.limits import HttpLimits
 from nodes.carriers.base import AckSink, ReceiptSink
+from nodes.carriers.callback_auth import CallbackVerifier
 from nodes.launches import LaunchWriter
 from nodes.metrics import Metrics
+from nodes.signing import AckSigner
+from nodes.users import Role
 from replication.store_api import CampaignStore
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a role and a short fingerprint of the token (never the token)."""
+    """Who is calling: the user's role and name (never the token)."""
 
     role: Role
-    fingerprint: str
+    user: str
 
     @property
     def id(self) -> str:
-        return f"{self.role}:{self.fingerprint}"
+        """What records the action: the user's name."""
+        return self.user
+
+
+class InFlight(Protocol):
+    """Whether this node's dispatcher is waiting on a reference's receipt or acknowledgement
+    (``Dispatcher.awaiting``): only then is a callback for an attempt not yet recorded kept."""
+
+    def awaiting(self, reference: str) -> bool: ...
 
 
 class ClusterView(Protocol):
@@ -46,8 +57,11 @@ class ApiContext:
     metrics: Metrics
     on_ack: AckSink | None
     on_receipt: ReceiptSink | None
-    max_body_bytes: int
+    limits: HttpLimits
     openapi: dict[str, Any]
+    signer: AckSigner
+    carrier_auth: CallbackVerifier
+    in_flight: InFlight | None = None
     cluster: ClusterView | None = None
     evidence: EvidenceService | None = None
     launches: LaunchWriter | None = None

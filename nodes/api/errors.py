@@ -33,6 +33,16 @@ def json_response(
     )
 
 
+MAX_FIELD_NAME = 100  # characters of a field name (perhaps a client's JSON key) repeated back
+
+
+def short_field(field: str) -> str:
+    """``field`` as repeated in an error: a client's 16 KB key comes back cut, with its length."""
+    if len(field) <= MAX_FIELD_NAME:
+        return field
+    return f"{field[:MAX_FIELD_NAME]}...({len(field)} characters)"
+
+
 def error_body(error: str, field: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"error": error}
     if field is not None:
@@ -41,23 +51,30 @@ def error_body(error: str, field: str | None = None) -> dict[str, Any]:
 
 
 class ApiError(Exception):
-    """A refusal with its HTTP status, message and (if one is at fault) the field or line."""
+    """A refusal with its HTTP status, message and (if one is at fault) the field or line.
+    ``close``: close the connection after the answer (a body left unread, a slow client)."""
 
     def __init__(
         self, status: int, error: str, field: str | None = None, *,
         headers: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None,
+        close: bool = False,
     ) -> None:
+        field = short_field(field) if field is not None else None
         super().__init__(f"{status} {field + ': ' if field else ''}{error}")
         self.status = status
         self.error = error
         self.field = field
         self.headers = dict(headers) if headers else {}
         self.extra = dict(extra) if extra else {}
+        self.close = close
 
     def response(self) -> web.Response:
-        return json_response(
+        response = json_response(
             {**error_body(self.error, self.field), **self.extra}, self.status, self.headers,
         )
+        if self.close:
+            response.force_close()
+        return response
 
 
 def invalid(field: str, problem: str) -> ApiError:
@@ -79,8 +96,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         _log_refusal(request, e.status, e.error, e.field)
         return e.response()
     except InvalidInput as e:
-        _log_refusal(request, 422, e.problem, e.field)
-        return json_response(error_body(e.problem, e.field), 422)
+        field = short_field(e.field)
+        _log_refusal(request, 422, e.problem, field)
+        return json_response(error_body(e.problem, field), 422)
     except NotFound as e:
         _log_refusal(request, 404, str(e), None)
         return json_response(error_body(f"not found: {e}"), 404)
@@ -89,7 +107,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         headers = {k: v for k, v in e.headers.items() if k.lower() == "allow"}
         if e.status == 413:
-            return json_response(error_body("request body too large", "body"), 413)
+            too_large = json_response(error_body("request body too large", "body"), 413)
+            too_large.force_close()
+            return too_large
         return json_response(error_body(e.reason.lower()), e.status, headers)
     except asyncio.CancelledError:
         raise

@@ -16,7 +16,7 @@ from nodes.api.bodies import Fields, check_query, query_int, read_json_object
 from nodes.api.context import context, principal
 from nodes.api.errors import invalid, json_response
 from nodes.api.serialize import iso
-from nodes.api.spec import API, JSON, Body, Param, Resp, RouteSpec, list_of, ref
+from nodes.api.spec import API, JSON, Body, Param, Resp, RouteSpec, list_of, nullable, ref
 from replication.store_api import Event
 
 KIND = re.compile(r"operator\.[a-z][a-z0-9_.]{0,60}\Z")  # and the table's CHECK
@@ -30,7 +30,7 @@ def event_json(e: Event) -> JSON:
 async def record_event(request: web.Request) -> web.Response:
     f = Fields(await read_json_object(request), ("kind", "sentence", "details"))
     kind = f.req_str("kind", 70)
-    if not KIND.match(kind):
+    if not KIND.match(f.data["kind"]):  # as sent: no white space around it either
         raise invalid("kind", "must be operator.<name> (lower case letters, digits, _ and .)")
     sentence = f.req_str("sentence", 4000)
     details = f.obj("details") if f.data.get("details") is not None else {}
@@ -65,8 +65,9 @@ SCHEMAS: dict[str, JSON] = {
         "type": "object", "required": ["kind", "sentence"], "additionalProperties": False,
         "properties": {
             "kind": {"type": "string", "pattern": "^operator\\.[a-z][a-z0-9_.]{0,60}$"},
-            "sentence": {"type": "string", "maxLength": 4000},
-            "details": {"type": "object", "description": "free JSON; 'by' is set by the node"},
+            "sentence": {"type": "string", "maxLength": 4000, "pattern": "\\S"},
+            "details": nullable({"type": "object",
+                                 "description": "free JSON; 'by' is set by the node"}),
         },
     },
     "EventCreated": {"type": "object", "required": ["id"],

@@ -55,7 +55,8 @@ def observe_middleware(metrics: Metrics) -> Middleware:
             metrics.http_requests.inc(method=request.method, route=route, status=str(status))
             metrics.http_request_seconds.inc(elapsed, method=request.method, route=route)
             who = request.get(PRINCIPAL)
-            campaign_id = request.match_info.get("id")
+            campaign_id = (request.match_info.get("id")
+                           if route.startswith("/api/v1/campaigns/") else None)
             access_log.log(
                 logging.DEBUG if route in _QUIET else logging.INFO,
                 "%s %s %d %.1fms", request.method, request.path, status, elapsed * 1000,

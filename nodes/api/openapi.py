@@ -3,8 +3,9 @@ application registers and the authorisation middleware enforces.
 
 Each operation states its security (``bearer`` or none), the roles allowed (``x-roles``), its
 parameters, request body and responses. Error responses follow from what the route does:
-401/403 from its access, 400/413/415/422 from having a body, 404 from a path parameter, 422
-from query parameters, 503 from using the store.
+401/403 from its access, 400/408/413/415/422 from having a body, 404 from a path parameter,
+422 from query parameters, 429 from the rate limits (every route but /healthz), 503 from using
+the store.
 """
 
 from __future__ import annotations
@@ -23,18 +24,23 @@ ERROR_SCHEMA: JSON = {
 }
 
 _STANDARD_ERRORS: dict[int, str] = {
-    400: "malformed body (not UTF-8, not JSON, not an object, duplicate keys)",
-    401: "missing or unknown bearer token",
-    403: "the token's role may not use this route",
+    400: "malformed body (not UTF-8, not JSON, not an object, duplicate keys, nested too deep, "
+         "a lone surrogate, a number out of range)",
+    401: "missing or unknown bearer token; on a callback, the carrier's signature",
+    403: "the token's role may not use this route; on a callback, the URL's signature",
     404: "not found",
-    409: "the campaign's state does not allow this change",
+    408: "request body not received in time",
+    409: "the current state does not allow this (a campaign's state, a replayed or early "
+         "acknowledgement)",
     413: "request body too large",
     415: "wrong Content-Type",
     422: "invalid field or parameter (named in 'field')",
+    429: "too many requests, or too many failed attempts, from this address (Retry-After)",
     503: "campaign store unavailable, retry",
 }
 
-_METHODS_WITHOUT_STORE = {"healthz", "metrics", "openapi", "readyz"}
+_METHODS_WITHOUT_STORE = {"healthz", "metrics", "openapi", "readyz", "acknowledgementPage"}
+_NOT_RATE_LIMITED = {"healthz"}
 
 
 def _error(status: int) -> JSON:
@@ -70,6 +76,8 @@ def operation(spec: RouteSpec) -> JSON:
              "description": p.description, "schema": p.schema}
             for p in spec.params
         ]
+    if spec.checked:
+        op["x-checked-beyond-schema"] = list(spec.checked)
     if spec.body is not None:
         op["requestBody"] = {
             "required": True, "description": spec.body.description,
@@ -82,7 +90,9 @@ def operation(spec: RouteSpec) -> JSON:
         if ALLOWED[spec.access] != frozenset(ROLES):
             errors.add(403)
     if spec.body is not None:
-        errors |= {400, 413, 415, 422}
+        errors |= {400, 408, 413, 415, 422}
+    if spec.operation_id not in _NOT_RATE_LIMITED:
+        errors.add(429)
     if any(p.where == "path" for p in spec.params):
         errors.add(404)
     if any(p.where == "query" for p in spec.params):

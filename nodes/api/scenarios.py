@@ -14,11 +14,11 @@ from aiohttp import web
 
 from nodes.api.bodies import Fields, check_query, read_json_object
 from nodes.api.context import context
-from nodes.api.errors import invalid, json_response
+from nodes.api.errors import ApiError, invalid, json_response
 from nodes.api.serialize import scenario_json
-from nodes.api.spec import API, JSON, Body, Param, Resp, RouteSpec, list_of, ref
+from nodes.api.spec import API, JSON, Body, Param, Resp, RouteSpec, list_of, nullable, ref, text
 from nodes.api.validate import check_language, check_name
-from replication.store_api import CHANNELS, AckRule, Channel, ChannelStep, ScenarioIn
+from replication.store_api import CHANNELS, AckRule, Channel, ChannelStep, NotFound, ScenarioIn
 
 ACK_RULES: tuple[AckRule, ...] = ("none", "dtmf", "reply", "link")
 ACK_CHANNEL: dict[AckRule, Channel | None] = {
@@ -33,24 +33,24 @@ def parse_step(data: Any, where: str) -> ChannelStep:
     if not isinstance(data, dict):
         raise invalid(where, "must be an object")
     f = Fields(data, STEP_FIELDS, where)
-    channel = f.req_str("channel")
+    channel = f.req_str("channel", 10)
     if channel not in CHANNELS:
         raise invalid(f.path("channel"), f"must be one of {', '.join(CHANNELS)}")
     templates_in = f.obj("templates")
     templates: dict[str, str] = {}
-    for language, text in templates_in.items():
+    for language, template in templates_in.items():
         path = f"{f.path('templates')}.{language}"
         code, problem = check_language(language)
         if problem is not None or code is None or code != language:
             raise invalid(path, problem or "language codes are lower case")
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(template, str) or not template.strip():
             raise invalid(path, "must be a non-empty string")
-        if len(text) > MAX_TEMPLATE:
+        if len(template) > MAX_TEMPLATE:
             raise invalid(path, f"longer than {MAX_TEMPLATE} characters")
-        templates[code] = text
+        templates[code] = template
     if "fr" not in templates:
         raise invalid(f"{f.path('templates')}.fr", "required (French is the fallback language)")
-    ack = f.opt_str("ack") or "none"
+    ack = f.opt_str("ack", 10) or "none"
     if ack not in ACK_RULES:
         raise invalid(f.path("ack"), f"must be one of {', '.join(ACK_RULES)}")
     rule: AckRule = ack
@@ -68,7 +68,7 @@ def parse_step(data: Any, where: str) -> ChannelStep:
 
 def parse_scenario(data: dict[str, Any]) -> ScenarioIn:
     f = Fields(data, ("name", "steps", "priority"))
-    name, problem = check_name(f.req_str("name"), 100)
+    name, problem = check_name(f.req_str("name", 100), 100)
     if problem is not None or name is None:
         raise invalid("name", problem or "required")
     if "/" in name:
@@ -82,7 +82,14 @@ def parse_scenario(data: dict[str, Any]) -> ScenarioIn:
 
 async def create_scenario(request: web.Request) -> web.Response:
     scenario = parse_scenario(await read_json_object(request))
-    created = await context(request).store.create_scenario(scenario)
+    store = context(request).store
+    try:
+        await store.get_scenario(scenario.name)
+    except NotFound:
+        pass
+    else:
+        raise ApiError(409, f"scenario {scenario.name!r} already exists", "name")
+    created = await store.create_scenario(scenario)
     return json_response(scenario_json(created), 201,
                          {"Location": f"{API}/scenarios/{quote(created.name, safe='')}"})
 
@@ -104,14 +111,18 @@ _STEP_PROPERTIES: JSON = {
     "templates": {
         "type": "object", "required": ["fr"], "minProperties": 1,
         "description": "message text per ISO 639-1 language; 'fr' is required (fallback)",
-        "additionalProperties": {"type": "string", "minLength": 1, "maxLength": MAX_TEMPLATE},
+        "additionalProperties": {"type": "string", "maxLength": MAX_TEMPLATE,
+                                 "pattern": "\\S"},
         "propertyNames": {"pattern": "^[a-z]{2}$"},
     },
-    "retries": {"type": "integer", "minimum": 0, "maximum": 10, "default": 1},
-    "retry_interval_s": {"type": "number", "minimum": 0.1, "maximum": 3600, "default": 2.0},
-    "ack": {"enum": list(ACK_RULES), "default": "none",
-            "description": "dtmf only on voice, reply only on sms, link only on email"},
-    "ack_timeout_s": {"type": "number", "minimum": 1, "maximum": 86400, "default": 60.0},
+    "retries": nullable({"type": "integer", "minimum": 0, "maximum": 10, "default": 1}),
+    "retry_interval_s": nullable({"type": "number", "minimum": 0.1, "maximum": 3600,
+                                  "default": 2.0}),
+    "ack": nullable({"enum": list(ACK_RULES), "default": "none",
+                     "description": "dtmf only on voice, reply only on sms, link only on "
+                                    "email"}),
+    "ack_timeout_s": nullable({"type": "number", "minimum": 1, "maximum": 86400,
+                               "default": 60.0}),
 }
 
 SCHEMAS: dict[str, JSON] = {
@@ -125,11 +136,11 @@ SCHEMAS: dict[str, JSON] = {
     "ScenarioIn": {
         "type": "object", "additionalProperties": False, "required": ["name", "steps"],
         "properties": {
-            "name": {"type": "string", "maxLength": 100, "pattern": "^[^/]+$"},
+            "name": text(100, exclude="/"),
             "steps": {"type": "array", "minItems": 1, "maxItems": MAX_STEPS,
                       "items": ref("StepIn"), "description": "fallback order"},
-            "priority": {"type": "integer", "minimum": 1, "maximum": 9, "default": 5,
-                         "description": "1 is the highest"},
+            "priority": nullable({"type": "integer", "minimum": 1, "maximum": 9, "default": 5,
+                                  "description": "1 is the highest"}),
         },
     },
     "Scenario": {
@@ -145,7 +156,8 @@ SCHEMAS: dict[str, JSON] = {
 ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("POST", f"{API}/scenarios", create_scenario, "write", "createScenario",
               "Create a scenario", "scenarios", {201: Resp("created", ref("Scenario"))},
-              body=Body("application/json", ref("ScenarioIn"))),
+              body=Body("application/json", ref("ScenarioIn")), errors=(409,),
+              checked=("steps[].templates", "steps[].ack")),
     RouteSpec("GET", f"{API}/scenarios", list_scenarios, "read", "listScenarios",
               "List scenarios", "scenarios", {200: Resp("all scenarios", list_of("Scenario"))}),
     RouteSpec("GET", f"{API}/scenarios/{{name}}", get_scenario, "read", "getScenario",

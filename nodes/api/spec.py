@@ -14,8 +14,10 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-Role = Literal["operator", "oncall", "auditor"]
-ROLES: tuple[Role, ...] = ("operator", "oncall", "auditor")
+from nodes.users import ROLES, Role
+
+__all__ = ["ALLOWED", "API", "JSON", "ROLES", "Access", "Body", "Handler", "Param", "Resp",
+           "Role", "RouteSpec", "list_of", "page_of", "ref"]
 
 # public: no token (probes, carrier callbacks); read: any role; control: pause/resume/cancel;
 # write: create, import, launch.
@@ -97,9 +99,39 @@ class RouteSpec:
     body: Body | None = None
     params: tuple[Param, ...] = ()
     errors: tuple[int, ...] = field(default=())  # error statuses beyond the automatic ones
+    large_body: bool = False  # takes bodies up to HttpLimits.import_body_bytes (CSV import)
+    # Fields (or 'line N' prefixes) checked beyond what JSON Schema can say (phone numbers
+    # against numbering plans, names that must exist): a schema-valid request may get a 422
+    # naming one of them. Published as x-checked-beyond-schema; '[]' stands for any index.
+    checked: tuple[str, ...] = ()
+
+
+# A string with something besides white space and no control character (what the handlers
+# accept once they have stripped it), at most ``max_len`` long as sent.
+_VISIBLE = r"[^\s\x00-\x1f\x7f]"
+_PRINTABLE = r"[^\x00-\x1f\x7f]"
+
+
+def text(max_len: int, exclude: str = "", **extra: Any) -> JSON:
+    visible, printable = _VISIBLE, _PRINTABLE
+    if exclude:
+        visible, printable = visible[:-1] + exclude + "]", printable[:-1] + exclude + "]"
+    return {"type": "string", "maxLength": max_len,
+            "pattern": f"^{printable}*{visible}{printable}*$", **extra}
+
+
+def nullable(schema: JSON) -> JSON:
+    """``schema`` or null: an optional member may be sent as null (the same as absent)."""
+    if "$ref" in schema:
+        return {"anyOf": [schema, {"type": "null"}]}
+    if "enum" in schema:
+        return {**schema, "enum": [*schema["enum"], None]}
+    kind = schema["type"]
+    return {**schema, "type": [*kind, "null"] if isinstance(kind, list) else [kind, "null"]}
 
 
 LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000,
                                  "default": 100}, "page size")
-OFFSET = Param("offset", "query", {"type": "integer", "minimum": 0, "default": 0},
-               "number of items to skip")
+MAX_OFFSET = 10**9
+OFFSET = Param("offset", "query", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET,
+                                   "default": 0}, "number of items to skip")

@@ -14,10 +14,14 @@ import pytest
 import yaml
 
 from cluster.lab.layout import SECRET_VARIABLES
+from nodes.users import token_digest
 from tests.ansible.render import ANSIBLE, REPO
 
 LAB = yaml.safe_load((REPO / "inventories" / "lab" / "hosts.yml").read_text())
-SECRETS = {var: f"s3cret-{var}" for var in SECRET_VARIABLES} | {"tenir_version": "0.1.0"}
+SECRETS = {var: f"s3cret-{var}" for var in SECRET_VARIABLES} | {
+    "tenir_version": "0.1.0",
+    "tenir_node_users": [{"name": "deploy", "role": "operator",
+                          "token_sha256": token_digest("s3cret-tenir_deploy_token")}]}
 
 
 def preflight(tmp_path: Path, inventory: dict[str, Any],
@@ -88,6 +92,14 @@ def test_a_missing_secret_is_refused_by_name(tmp_path: Path) -> None:
     proc = preflight(tmp_path, LAB, extra)
     assert proc.returncode != 0
     assert "secret patroni_replication_password is not set" in proc.stdout
+
+
+def test_no_deployment_user_among_the_api_users_is_refused(tmp_path: Path) -> None:
+    extra = {**SECRETS, "tenir_node_users": [{"name": "someone", "role": "operator",
+                                              "token_sha256": token_digest("another-token")}]}
+    proc = preflight(tmp_path, LAB, extra)
+    assert proc.returncode != 0
+    assert "one of them must hold tenir_deploy_token" in proc.stdout
 
 
 def test_a_host_in_no_site_is_refused_by_name(tmp_path: Path) -> None:

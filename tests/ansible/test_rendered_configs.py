@@ -11,25 +11,30 @@ import pytest
 import yaml
 
 from cluster.lab.layout import SECRET_VARIABLES
+from nodes.users import token_digest
 from tests.ansible.render import REPO, render_inventory
 
 LAB = REPO / "inventories" / "lab"
 PRODUCTION = REPO / "inventories" / "production-example"
 VAULT_PASSWORD = PRODUCTION / "vault-password.example"
-SECRETS = {var: f"s3cret-{var}-Zq8vTn" for var in SECRET_VARIABLES}
+SECRETS = {var: f"s3cret-{var}-Zq8vTn-0123456789abcdef" for var in SECRET_VARIABLES}
+TOKENS = {role: f"token-of-{role}-Zq8vTn-0123456789" for role in ("oncall", "auditor")}
+USERS = [{"name": "lab-operator", "role": "operator",
+          "token_sha256": token_digest(SECRETS["tenir_deploy_token"])},
+         *({"name": f"lab-{r}", "role": r, "token_sha256": token_digest(t)}
+           for r, t in TOKENS.items())]
+LAB_EXTRA = {**SECRETS, "tenir_version": "0.1.0", "tenir_node_users": USERS}
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
-    return render_inventory(LAB, tmp_path_factory.mktemp("lab"),
-                            {**SECRETS, "tenir_version": "0.1.0"})
+    return render_inventory(LAB, tmp_path_factory.mktemp("lab"), LAB_EXTRA)
 
 
 @pytest.fixture(scope="module")
 def lab_zk(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
     return render_inventory(LAB, tmp_path_factory.mktemp("labzk"),
-                            {**SECRETS, "tenir_version": "0.1.0",
-                             "tenir_coordination": "zookeeper"})
+                            {**LAB_EXTRA, "tenir_coordination": "zookeeper"})
 
 
 def _zoo_cfg(text: str) -> dict[str, str]:
@@ -132,13 +137,23 @@ def test_secrets_only_where_they_are_used(lab: dict[str, dict[str, str]]) -> Non
         "patroni.yml": {"patroni_superuser_password", "patroni_replication_password",
                         "patroni_rewind_password", "patroni_restapi_password"},
         "node.yml": {"tenir_node_db_password", "tenir_node_smpp_password",
-                     "tenir_node_token_operator",
-                     "tenir_node_token_oncall", "tenir_node_token_auditor"},
+                     "tenir_node_ack_key", "tenir_node_voice_callback_secret"},
     }
     for files in lab.values():
         for name, text in files.items():
             leaked = {var for var, secret in SECRETS.items() if secret in text}
             assert leaked == expected.get(name, set()), name
+
+
+def test_nodes_hold_the_users_token_digests_never_a_token(
+        lab: dict[str, dict[str, str]]) -> None:
+    for host in ("paris-node1", "marseille-node2"):
+        conf = yaml.safe_load(lab[host]["node.yml"])
+        assert conf["users"] == USERS
+        assert [k["id"] for k in conf["ack_keys"]] == ["k1"]
+        text = lab[host]["node.yml"]
+        for token in (SECRETS["tenir_deploy_token"], *TOKENS.values()):
+            assert token not in text
 
 
 def test_the_witness_follows_the_ledger_with_the_datacenters_keys(

@@ -1,5 +1,6 @@
-"""Fixtures of the API tests: the in-memory store, one token per role, and a test client of
-the application served on 127.0.0.1 by aiohttp's TestServer."""
+"""Fixtures of the API tests: the in-memory store, one user per role, the keys that sign
+acknowledgement links and carrier callbacks, and a test client of the application served on
+127.0.0.1 by aiohttp's TestServer."""
 
 from __future__ import annotations
 
@@ -11,9 +12,14 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from failover.evidence import keys
+from failover.evidence.service import EvidenceService
 from nodes.api import Role, create_app
 from nodes.carriers.base import Ack, Receipt
+from nodes.carriers.callback_auth import CallbackVerifier
 from nodes.metrics import Metrics
+from nodes.signing import AckKey, AckSigner
+from nodes.users import ApiUser
 from tests.fakes.memory_store import MemoryStore
 
 TOKENS: dict[str, Role] = {
@@ -22,6 +28,12 @@ TOKENS: dict[str, Role] = {
     "audit-token-1c7e4b9a3f5e": "auditor",
 }
 OPERATOR, ONCALL, AUDITOR = TOKENS
+NAMES = {"operator": "alice", "oncall": "olivier", "auditor": "audrey"}
+USERS = [ApiUser.with_token(NAMES[role], role, token) for token, role in TOKENS.items()]
+ACK_KEYS = [AckKey("k2", "current-ack-key-for-tests-0123456789abcdef"),
+            AckKey("k1", "previous-ack-key-for-tests-0123456789abcd")]
+SIGNER = AckSigner(ACK_KEYS)
+CARRIER_SECRET = "voice-carrier-secret-for-tests-0123456789"
 
 Client = TestClient[web.Request, web.Application]
 
@@ -59,10 +71,30 @@ def sinks() -> Sinks:
     return Sinks()
 
 
+class Waiting:
+    """The references a dispatcher would be waiting on (``InFlight``)."""
+
+    def __init__(self) -> None:
+        self.references: set[str] = set()
+
+    def awaiting(self, reference: str) -> bool:
+        return reference in self.references
+
+
+# Every test app serves the evidence routes too (the fuzzers and schemathesis reach them).
+EVIDENCE_ORIGIN = "tenir.invalid/api-tests/ledger"
+EVIDENCE_SITE_KEY = keys.generate("tenir/paris")
+EVIDENCE_WITNESS_KEY = keys.generate("tenir/witness", keys.COSIGNATURE_V1)
+
+
 def make_app(store: MemoryStore, metrics: Metrics, sinks: Sinks | None = None,
              **kwargs: Any) -> web.Application:
+    kwargs.setdefault("evidence_service", EvidenceService(
+        store.ledger, EVIDENCE_ORIGIN, "paris-node1", "paris", EVIDENCE_SITE_KEY,
+        [EVIDENCE_SITE_KEY.verifier.vkey, EVIDENCE_WITNESS_KEY.verifier.vkey]))
     return create_app(
-        store, node="paris-node1", site="paris", tokens=TOKENS, metrics=metrics,
+        store, node="paris-node1", site="paris", users=USERS, metrics=metrics,
+        signer=SIGNER, carrier_auth=CallbackVerifier([CARRIER_SECRET]),
         on_ack=sinks.on_ack if sinks else None,
         on_receipt=sinks.on_receipt if sinks else None, **kwargs,
     )

@@ -1,13 +1,16 @@
-"""Bearer tokens and roles: 401 without or with an unknown token, 403 for a role that may not."""
+"""Per-user bearer tokens and roles: 401 without or with an unknown token, 403 for a role that
+may not, every action recorded under the user's name, and failed attempts rate limited."""
 
 from __future__ import annotations
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
-from nodes.api import create_app
-from nodes.api.auth import TokenTable, bearer_token
+from nodes.api.auth import UserTable, bearer_token
+from nodes.api.limits import HttpLimits
 from nodes.metrics import Metrics
-from tests.api.conftest import AUDITOR, ONCALL, OPERATOR, Client, auth, seed
+from nodes.users import ApiUser, token_digest
+from tests.api.conftest import AUDITOR, ONCALL, OPERATOR, Client, auth, make_app, seed
 from tests.fakes.memory_store import MemoryStore
 
 pytestmark = pytest.mark.unit
@@ -131,23 +134,76 @@ async def test_auth_failures_are_counted(client: Client, metrics: Metrics) -> No
     assert metrics.auth_failures.value(reason="forbidden") == 1
 
 
-def test_token_table_refuses_weak_tokens_and_unknown_roles() -> None:
-    with pytest.raises(ValueError, match="shorter"):
-        create_app(MemoryStore(), node="n", site="s", tokens={"short": "operator"},
-                   metrics=Metrics())
-    with pytest.raises(ValueError, match="unknown role"):
-        TokenTable({"a-long-enough-token-123": "admin"})  # type: ignore[dict-item]
+def test_users_need_strong_tokens_known_roles_and_unique_names() -> None:
+    with pytest.raises(ValueError, match="token: at least 16"):
+        ApiUser.with_token("alice", "operator", "short")
+    with pytest.raises(ValueError, match="role"):
+        ApiUser.with_token("alice", "admin", "a-long-enough-token-123")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="name"):
+        ApiUser.with_token("alice smith", "operator", "a-long-enough-token-123")
+    with pytest.raises(ValueError, match="token_sha256"):
+        ApiUser("alice", "operator", "ABCD")
+    one = ApiUser.with_token("alice", "operator", "a-long-enough-token-123")
+    with pytest.raises(ValueError, match="same name"):
+        UserTable([one, ApiUser.with_token("alice", "auditor", "another-long-token-456")])
+    with pytest.raises(ValueError, match="same token"):
+        UserTable([one, ApiUser.with_token("bob", "auditor", "a-long-enough-token-123")])
+    assert "a-long-enough-token-123" not in repr(one)
 
 
-def test_token_table_knows_only_exact_tokens() -> None:
-    table = TokenTable({"a-long-enough-token-123": "operator",
-                        "another-long-token-456": "auditor"})
+def test_user_table_knows_only_exact_tokens() -> None:
+    table = UserTable([
+        ApiUser.with_token("alice", "operator", "a-long-enough-token-123"),
+        ApiUser("bob", "auditor", token_digest("another-long-token-456")),  # digest only
+    ])
     who = table.lookup("a-long-enough-token-123")
-    assert who is not None and who.role == "operator"
-    assert "a-long-enough-token-123" not in who.id
+    assert who is not None and (who.role, who.id) == ("operator", "alice")
+    bob = table.lookup("another-long-token-456")
+    assert bob is not None and (bob.role, bob.id) == ("auditor", "bob")
     assert table.lookup("a-long-enough-token-12") is None
     assert table.lookup("") is None
     assert table.lookup("a-long-enough-token-123\u00e9") is None
     assert bearer_token("Bearer   tok  ") == "tok"
     assert bearer_token("Token tok") is None
     assert bearer_token(None) is None
+
+
+@pytest.mark.asyncio
+async def test_every_action_records_the_user_who_did_it(
+    client: Client, store: MemoryStore,
+) -> None:
+    await seed(client)
+    r = await client.post("/api/v1/campaigns", headers=auth(OPERATOR),
+                          json={"scenario": "alerte", "group": "crise"})
+    campaign = (await r.json())["id"]
+    r = await client.get(f"/api/v1/campaigns/{campaign}", headers=auth(AUDITOR))
+    assert (await r.json())["launched_by"] == "alice"
+    r = await client.post(f"/api/v1/campaigns/{campaign}/pause", headers=auth(ONCALL))
+    assert r.status == 200
+    r = await client.post("/api/v1/events", headers=auth(ONCALL),
+                          json={"kind": "operator.drill", "sentence": "drill"})
+    assert r.status == 201
+    by = {(e.kind, e.actor, e.node) for e in store.events}
+    assert ("campaign.launch", "alice", "paris-node1") in by
+    assert ("campaign.pause", "olivier", "paris-node1") in by
+    assert ("operator.drill", "olivier", "paris-node1") in by
+
+
+@pytest.mark.asyncio
+async def test_failed_authentications_are_rate_limited_per_address(
+    store: MemoryStore, metrics: Metrics,
+) -> None:
+    app = make_app(store, metrics, limits=HttpLimits(failures_per_s=0.01, failure_burst=5))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        statuses = []
+        for i in range(8):
+            r = await client.get("/api/v1/contacts", headers=auth(f"guess-{i:020d}"))
+            statuses.append(r.status)
+        assert statuses == [401] * 5 + [429] * 3
+        assert int(r.headers["Retry-After"]) > 0
+        # the right token is refused too while the address is locked out, /healthz is not
+        r = await client.get("/api/v1/contacts", headers=auth(OPERATOR))
+        assert r.status == 429
+        assert (await client.get("/healthz")).status == 200
+    assert metrics.rate_limited.value(limit="failures") == 4
+    assert metrics.auth_failures.value(reason="unknown") == 5

@@ -150,7 +150,7 @@ async def test_operators_record_events_and_auditors_read_them(client: Client,
     assert (event.id, event.kind, event.node, event.site) == (
         event_id, "operator.switchover", "paris-node1", "paris")
     assert event.details["to"] == "marseille"
-    assert event.details["by"].startswith("oncall:")  # set by the node, not by the caller
+    assert event.details["by"] == "olivier"  # set by the node, not by the caller
     r = await client.get("/api/v1/events?limit=5", headers=auth(AUDITOR))
     [listed] = (await r.json())["items"]
     assert listed["sentence"] == "switchover to marseille done" and listed["at"]

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from nodes.api.limits import HttpLimits
 from nodes.metrics import Metrics
 from tests.api.conftest import OPERATOR, Client, auth, make_app
 from tests.fakes.memory_store import MemoryStore
@@ -112,7 +113,8 @@ async def test_wrong_content_type_is_415(client: Client) -> None:
 async def test_oversized_body_is_413_whether_announced_or_streamed(
     store: MemoryStore, metrics: Metrics,
 ) -> None:
-    app = make_app(store, metrics, max_body_bytes=1024)
+    app = make_app(store, metrics, limits=HttpLimits(json_body_bytes=1024,
+                                                     import_body_bytes=1024))
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         big = {"name": "A" * 2000, "mobile": "0612345678"}
         r = await client.post("/api/v1/contacts", headers=auth(OPERATOR), json=big)
@@ -154,7 +156,7 @@ async def test_groups_are_created_once_and_listed_with_member_counts(client: Cli
     r = await client.post("/api/v1/groups", headers=auth(OPERATOR), json={"name": "élus"})
     assert r.status == 201
     r = await client.post("/api/v1/groups", headers=auth(OPERATOR), json={"name": "élus"})
-    assert r.status == 422
+    assert r.status == 409  # already exists
     assert (await r.json())["field"] == "name"
     r = await client.post("/api/v1/groups", headers=auth(OPERATOR), json={"name": "a", "b": 1})
     assert (r.status, (await r.json())["field"]) == (422, "b")
@@ -293,3 +295,33 @@ async def test_a_100000_row_csv_import_succeeds(client: Client, store: MemorySto
     assert groups["commune"] == 100_000 and groups["quartier-7"] == 5000
     last = (await store.list_contacts(limit=1, offset=99_999))[0]
     assert last.mobile == "+33600099999"
+
+
+@pytest.mark.asyncio
+async def test_an_operator_erases_a_contact_and_its_campaign_recipients(
+    client: Client, store: MemoryStore,
+) -> None:
+    from tests.api.conftest import AUDITOR, seed
+    await seed(client, contacts=2)
+    r = await client.post("/api/v1/campaigns", headers=auth(OPERATOR),
+                          json={"scenario": "alerte", "group": "crise"})
+    campaign = (await r.json())["id"]
+    contacts = (await (await client.get("/api/v1/contacts", headers=auth(OPERATOR))).json())
+    first = contacts["items"][0]
+    assert (await client.delete(f"/api/v1/contacts/{first['id']}",
+                                headers=auth(AUDITOR))).status == 403
+    r = await client.delete(f"/api/v1/contacts/{first['id']}", headers=auth(OPERATOR))
+    assert r.status == 200
+    assert await r.json() == {"contact": first["id"], "recipients_blanked": 1}
+    left = (await (await client.get("/api/v1/contacts", headers=auth(OPERATOR))).json())
+    assert [c["id"] for c in left["items"]] == [contacts["items"][1]["id"]]
+    batch = await store.claim_batch("n1", 30)
+    assert batch is not None
+    erased = [p for p in batch.recipients if p.name == "(erased)"]
+    assert len(erased) == 1 and erased[0].campaign_id == campaign
+    assert (erased[0].phone, erased[0].mobile, erased[0].email) == (None, None, None)
+    [event] = [e for e in store.events if e.kind == "operator.contact.erased"]
+    assert event.details == {"by": "alice", "contact": first["id"], "recipients": 1}
+    assert "Agent" not in event.sentence and "mairie" not in str(event.details)
+    r = await client.delete(f"/api/v1/contacts/{first['id']}", headers=auth(OPERATOR))
+    assert r.status == 404

@@ -96,11 +96,11 @@ async def test_invalid_scenario_is_refused_naming_the_field_and_nothing_is_store
 
 
 @pytest.mark.asyncio
-async def test_duplicate_name_is_refused_by_the_store_naming_the_field(client: Client) -> None:
+async def test_duplicate_name_is_a_conflict_naming_the_field(client: Client) -> None:
     r = await client.post("/api/v1/scenarios", headers=auth(OPERATOR), json=VALID)
     assert r.status == 201
     r = await client.post("/api/v1/scenarios", headers=auth(OPERATOR), json=VALID)
-    assert r.status == 422
+    assert r.status == 409
     assert (await r.json())["field"] == "name"
 
 

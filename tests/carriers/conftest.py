@@ -4,6 +4,7 @@ for the node's API (acknowledgement links, voice callbacks)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,11 +12,13 @@ import aiohttp
 import pytest_asyncio
 from aiohttp import web
 
+from nodes.carriers.callback_auth import HEADER
 from nodes.carriers.sim.app import SimConfig, Simulator
 from tests.carriers.support import (
     HOST,
     SMPP_PASSWORD,
     SMPP_USER,
+    VOICE_CALLBACK_SECRET,
     Collector,
     Control,
     NodeApi,
@@ -34,7 +37,8 @@ async def sim_factory() -> AsyncIterator[SimFactory]:
 
     async def make(**overrides: Any) -> Simulator:
         config: dict[str, Any] = {"site": "paris", "host": HOST, "receipt_delay_ms": 20,
-                                  "system_id": SMPP_USER, "password": SMPP_PASSWORD}
+                                  "system_id": SMPP_USER, "password": SMPP_PASSWORD,
+                                  "voice_callback_secret": VOICE_CALLBACK_SECRET}
         config.update(overrides)
         sim = Simulator(SimConfig(**config))
         await sim.start()
@@ -66,16 +70,24 @@ async def control(http: aiohttp.ClientSession, sim: Simulator) -> Control:
 async def node_api() -> AsyncIterator[NodeApi]:
     api = NodeApi(url="")
 
+    async def page(request: web.Request) -> web.Response:  # opening the link records nothing
+        api.opened.append(request.match_info["reference"])
+        return web.Response(text=f'<form method="post" action="{request.path_qs}">'
+                                 '<button>ok</button></form>', content_type="text/html")
+
     async def click(request: web.Request) -> web.Response:
         api.clicks.append(request.match_info["reference"])
         return web.Response(text="merci")
 
     async def callback(request: web.Request) -> web.Response:
-        api.callbacks.append(await request.json())
+        raw = await request.read()
+        api.callback_bodies.append((raw, request.headers.get(HEADER)))
+        api.callbacks.append(json.loads(raw))
         return web.Response(status=204)
 
     app = web.Application()
-    app.router.add_get("/ack/{reference}", click)
+    app.router.add_get("/ack/{reference}", page)
+    app.router.add_post("/ack/{reference}", click)
     app.router.add_post("/voice/callback", callback)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -18,6 +18,7 @@ from nodes.carriers.sim.app import Simulator
 HOST = "127.0.0.1"
 SMPP_USER = "tenir"
 SMPP_PASSWORD = "s3cr3tZq"  # test credential, checked never to appear in logs
+VOICE_CALLBACK_SECRET = "voice-callback-secret-for-tests-0123456789"  # shared with the node
 
 SimFactory = Callable[..., Awaitable[Simulator]]
 
@@ -84,8 +85,10 @@ class NodeApi:
     """A local aiohttp endpoint recording what the simulators send to the node's API."""
 
     url: str
-    clicks: list[str] = field(default_factory=list)
+    opened: list[str] = field(default_factory=list)  # acknowledgement pages opened (GET)
+    clicks: list[str] = field(default_factory=list)  # their buttons pressed (POST)
     callbacks: list[Any] = field(default_factory=list)
+    callback_bodies: list[tuple[bytes, str | None]] = field(default_factory=list)  # + signature
 
 
 A = TypeVar("A")  # an adapter class: SmppAdapter, SmtpAdapter, VoiceAdapter

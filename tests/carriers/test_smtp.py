@@ -104,6 +104,8 @@ async def test_ack_link_is_clicked(
     assert (await adapter.send(mail(1, ack="link", callback_url=link))).accepted
     assert (await adapter.send(mail(2))).accepted  # no link, no click
     await eventually(lambda: node_api.clicks == ["9:1:email:0"], what="the click")
+    # as a person would: the page opened (GET, which acknowledges nothing), its button pressed
+    assert node_api.opened == ["9:1:email:0"]
 
     await control.set(channel="email", ack_rate=0)
     link3 = f"{node_api.url}/ack/9:3:email:0"

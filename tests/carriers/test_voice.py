@@ -10,11 +10,20 @@ import pytest
 import pytest_asyncio
 
 from nodes.carriers.base import Ack, Message
+from nodes.carriers.callback_auth import CallbackVerifier
 from nodes.carriers.sim.app import Simulator
 from nodes.carriers.sim.state import ChannelSettings
 from nodes.carriers.sim.voice_server import call_outcome
 from nodes.carriers.voice import VoiceAdapter
-from tests.carriers.support import HOST, Collector, Control, NodeApi, adapter_factory, eventually
+from tests.carriers.support import (
+    HOST,
+    VOICE_CALLBACK_SECRET,
+    Collector,
+    Control,
+    NodeApi,
+    adapter_factory,
+    eventually,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -48,6 +57,14 @@ async def test_call_is_answered_and_acknowledged_by_dtmf(
     payload = node_api.callbacks[0]
     assert payload == {"reference": "5:1:voice:0", "call_id": result.carrier_message_id,
                        "status": "answered", "dtmf": "1"}
+    # signed with the secret the node knows, over this very body, and only once
+    body, signature = node_api.callback_bodies[0]
+    verifier = CallbackVerifier([VOICE_CALLBACK_SECRET])
+    assert verifier.verify(signature, body + b" ") == "carrier_bad_signature"
+    assert CallbackVerifier(["another-secret-of-32-characters-at-least"]).verify(
+        signature, body) == "carrier_bad_signature"
+    assert verifier.verify(signature, body) == "ok"
+    assert verifier.verify(signature, body) == "replayed"
     # What the node's callback route does with it:
     receipt, ack = await adapter.handle_callback(payload)
     assert receipt.state == "delivered" and receipt.carrier_message_id == result.carrier_message_id

@@ -80,12 +80,14 @@ async def test_an_expired_lease_is_taken_over_and_the_late_holder_refused(
                                     [out(late.recipients[0], campaign)])
 
 
-async def test_outcomes_first_final_wins_acks_upgrade_receipts_wait(
+async def test_outcomes_first_final_wins_late_acks_refused_receipts_wait(
         store: CampaignStore) -> None:
     campaign = await launch(store, population=3, batch_size=3)
     b = await claim(store, "paris-node1")
     r1, r2, r3 = b.recipients
-    await store.record_receipt(f"{campaign}:{r3.id}:sms:0", "delivered", "early-id")
+    # a receipt for an attempt still in flight (its outcome not recorded yet) is kept for it
+    assert await store.record_receipt(f"{campaign}:{r3.id}:sms:0", "delivered", "early-id",
+                                      in_flight=True) == "kept"
     await store.record_outcomes(b.id, b.epoch, "paris-node1", [
         out(r1, campaign, cmid="m1"),
         out(r2, campaign, state="failed", final=False),
@@ -94,14 +96,16 @@ async def test_outcomes_first_final_wins_acks_upgrade_receipts_wait(
     await store.record_outcomes(b.id, b.epoch, "paris-node1", [
         out(r1, campaign, state="failed", attempt=1),  # a later final does not replace it
     ])
-    assert await store.record_acknowledgement(f"{campaign}:{r1.id}:sms:0", "reply") is True
-    assert await store.record_acknowledgement("99:99:sms:0", "reply") is False
+    # an acknowledgement counts while its attempt waits for one; once the recipient is final it
+    # is too late (or a replay): refused, and nothing changes
+    assert await store.record_acknowledgement(f"{campaign}:{r1.id}:sms:0", "reply") == "final"
+    assert await store.record_acknowledgement("99:99:sms:0", "reply") == "unknown"
     rows = {r.recipient_id: r for r in await store.recipient_outcomes(campaign)}
-    assert rows[r1.id].state == "acknowledged"
+    assert rows[r1.id].state == "delivered"
     assert rows[r1.id].reference == f"{campaign}:{r1.id}:sms:0"
     assert rows[r2.id].state == "pending" and rows[r3.id].state == "pending"
     summary = await store.campaign_summary(campaign)
-    assert (summary.acknowledged, summary.pending, summary.by_site) == (1, 2, {"paris": 1})
+    assert (summary.acknowledged, summary.pending, summary.by_site) == (0, 2, {"paris": 1})
     await store.reassign_batches("paris-node1")
     again = await claim(store, "paris-node2")
     where = {r.id: (r.step, r.attempt) for r in again.recipients}

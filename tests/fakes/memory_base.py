@@ -39,6 +39,7 @@ class RecipientRow:
     batch_id: int = 0
     state: RecipientState = "pending"
     final: Outcome | None = None
+    contact_id: int | None = None  # the contact it was copied from (None: generated)
 
 
 @dataclass
@@ -103,6 +104,7 @@ class MemoryBase:
         self._unmatched_acks: dict[str, str] = {}
         self._rejections = 0
         self._next_recipient = 1
+        self._next_contact = 1
         self.events: list[Event] = []
         self.ledger = MemoryLedger(clock)
 

@@ -16,14 +16,22 @@ from datetime import timedelta
 from replication.store_api import (
     CHANNELS,
     MAX_HOLD_S,
+    AckVerdict,
     AttemptState,
     ClaimedBatch,
     InvalidInput,
     NotFound,
     Outcome,
+    ReceiptVerdict,
     StaleEpoch,
 )
-from tests.fakes.memory_base import AttemptRow, BatchRow, MemoryBase, required_name
+from tests.fakes.memory_base import (
+    AttemptRow,
+    BatchRow,
+    MemoryBase,
+    RecipientRow,
+    required_name,
+)
 
 MAX_LEASE_S = 3600.0
 _RANK = {"sent": 0, "delivered": 1, "failed": 1, "acknowledged": 2}
@@ -109,6 +117,9 @@ class DispatchPart(MemoryBase):
                 raise InvalidInput(where, f"reference {o.reference} belongs to another recipient")
             if o.channel not in CHANNELS:
                 raise InvalidInput(where, "unknown channel")
+            for name in ("reference", "carrier", "site"):  # as store_codec.pack_outcomes
+                if not isinstance(getattr(o, name), str) or not getattr(o, name).strip():
+                    raise InvalidInput(f"{where}.{name}", "must be a non-empty string")
             if o.state not in _RANK:
                 raise InvalidInput(where, "unknown state")
             if o.final and o.state == "sent":
@@ -214,29 +225,55 @@ class DispatchPart(MemoryBase):
             row.final = dataclasses.replace(attempt.outcome, final=True, at=self.clock())
 
     async def record_receipt(
-        self, reference: str, state: AttemptState, carrier_message_id: str | None,
-    ) -> None:
+        self, reference: str, state: AttemptState, carrier_message_id: str | None, *,
+        in_flight: bool = False,
+    ) -> ReceiptVerdict:
         self._enter("record_receipt")
         reference = required_name("reference", reference)
         if state not in ("sent", "delivered", "failed"):
             raise InvalidInput("state", "a receipt says sent, delivered or failed")
-        self.receipts.append((reference, state, carrier_message_id))
-        if reference in self._attempts:
+        known = reference in self._attempts
+        if not known and not in_flight:
+            return "unknown"
+        if (reference, state, carrier_message_id) not in self.receipts:
+            self.receipts.append((reference, state, carrier_message_id))
+            if not known:
+                self._unmatched_receipts.setdefault(reference, []).append(
+                    (state, carrier_message_id))
+        if known:
             self._apply_receipt(reference, state, carrier_message_id)
-        else:
-            self._unmatched_receipts.setdefault(reference, []).append(
-                (state, carrier_message_id))
+        return "recorded" if known else "kept"
 
-    async def record_acknowledgement(self, reference: str, via: str) -> bool:
+    def _recipient_of(self, reference: str) -> RecipientRow | None:
+        parts = reference.split(":")
+        if len(parts) < 3 or not all(p.isdigit() for p in parts[:2]):
+            return None
+        campaign = self._campaigns.get(int(parts[0]))
+        return campaign.recipients.get(int(parts[1])) if campaign is not None else None
+
+    async def record_acknowledgement(
+        self, reference: str, via: str, *, in_flight: bool = False,
+    ) -> AckVerdict:
         self._enter("record_acknowledgement")
         reference = required_name("reference", reference)
         via = required_name("via", via)
-        self.acknowledgements.append((reference, via))
-        if reference not in self._attempts:
+        row = self._recipient_of(reference)
+        if row is None:
+            return "unknown"
+        if row.state != "pending":
+            return "final"
+        attempt = self._attempts.get(reference)
+        if attempt is None:
+            if not in_flight:
+                return "early"
+            self.acknowledgements.append((reference, via))
             self._unmatched_acks.setdefault(reference, via)
-            return False
+            return "kept"
+        if attempt.outcome.recipient_id != row.recipient.id:
+            return "unknown"
+        self.acknowledgements.append((reference, via))
         self._apply_ack(reference)
-        return True
+        return "recorded"
 
     async def fencing_rejections(self) -> int:
         self._enter("fencing_rejections")

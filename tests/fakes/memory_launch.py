@@ -22,7 +22,7 @@ from tests.fakes.memory_base import BatchRow, CampaignRow, MemoryBase, Recipient
 MAX_POPULATION = 9_999_999
 MAX_BATCH_SIZE = 10_000
 MAX_CHUNK = 200_000
-Person = tuple[str, str | None, str | None, str | None, str]
+Person = tuple[str, str | None, str | None, str | None, str, int | None]  # ..., contact id
 
 
 class UnknownName(InvalidInput, NotFound):
@@ -88,13 +88,13 @@ class LaunchPart(MemoryBase):
             for n in range(cursor.written + 1, last + 1):
                 number = f"+33639{n:07d}"
                 people.append((f"Test {n:06d}", number, number, f"test-{n}@example.invalid",
-                               "fr"))
+                               "fr", None))
             return people, 0
         members = list(self._groups.values())[cursor.group_id - 1]
         contacts = sorted((c for c in self._contacts
                            if c.id in members and c.id > cursor.after_contact),
                           key=lambda c: c.id)[:size]
-        return ([(c.name, c.phone, c.mobile, c.email, c.language) for c in contacts],
+        return ([(c.name, c.phone, c.mobile, c.email, c.language, c.id) for c in contacts],
                 contacts[-1].id if contacts else cursor.after_contact)
 
     def _chunk(self, cursor: LaunchCursor, chunk: int) -> LaunchCursor:
@@ -108,12 +108,12 @@ class LaunchPart(MemoryBase):
         size = max(1, chunk // cursor.batch_size) * cursor.batch_size
         people, after = self._people(cursor, size)
         ids = []
-        for name, phone, mobile, email, language in people:
+        for name, phone, mobile, email, language, contact_id in people:
             rid = self._next_recipient
             self._next_recipient += 1
             campaign.recipients[rid] = RecipientRow(Recipient(
                 id=rid, campaign_id=campaign.id, name=name, phone=phone, mobile=mobile,
-                email=email, language=language))
+                email=email, language=language), contact_id=contact_id)
             ids.append(rid)
         for start in range(0, len(ids), cursor.batch_size):
             batch_id = len(self._batches) + 1

@@ -21,8 +21,10 @@ dispatcher to be tested against it:
   to (s, k + 1) unless it is already further; the first final outcome wins, only an
   acknowledgement upgrades it;
 * receipts and acknowledgements for attempts not recorded yet are kept and applied when the
-  attempt is recorded; ``record_acknowledgement`` returns whether the attempt was known
-  (idempotent: True again for an acknowledged attempt);
+  attempt is recorded only when ``in_flight``; otherwise nothing is stored; the verdicts are
+  those of ``store_api.ReceiptVerdict``/``AckVerdict`` (an acknowledgement of a recipient with
+  a final outcome is ``final``; an identical receipt is not stored twice);
+* ``erase_contact`` deletes the contact and blanks its campaign recipients;
 * ``finish_batch`` refuses (``batch_id``) while the batch has pending recipients unless the
   campaign was cancelled; the campaign completes when its last batch is finished.
 
@@ -39,6 +41,7 @@ from typing import Any
 
 from replication.store_api import (
     CHANNELS,
+    ERASED_NAME,
     CampaignState,
     CampaignStore,
     CampaignSummary,
@@ -103,9 +106,9 @@ class MemoryStore(LaunchPart, DispatchPart):
                 if c.external_id in known_ids:
                     raise InvalidInput(where, "external_id already exists")
                 seen[c.external_id] = line
-        first = len(self._contacts) + 1
-        for i, c in enumerate(contacts):
-            contact = Contact(**dataclasses.asdict(c), id=first + i)
+        for c in contacts:
+            contact = Contact(**dataclasses.asdict(c), id=self._next_contact)
+            self._next_contact += 1
             self._contacts.append(contact)
             for g in contact.groups:
                 self._groups.setdefault(g.strip(), {})[contact.id] = None
@@ -115,6 +118,25 @@ class MemoryStore(LaunchPart, DispatchPart):
         self._enter("list_contacts")
         _page(limit, offset)
         return self._contacts[offset:offset + limit]
+
+    async def erase_contact(self, contact_id: int) -> int:
+        self._enter("erase_contact")
+        if isinstance(contact_id, bool) or not isinstance(contact_id, int) or contact_id < 1:
+            raise InvalidInput("contact_id", "must be a positive integer")
+        if not any(c.id == contact_id for c in self._contacts):
+            raise NotFound(f"contact {contact_id}")
+        self._contacts = [c for c in self._contacts if c.id != contact_id]
+        for members in self._groups.values():
+            members.pop(contact_id, None)
+        blanked = 0
+        for campaign in self._campaigns.values():
+            for row in campaign.recipients.values():
+                if row.contact_id == contact_id:
+                    row.recipient = dataclasses.replace(row.recipient, name=ERASED_NAME,
+                                                        phone=None, mobile=None, email=None)
+                    row.contact_id = None
+                    blanked += 1
+        return blanked
 
     async def create_group(self, name: str) -> None:
         self._enter("create_group")

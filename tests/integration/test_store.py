@@ -236,9 +236,10 @@ async def test_summary_counts_and_by_site(store: PgCampaignStore) -> None:
         outcome(r1[4], cid, state="sent", final=False)])
     await store.record_outcomes(b2.id, b2.epoch, "marseille-1", [
         outcome(r2[0], cid, site="marseille"), outcome(r2[1], cid, site="marseille"),
-        outcome(r2[2], cid, site="marseille", channel="voice", step=1),
+        outcome(r2[2], cid, site="marseille", channel="voice", step=1, final=False),
         outcome(r2[3], cid, state="failed", site="marseille")])
-    assert await store.record_acknowledgement(f"{cid}:{r2[2].id}:voice:0", "dtmf")
+    assert await store.record_acknowledgement(f"{cid}:{r2[2].id}:voice:0", "dtmf") == \
+        "recorded"
     s = await store.campaign_summary(cid)
     assert (s.recipients, s.delivered, s.acknowledged, s.failed, s.pending) == (10, 5, 1, 2, 2)
     assert s.by_site == {"marseille": 3, "paris": 3}

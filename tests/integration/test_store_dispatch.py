@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from replication.store import PgCampaignStore
-from replication.store_api import ClaimedBatch, InvalidInput, NotFound, StaleEpoch
+from replication.store_api import ClaimedBatch, ContactIn, InvalidInput, NotFound, StaleEpoch
 from tests.integration.support import (
     AConn,
     finals,
@@ -259,10 +259,10 @@ async def test_receipts_update_attempts_even_when_they_come_first(
     ref_r, ref_s = f"{cid}:{r.id}:sms:0", f"{cid}:{s.id}:sms:0"
     await store.record_outcomes(b.id, b.epoch, "n1", [outcome(r, cid, state="sent",
                                                               final=False)])
-    await store.record_receipt(ref_r, "delivered", "m-r")
-    await store.record_receipt(ref_r, "sent", None)  # never moves back
-    # the receipt of s arrives before the dispatcher flushed its send
-    await store.record_receipt(ref_s, "delivered", "m-s")
+    assert await store.record_receipt(ref_r, "delivered", "m-r") == "recorded"
+    assert await store.record_receipt(ref_r, "sent", None) == "recorded"  # never moves back
+    # the receipt of s arrives before the dispatcher, which waits on it, flushed its send
+    assert await store.record_receipt(ref_s, "delivered", "m-s", in_flight=True) == "kept"
     await store.record_outcomes(b.id, b.epoch, "n1", [outcome(s, cid, state="sent",
                                                               final=False)])
     rows: dict[str, str] = dict(await (await sql_conn.execute(
@@ -273,35 +273,80 @@ async def test_receipts_update_attempts_even_when_they_come_first(
         await store.record_receipt(ref_r, "acknowledged", None)
 
 
-async def test_acknowledgement_is_final_and_idempotent(store: PgCampaignStore,
-                                                       sql_conn: AConn) -> None:
+async def test_unknown_or_repeated_receipts_add_no_row(store: PgCampaignStore,
+                                                        sql_conn: AConn) -> None:
+    cid = await _launch(store, population=1, batch_size=1)
+    b = await _claim(store, "n1")
+    r = b.recipients[0]
+    ref = f"{cid}:{r.id}:voice:0"
+    for n in range(50):  # junk: nobody sent these, nobody waits on them
+        assert await store.record_receipt(f"{cid}:{n}:voice:0.{n}", "failed", None) == "unknown"
+    assert await store.record_receipt(ref, "delivered", "c1") == "unknown"  # not sent yet
+    await store.record_outcomes(b.id, b.epoch, "n1", [outcome(r, cid, channel="voice",
+                                                              state="sent", final=False)])
+    for _ in range(20):  # one receipt, replayed
+        assert await store.record_receipt(ref, "delivered", "c1") == "recorded"
+    assert await scalar(sql_conn, "SELECT count(*) FROM receipts") == 1
+
+
+async def test_acknowledgements_are_checked_before_anything_is_stored(
+        store: PgCampaignStore, sql_conn: AConn) -> None:
     cid = await _launch(store, population=3, batch_size=3)
     b = await _claim(store, "n1")
     r, s, t = b.recipients
-    assert await store.record_acknowledgement(f"{cid}:{r.id}:voice:0", "dtmf") is False
+    ref = f"{cid}:{r.id}:voice:0"
+    # early: not recorded, nobody waits on it: refused, not kept for later
+    assert await store.record_acknowledgement(ref, "dtmf") == "early"
+    # unknown: no such recipient, or a recipient of another campaign
+    assert await store.record_acknowledgement(f"{cid}:999999:voice:0", "dtmf") == "unknown"
+    assert await store.record_acknowledgement(f"{cid + 1}:{r.id}:voice:0", "dtmf") == "unknown"
+    assert await store.record_acknowledgement("no-such-reference", "link") == "unknown"
+    assert await scalar(sql_conn, "SELECT count(*) FROM acknowledgements") == 0
+    # in flight: kept, and applied when the attempt is recorded
+    assert await store.record_acknowledgement(ref, "dtmf", in_flight=True) == "kept"
     await store.record_outcomes(b.id, b.epoch, "n1", [
         outcome(r, cid, channel="voice", state="delivered", final=False, site="marseille"),
         outcome(s, cid, state="delivered", final=True)])
-    ref = f"{cid}:{r.id}:voice:0"
-    # the early acknowledgement above was kept and applied when its attempt was recorded
-    assert (await store.recipient_outcomes(cid))[0].state == "acknowledged"
-    await sql_conn.execute("UPDATE recipients SET state = 'pending', final_channel = NULL, "
-                           "final_site = NULL, final_reference = NULL, final_at = NULL "
-                           "WHERE id = %s", (r.id,))
-    await sql_conn.execute("DELETE FROM acknowledgements")
-    assert await store.record_acknowledgement(ref, "dtmf") is True
     first = {o.recipient_id: o for o in await store.recipient_outcomes(cid)}[r.id]
     assert (first.state, first.channel, first.site, first.reference) == \
         ("acknowledged", "voice", "marseille", ref)
-    assert await store.record_acknowledgement(ref, "dtmf") is True  # again: nothing changes
-    again = {o.recipient_id: o for o in await store.recipient_outcomes(cid)}[r.id]
-    assert again == first
-    assert await scalar(sql_conn, "SELECT count(*) FROM acknowledgements") == 1
-    # an acknowledgement upgrades a final delivered
-    assert await store.record_acknowledgement(f"{cid}:{s.id}:sms:0", "reply") is True
+    # replayed once final: refused, nothing changes
+    assert await store.record_acknowledgement(ref, "dtmf") == "final"
+    assert await store.record_acknowledgement(f"{cid}:{s.id}:sms:0", "reply") == "final"
     assert {o.recipient_id: o.state for o in await store.recipient_outcomes(cid)} == \
-        {r.id: "acknowledged", s.id: "acknowledged", t.id: "pending"}
-    assert await store.record_acknowledgement("no-such-reference", "link") is False
+        {r.id: "acknowledged", s.id: "delivered", t.id: "pending"}
+    assert await scalar(sql_conn, "SELECT count(*) FROM acknowledgements") == 1
+    # a recorded attempt of a pending recipient: acknowledged
+    t_ref = f"{cid}:{t.id}:email:0"
+    await store.record_outcomes(b.id, b.epoch, "n1", [
+        outcome(t, cid, channel="email", state="delivered", final=False)])
+    assert await store.record_acknowledgement(t_ref, "link") == "recorded"
+    assert {o.recipient_id: o.state for o in await store.recipient_outcomes(cid)}[t.id] == \
+        "acknowledged"
+
+
+async def test_erasing_a_contact_blanks_its_recipients_and_keeps_their_outcomes(
+        store: PgCampaignStore, sql_conn: AConn) -> None:
+    await store.add_contacts([
+        ContactIn("Jeanne Martin", mobile="+33612345678", email="jeanne@example.org",
+                  groups=("astreinte",), external_id="J1"),
+        ContactIn("Paul Durand", mobile="+33698765432", groups=("astreinte",))])
+    await store.create_scenario(sms_scenario())
+    cid = await store.launch_campaign("flood", "alice", group="astreinte")
+    jeanne = (await store.list_contacts())[0]
+    b = await _claim(store, "n1")
+    await store.record_outcomes(b.id, b.epoch, "n1", [outcome(b.recipients[0], cid)])
+    assert await store.erase_contact(jeanne.id) == 1
+    assert [c.name for c in await store.list_contacts()] == ["Paul Durand"]
+    assert await store.list_groups() == {"astreinte": 1}
+    rows = await (await sql_conn.execute(
+        "SELECT name, phone, mobile, email, contact_id, state FROM recipients ORDER BY id")
+    ).fetchall()
+    assert rows[0] == ("(erased)", None, None, None, None, "delivered")  # outcome kept
+    assert rows[1][0] == "Paul Durand"
+    assert await scalar(sql_conn, "SELECT count(*) FROM contacts WHERE external_id = 'J1'") == 0
+    with pytest.raises(NotFound):
+        await store.erase_contact(jeanne.id)
 
 
 # ---- finishing and completion ------------------------------------------------------------------

@@ -39,6 +39,7 @@ from typing import Any
 import psycopg
 
 from cluster.render import render
+from nodes.users import token_digest
 from tests.coordination.servers import EtcdServer, free_port
 from tests.integration.pgserver import PgServer, start_pg
 
@@ -48,6 +49,8 @@ SITES = ("paris", "marseille")
 APP_DB = "tenir"
 SMPP_USER = "tenir"
 SMPP_PASSWORD = "lbSecr3t"
+ACK_KEY = "loopback-ack-key-0123456789abcdefghij"  # 32+ characters
+VOICE_SECRET = "loopback-voice-callback-secret-0123456789"
 
 DEMO = {"name": "demo", "priority": 2, "steps": [
     {"channel": "sms", "retries": 1, "retry_interval_s": 1.0,
@@ -214,7 +217,8 @@ class LoopbackCluster:
             self.python, "-m", "nodes.carriers.sim", "--site", site, "--host", HOST,
             "--smpp-port", "0", "--smtp-port", "0", "--voice-port", "0", "--control-port", "0",
             "--dedup", "--receipt-delay-ms", "50", "--system-id", SMPP_USER],
-            {"TENIR_SIM_SMPP_PASSWORD": SMPP_PASSWORD})
+            {"TENIR_SIM_SMPP_PASSWORD": SMPP_PASSWORD,
+             "TENIR_SIM_VOICE_CALLBACK_SECRET": VOICE_SECRET})
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             for line in proc.log.read_text(errors="replace").splitlines():
@@ -233,9 +237,10 @@ class LoopbackCluster:
         text = render("tenir_node", "node.yml.j2", {
             "tenir_node_name": name, "tenir_node_site": site, "tenir_node_listen_host": HOST,
             "tenir_node_port": port, "tenir_node_address": HOST, "tenir_node_dsn": self.dsn,
-            "tenir_node_token_operator": self.token,
-            "tenir_node_token_oncall": secrets.token_hex(16),
-            "tenir_node_token_auditor": secrets.token_hex(16),
+            "tenir_node_users": [{"name": "loopback-operator", "role": "operator",
+                                  "token_sha256": token_digest(self.token)}],
+            "tenir_node_ack_keys": [{"id": "lb", "secret": ACK_KEY}],
+            "tenir_node_voice_callback_secrets": [VOICE_SECRET],
             "tenir_node_carriers_host": HOST, "tenir_node_smpp_port": sim.ports["smpp"],
             "tenir_node_smpp_system_id": SMPP_USER, "tenir_node_smpp_password": SMPP_PASSWORD,
             "tenir_node_smtp_port": sim.ports["smtp"], "tenir_node_voice_port": sim.ports["voice"],

@@ -38,6 +38,6 @@ def lab_topology() -> Topology:
 def lab_secrets() -> dict[str, str]:
     """Distinctive secret values, easy to spot if they leak where they must not."""
     return {
-        name: f"s3cret-{name}-Zq8vTn"
+        name: f"s3cret-{name}-Zq8vTn-0123456789abcdef"
         for name in SECRET_NAMES
     }

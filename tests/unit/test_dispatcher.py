@@ -94,6 +94,19 @@ async def test_sms_failure_falls_back_to_email() -> None:
     assert all(o.state == "delivered" for o in outcomes)
 
 
+async def test_a_recipient_no_channel_reaches_gets_a_final_failed_outcome() -> None:
+    store = MemoryStore()
+    await store.create_scenario(ScenarioIn("sms-then-email", (SMS, EMAIL)))
+    campaign = await store.launch_campaign("sms-then-email", "op", population=4, batch_size=4)
+    sms = FakeCarrier("sms", "sms", decide=lambda m: Script(receipt="failed"))
+    email = FakeCarrier("mail", "email", decide=lambda m: Script(accept=False))
+    d = dispatcher(store, "paris-node1", sms, email)
+    await start(d, sms, email)
+    await run_until_done(store, campaign, d, timeout=5)
+    summary = await store.campaign_summary(campaign)
+    assert (summary.failed, summary.pending, summary.state) == (4, 0, "completed")
+
+
 async def test_retryable_refusal_is_retried_with_a_new_attempt_reference() -> None:
     store = MemoryStore()
     step = ChannelStep("sms", {"fr": "x"}, retries=2, retry_interval_s=0.01)

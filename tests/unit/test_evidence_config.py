@@ -49,6 +49,7 @@ def test_a_bad_section_is_refused_naming_the_key(key_files: dict[str, str], chan
                                                  key: str, problem: str) -> None:
     values = {"tenir_node_evidence_origin": "tenir.invalid/lab/ledger",
               "tenir_node_evidence_site_key": key_files["site"],
+              "tenir_node_evidence_keys": [key_files["site_pub"], key_files["witness"]],
               "tenir_node_evidence_witness_url": "http://10.213.0.30:8095",
               "tenir_node_evidence_witness_key": key_files["witness"]}
     values.update({k: key_files["site_pub"] if v == "SITE" else v for k, v in change.items()})

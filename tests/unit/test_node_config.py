@@ -1,6 +1,7 @@
 """An alert node's configuration: the ``tenir_node`` role's template renders a file that
 ``nodes.config`` loads, and a bad value is refused at load with an error naming its key
-(here ``patroni_urls``, the Patroni REST APIs the watchdog reads)."""
+(``patroni_urls``, the users and their tokens, the signing keys, the HTTP limits), never
+repeating a value that may be secret."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import pytest
 import yaml
 
 from cluster.render import ROLES_DIR, render, role_defaults
+from nodes.api.limits import HttpLimits
 from nodes.config import NodeConfigError, load_node_config, parse_node_config
+from nodes.users import token_digest
 
 pytestmark = pytest.mark.unit
 
@@ -20,8 +23,13 @@ def node_values(**overrides: Any) -> dict[str, Any]:
     return {
         "tenir_node_name": "paris-node1", "tenir_node_site": "paris",
         "tenir_node_address": "10.213.0.12", "tenir_node_dsn": "postgresql://app@10.213.0.11:5000/x",
-        "tenir_node_token_operator": "o" * 20, "tenir_node_token_oncall": "c" * 20,
-        "tenir_node_token_auditor": "a" * 20, "tenir_node_carriers_host": "10.213.0.14",
+        "tenir_node_users": [
+            {"name": "alice", "role": "operator", "token_sha256": token_digest("o" * 20)},
+            {"name": "olivier", "role": "oncall", "token_sha256": token_digest("c" * 20)},
+            {"name": "audit-bot", "role": "auditor", "token": "a" * 20}],
+        "tenir_node_ack_keys": [{"id": "k2", "secret": "n" * 32}, {"id": "k1", "secret": "p" * 32}],
+        "tenir_node_voice_callback_secrets": ["v" * 32],
+        "tenir_node_carriers_host": "10.213.0.14",
         "tenir_node_smpp_port": 2775, "tenir_node_smpp_system_id": "tenir",
         "tenir_node_smpp_password": "pw", "tenir_node_smtp_port": 2525,
         "tenir_node_voice_port": 8090, "tenir_node_coordination_backend": "etcd",
@@ -115,3 +123,51 @@ def test_a_node_with_the_watchdog_switched_off_says_so_loudly(
         assert watchdog_wanted(cfg) is False
     assert "NO WATCHDOG" in caplog.text and caplog.records[0].levelname == "CRITICAL"
     assert watchdog_wanted(parse_node_config(rendered(), environ={})) is True
+def test_users_keys_and_limits_are_rendered_and_loaded() -> None:
+    cfg = parse_node_config(rendered(tenir_node_http={
+        "header_timeout_s": 3, "max_connections": 50, "max_connections_per_address": 10}))
+    assert [(u.name, u.role) for u in cfg.users] == [
+        ("alice", "operator"), ("olivier", "oncall"), ("audit-bot", "auditor")]
+    assert cfg.users[2].token_sha256 == token_digest("a" * 20)  # a plain token is hashed
+    assert [k.id for k in cfg.ack_keys] == ["k2", "k1"]  # the first signs
+    assert cfg.carriers.voice_callback_secrets == ("v" * 32,)
+    assert cfg.http == HttpLimits(header_timeout_s=3.0, max_connections=50,
+                                  max_connections_per_address=10)
+    assert parse_node_config(rendered()).http == HttpLimits()
+    for secret in ("n" * 32, "v" * 32, "a" * 20, "postgresql://"):
+        assert secret not in repr(cfg)
+
+
+SECRET = "s3cr3t-value-that-must-not-leak-0123456789"
+
+
+@pytest.mark.parametrize(("change", "key", "problem"), [
+    (lambda d: d["ack_keys"][0].update(secret=12345), "ack_keys[0].secret",
+     "must be a string, got an integer"),
+    (lambda d: d["ack_keys"][0].update(secret=SECRET[:10]), "ack_keys[0].secret",
+     "at least 32 characters"),
+    (lambda d: d["ack_keys"].append({"id": "k2", "secret": SECRET}), "ack_keys",
+     "same id"),
+    (lambda d: d["carriers"].update(voice_callback_secrets=[SECRET[:20]]),
+     "carriers.voice_callback_secrets[0]", "must be a string of 32"),
+    (lambda d: d["carriers"].update(smpp_password=["a", SECRET]), "carriers.smpp_password",
+     "must be a string, got a list"),
+    (lambda d: d.update(dsn={"password": SECRET}), "dsn", "must be a string, got a mapping"),
+    (lambda d: d["users"][0].update(token=SECRET), "users[0]", "exactly one"),
+    (lambda d: d["users"][2].update(token=SECRET[:8]), "users[2].token", "at least 16"),
+    (lambda d: d["users"][0].update(role="root"), "users[0].role", "must be one of"),
+    (lambda d: d["users"].append(dict(d["users"][0], name="bob")), "users", "same token"),
+    (lambda d: d.update(users=[]), "users", "at least one user"),
+    (lambda d: d.update(http={"max_connections": 0}), "http.max_connections",
+     "positive"),
+    (lambda d: d.update(http={"keepalive": 5}), "http.keepalive", "unknown key"),
+])
+def test_bad_security_settings_are_refused_without_echoing_a_secret(
+    change: Any, key: str, problem: str,
+) -> None:
+    data = rendered()
+    change(data)
+    with pytest.raises(NodeConfigError, match=problem) as refused:
+        parse_node_config(data, "node.yml")
+    assert refused.value.key == key
+    assert SECRET[:8] not in str(refused.value)

@@ -74,7 +74,7 @@ def test_lab_inventory_hosts_addresses_and_services(lab_topology: Topology) -> N
     expected = {
         "paris-db": ("paris", "10.213.0.11", {"etcd", "zookeeper", "postgres", "haproxy"}),
         "marseille-db": ("marseille", "10.213.0.21", {"etcd", "zookeeper", "postgres", "haproxy"}),
-        "witness-quorum": ("witness", "10.213.0.31", {"etcd", "zookeeper"}),
+        "witness-quorum": ("witness", "10.213.0.31", {"etcd", "zookeeper", "evidence_witness"}),
         "paris-node1": ("paris", "10.213.0.12", {"alert_nodes"}),
         "paris-node2": ("paris", "10.213.0.13", {"alert_nodes"}),
         "paris-carriers": ("paris", "10.213.0.14", {"carriers"}),

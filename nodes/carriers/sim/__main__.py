@@ -6,7 +6,9 @@ Logs JSON lines to stderr; the first ``sim_ready`` line gives the ports bound (u
 Sessions, binds and control changes are logged at INFO, every message at DEBUG
 (``--log-level DEBUG``); phone numbers and addresses are masked, passwords never logged.
 SIGTERM or SIGINT stops it cleanly (exit 0). The SMPP password comes from ``--password`` or the
-``TENIR_SIM_SMPP_PASSWORD`` environment variable and is never logged.
+``TENIR_SIM_SMPP_PASSWORD`` environment variable and is never logged; the secret that signs the
+voice callbacks from ``TENIR_SIM_VOICE_CALLBACK_SECRET`` (unset: callbacks go unsigned, and the
+nodes refuse them).
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[SimConfig, str]:
                            control_port=a.control_port, dedup=a.dedup,
                            log_capacity=a.log_capacity,
                            receipt_delay_ms=a.receipt_delay_ms, system_id=a.system_id,
-                           password=password)
+                           password=password, voice_callback_secret=os.environ.get(
+                               "TENIR_SIM_VOICE_CALLBACK_SECRET") or None)
     except ValueError as exc:
         p.error(str(exc))
     return config, str(a.log_level).upper()

@@ -34,6 +34,9 @@ class SimConfig:
     log_capacity: int = DEFAULT_CAPACITY  # entries of the submission log's ring
     system_id: str = "tenir"
     password: str = "secret"  # noqa: S105 - the lab simulator's default; --password overrides
+    # Signs the voice callbacks (nodes/carriers/callback_auth.py); None sends them unsigned,
+    # and nodes refuse them.
+    voice_callback_secret: str | None = None
 
     def __post_init__(self) -> None:
         if not self.site:
@@ -47,6 +50,8 @@ class SimConfig:
                 raise ValueError(f"{name}: must be between 0 and 65535")
         if len(self.system_id) > 15 or len(self.password) > 8:
             raise ValueError("system_id/password: at most 15/8 characters (SMPP 3.4)")
+        if self.voice_callback_secret is not None and len(self.voice_callback_secret) < 32:
+            raise ValueError("voice_callback_secret: at least 32 characters")
 
 
 class Simulator:
@@ -79,7 +84,8 @@ class Simulator:
                                     hostname=f"mx.{c.site}.sim.tenir.invalid")
             self.ports["smtp"] = await self._smtp.start()
             self._voice = VoiceServer(self.state, host=c.host, port=c.voice_port,
-                                      receipt_delay_s=delay_s, http=self._http)
+                                      receipt_delay_s=delay_s, http=self._http,
+                                      callback_secret=c.voice_callback_secret)
             self.ports["voice"] = await self._voice.start()
             self._control = ControlServer(self.state, host=c.host, port=c.control_port)
             self.ports["control"] = await self._control.start()

@@ -2,7 +2,9 @@
 
 Fields passed through ``extra=`` become keys of the line. Callers mask personal data themselves
 (:mod:`nodes.carriers.redact`); as a second line of defence, any value under a key that names a
-secret is replaced, and phone-number-looking values under address keys are masked.
+secret is replaced, values under address keys are masked, and the message, the traceback and
+every other string go through the node's bounded, linear-time redaction (phone numbers, e-mail
+addresses, tokens).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from nodes.carriers.redact import mask_address
+from nodes.carriers.redact import mask_address, redact_text
 
 _STANDARD: Final = frozenset(logging.LogRecord(
     "", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
@@ -31,7 +33,7 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact_text(record.getMessage()),
             **self._static,
         }
         for key, value in record.__dict__.items():
@@ -41,10 +43,12 @@ class JsonFormatter(logging.Formatter):
                 value = "***"
             elif key.lower() in _ADDRESS_KEYS and isinstance(value, str) and "*" not in value:
                 value = mask_address(value)
+            elif isinstance(value, str):
+                value = redact_text(value)
             line[key] = value
         if record.exc_info and record.exc_info[1] is not None:
-            line["error"] = repr(record.exc_info[1])
-            line["traceback"] = self.formatException(record.exc_info)
+            line["error"] = redact_text(repr(record.exc_info[1]))
+            line["traceback"] = redact_text(self.formatException(record.exc_info), 8192)
         return json.dumps(line, default=str, ensure_ascii=False)
 
 

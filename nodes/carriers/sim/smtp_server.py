@@ -4,8 +4,10 @@ The reference is read from the ``X-Tenir-Reference`` header, else recovered from
 made by :func:`nodes.carriers.smtp.message_id_for`. Faults are applied when the message is
 complete (the DATA reply): ``refuse`` answers 554 5.7.1 (451 4.3.0 when ``refuse_temporary``),
 ``throttle`` 451 4.7.1 beyond the rate, ``timeout`` never answers, ``slow`` answers late.
-A message carrying ``X-Tenir-Ack-Url`` has that link "clicked" (HTTP GET) after the receipt delay,
-for the ``ack_rate`` fraction of references.
+A message carrying ``X-Tenir-Ack-Url`` has that link followed after the receipt delay, for the
+``ack_rate`` fraction of references, as a person would: the link's page is opened (HTTP GET, which
+acknowledges nothing: a mail scanner does as much) and its confirmation button pressed (the
+page's form is POSTed).
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ import asyncio
 import contextlib
 import email
 import email.policy
+import html
 import logging
+import re
 import uuid
 import weakref
 from email.message import EmailMessage
 from typing import Final
+from urllib.parse import urljoin
 
 import aiohttp
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -32,6 +37,14 @@ log = logging.getLogger("tenir.sim.smtp")
 
 DATA_SIZE_LIMIT: Final = 1 << 20
 CLICK_TIMEOUT_S: Final = 5.0
+_FORM: Final = re.compile(r'<form[^>]{0,200}?method="post"[^>]{0,200}?action="([^"]{0,2000})"',
+                          re.IGNORECASE)
+
+
+def confirmation_target(page_url: str, page: str) -> str | None:
+    """The URL the confirmation page's form posts to, or None when the page has no form."""
+    m = _FORM.search(page)
+    return urljoin(page_url, html.unescape(m.group(1))) if m else None
 
 
 class SmtpServer:
@@ -112,12 +125,16 @@ class SmtpServer:
             log.warning("ack link not followed", extra={"event": "email_click_skipped",
                                                         "reference": reference})
             return
+        timeout = aiohttp.ClientTimeout(total=CLICK_TIMEOUT_S)
         try:
-            async with self._http.get(
-                url, timeout=aiohttp.ClientTimeout(total=CLICK_TIMEOUT_S),
-            ) as resp:
+            async with self._http.get(url, timeout=timeout) as resp:
                 status = resp.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
+                page = await resp.text() if status == 200 else ""
+            target = confirmation_target(url, page)
+            if target is not None:
+                async with self._http.post(target, timeout=timeout) as resp:
+                    status = resp.status
+        except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError) as exc:
             log.warning("ack link click failed", extra={"event": "email_click_failed",
                                                         "reference": reference,
                                                         "error": repr(exc)})

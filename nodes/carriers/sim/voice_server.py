@@ -10,11 +10,14 @@ DTMF acknowledgement got one. The outcome is a pure function of the reference an
 Faults: ``refuse`` answers 403 (503 when ``refuse_temporary``), ``throttle`` 429 beyond the rate,
 ``timeout`` never answers, ``slow`` answers late; ``drop_receipts`` sends no callback.
 A duplicate at a deduplicating carrier places no new call, but its status is reported again.
+With a ``callback_secret``, each callback carries ``X-Tenir-Carrier-Signature`` over its body
+and the time (``nodes/carriers/callback_auth.py``), as a real carrier signs its webhooks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import uuid
@@ -23,6 +26,7 @@ from typing import Any, Final, get_args
 import aiohttp
 from aiohttp import web
 
+from nodes.carriers.callback_auth import HEADER, sign_callback
 from nodes.carriers.redact import mask_phone
 from nodes.carriers.sim.state import ChannelSettings, SimState, fraction
 from nodes.carriers.tasks import TaskSet
@@ -69,8 +73,9 @@ def _validate(body: object) -> dict[str, str] | web.Response:
 
 class VoiceServer:
     def __init__(self, state: SimState, *, host: str, port: int, receipt_delay_s: float,
-                 http: aiohttp.ClientSession) -> None:
+                 http: aiohttp.ClientSession, callback_secret: str | None = None) -> None:
         self.state = state
+        self._callback_secret = callback_secret
         self.host = host
         self.port = port
         self.receipt_delay_s = receipt_delay_s
@@ -137,9 +142,14 @@ class VoiceServer:
         await asyncio.sleep(self.receipt_delay_s)
         extra = {"reference": payload["reference"], "call_id": payload["call_id"],
                  "status": payload["status"]}
+        body = json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json"}
+        if self._callback_secret is not None:
+            headers[HEADER] = sign_callback(self._callback_secret, body)
         try:
             async with self._http.post(
-                url, json=payload, timeout=aiohttp.ClientTimeout(total=CALLBACK_TIMEOUT_S),
+                url, data=body, headers=headers,
+                timeout=aiohttp.ClientTimeout(total=CALLBACK_TIMEOUT_S),
             ) as resp:
                 code = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
