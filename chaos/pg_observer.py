@@ -25,10 +25,21 @@ the pending count and the members of each batch.
 
 Use: ``async with PgObserver(dsn, history) as obs: ... await obs.read() ...``; the runner
 calls ``read()`` on a period (``chaos.collect.Collecting``) and right before each fault.
+
+Through faults. ``dsn`` may be several (each site's HAProxy): a read that fails (the site it
+went through was lost, PostgreSQL is failing over) drops its connection and raises, and the next
+read connects again, trying each DSN in turn from the next one. A failed read loses nothing:
+the horizon only moves with a read that succeeded. Connections give up on a silent peer within
+seconds (TCP keepalives and user timeout), not after the kernel's minutes.
+``skip_existing()`` starts the history at the store's present: what earlier runs committed is
+not read (call it before the run's first launch).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -65,13 +76,22 @@ SNAPSHOT = """
 SELECT extract(epoch FROM clock_timestamp())::float8,
        (pg_snapshot_xmin(pg_current_snapshot())::text::numeric % 4294967296)::bigint
 """
+# Give up on a peer that went silent (a cut link, a site without power) within seconds.
+CONNECT_OPTIONS: dict[str, Any] = {"connect_timeout": 3, "keepalives": 1, "keepalives_idle": 2,
+                                   "keepalives_interval": 1, "keepalives_count": 2,
+                                   "tcp_user_timeout": 4000}
+READ_TIMEOUT_S = 15.0
 
 
 class PgObserver:
     """See the module docstring. Not safe for concurrent ``read()`` calls (one at a time)."""
 
-    def __init__(self, dsn: str, history: History, *, process: str = "observer") -> None:
-        self.dsn = dsn
+    def __init__(self, dsn: str | Sequence[str], history: History, *,
+                 process: str = "observer") -> None:
+        self.dsns = [dsn] if isinstance(dsn, str) else list(dsn)
+        if not self.dsns:
+            raise ValueError("dsn: at least one")
+        self._next = 0
         self.history = history
         self.process = process
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -82,18 +102,62 @@ class PgObserver:
         self.last_read_at: float | None = None
 
     async def __aenter__(self) -> PgObserver:
-        self._conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+        await self._connection()
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        await self._drop()
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        errors = []
+        for i in range(len(self.dsns)):
+            k = (self._next + i) % len(self.dsns)
+            try:
+                self._conn = await psycopg.AsyncConnection.connect(
+                    self.dsns[k], autocommit=True, **CONNECT_OPTIONS)
+                self._next = k
+                return self._conn
+            except psycopg.Error as exc:
+                errors.append(f"{type(exc).__name__}: {str(exc).strip()[:200]}")
+        raise psycopg.OperationalError(f"no store answers: {'; '.join(errors)}")
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error, OSError, TimeoutError):
+                await asyncio.wait_for(conn.close(), 2.0)
+
+    async def _guarded(self, coro: Any) -> Any:
+        """Run one read; on failure drop the connection (the next read reconnects, starting
+        with the next DSN) and raise."""
+        try:
+            return await asyncio.wait_for(coro, READ_TIMEOUT_S)
+        except (psycopg.Error, OSError, TimeoutError):
+            await self._drop()
+            self._next = (self._next + 1) % len(self.dsns)
+            raise
+
+    async def skip_existing(self) -> float:
+        """Start at the present: what is committed now is not read. Returns the database time."""
+        async def snap() -> tuple[float, int]:
+            conn = await self._connection()
+            row = await (await conn.execute(SNAPSHOT)).fetchone()
+            assert row is not None
+            return float(row[0]), int(row[1])
+
+        db_time, horizon = await self._guarded(snap())
+        self._horizon = int(horizon)
+        return float(db_time)
 
     async def read(self) -> float:
         """One snapshot's new rows into the history; returns its database time."""
-        assert self._conn is not None, "use PgObserver as an async context manager"
-        conn = self._conn
+        result: float = await self._guarded(self._read())
+        return result
+
+    async def _read(self) -> float:
+        conn = await self._connection()
         async with conn.transaction():
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             cur = await conn.execute(SNAPSHOT)
@@ -173,8 +237,11 @@ class PgObserver:
 
     async def final(self, campaign: int) -> float:
         """The end state of ``campaign`` as one ``final`` op; returns its database time."""
-        assert self._conn is not None, "use PgObserver as an async context manager"
-        conn = self._conn
+        result: float = await self._guarded(self._final(campaign))
+        return result
+
+    async def _final(self, campaign: int) -> float:
+        conn = await self._connection()
         async with conn.transaction():
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             row = await (await conn.execute(
