@@ -181,3 +181,19 @@ def test_progress_valid_within_the_bound_invalid_beyond_or_never() -> None:
     r2.heal(at=3.0)
     v2 = progress.check(r2.h, bound_s=60.0)
     assert v2.validity == "invalid" and "never completed" in v2.offences[0].reason
+
+
+def test_progress_judges_each_campaign_against_the_heal_that_preceded_its_completion() -> None:
+    r = Run()
+    r.launch(1, 3, at=0.0)
+    r.fault(at=2.0)
+    r.heal(at=10.0)
+    r.complete(1, at=60.0)  # 50 s after the heal that delayed it
+    r.launch(2, 3, at=61.0)
+    r.fault(at=70.0)
+    r.heal(at=200.0)  # a later heal must not hide the first campaign's delay
+    r.complete(2, at=75.0)  # completed through the second fault: measured from its launch
+    v = progress.check(r.h, bound_s=30.0)
+    assert v.validity == "invalid" and len(v.offences) == 1
+    assert "campaign 1 completed 50.0 s after the heal" in v.offences[0].reason
+    assert v.figures["completion_s"][2] == pytest.approx(14.0)

@@ -1,140 +1,23 @@
-"""The scenario runner on a fake lab: a fake environment whose collectors play a small campaign
-into the history (claims, outcomes, completion), so that the order of what the runner does, its
-heals after failures and its verdicts can be checked without a lab."""
+"""The scenario runner on a fake lab (``played.py``: collectors that play the campaign into the
+history), so that the order of what the runner does, its heals after failures and its verdicts
+can be checked without a lab."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from chaos.history import History
-from chaos.matrix import Roles, Tools
 from chaos.report import problems, save, table
 from chaos.runner import run_scenario
 from chaos.scenario import Scenario, parse_scenario
-from chaos.workload import Refused
-from cluster.member_probe import MemberHealth
 from cluster.topology import Topology, load_topology
-from tests.fakes.lab import FakeFirewall, FakeLab
+from tests.fakes.lab import FakeLab
+from tests.unit.chaos.played import RECIPIENTS, FakeEnv
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
-RECIPIENTS = 40
-
-
-class PlayedCampaign:
-    """Collectors that play campaign 7: 4 batches of 10 (paris-node1, paris-node2,
-    marseille-node1, marseille-node2), 8 final outcomes per tick, completed at the end; it holds
-    at 3/4 until the faults are healed (so that the fault lands between the middle and the end
-    however slow the machine); every read ends with a ``read`` op. ``stall``: nothing moves."""
-
-    def __init__(self, history: History, lab: FakeLab, stall: bool = False) -> None:
-        self.h = history
-        self.lab = lab
-        self.stall = stall
-        self.done = 0
-        self.reads = 0
-        self.nodes = ["paris-node1", "paris-node2", "marseille-node1", "marseille-node2"]
-        self.claimed = False
-        self.attempts: dict[str, dict[str, Any]] = {}
-
-    def tick(self) -> None:
-        limit = RECIPIENTS if self.h.of("heal") else RECIPIENTS * 3 // 4
-        if self.stall:
-            return
-        if self.done == 0 and not self.claimed:
-            for batch, node in enumerate(self.nodes, start=1):
-                self.h.add(f"node:{node}", "ok", "claim", {
-                    "batch": batch, "epoch": 1, "node": node, "site": node.split("-")[0],
-                    "kind": "claim", "lease_until": self.h.ops[-1].at + 45 if self.h.ops
-                    else 0.0, "prev_owner": None, "prev_epoch": None})
-            self.claimed = True
-        for _ in range(8):
-            if self.done >= limit:
-                break
-            rid = self.done + 1
-            batch = (self.done // 10) + 1
-            node = self.nodes[batch - 1]
-            ref = f"7:{rid}:sms:0.0"
-            self.attempts[ref] = {"carrier_message_id": f"m{rid}", "epoch": 1,
-                                  "recorded_at": 1000.0 + rid, "state": "delivered"}
-            self.h.add(f"carrier:{node.split('-')[0]}", "ok", "submit", {
-                "site": node.split("-")[0], "channel": "sms", "reference": ref,
-                "message_id": f"m{rid}", "resubmission": False, "seq": rid})
-            self.h.add("observer", "ok", "outcome", {
-                "campaign": 7, "recipient": rid, "reference": ref, "channel": "sms",
-                "state": "delivered", "carrier_message_id": f"m{rid}", "epoch": 1,
-                "node": node, "site": node.split("-")[0], "batch": batch,
-                "recorded_at": 1000.0 + rid, "final": True})
-            self.done += 1
-        if self.done >= RECIPIENTS and not self.h.of("complete"):
-            self.h.add("observer", "ok", "complete", {"campaign": 7, "state": "completed",
-                                                      "completed_at": 0.0})
-
-    async def read_all(self) -> None:
-        self.reads += 1
-        if "launch" in {op.f for op in self.h.ops}:
-            self.tick()
-        self.h.add("observer", "ok", "read", {"db_time": 0.0})
-
-    async def final(self, campaign: int) -> None:
-        self.h.add("observer", "ok", "final", {
-            "campaign": campaign, "recipients": RECIPIENTS, "pending": 0,
-            "finals": {str(i): f"7:{i}:sms:0.0" for i in range(1, self.done + 1)},
-            "attempts": dict(self.attempts), "batch_members": {}})
-
-
-class FakeEnv:
-    def __init__(self, lab: FakeLab, refuse: bool = False, stall: bool = False) -> None:
-        self.lab = lab
-        self.stall = stall
-        self.backend = "etcd"
-        self.tools = Tools(firewall=FakeFirewall(log=lab.log), probe=_leader)
-        self.refuse = refuse
-        self.played: PlayedCampaign | None = None
-
-    @property
-    def datacenter_sites(self) -> Sequence[str]:
-        return ["marseille", "paris"]
-
-    def prepare(self) -> None:
-        self.lab.log.append("prepare")
-
-    def roles(self) -> Roles:
-        self.lab.log.append("roles")
-        return Roles(primary="paris", standby="marseille")
-
-    @contextlib.asynccontextmanager
-    async def collect(self, history: History) -> AsyncIterator[PlayedCampaign]:
-        self.played = PlayedCampaign(history, self.lab, self.stall)
-        stop = asyncio.Event()
-
-        async def loop() -> None:
-            while not stop.is_set():
-                await self.played.read_all()  # type: ignore[union-attr]
-                await asyncio.sleep(0.01)
-
-        task = asyncio.create_task(loop())
-        try:
-            yield self.played
-        finally:
-            stop.set()
-            await task
-
-    async def launch(self, population: int, scenario: str, batch_size: int) -> tuple[int, int]:
-        if self.refuse:
-            raise Refused("400 scenario: unknown")
-        return 7, population
-
-
-def _leader(_topo: Topology) -> list[MemberHealth]:
-    return [MemberHealth("paris-db", "x", True, True, "1")]
-
-
 def _scenario(fault: str, params: dict[str, Any], moment: str = "middle",
               invariants: tuple[str, ...] = ("recipients", "rpo", "duplicates", "progress"),
               ) -> Scenario:
