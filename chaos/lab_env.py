@@ -26,6 +26,7 @@ from chaos.collect import Collecting
 from chaos.history import History
 from chaos.matrix import Roles, Tools
 from chaos.pg_observer import PgObserver
+from chaos.runner import RunEnv
 from chaos.workload import Refused
 from cluster.httpjson import HttpError, request_json
 from cluster.lab.access import app_dsn
@@ -141,3 +142,7 @@ class LabEnv:
         campaign = int(created["id"])
         shown = await asyncio.to_thread(self._api, "GET", f"/campaigns/{campaign}", token)
         return campaign, int(shown["recipients"])
+
+
+def _conforms(env: LabEnv) -> RunEnv:
+    return env  # mypy checks here that LabEnv is what the runner needs

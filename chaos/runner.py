@@ -55,9 +55,14 @@ class Collectors(Protocol):
 
 
 class RunEnv(Protocol):
-    lab: LabOps
-    backend: str
-    tools: Tools
+    @property
+    def lab(self) -> LabOps: ...
+
+    @property
+    def backend(self) -> str: ...
+
+    @property
+    def tools(self) -> Tools: ...
 
     @property
     def datacenter_sites(self) -> Sequence[str]: ...

@@ -22,13 +22,16 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chaos.matrix import Tools
 from chaos.report import RunRecord, problems, save, table
 from chaos.scenario import BACKENDS, MOMENTS, SCENARIO_DIR, Scenario, load_all, load_scenario
 from cluster.textfit import echo
 from cluster.topology import COORDINATION_BACKENDS, Topology, with_coordination
+
+if TYPE_CHECKING:
+    from chaos.lab_env import LabEnv
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,19 +75,18 @@ def select(scenarios: list[Scenario], backend: str, moment: str,
     return chosen
 
 
-def _lab(topo: Topology) -> Any:
+def _lab(topo: Topology, seed: int) -> LabEnv:
     from chaos.lab_env import LabEnv
     from cluster.lab.lab import Lab
 
-    return LabEnv(Lab(topo, say=_err))
+    return LabEnv(Lab(topo, say=_err), Tools(seed=seed))
 
 
 def run_many(topo: Topology, scenarios: list[Scenario], seed: int,
              results: Path) -> list[RunRecord]:
     from chaos.runner import run_scenario
 
-    env = _lab(topo)
-    env.tools = Tools(seed=seed)
+    env = _lab(topo, seed)
     records = []
     for s in scenarios:
         _err(f"{s.name} at the {s.moment} on {topo.coordination}: running")
@@ -136,8 +138,7 @@ def cmd_soak(args: argparse.Namespace, topo: Topology) -> int:
     from chaos.soak import parse_duration, run_soak
 
     duration = parse_duration(args.duration)
-    env = _lab(topo)
-    env.tools = Tools(seed=args.seed)
+    env = _lab(topo, args.seed)
     _err(f"soak of {args.duration} with seed {args.seed} on {topo.coordination}: running "
          f"(tenir chaos schedule --duration {args.duration} --seed {args.seed} lists its "
          "faults)")
