@@ -4,14 +4,12 @@ cut both ways while the others are not, and clearing gives everything back. Need
 
 from __future__ import annotations
 
-import os
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
 from chaos.firewall import Iptables
-from chaos.scratch_net import Triangle, triangle
+from chaos.scratch_net import Triangle
 
 pytestmark = pytest.mark.integration
 FW = Iptables(chain="TDLY_CHAOS")
@@ -22,13 +20,6 @@ def reaches(net: Triangle, src: str, address: str) -> bool:
                            "-c", "2", "-i", "0.05", "-W", "1", address],
                           capture_output=True, text=True, timeout=30, check=False)
     return done.returncode == 0
-
-
-@pytest.fixture
-def net() -> Iterator[Triangle]:
-    assert os.geteuid() == 0, "creating network namespaces needs root"
-    with triangle(f"tdly-{os.getpid() % 100000}") as t:
-        yield t
 
 
 def test_a_silenced_host_is_cut_both_ways_but_reaches_itself(net: Triangle) -> None:

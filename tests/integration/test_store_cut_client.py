@@ -11,29 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
-import pytest_asyncio
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from replication.store import PgCampaignStore
 from tests.integration.relay import CuttingRelay
 from tests.integration.support import AConn, finals, scalar, sms_scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
-
-
-@pytest_asyncio.fixture(loop_scope="function")
-async def relay(db_dsn: str) -> AsyncIterator[tuple[CuttingRelay, str]]:
-    params = conninfo_to_dict(db_dsn)
-    r = CuttingRelay(str(params.get("host", "127.0.0.1")), int(params.get("port", 5432)))
-    port = await r.start()
-    try:
-        yield r, make_conninfo(db_dsn, host="127.0.0.1", port=port)
-    finally:
-        await r.close()
 
 
 async def _committed_within(conn: AConn, query: str, *params: object,

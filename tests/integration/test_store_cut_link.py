@@ -14,12 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
-import pytest_asyncio
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cluster.coordination.base import MemberInfo
 from failover.watchdog import ELECTION, Watchdog
@@ -47,17 +44,6 @@ class Node:
     watchdog: Watchdog
     coordinator: FakeCoordinator
     sends: list[float] = field(default_factory=list)  # monotonic time of each send
-
-
-@pytest_asyncio.fixture(loop_scope="function")
-async def relay(db_dsn: str) -> AsyncIterator[tuple[CuttingRelay, str]]:
-    params = conninfo_to_dict(db_dsn)
-    r = CuttingRelay(str(params.get("host", "127.0.0.1")), int(params.get("port", 5432)))
-    port = await r.start()
-    try:
-        yield r, make_conninfo(db_dsn, host="127.0.0.1", port=port, connect_timeout=2)
-    finally:
-        await r.close()
 
 
 async def _node(server: FakeCoordinationServer, name: str, dsn: str) -> Node:
