@@ -126,7 +126,8 @@ class LabEnv:
                     for h in self.topo.hosts_running("carriers")]
             for carrier in logs:
                 await carrier.skip_to_end()
-            async with Collecting([observer, *logs], self.period_s) as collecting:
+            # the observer last: its snapshot is the closest to a fault (the rpo window)
+            async with Collecting([*logs, observer], self.period_s) as collecting:
                 yield LabCollectors(collecting, observer)
 
     # --- launch ----------------------------------------------------------------------------
