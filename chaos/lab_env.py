@@ -7,7 +7,8 @@ reads the PostgreSQL roles, collects the history and launches campaigns.
   :class:`chaos.collect.Collecting`.
 - Launches: ``POST /api/v1/campaigns`` on the first alert node that answers, with the lab's
   operator token; an answer 4xx is a refusal (nothing was created), a 5xx or no answer from any
-  node an unknown outcome.
+  node an unknown outcome. The campaign's recipients are the ``requested`` its answer gives (a
+  streaming launch answers while it still writes them), else what the campaign says.
 """
 
 from __future__ import annotations
@@ -141,6 +142,8 @@ class LabEnv:
                 raise Refused(f"{exc.status} {exc.reason}") from exc
             raise
         campaign = int(created["id"])
+        if "requested" in created:  # a streaming launch answers before every recipient is written
+            return campaign, int(created["requested"])
         shown = await asyncio.to_thread(self._api, "GET", f"/campaigns/{campaign}", token)
         return campaign, int(shown["recipients"])
 

@@ -10,7 +10,7 @@ module took its own down), 1 min for the node kill, 1.5 min for the site's power
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -24,12 +24,12 @@ pytestmark = [pytest.mark.lab, pytest.mark.chaos]
 
 
 @pytest.fixture(scope="module")
-def zk_chaos_lab() -> Iterator[Lab]:
+def zk_chaos_lab(live: Callable[[str], None]) -> Iterator[Lab]:
     topo = with_coordination(load_topology(INVENTORY), "zookeeper")
-    lab = Lab(topo, Layout(lab_dir()), say=print)
+    lab = Lab(topo, Layout(lab_dir()), say=live)
     if lab_coordination(topo) not in (None, "zookeeper"):
         lab.down()
-    lab.up(timeout=600)
+    lab.up(timeout=900)
     yield lab
     lab.down()
 

@@ -63,6 +63,10 @@ def test_a_launch_refused_is_a_refusal_a_5xx_or_silence_is_unknown(
     monkeypatch.setattr("chaos.lab_env.request_json", http)
     assert asyncio.run(env.launch(500, "demo", 100)) == (12, 500)
     assert http.calls[0][2] == {"scenario": "demo", "population": 500, "batch_size": 100}
+    # a streaming launch answers with what it was asked for before it has written it all
+    http.answers[("POST", "/api/v1/campaigns")] = {"id": 13, "recipients": 100,
+                                                    "requested": 500, "launch_state": "writing"}
+    assert asyncio.run(env.launch(500, "demo", 100)) == (13, 500)
     http.answers = {("POST", "/api/v1/campaigns"): HttpError("u", 400, "scenario: unknown")}
     with pytest.raises(Refused, match="400 scenario: unknown"):
         asyncio.run(env.launch(500, "nope", 100))
@@ -72,7 +76,7 @@ def test_a_launch_refused_is_a_refusal_a_5xx_or_silence_is_unknown(
     http.answers = {}
     with pytest.raises(HttpError, match="no answer"):  # every node tried, none answered
         asyncio.run(env.launch(500, "demo", 100))
-    assert len([c for c in http.calls if c[0] == "POST"]) == 3 + 4
+    assert len([c for c in http.calls if c[0] == "POST"]) == 4 + 4
 
 
 def test_preparing_clears_left_rules_resets_carriers_and_cancels_leftovers(
