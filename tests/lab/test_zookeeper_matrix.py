@@ -24,9 +24,13 @@ pytestmark = [pytest.mark.lab, pytest.mark.chaos]
 
 
 @pytest.fixture(scope="module")
-def zk_chaos_lab(live: Callable[[str], None]) -> Iterator[Lab]:
+def zk_chaos_lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    try:  # the session's reporter when the lab conftest has one (``live``), else print
+        say: Callable[[str], None] = request.getfixturevalue("live")
+    except pytest.FixtureLookupError:
+        say = print
     topo = with_coordination(load_topology(INVENTORY), "zookeeper")
-    lab = Lab(topo, Layout(lab_dir()), say=live)
+    lab = Lab(topo, Layout(lab_dir()), say=say)
     if lab_coordination(topo) not in (None, "zookeeper"):
         lab.down()
     lab.up(timeout=900)
