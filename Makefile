@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST := $(BIN)/pytest
 
-.PHONY: install demo test test-quick test-lab lint typecheck lab-up lab-down bench-failover bench-resume bench-throughput bench-ledger bench-lab wheelhouse lock clean
+.PHONY: install demo test test-quick test-lab lint typecheck lab-up lab-down bench-failover bench-resume bench-throughput bench-ledger bench-lab wheelhouse chaos-matrix lock clean
 
 install:  ## Debian packages, the Patroni venv and the project venv (idempotent)
 	@./scripts/install-debian.sh
@@ -52,6 +52,9 @@ wheelhouse: install  ## tenir's wheel and its pinned dependencies, and Patroni's
 
 bench-ledger: install  ## continuity ledger: appends/s beside plain INSERTs, verify time of 100,000 entries
 	$(BIN)/python bench/ledger.py
+
+chaos-matrix: install  ## every chaos scenario at the start, middle and end of a campaign on etcd and ZooKeeper (about 3 h); the table goes into docs/chaos.md
+	$(BIN)/tenir chaos matrix --doc docs/chaos.md
 
 lock:  ## re-resolve the pinned dependencies of the project venv
 	{ echo "# Pinned dependencies of the project venv (.venv). Regenerate: make lock"; $(BIN)/pip freeze --exclude-editable | grep -v "^tenir"; } > requirements/lock.txt

@@ -1,11 +1,16 @@
 """The carrier collector: reads a site's simulator submission log (``GET /submissions``) into
 the history as ``submit`` ok ops (process ``carrier:SITE``, ``at`` = the simulator's wall time).
 
-It pages from its cursor until the log has nothing newer. If the simulator restarted (its
-``boot`` changed) the cursor starts again from 0; entries the ring dropped before they were read
-(``lost``), and a simulator that does not answer, become ``gap`` info ops, so the duplicates
-checker says unknown rather than counting short. A simulator that does not answer is not an
-error of the collector: ``read()`` returns and the next one tries again.
+It pages from its cursor until the log has nothing newer. A simulator that does not answer
+(its site is cut off or has no power) is not an error of the collector and loses nothing:
+``read()`` returns, and a later read takes up from the cursor what the simulator kept (it keeps
+its log across a restart with its journal, ``--journal``). What is really missed becomes a
+``gap`` info op, so that the duplicates checker says unknown rather than counting short: a
+simulator whose log started again (its ``boot`` changed: restarted without a journal; the
+cursor then starts from 0), entries the ring dropped before they were read (``lost``).
+
+``skip_to_end()`` starts the collector at the simulator's present (what earlier runs sent is
+not read).
 """
 
 from __future__ import annotations
@@ -30,6 +35,13 @@ class CarrierLog:
         self.cursor = 0
         self.boot: str | None = None
         self.unreachable = False
+        self.outages = 0  # times it stopped answering
+
+    async def skip_to_end(self) -> int:
+        """Start after the last entry the simulator holds now; returns its sequence number."""
+        page = await self._page(limit=1)
+        self.boot, self.cursor = str(page["boot"]), int(page["last"])
+        return self.cursor
 
     async def read(self) -> int:
         """Every submission newer than the cursor; returns how many were added."""
@@ -37,19 +49,17 @@ class CarrierLog:
         while True:
             try:
                 page = await self._page()
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                if not self.unreachable:  # one gap per outage
-                    self.history.add(f"carrier:{self.site}", "info", "gap", {
-                        "source": f"carrier:{self.site}", "lost": None,
-                        "reason": f"unreachable: {exc!r}"})
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                if not self.unreachable:
+                    self.outages += 1
                 self.unreachable = True
                 return added
             self.unreachable = False
             if self.boot is not None and page["boot"] != self.boot:
                 self.history.add(f"carrier:{self.site}", "info", "gap", {
                     "source": f"carrier:{self.site}", "lost": None,
-                    "reason": "simulator restarted: what it accepted after the last read "
-                              "before the restart is lost"})
+                    "reason": "simulator log started again (restarted without its journal): "
+                              "what it accepted after the last read before that is lost"})
                 self.boot, self.cursor = page["boot"], 0
                 continue
             self.boot = page["boot"]
@@ -67,9 +77,9 @@ class CarrierLog:
             if not page["items"] or self.cursor >= int(page["last"]):
                 return added
 
-    async def _page(self) -> dict[str, Any]:
+    async def _page(self, limit: int = PAGE) -> dict[str, Any]:
         async with self.http.get(f"{self.url}/submissions",
-                                 params={"after": str(self.cursor), "limit": str(PAGE)},
+                                 params={"after": str(self.cursor), "limit": str(limit)},
                                  timeout=self.timeout) as resp:
             if resp.status != 200:
                 raise ValueError(f"HTTP {resp.status}")

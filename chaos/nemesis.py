@@ -7,7 +7,9 @@ left between that read and the fault. ``value`` names what fails: ``nodes`` (ale
 die or freeze) and/or ``site``; the duplicates and watchdog checkers read them.
 
 A fault is any object with ``describe()``, ``inject()`` and ``heal()`` (``chaos.faults``,
-``chaos.latency``); those are blocking and run in a worker thread.
+``chaos.power``, ``chaos.process_faults``, ``chaos.latency``); those are blocking and run in a
+worker thread. The ``ok`` op carries the description again, as it reads after the action (a
+fault that finds its victim when it injects, the coordination leader, names it then).
 """
 
 from __future__ import annotations
@@ -50,4 +52,5 @@ class Nemesis:
         except Exception as exc:
             self.history.add("nemesis", "fail", f, {**body, "error": repr(exc)})
             raise
-        self.history.add("nemesis", "ok", f, body)
+        # described again: a fault that finds its victim at injection names it now
+        self.history.add("nemesis", "ok", f, {**body, "describe": fault.describe()})

@@ -64,7 +64,7 @@ FAULTS: Final[dict[str, dict[str, tuple[Any, bool]]]] = {
 }
 TOLERANCES: Final[dict[str, str]] = {
     "progress_bound_s": "number", "rpo_window_s": "number", "duplicates_extra": "number",
-    "watchdog_margin_s": "number", "expect_refusals": "bool",
+    "watchdog_margin_s": "number", "expect_refusals": "bool", "rpo_exposure": "bool",
 }
 _TOP: Final = {"name", "description", "faults", "moments", "durations", "campaign",
                "invariants", "tolerances", "backends"}

@@ -259,12 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
     sw.set_defaults(func_topo=cmd_switchover)
 
     from cluster.campaign_cli import add_parsers
+    from cluster.chaos_cli import add_parsers as add_chaos_parsers
     from cluster.db_cli import add_parsers as add_db_parsers
     from cluster.evidence_cli import add_parsers as add_evidence_parsers
 
     add_parsers(sub)
     add_db_parsers(sub)
     add_evidence_parsers(sub)
+    add_chaos_parsers(sub)
 
     demo = sub.add_parser("demo", help="lab up, lose the primary's site, watch the takeover")
     demo.add_argument("--coordination", choices=COORDINATION_BACKENDS,

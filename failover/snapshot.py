@@ -32,6 +32,9 @@ class Snapshot:
     # node holding batches -> the site it claimed them for (its carriers saw their references);
     # read only when a node that is no longer a member holds batches
     owner_sites: Mapping[str, str] = field(default_factory=dict)
+    # live members that say they are cut from the store while others reach it: they have
+    # stopped sending (nodes/store_health.py)
+    store_cut: frozenset[str] = frozenset()
 
     @property
     def held(self) -> int:

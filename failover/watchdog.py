@@ -7,11 +7,15 @@ and what it saw. The sentence is logged when it changes (the count of batches in
 a cycle that moved work also stores it as an event (kind ``watchdog.move``) with its timestamp
 and the snapshot's facts.
 
-What it moves today: the batches of a node that is no longer a member (its lease or session
-expired: the process died, its host died, or its site was cut from the coordination quorum).
-Such a node has stopped sending before its membership could expire (self-fencing), and should it
-still write, the database refuses its stale epoch. Moving a batch puts it back in the queue; the
-next claim takes it with a higher epoch.
+What it moves: the batches of a node that is no longer a member (its lease or session expired:
+the process died, its host died, or its site was cut from the coordination quorum), and those of
+a member that says it is cut from the store (``MemberInfo.store == "cut"``: its site lost the
+link to the other datacenter but still reaches the witness; ``nodes/store_health.py``). Either
+has stopped sending before it can be taken for dead (self-fencing: membership expiry, or the
+store gate it closes before it says ``cut``), and should it still write, the database refuses
+its stale epoch. Moving a batch puts it back in the queue; the next claim takes it with a higher
+epoch. A leader that is itself cut from the store gives up the lead (``store_state``), so that a
+node that can write leads.
 
 Same-site takeover: the dead node may have submitted messages whose outcomes it had not
 recorded; they are resent with the same references, which only its own site's carriers
@@ -36,7 +40,7 @@ import re
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from cluster.coordination.base import CoordinationError, Coordinator
 from failover.pg_state import NOT_CONFIGURED, PgState, PostgresView
@@ -67,6 +71,12 @@ LAUNCH_GRACE_S = 3.0
 LAUNCH_STALE_S = 60.0
 
 
+class StoreState(Protocol):
+    """Whether this node is cut from the store (``nodes.store_health.StoreHealth``)."""
+
+    def cut(self) -> bool: ...
+
+
 @dataclass(frozen=True)
 class Decision:
     reassign: tuple[str, ...] = ()  # nodes whose batches go back to the queue
@@ -74,33 +84,54 @@ class Decision:
     notes: tuple[str, ...] = field(default=())  # why it waits
     reserve: Mapping[str, str] = field(default_factory=dict)  # node -> site holding its batches
     hold_s: float = 0.0  # how long (0 when nothing is reserved)
-    lift: tuple[str, ...] = ()  # sites whose holds end now: their last live member is gone
+    lift: tuple[str, ...] = ()  # sites whose holds end now: no live member can take them there
+    cut: tuple[str, ...] = ()  # of reassign/wait: members cut from the store (the others: dead)
+
+    def why(self) -> str:
+        """Why the nodes whose work moves (or waits) lose it: ``no longer members``, ``cut
+        from PostgreSQL while other nodes reach it``, or both, naming the nodes then."""
+        nodes = self.reassign or self.wait
+        dead = [n for n in nodes if n not in self.cut]
+        if not self.cut:
+            return "no longer members"
+        cut = "cut from PostgreSQL while other nodes reach it"
+        if not dead:
+            return cut
+        return f"{', '.join(dead)} no longer members; {', '.join(self.cut)} {cut}"
 
 
 def decide(snap: Snapshot, hold_s: float = HOLD_S, holding: Collection[str] = ()) -> Decision:
-    """Pure: which nodes hold work but are no longer members, whether to move it now, and for
-    which site to hold it: for ``hold_s`` seconds, the site a dead node claimed its batches for,
-    if that site still has a live member (nobody else could deduplicate what it already sent).
-    Of the sites ``holding`` batches, those left without a live member (a whole site dying, its
-    nodes' memberships expiring one after the other) have their holds lifted at once."""
-    lift = tuple(sorted(s for s in holding if snap.sites.get(s, 0) == 0))
-    dead = tuple(sorted(n for n, count in snap.in_flight.items()
-                        if count > 0 and n not in snap.members))
+    """Pure: which nodes hold work but are no longer members or are cut from the store, whether
+    to move it now, and for which site to hold it: for ``hold_s`` seconds, the site a node
+    claimed its batches for, if that site still has a live member that reaches the store
+    (nobody else could deduplicate what it already sent). Of the sites ``holding`` batches,
+    those left without such a member (a whole site dying, its nodes' memberships expiring one
+    after the other, or cut from the store) have their holds lifted at once."""
+    able = dict(snap.sites)  # live members per site that reach the store
+    for member, member_site in snap.members.items():
+        if member in snap.store_cut:
+            able[member_site] = able.get(member_site, 1) - 1
+    lift = tuple(sorted(s for s in holding if able.get(s, 0) == 0))
+    held = {n for n, count in snap.in_flight.items() if count > 0}
+    cut = tuple(sorted(n for n in held if n in snap.members and n in snap.store_cut))
+    dead = tuple(sorted(n for n in held if n not in snap.members or n in snap.store_cut))
     if dead and snap.postgres.no_primary:
-        return Decision(wait=dead, notes=(snap.postgres.describe(),), lift=lift)
+        return Decision(wait=dead, notes=(snap.postgres.describe(),), lift=lift, cut=cut)
+    owner_sites = {**snap.owner_sites, **{n: snap.members[n] for n in cut}}
     reserve = {n: site for n in dead
-               if (site := snap.owner_sites.get(n)) is not None and snap.sites.get(site, 0) > 0
+               if (site := owner_sites.get(n)) is not None and able.get(site, 0) > 0
                } if hold_s > 0 else {}
     return Decision(reassign=dead, reserve=reserve, hold_s=hold_s if reserve else 0.0,
-                    lift=lift)
+                    lift=lift, cut=cut)
 
 
 class Watchdog:
     def __init__(self, coordinator: Coordinator, store: CampaignStore, *, node: str, site: str,
                  cycle_s: float = 1.0, postgres: PostgresView | None = None,
-                 hold_s: float = HOLD_S) -> None:
+                 hold_s: float = HOLD_S, store_state: StoreState | None = None) -> None:
         """``hold_s``: how long a dead node's batches stay reserved for its site (0: never
-        reserved; at most the store's ``MAX_HOLD_S``)."""
+        reserved; at most the store's ``MAX_HOLD_S``). ``store_state``: this node's own view of
+        the store; while it is cut, it does not lead."""
         if not 0 <= hold_s <= MAX_HOLD_S:  # also refuses NaN
             raise ValueError(f"hold_s must be in [0, {MAX_HOLD_S:g}] seconds, not {hold_s!r}")
         self.coordinator = coordinator
@@ -110,6 +141,7 @@ class Watchdog:
         self.cycle_s = cycle_s
         self.postgres = postgres
         self.hold_s = float(hold_s)
+        self.store_state = store_state
         self.last_sentence = ""
         self.last_snapshot: Snapshot | None = None  # of the last cycle this node led
         self._sites_seen: set[str] = {site}  # a site whose members all died still counts (0)
@@ -134,6 +166,7 @@ class Watchdog:
         leader = await self.coordinator.leader(ELECTION)
         in_flight = await self.store.batches_in_flight()
         members = {m.name: m.site for m in infos}
+        store_cut = frozenset(m.name for m in infos if m.store == "cut")
         # The store knows a dead node's site even if this leader never saw its membership.
         orphaned = any(n not in members for n, count in in_flight.items() if count > 0)
         owner_sites = await self.store.owner_sites() if orphaned else {}
@@ -142,11 +175,13 @@ class Watchdog:
         return Snapshot(
             taken_at=time.monotonic(), leader=leader, members=members, in_flight=in_flight,
             sites=site_health(infos, self._sites_seen), channels=carrier_health(infos),
-            postgres=postgres, owner_sites=owner_sites,
+            postgres=postgres, owner_sites=owner_sites, store_cut=store_cut,
         )
 
     async def cycle(self) -> str:
         """One cycle; returns the sentence saying what it did."""
+        if self.store_state is not None and self.store_state.cut():
+            return await self.step_down()
         try:
             leads = await self.coordinator.campaign(ELECTION)
         except CoordinationError as exc:
@@ -176,7 +211,7 @@ class Watchdog:
         if decision.wait:
             waiting = ", ".join(f"{snap.in_flight[n]} batches of {n}" for n in decision.wait)
             return (f"{self.node} leads: {'; '.join(decision.notes)}: waiting before moving "
-                    f"{waiting} (no longer members); {describe_members(snap)}, "
+                    f"{waiting} ({decision.why()}); {describe_members(snap)}, "
                     f"{describe_channels(snap.channels)}")
         if not decision.reassign:
             if lifted:
@@ -201,15 +236,29 @@ class Watchdog:
         for held in reserved.values():
             self._holds[str(held["site"])] = now + decision.hold_s
         parts = [f"{n} batches of {dead}" for dead, n in moved.items()]
-        sentence = (f"{self.node} leads: moved {', '.join(parts)} (no longer members) back to "
+        sentence = (f"{self.node} leads: moved {', '.join(parts)} ({decision.why()}) back to "
                     f"the queue{describe_takers(reserved, moved, snap)}; "
                     + (f"{describe_lifted(lifted)}; " if lifted else "")
                     + f"{snap.postgres.describe()}, {describe_channels(snap.channels)}")
         await asyncio.shield(self.store.record_event(
             "watchdog.move", sentence, self.node, self.site,
             details={"moved": moved, "reserved": reserved, "lifted": lifted,
-                     "campaigns": campaigns, **facts(snap)}))
+                     "cut": list(decision.cut), "campaigns": campaigns, **facts(snap)}))
         return sentence
+
+    async def step_down(self) -> str:
+        """Cut from the store: a leader that cannot write cannot move anything; let one that
+        can lead (nobody else takes the lead while this node holds it). Called by each cycle
+        while cut, and at once by the store's health when the node becomes cut (a cycle may be
+        stuck on a store call then)."""
+        try:
+            if await self.coordinator.leader(ELECTION) == self.node:
+                await self.coordinator.resign(ELECTION)
+                return (f"{self.node}: cut from PostgreSQL: gave up leading the watchdog to a "
+                        "node that reaches it")
+        except CoordinationError as exc:
+            return f"{self.node}: cut from PostgreSQL, coordination unreachable too ({exc})"
+        return f"{self.node}: cut from PostgreSQL: not leading the watchdog"
 
     async def _note_sync(self, pg: PgState) -> None:
         """Record when PostgreSQL loses or regains its synchronous standby (the time without a
@@ -299,13 +348,22 @@ def describe_takers(reserved: Mapping[str, Mapping[str, Any]], moved: Mapping[st
     """Who may take the moved batches, said after "back to the queue":
     `` for the 2 live members (marseille 1, paris 1)``, or with a hold
     ``, reserved 3 s for paris (1 live member), then open to the 2 live members (...)``
-    (``those of paris-node1 reserved ...`` for each held node when several nodes moved)."""
-    everyone = f"{live_members(len(snap.members))} ({describe_sites(snap.sites)})"
+    (``those of paris-node1 reserved ...`` for each held node when several nodes moved).
+    Members cut from the store take nothing: they are not counted."""
+    sites = dict(snap.sites)
+    for member in snap.store_cut & set(snap.members):
+        sites[snap.members[member]] = sites.get(snap.members[member], 1) - 1
+    able = len(set(snap.members) - snap.store_cut)
+    everyone = f"{live_members(able)} ({describe_sites(sites)})"
+    if snap.store_cut & set(snap.members):
+        everyone = everyone.replace("live member", "live member that reaches PostgreSQL", 1) \
+            if able == 1 else everyone.replace("live members", "live members that reach "
+                                               "PostgreSQL", 1)
     if not reserved:
         return f" for the {everyone}"
     clauses = [(f"those of {dead} " if len(moved) > 1 else "")
                + f"reserved {held['hold_s']:g} s for {held['site']} "
-               f"({live_members(snap.sites.get(held['site'], 0))})"
+               f"({live_members(sites.get(held['site'], 0))})"
                for dead, held in reserved.items()]
     return f", {', '.join(clauses)}, then open to the {everyone}"
 

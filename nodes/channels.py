@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 
 from cluster.coordination.base import CoordinationError, Coordinator, MemberInfo
 from nodes.breaker import Breakers
+from nodes.member_publish import Publication
 
 log = logging.getLogger("tenir.channels")
 
 
 class ChannelView:
     def __init__(self, coordinator: Coordinator, me: MemberInfo, breakers: Breakers,
-                 cycle_s: float = 1.0) -> None:
+                 cycle_s: float = 1.0, publication: Publication | None = None) -> None:
+        """``publication``: shared with the store health, which publishes its own fields."""
         self.coordinator = coordinator
         self.me = me
+        self.publication = publication or Publication(coordinator, me)
         self.breakers = breakers
         self.cycle_s = cycle_s
         self._elsewhere: dict[str, bool] = {}
@@ -36,7 +38,7 @@ class ChannelView:
     async def refresh(self) -> None:
         working = tuple(c for c in self.me.carriers if c not in self.breakers.open_channels())
         if working != self._published:
-            await self.coordinator.join(dataclasses.replace(self.me, carriers=working))
+            await self.publication.publish(carriers=working)
             log.warning("channels working at this node now: %s", ", ".join(working) or "none",
                         extra={"node": self.me.name, "site": self.me.site})
             self._published = working

@@ -66,6 +66,9 @@ class CoordinationConfig:
     retry_timeout: float
     fencing_safety: float
     watchdog_cycle_s: float
+    # a node that has not reached the store for this long, while others do, stops sending and
+    # lets its batches move (nodes/store_health.py)
+    store_grace_s: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -294,12 +297,18 @@ def parse_node_config(data: Any, source: str = "<node config>",
             retry_timeout=_get(k, "retry_timeout", float, source, "coordination."),
             fencing_safety=_get(k, "fencing_safety", float, source, "coordination."),
             watchdog_cycle_s=_get(k, "watchdog_cycle_s", float, source, "coordination."),
+            store_grace_s=(_get(k, "store_grace_s", float, source, "coordination.")
+                           if "store_grace_s" in k else 3.0),
         )
         if coord.backend not in ("etcd", "zookeeper"):
             raise NodeConfigError(source, "coordination.backend", "must be etcd or zookeeper")
         if not coord.retry_timeout <= coord.fencing_safety < coord.ttl:
             raise NodeConfigError(source, "coordination.fencing_safety",
                                   "must be >= retry_timeout and < ttl")
+        if not coord.retry_timeout <= coord.store_grace_s <= coord.ttl:
+            raise NodeConfigError(source, "coordination.store_grace_s",
+                                  "must be >= retry_timeout (one slow answer is no cut) and "
+                                  "<= ttl (a cut site's work moves no later than a dead one's)")
         cfg = dataclasses.replace(cfg, coordination=coord)
     if cfg.lease_s < 3:
         raise NodeConfigError(source, "lease_s", "must be at least 3 seconds")

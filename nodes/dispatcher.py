@@ -8,8 +8,9 @@ modes: ``drain`` stops claiming and lets running batches finish until a deadline
 ``now`` cancels at once. Either way buffered outcomes are flushed (shielded) and unfinished
 batches are released so that another node takes them over.
 
-A node that may not dispatch (its membership lease is in doubt: see ``DispatchGate``) sends
-nothing more and stops claiming; the watchdog will hand its batches to others.
+A node that may not dispatch (its membership lease is in doubt, or it is cut from the store
+while others reach it: see ``DispatchGate``) sends nothing more and stops claiming; the watchdog
+will hand its batches to others.
 
 Claims carry the node's site: a dead node's batches that the watchdog reserved for its site are
 taken by a node of that site during the hold (its carriers deduplicate the references the dead
@@ -48,7 +49,8 @@ CLOSE_DEADLINE_S = 25.0  # how long shutdown waits for outcome flushes (OutcomeB
 
 
 class DispatchGate(Protocol):
-    """Whether this node may send right now (False once its membership lease is in doubt)."""
+    """Whether this node may send right now (False once its membership lease is in doubt, or
+    while it is cut from the store: ``nodes/store_health.py``)."""
 
     def may_dispatch(self) -> bool: ...
 
@@ -365,7 +367,7 @@ class Dispatcher:
                 if lost.is_set():
                     raise LeaseLost(f"batch {batch.id} lost")
                 if not self.gate.may_dispatch():
-                    raise FencedOff("membership lease in doubt: not sending")
+                    raise FencedOff("may not send: membership in doubt or cut from the store")
                 if self._hand_off(step.channel):
                     raise ChannelDown(f"{step.channel} carrier failing at {self.config.site}: "
                                       f"handing batch {batch.id} to a node that can send")

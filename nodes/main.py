@@ -2,8 +2,10 @@
 
 Start: JSON logging, the campaign store (the schema must be migrated: the node's role cannot,
 the owner runs ``tenir db migrate``; retried while PostgreSQL is away or the schema is behind),
-membership of the coordination service, the carrier adapters of the node's site, the
-dispatcher (gated by self-fencing and by site drain: ``nodes/drain.py``), the API, the
+membership of the coordination service, the store's health (``nodes/store_health.py``: a node
+cut from the store while others reach it stops sending and says so), the carrier adapters of the
+node's site, the dispatcher (gated by self-fencing, by the store's health and by site drain:
+``nodes/drain.py``), the API, the
 drain-flag watch, the watchdog (which reads Patroni's ``/cluster`` at ``patroni_urls``) and,
 with a site key, the checkpointer (``evidence``: signed checkpoints cosigned by the witness).
 Stop: the first SIGTERM/SIGINT drains (no new claims, running batches finish until the drain
@@ -45,9 +47,11 @@ from nodes.dispatcher import Dispatcher, DispatcherConfig, StopMode
 from nodes.drain import CoordinationClusterView, SiteDrainGate
 from nodes.launches import LaunchWriter
 from nodes.logs import configure_logging
+from nodes.member_publish import Publication
 from nodes.membership import MembershipGate, open_and_join, wait_previous_life_moved
 from nodes.metrics import Metrics
 from nodes.signing import AckSigner, CallbackUrls
+from nodes.store_health import AllGates, PgProbe, StoreHealth
 from replication.store import PgCampaignStore
 from replication.store_api import Channel
 
@@ -127,8 +131,16 @@ async def serve(cfg: NodeConfig) -> int:
     if cfg.coordination is not None:
         await wait_previous_life_moved(store, cfg.node, cfg.site, deadline_s=cfg.lease_s + 5)
     coordinator = await open_membership(cfg)
-    gate = (MembershipGate(coordinator, cfg.coordination.fencing_safety, cfg.node, cfg.site)
-            if coordinator is not None and cfg.coordination is not None else None)
+    publication = Publication(coordinator, member_info(cfg)) if coordinator is not None else None
+    probe = PgProbe(cfg.dsn)
+    store_health = (StoreHealth(probe, coordinator, publication, node=cfg.node, site=cfg.site,
+                                grace_s=cfg.coordination.store_grace_s)
+                    if coordinator is not None and publication is not None
+                    and cfg.coordination is not None else None)
+    gate = (AllGates(MembershipGate(coordinator, cfg.coordination.fencing_safety, cfg.node,
+                                    cfg.site), store_health)
+            if store_health is not None and coordinator is not None
+            and cfg.coordination is not None else None)
     drains = (SiteDrainGate(coordinator, cfg.node, cfg.site)
               if coordinator is not None else None)
     carriers = build_carriers(cfg)
@@ -144,7 +156,8 @@ async def serve(cfg: NodeConfig) -> int:
     channels: ChannelView | None = None
     if coordinator is not None and cfg.coordination is not None:
         channels = ChannelView(coordinator, member_info(cfg), dispatcher.breakers,
-                               cycle_s=cfg.coordination.watchdog_cycle_s)
+                               cycle_s=cfg.coordination.watchdog_cycle_s,
+                               publication=publication)
         dispatcher.elsewhere = channels
     for adapter in carriers.values():
         await adapter.start(dispatcher.on_receipt, dispatcher.on_ack)
@@ -178,7 +191,11 @@ async def serve(cfg: NodeConfig) -> int:
     watchdog_task: asyncio.Task[None] | None = None
     channels_task: asyncio.Task[None] | None = None
     checkpoint_task: asyncio.Task[None] | None = None
+    store_task: asyncio.Task[None] | None = None
     try:
+        if store_health is not None:
+            store_task = asyncio.create_task(store_health.run(watchdog_stop),
+                                             name="store-health")
         if checkpointer is not None:
             checkpoint_task = asyncio.create_task(checkpointer.run(watchdog_stop),
                                                   name="checkpointer")
@@ -188,7 +205,10 @@ async def serve(cfg: NodeConfig) -> int:
         if watchdog_wanted(cfg) and coordinator is not None and cfg.coordination is not None:
             watchdog = Watchdog(coordinator, store, node=cfg.node, site=cfg.site,
                                 cycle_s=cfg.coordination.watchdog_cycle_s,
-                                postgres=PatroniRestView(cfg.patroni_urls))
+                                postgres=PatroniRestView(cfg.patroni_urls),
+                                store_state=store_health)
+            if store_health is not None:
+                store_health.on_cut = watchdog.step_down
             watchdog_task = asyncio.create_task(watchdog.run(watchdog_stop), name="watchdog")
         if channels is not None:
             channels_task = asyncio.create_task(channels.run(watchdog_stop), name="channels")
@@ -202,6 +222,9 @@ async def serve(cfg: NodeConfig) -> int:
             await channels_task
         if checkpoint_task is not None:
             await checkpoint_task
+        if store_task is not None:
+            await store_task
+        await probe.close()
         if drains is not None:
             await drains.close()
         if coordinator is not None:  # leave only once our batches are released

@@ -10,7 +10,19 @@ the end of the last ``read`` (database clock) and the fault. With ``max_window_s
 window larger than that makes the verdict ``unknown`` (not proven up to the instant).
 
 A carrier message id seen as null may be filled later by a receipt; one seen set must not
-change. Unknown: no fault, or no ``final`` read of a campaign whose outcomes were seen.
+change. Unknown: no fault, or no ``final`` read of a campaign whose outcomes were seen. Only the
+campaigns the run launched are judged (when it launched any): an earlier run's campaign has no
+final read here.
+
+Without a synchronous copy (``exposure``: the double fault, Patroni without
+``synchronous_mode_strict``). While PostgreSQL has no synchronous standby, an acknowledged write
+lives on one site only, and losing that site loses it: the checker then reports what was lost
+instead of calling it a violation, bounded by what was written in those windows. A window opens
+at the fault that preceded the watchdog's ``postgres.sync_lost`` record (Patroni drops the
+standby a few seconds after losing it, the record comes a cycle later) and closes at
+``postgres.sync_restored`` or at the run's end; an outcome counts as written in it when the
+observer first saw it there. A loss outside every window is still invalid; so is one larger
+than the bound.
 """
 
 from __future__ import annotations
@@ -21,17 +33,44 @@ from chaos.history import History, Op
 NAME = "rpo"
 
 
-def check(history: History, max_window_s: float | None = None) -> Verdict:
+def exposure_windows(history: History) -> list[tuple[float, float]]:
+    """When PostgreSQL had no synchronous copy, as the watchdog recorded it (see above)."""
+    faults = sorted(op.at for op in history.of("fault", "invoke"))
+    end = max((op.at for op in history.ops), default=0.0)
+    windows: list[tuple[float, float]] = []
+    opened: float | None = None
+    for op in sorted(history.of("event", "ok"), key=lambda o: o.at):
+        kind = op.value.get("kind")
+        if kind == "postgres.sync_lost" and opened is None:
+            before = [f for f in faults if f <= op.at]
+            opened = before[-1] if before else op.at
+        elif kind == "postgres.sync_restored" and opened is not None:
+            windows.append((opened, op.at))
+            opened = None
+    if opened is not None:
+        windows.append((opened, end))
+    return windows
+
+
+def check(history: History, max_window_s: float | None = None,
+          exposure: bool = False) -> Verdict:
     offences: list[Offence] = []
     unknowns: list[Offence] = []
     faults = history.of("fault", "invoke")
     if not faults:
         return judge(NAME, [], [Offence("no fault in the history")], {}, "")
+    launched = {int(op.value["campaign"]) for op in history.of("launch", "ok")}
+    windows = exposure_windows(history) if exposure else []
+
+    def exposed(op: Op) -> bool:
+        return any(start <= op.at <= end for start, end in windows)
+
+    lost_exposed: list[Op] = []
     finals: dict[int, Op] = {}
     for op in history.of("final", "ok"):
         finals[int(op.value["campaign"])] = op
     reads = sorted(history.of("read", "ok"), key=lambda op: op.at)
-    windows = []
+    windows_s = []
     checked: set[str] = set()
     for fault in faults:
         before = [r for r in reads if r.at <= fault.at]
@@ -40,7 +79,7 @@ def check(history: History, max_window_s: float | None = None) -> Verdict:
                                     (fault.index,)))
             continue
         window = fault.at - before[-1].at
-        windows.append(window)
+        windows_s.append(window)
         if max_window_s is not None and window > max_window_s:
             unknowns.append(Offence(
                 f"last read {window:.3f} s before the fault (more than {max_window_s:g} s): "
@@ -49,18 +88,36 @@ def check(history: History, max_window_s: float | None = None) -> Verdict:
         for op in history.of("outcome", "ok"):
             if op.at > fault.at or op.value["reference"] in checked:
                 continue
+            if launched and int(op.value["campaign"]) not in launched:
+                continue
             checked.add(op.value["reference"])
             offence = _compare(op, finals.get(int(op.value["campaign"])))
             if offence == "no final read":
                 unknowns.append(Offence(f"campaign {op.value['campaign']}: no final read",
                                         (op.index,)))
+            elif offence is not None and exposed(op):
+                lost_exposed.append(op)
             elif offence is not None:
                 final = finals[int(op.value["campaign"])]
                 offences.append(Offence(offence, (op.index, final.index, fault.index)))
-    figures = {"outcomes_checked": len(checked),
-               "window_s": max(windows) if windows else None, "faults": len(faults)}
+    figures: dict[str, object] = {"outcomes_checked": len(checked),
+                                  "window_s": max(windows_s) if windows_s else None,
+                                  "faults": len(faults)}
+    if not exposure:
+        return judge(NAME, offences, unknowns, figures,
+                     f"{len(checked)} outcomes committed before the fault(s) all kept")
+    written = sum(1 for op in history.of("outcome", "ok") if exposed(op)
+                  and (not launched or int(op.value["campaign"]) in launched))
+    figures |= {"lost_exposed": len(lost_exposed), "written_exposed": written,
+                "exposure_s": round(sum(e - s for s, e in windows), 3)}
+    if len(lost_exposed) > written:
+        offences.insert(0, Offence(f"{len(lost_exposed)} outcomes lost, more than the "
+                                   f"{written} written without a synchronous copy",
+                                   tuple(op.index for op in lost_exposed)))
     return judge(NAME, offences, unknowns, figures,
-                 f"{len(checked)} outcomes committed before the fault(s) all kept")
+                 f"{len(checked)} outcomes committed before the fault(s): "
+                 f"{len(lost_exposed)} lost, all written while PostgreSQL had no synchronous "
+                 f"copy (bound {written} written then, {figures['exposure_s']} s)")
 
 
 def _compare(op: Op, final: Op | None) -> str | None:

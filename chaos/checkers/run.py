@@ -18,7 +18,8 @@ def check_all(history: History, scenario: Scenario) -> list[Verdict]:
         elif name == "rpo":
             window = t.get("rpo_window_s")
             out.append(rpo.check(history, max_window_s=None if window is None
-                                 else float(window)))
+                                 else float(window),
+                                 exposure=bool(t.get("rpo_exposure", False))))
         elif name == "duplicates":
             out.append(duplicates.check(history, tolerance=int(t.get("duplicates_extra", 0))))
         elif name == "fencing":

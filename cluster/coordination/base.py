@@ -64,13 +64,19 @@ class MemberInfo:
     carriers: tuple[str, ...] = ()  # channels this member can send on
     capacity: int = 0  # batches it dispatches at once
     url: str = ""  # its API
+    # Whether it reaches the campaign store (nodes/store_health.py): "ok", "unreachable" (for a
+    # while: it keeps sending, outcomes buffered) or "cut" (others reach it, this node does not:
+    # it stopped sending, the watchdog moves its batches); store_seq grows while it is "ok".
+    store: str = "ok"
+    store_seq: int = 0
 
     def to_bytes(self) -> bytes:
         import json
 
         return json.dumps({"name": self.name, "site": self.site, "host": self.host,
                            "carriers": list(self.carriers), "capacity": self.capacity,
-                           "url": self.url}).encode()
+                           "url": self.url, "store": self.store,
+                           "store_seq": self.store_seq}).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> MemberInfo:
@@ -79,7 +85,8 @@ class MemberInfo:
         d = json.loads(raw)
         return cls(name=str(d["name"]), site=str(d["site"]), host=str(d["host"]),
                    carriers=tuple(d.get("carriers", ())), capacity=int(d.get("capacity", 0)),
-                   url=str(d.get("url", "")))
+                   url=str(d.get("url", "")), store=str(d.get("store", "ok")),
+                   store_seq=int(d.get("store_seq", 0)))
 
 
 @dataclass(frozen=True)

@@ -197,3 +197,31 @@ def test_production_example_renders_with_its_vault(backend: str, tmp_path: Path)
     assert node["coordination"]["ttl"] == 6
     assert node["patroni_urls"] == ["http://192.0.2.11:8008", "http://192.0.2.111:8008"]
     assert "host=192.0.2.112 port=5000" in node["dsn"]
+
+
+def test_strictness_grace_journal_and_the_test_environment_by_default(
+        lab: dict[str, dict[str, str]]) -> None:
+    dcs = yaml.safe_load(lab["paris-db"]["patroni.yml"])["bootstrap"]["dcs"]
+    assert dcs["synchronous_mode_strict"] is False  # the default: alerting goes on alone
+    node = yaml.safe_load(lab["paris-node1"]["node.yml"])
+    assert node["coordination"]["store_grace_s"] == 3
+    assert "TENIR_UNSAFE_TEST_SWITCHES" not in lab["paris-node1"]["tenir-node.service"]
+    carriers = lab["paris-carriers"]["tenir-carriers.service"]
+    assert "--journal /var/lib/tenir-carriers/submissions.jsonl" in carriers
+    assert "\nStateDirectory=tenir-carriers\n" in carriers
+
+
+def test_strict_mode_and_the_test_switches_environment_when_asked(tmp_path: Path) -> None:
+    files = render_inventory(LAB, tmp_path, {**SECRETS, "tenir_version": "0.1.0",
+                                             "patroni_synchronous_mode_strict": True,
+                                             "tenir_node_unsafe_test_environment": True,
+                                             "tenir_node_unsafe_test_switches": ["watchdog_off"],
+                                             "carrier_sim_journal": ""})
+    for host in ("paris-db", "marseille-db"):
+        dcs = yaml.safe_load(files[host]["patroni.yml"])["bootstrap"]["dcs"]
+        assert dcs["synchronous_mode_strict"] is True
+    unit = files["marseille-node2"]["tenir-node.service"]
+    assert "\nEnvironment=TENIR_UNSAFE_TEST_SWITCHES=1\n" in unit
+    assert yaml.safe_load(files["marseille-node2"]["node.yml"])["unsafe_test_switches"] == [
+        "watchdog_off"]
+    assert "--journal" not in files["paris-carriers"]["tenir-carriers.service"]

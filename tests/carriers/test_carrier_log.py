@@ -1,8 +1,11 @@
 """The carrier collector against simulators on loopback: submissions become ``submit`` ops,
-duplicates are counted as a carrier without dedup delivers them (even with --dedup), and a
-simulator down or restarted leaves a gap that makes the duplicates checker unknown."""
+duplicates are counted as a carrier without dedup delivers them (even with --dedup); a
+simulator that stops answering loses nothing, one restarted without its journal leaves a gap that
+makes the duplicates checker unknown, one restarted with it carries on."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -63,5 +66,35 @@ async def test_paging_a_long_log_and_a_restart_leave_a_gap(
     finally:
         await again.stop()
     reasons = [op.value["reason"] for op in h.of("gap")]
-    assert reasons[0].startswith("unreachable") and "restarted" in reasons[1]
+    assert len(reasons) == 1 and "restarted without its journal" in reasons[0]
+    assert log.outages == 1
     assert duplicates.check(h).validity == "unknown"
+
+
+async def test_a_simulator_back_with_its_journal_leaves_no_gap(
+    sim_factory: SimFactory, http: aiohttp.ClientSession, tmp_path: Path,
+) -> None:
+    journal = str(tmp_path / "paris.jsonl")
+    sim = await sim_factory(site="paris", journal=journal)
+    sim.state.record("sms", "8:0:sms:0", "old")  # an earlier run's
+    h = History()
+    log = CarrierLog("paris", url(sim), h, http)
+    assert await log.skip_to_end() == 1
+    sim.state.record("sms", "8:1:sms:0", "a")
+    assert await log.read() == 1
+    sim.state.record("sms", "8:2:sms:0", "b")  # accepted, not read yet: then the power goes
+    port = sim.ports["control"]
+    await sim.stop()
+    assert await log.read() == 0 and log.unreachable
+    again = Simulator(SimConfig(site="paris", host=HOST, control_port=port, journal=journal))
+    await again.start()
+    try:
+        again.state.record("sms", "8:1:sms:0", "a2")  # resent after the restart
+        assert await log.read() == 2
+    finally:
+        await again.stop()
+    assert h.of("gap") == []
+    assert [op.value["reference"] for op in h.of("submit")] == ["8:1:sms:0", "8:2:sms:0",
+                                                                 "8:1:sms:0"]
+    assert h.of("submit")[-1].value["resubmission"] is True  # it remembered the first
+    assert duplicates.check(h).figures["duplicates"] == 1

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from nodes.carriers.sim.app import Simulator
-from nodes.carriers.sim.submissions import SubmissionLog
+from nodes.carriers.sim.state import SimState
+from nodes.carriers.sim.submissions import JournalError, SubmissionLog
 from tests.carriers.support import Control
 
 pytestmark = pytest.mark.integration
@@ -31,6 +34,45 @@ def test_ring_pages_by_cursor_and_counts_what_it_lost() -> None:
     assert log.page(5)["items"][0]["seq"] == 6  # sequence numbers go on after a clear
     with pytest.raises(ValueError, match=r"^limit:"):
         log.page(0, limit=0)
+
+
+@pytest.mark.unit
+def test_a_journal_keeps_the_log_across_a_kill(tmp_path: Path) -> None:
+    path = tmp_path / "submissions.jsonl"
+    state = SimState("paris", dedup=True, log_capacity=4, journal=path)
+    for rid in (1, 2, 1):
+        state.record("sms", f"7:{rid}:sms:0", f"m{rid}")
+    boot = state.submissions.boot
+    # killed: nothing is closed or flushed; a torn last line as a kill mid-write could leave
+    with open(path, "a", encoding="utf-8") as out:
+        out.write('{"seq": 4, "site": "par')
+    again = SimState("paris", dedup=True, log_capacity=4, journal=path)
+    log = again.submissions
+    assert (log.boot, log.last_seq, log.replayed) == (boot, 3, 3)
+    assert [s["reference"] for s in log.page(0)["items"]] == ["7:1:sms:0", "7:2:sms:0",
+                                                              "7:1:sms:0"]
+    assert again.report()["sms"]["duplicates"] == 1  # the counts came back with the entries
+    admission = again.record("sms", "7:2:sms:0", "m2b")
+    assert admission.duplicate and admission.carrier_id == "m2"  # dedup remembers
+    assert log.last_seq == 4
+    again.reset()  # a cleared log stays cleared after a restart
+    third = SimState("paris", dedup=False, log_capacity=4, journal=path)
+    assert third.submissions.page(0)["items"] == [] and third.submissions.last_seq == 4
+    with pytest.raises(JournalError, match="journal of site 'paris', not 'marseille'"):
+        SubmissionLog("marseille", journal=path)
+
+
+@pytest.mark.unit
+def test_a_journal_is_compacted_to_what_the_ring_holds(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    log = SubmissionLog("paris", capacity=3, journal=path)
+    for i in range(20):
+        log.append("sms", f"1:{i}:sms:0", f"id{i}", resubmission=False)
+    log.close()
+    assert len(path.read_text().splitlines()) <= 2 * 3 + 3
+    again = SubmissionLog("paris", capacity=3, journal=path)
+    page = again.page(0, limit=10)
+    assert [s["seq"] for s in page["items"]] == [18, 19, 20] and page["lost"] == 17
 
 
 @pytest.mark.asyncio

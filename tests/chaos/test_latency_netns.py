@@ -8,12 +8,12 @@ import os
 import re
 import signal
 import subprocess
-from collections.abc import Iterator
+import time
 
 import pytest
 
 from chaos.latency import DegradedLink, Side, between_sites
-from chaos.scratch_net import Triangle, triangle
+from chaos.scratch_net import Triangle
 
 pytestmark = pytest.mark.integration
 
@@ -34,13 +34,6 @@ def ping(net: Triangle, src: str, dst: str, count: int = 10) -> tuple[float, flo
 
 def sides(net: Triangle) -> dict[str, Side]:
     return {n: Side((net.namespaces[n],), net.addresses_of(n)) for n in "abc"}
-
-
-@pytest.fixture
-def net() -> Iterator[Triangle]:
-    assert os.geteuid() == 0, "creating network namespaces needs root"
-    with triangle(f"tdly-{os.getpid() % 100000}") as t:
-        yield t
 
 
 def test_distant_sites_get_their_round_trip_and_lose_it_at_heal(net: Triangle) -> None:
@@ -85,6 +78,9 @@ def test_a_dead_delayer_lets_packets_through_undelayed(net: Triangle) -> None:
         assert ping(net, "a", "b", count=3)[0] >= 39.0
         for pid in fault.delayer_pids().values():
             os.kill(pid, signal.SIGKILL)
+        # the kernel unbinds a queue when its dead listener's socket is closed; a packet that
+        # comes before that is queued to no one and lost (a moment, not a cut link)
+        time.sleep(0.3)
         avg, lost = ping(net, "a", "b", count=5)
         assert lost == 0 and avg < 2.0  # --queue-bypass: never a cut link
     finally:

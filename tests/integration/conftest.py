@@ -16,10 +16,12 @@ import psycopg
 import pytest
 import pytest_asyncio
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from replication.migrate import migrate
 from replication.store import PgCampaignStore
 from tests.integration.pgserver import PgServer, PgServerError, start_pg
+from tests.integration.relay import CuttingRelay
 
 TEMPLATE_DB = "tenir_template"
 _numbers = itertools.count(1)
@@ -105,3 +107,16 @@ async def sql_conn(db_dsn: str) -> AsyncIterator[psycopg.AsyncConnection[tuple[o
         yield conn
     finally:
         await conn.close()
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def relay(db_dsn: str) -> AsyncIterator[tuple[CuttingRelay, str]]:
+    """A relay to the test's database that can cut the link (``relay.py``), and the DSN
+    through it."""
+    params = conninfo_to_dict(db_dsn)
+    r = CuttingRelay(str(params.get("host", "127.0.0.1")), int(params.get("port", 5432)))
+    port = await r.start()
+    try:
+        yield r, make_conninfo(db_dsn, host="127.0.0.1", port=port, connect_timeout=2)
+    finally:
+        await r.close()

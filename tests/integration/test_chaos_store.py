@@ -171,3 +171,23 @@ async def test_the_application_role_cannot_turn_the_switch_on(
     finally:
         await sql_conn.execute("DROP OWNED BY chaos_app")
         await sql_conn.execute("DROP ROLE chaos_app")
+
+
+async def test_the_observer_keeps_to_the_campaigns_launched_in_its_history(
+        store: PgCampaignStore, db_dsn: str) -> None:
+    await store.create_scenario(sms_scenario())
+    older = await store.launch_campaign("flood", "op", population=3, batch_size=3)
+    mine = await store.launch_campaign("flood", "op", population=3, batch_size=3)
+    h = History()
+    async with PgObserver(db_dsn, h) as obs:
+        await obs.skip_existing()
+        h.add("workload:0", "ok", "launch", {"campaign": mine, "recipients": 3})
+        for node in ("paris-node1", "paris-node2"):  # the older campaign's batch first
+            batch = await _claim(store, node, "paris")
+            await store.record_outcomes(batch.id, batch.epoch, node,
+                                        [outcome(r, batch.campaign_id) for r in batch.recipients])
+        await obs.read()
+        assert obs.followed == [mine]
+    seen = {op.value["campaign"] for op in h.of("outcome")}
+    assert seen == {mine} and older != mine  # an earlier run's campaign is not read
+    assert len(h.of("outcome")) == 3

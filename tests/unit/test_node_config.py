@@ -171,3 +171,27 @@ def test_bad_security_settings_are_refused_without_echoing_a_secret(
         parse_node_config(data, "node.yml")
     assert refused.value.key == key
     assert SECRET[:8] not in str(refused.value)
+
+
+def test_the_store_grace_is_rendered_loaded_and_bounded() -> None:
+    cfg = parse_node_config(rendered(), environ={})
+    assert cfg.coordination is not None and cfg.coordination.store_grace_s == 3.0
+    assert parse_node_config(rendered(tenir_node_store_grace_s=4.5)).coordination.store_grace_s \
+        == 4.5  # type: ignore[union-attr]
+    data = rendered()
+    del data["coordination"]["store_grace_s"]  # a file of the previous version
+    assert parse_node_config(data).coordination.store_grace_s == 3.0  # type: ignore[union-attr]
+    for bad in (1.0, 6.0):  # below retry_timeout 1.5, above ttl 5
+        with pytest.raises(NodeConfigError,
+                           match=r"coordination\.store_grace_s: must be >= retry_timeout"):
+            parse_node_config(rendered(tenir_node_store_grace_s=bad), "node.yml")
+
+
+def test_the_unsafe_environment_line_is_rendered_only_when_asked() -> None:
+    values = node_values(ansible_managed="managed", tenir_node_venv="/opt/tenir/venv",
+                         tenir_node_config_dir="/etc/tenir", tenir_node_drain_deadline_s=10)
+    unit = render("tenir_node", "tenir-node.service.j2", values)
+    assert "TENIR_UNSAFE_TEST_SWITCHES" not in unit
+    unit = render("tenir_node", "tenir-node.service.j2",
+                  {**values, "tenir_node_unsafe_test_environment": True})
+    assert "\nEnvironment=TENIR_UNSAFE_TEST_SWITCHES=1\n" in unit

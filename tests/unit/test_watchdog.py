@@ -257,8 +257,8 @@ async def test_a_dead_node_loses_leadership_and_its_batches_move_with_an_event()
         "sync_standby": "marseille-db", "members": ["marseille-db", "paris-db"],
         "answered_by": "http://10.213.0.11:8008", "unknown_because": None}
     assert event.details["reserved"] == {}  # its site is unknown: claimed without one
-    assert set(event.details) == {"moved", "reserved", "lifted", "campaigns", "members", "sites",
-                                  "channels", "postgres"}
+    assert set(event.details) == {"moved", "reserved", "lifted", "cut", "campaigns", "members",
+                                  "sites", "channels", "postgres"}
     # the next cycle has nothing left to do
     assert (await w2.cycle()).endswith("nothing to move")
 

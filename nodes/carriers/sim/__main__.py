@@ -1,6 +1,6 @@
 """``python -m nodes.carriers.sim --site paris --smpp-port P --smtp-port P --voice-port P
---control-port P [--dedup] [--receipt-delay-ms N] [--log-capacity N]``: one simulated carrier
-site per process.
+--control-port P [--dedup] [--receipt-delay-ms N] [--log-capacity N] [--journal FILE]``: one
+simulated carrier site per process.
 
 Logs JSON lines to stderr; the first ``sim_ready`` line gives the ports bound (useful with port 0).
 Sessions, binds and control changes are logged at INFO, every message at DEBUG
@@ -22,7 +22,7 @@ import sys
 
 from nodes.carriers.sim import jsonlog
 from nodes.carriers.sim.app import SimConfig, Simulator
-from nodes.carriers.sim.submissions import DEFAULT_CAPACITY
+from nodes.carriers.sim.submissions import DEFAULT_CAPACITY, JournalError
 
 STOP_GRACE_S = 5.0
 log = logging.getLogger("tenir.sim")
@@ -42,6 +42,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[SimConfig, str]:
                         "acknowledgement (it is still counted as delivered and logged)")
     p.add_argument("--log-capacity", type=int, default=DEFAULT_CAPACITY,
                    help="entries kept by the submission log's ring (GET /submissions)")
+    p.add_argument("--journal", default=None, metavar="FILE",
+                   help="keep the submission log in FILE too: a restart (a power cut) carries on "
+                        "from it instead of forgetting what this carrier delivered")
     p.add_argument("--receipt-delay-ms", type=int, default=50)
     p.add_argument("--system-id", default="tenir", help="SMPP system_id expected at bind")
     p.add_argument("--password", default=None,
@@ -53,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[SimConfig, str]:
         config = SimConfig(site=a.site, host=a.host, smpp_port=a.smpp_port,
                            smtp_port=a.smtp_port, voice_port=a.voice_port,
                            control_port=a.control_port, dedup=a.dedup,
-                           log_capacity=a.log_capacity,
+                           log_capacity=a.log_capacity, journal=a.journal,
                            receipt_delay_ms=a.receipt_delay_ms, system_id=a.system_id,
                            password=password, voice_callback_secret=os.environ.get(
                                "TENIR_SIM_VOICE_CALLBACK_SECRET") or None)
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     jsonlog.configure(log_level, {"site": config.site})
     try:
         return asyncio.run(serve(config))
-    except OSError as exc:
+    except (OSError, JournalError) as exc:
         log.error("cannot start", extra={"event": "sim_start_failed", "error": str(exc)})
         return 2
 

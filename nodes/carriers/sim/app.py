@@ -32,6 +32,7 @@ class SimConfig:
     dedup: bool = False
     receipt_delay_ms: int = 50
     log_capacity: int = DEFAULT_CAPACITY  # entries of the submission log's ring
+    journal: str | None = None  # the submission log's file: kept across restarts
     system_id: str = "tenir"
     password: str = "secret"  # noqa: S105 - the lab simulator's default; --password overrides
     # Signs the voice callbacks (nodes/carriers/callback_auth.py); None sends them unsigned,
@@ -58,7 +59,7 @@ class Simulator:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.state = SimState(config.site, dedup=config.dedup,
-                              log_capacity=config.log_capacity)
+                              log_capacity=config.log_capacity, journal=config.journal)
         self.ports: dict[str, int] = {}
         self._http: aiohttp.ClientSession | None = None
         self._smpp: SmppServer | None = None
@@ -112,6 +113,7 @@ class Simulator:
         if self._http is not None:
             await self._http.close()
             self._http = None
+        self.state.submissions.close()
         log.info("simulator stopped", extra={"event": "sim_stopped", "site": self.config.site})
 
     async def __aenter__(self) -> Simulator:

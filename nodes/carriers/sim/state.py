@@ -26,6 +26,7 @@ import hashlib
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
 from nodes.carriers.flow import TokenBucket
@@ -146,15 +147,24 @@ class ChannelRecord:
 
 
 class SimState:
-    def __init__(self, site: str, *, dedup: bool,
-                 log_capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(self, site: str, *, dedup: bool, log_capacity: int = DEFAULT_CAPACITY,
+                 journal: str | Path | None = None) -> None:
+        """``journal``: the submission log's file (:mod:`.submissions`); the records of what
+        it replays at start are rebuilt, as a carrier's survive its own restart."""
         self.site = site
         self.dedup = dedup
-        self.submissions = SubmissionLog(site, log_capacity)
+        self.submissions = SubmissionLog(site, log_capacity, journal)
         self.settings: dict[SimChannel, ChannelSettings] = {c: ChannelSettings()
                                                             for c in SIM_CHANNELS}
         self.records: dict[SimChannel, ChannelRecord] = {c: ChannelRecord() for c in SIM_CHANNELS}
         self._buckets: dict[SimChannel, TokenBucket] = {}
+        for entry in self.submissions.entries():
+            if entry.channel in self.records:
+                rec = self.records[entry.channel]
+                rec.received += 1
+                rec.delivered += 1
+                rec.counts[entry.reference] += 1
+                rec.first_id.setdefault(entry.reference, entry.message_id)
 
     def control(self, payload: object) -> dict[str, dict[str, Any]]:
         """Apply a control request (all or nothing); returns every channel's settings."""

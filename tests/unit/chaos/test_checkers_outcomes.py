@@ -115,6 +115,57 @@ def test_rpo_unknown_when_the_last_read_is_too_far_from_the_fault() -> None:
     assert v.validity == "unknown" and "4.000 s" in v.summary
 
 
+def _double_fault(sync_lost_at: float | None) -> Run:
+    """The standby's site lost at 5 (the watchdog records the lost synchronous copy at 11), two
+    outcomes written after that, then the primary's site lost at 20."""
+    r = Run()
+    r.launch(1, 4)
+    r.outcome(1, 1, at=1.0, cmid="m1")
+    r.read(at=4.9)
+    r.fault(at=5.0, site="marseille")
+    if sync_lost_at is not None:
+        r.h.add("node:paris-node1", "ok", "event", {"kind": "postgres.sync_lost",
+                                                    "node": "paris-node1", "site": "paris"},
+                at=T0 + sync_lost_at)
+    r.outcome(1, 2, at=12.0, cmid="m2")
+    r.outcome(1, 3, at=13.0, cmid="m3")
+    r.read(at=19.9)
+    r.fault(at=20.0, site="paris")
+    return r
+
+
+def test_rpo_reports_what_was_lost_without_a_synchronous_copy_within_its_bound() -> None:
+    r = _double_fault(sync_lost_at=11.0)
+    final = r.final(1, 4)
+    del final.value["attempts"]["1:2:sms:0"]  # written while paris was alone, lost with it
+    assert rpo.check(r.h).validity == "invalid"  # without the exposure tolerance
+    v = rpo.check(r.h, exposure=True)
+    assert v.validity == "valid", v
+    assert (v.figures["lost_exposed"], v.figures["written_exposed"]) == (1, 2)
+    # the window opens at the fault before the record, not at the record
+    assert v.figures["exposure_s"] == pytest.approx(r.h.ops[-1].at - (T0 + 5.0))
+    assert "1 lost, all written while PostgreSQL had no synchronous copy (bound 2" in v.summary
+
+
+def test_rpo_a_loss_outside_the_windows_or_without_a_record_stays_invalid() -> None:
+    r = _double_fault(sync_lost_at=11.0)
+    final = r.final(1, 4)
+    del final.value["attempts"]["1:1:sms:0"]  # committed while the copy existed
+    v = rpo.check(r.h, exposure=True)
+    assert v.validity == "invalid" and "1:1:sms:0" in v.offences[0].reason
+    r2 = _double_fault(sync_lost_at=None)  # nobody recorded a lost copy
+    final2 = r2.final(1, 4)
+    del final2.value["attempts"]["1:2:sms:0"]
+    assert rpo.check(r2.h, exposure=True).validity == "invalid"
+
+
+def test_rpo_judges_only_the_campaigns_the_run_launched() -> None:
+    r = _before_and_after_fault()
+    r.outcome(9, 1, at=1.5)  # an earlier run's campaign, no final read here
+    r.final(1, 3)
+    assert rpo.check(r.h).validity == "valid"
+
+
 def test_progress_valid_within_the_bound_invalid_beyond_or_never() -> None:
     r = Run()
     r.launch(1, 3)
@@ -130,3 +181,19 @@ def test_progress_valid_within_the_bound_invalid_beyond_or_never() -> None:
     r2.heal(at=3.0)
     v2 = progress.check(r2.h, bound_s=60.0)
     assert v2.validity == "invalid" and "never completed" in v2.offences[0].reason
+
+
+def test_progress_judges_each_campaign_against_the_heal_that_preceded_its_completion() -> None:
+    r = Run()
+    r.launch(1, 3, at=0.0)
+    r.fault(at=2.0)
+    r.heal(at=10.0)
+    r.complete(1, at=60.0)  # 50 s after the heal that delayed it
+    r.launch(2, 3, at=61.0)
+    r.fault(at=70.0)
+    r.heal(at=200.0)  # a later heal must not hide the first campaign's delay
+    r.complete(2, at=75.0)  # completed through the second fault: measured from its launch
+    v = progress.check(r.h, bound_s=30.0)
+    assert v.validity == "invalid" and len(v.offences) == 1
+    assert "campaign 1 completed 50.0 s after the heal" in v.offences[0].reason
+    assert v.figures["completion_s"][2] == pytest.approx(14.0)

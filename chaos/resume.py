@@ -1,0 +1,58 @@
+"""Resume time after a fault, from the history: how long until a surviving site's carrier
+received a submission, and until a surviving site's node had an outcome write accepted.
+
+The fault is the run's first ``fault`` invoke. Surviving sites: the datacenter sites no fault of
+the run names (``value.site`` or ``value.sites`` of a cut link's side that lost PostgreSQL is
+``site``); when every datacenter site is named (a double fault), all of them, and the time then
+includes the outage. Submissions come from the carrier log (``submit``, the simulator's clock);
+accepted writes from the claim log (``claim`` ops of kind ``write``, the database's clock, to the
+millisecond), else from the observer's ``outcome`` ops (the snapshot's time, to its period).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from chaos.history import History
+
+
+@dataclass(frozen=True)
+class Resume:
+    submit_s: float | None  # first submission at a surviving site's carrier after the fault
+    outcome_s: float | None  # first outcome write of a surviving site's node accepted after it
+    sites: tuple[str, ...]  # the surviving sites
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"submit_s": self.submit_s, "outcome_s": self.outcome_s, "sites": list(self.sites)}
+
+    def short(self) -> str:
+        """``0.1/4.2`` (submission/outcome, seconds), ``-`` for what never came."""
+        def one(v: float | None) -> str:
+            return "-" if v is None else f"{v:.1f}"
+        return f"{one(self.submit_s)}/{one(self.outcome_s)}"
+
+
+def failed_sites(history: History) -> set[str]:
+    return {str(op.value["site"]) for op in history.of("fault", "invoke") if op.value.get("site")}
+
+
+def resume(history: History, datacenter_sites: Iterable[str]) -> Resume | None:
+    """None without a fault."""
+    faults = history.of("fault", "invoke")
+    if not faults:
+        return None
+    at = min(op.at for op in faults)
+    every = sorted(datacenter_sites)
+    surviving = tuple(s for s in every if s not in failed_sites(history)) or tuple(every)
+    submits = [op.at for op in history.of("submit", "ok")
+               if op.at > at and op.value.get("site") in surviving]
+    writes = [op.at for op in history.of("claim", "ok")
+              if op.value.get("kind") == "write" and op.at > at
+              and op.value.get("site") in surviving]
+    if not writes:
+        writes = [op.at for op in history.of("outcome", "ok")
+                  if op.at > at and op.value.get("site") in surviving]
+    return Resume(min(submits) - at if submits else None,
+                  min(writes) - at if writes else None, surviving)
