@@ -3,6 +3,8 @@ back, proofs, bundles and reports, and records signed with the site key."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -38,6 +40,9 @@ class EvidenceService:
     site: str
     signer: Signer | None = None
     keys: list[str] = field(default_factory=list)  # verifier keys a bundle carries
+    # One report rendered at a time, off the event loop (a PDF of many drills takes seconds).
+    _rendering: threading.Lock = field(default_factory=threading.Lock, repr=False,
+                                       compare=False)
 
     async def bundle(self, since: datetime | None, until: datetime | None) -> Bundle:
         return await collect(self.ledger, origin=self.origin, keys=self.keys, since=since,
@@ -48,7 +53,11 @@ class EvidenceService:
         """Built from the bundle verified with the node's own keys (a reader verifies the
         bundle with keys they pinned: ``tenir evidence verify --trust``)."""
         b = await self.bundle(since, until)
-        return render(build(b, verify_bundle(b, trusted=self.keys or None)), fmt)
+        return await asyncio.to_thread(self._render, b, fmt)
+
+    def _render(self, b: Bundle, fmt: str) -> bytes:
+        with self._rendering:
+            return render(build(b, verify_bundle(b, trusted=self.keys or None)), fmt)
 
     async def record(self, record: Any, actor: str) -> int:
         if self.signer is None:

@@ -4,8 +4,10 @@ record goes in through the same route a drill runner uses, signed with the site 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from failover.evidence import bundle as bundle_mod
 from failover.evidence import merkle
+from failover.evidence import service as service_mod
 from failover.evidence.records import decode_payload
 from failover.evidence.service import EvidenceService
 from failover.evidence.verify import verify_bundle
@@ -181,3 +184,25 @@ async def test_a_campaign_id_written_as_a_float_is_signed_as_an_integer(
     signed = decode_payload(envelope)["predicate"]["campaigns_in_flight"]
     assert signed == [7, 8] and all(type(c) is int for c in signed)
 
+
+async def test_a_report_renders_off_the_event_loop(
+        ev_client: tuple[Client, MemoryStore, Kit], monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a (long) report renders, the node still answers: the render runs in a thread."""
+    client, _, _ = ev_client
+    started, release = threading.Event(), threading.Event()
+    released: list[bool] = []
+
+    def slow_render(report: dict[str, Any], fmt: str) -> bytes:
+        started.set()
+        released.append(release.wait(10))  # on the event loop, nothing could release it
+        return b"%PDF-"
+
+    monkeypatch.setattr(service_mod, "render", slow_render)
+    task = asyncio.create_task(client.get("/api/v1/evidence/report?format=pdf",
+                                          headers=auth(AUDITOR)))
+    assert await asyncio.to_thread(started.wait, 10)
+    assert (await client.get("/healthz")).status == 200
+    release.set()
+    resp = await task
+    assert resp.status == 200 and resp.content_type == "application/pdf"
+    assert released == [True]
