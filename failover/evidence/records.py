@@ -24,6 +24,7 @@ from securesystemslib.exceptions import VerificationError
 from securesystemslib.signer._crypto_signer import CryptoSigner
 from securesystemslib.signer._key import SSlibKey
 
+from failover.evidence import times
 from failover.evidence.entry import canonical_json
 from failover.evidence.keys import Signer, Verifier
 from failover.evidence.ledger import Ledger
@@ -36,6 +37,8 @@ KIND_OF = {"drill": "drill.record", "incident": "incident.record", "schedule": "
 CRITICALITY = ("low", "medium", "high", "critical")
 ACTION_STATUS = ("open", "in_progress", "done")
 VERDICTS = ("pass", "fail", "not_checked")
+MAX_TEXT = 2000
+MAX_NUMBER = 2**53 - 1  # a measure or a campaign id: what every JSON reader holds exactly
 
 
 class RecordError(ValueError):
@@ -58,8 +61,8 @@ class _Fields:
         v = self.data.get(key)
         if v is None and not required:
             return ""
-        if not isinstance(v, str) or not v.strip() or len(v) > 2000:
-            raise RecordError(self._name(key), "must be a non-empty string (2000 at most)")
+        if not isinstance(v, str) or not v.strip() or len(v) > MAX_TEXT:
+            raise RecordError(self._name(key), f"must be a non-empty string ({MAX_TEXT} at most)")
         if choices and v not in choices:
             raise RecordError(self._name(key), f"must be one of {', '.join(choices)}")
         return v
@@ -68,19 +71,17 @@ class _Fields:
         v = self.text(key, required=required)
         if v:
             try:
-                parsed = datetime.fromisoformat(v)
+                times.parse(v)
             except ValueError as exc:
-                raise RecordError(self._name(key), "must be an ISO 8601 time") from exc
-            if parsed.tzinfo is None:
-                raise RecordError(self._name(key), "must carry its time zone (Z or +hh:mm)")
+                raise RecordError(self._name(key), str(exc)) from None
         return v
 
     def num(self, key: str, *, required: bool = True) -> float | None:
         v = self.data.get(key)
         if v is None and not required:
             return None
-        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-            raise RecordError(self._name(key), "must be a number >= 0")
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= MAX_NUMBER:
+            raise RecordError(self._name(key), f"must be a number from 0 to {MAX_NUMBER}")
         return float(v)
 
     def items(self, key: str, *, required: bool = True) -> list[_Fields]:
@@ -93,15 +94,32 @@ class _Fields:
         return _Fields(self.data.get(key), self._name(key))
 
 
+def _numbers_in_range(record: dict[str, Any]) -> None:
+    """Every number of the record, in the members it names and in the others, within
+    +/-MAX_NUMBER: a signed record reads the same in any JSON reader."""
+    stack: list[tuple[Any, str]] = [(record, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict):
+            stack += [(v, f"{path}.{k}" if path else k) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        elif isinstance(value, int | float) and not isinstance(value, bool) \
+                and not -MAX_NUMBER <= value <= MAX_NUMBER:
+            raise RecordError(path, f"must be a number from -{MAX_NUMBER} to {MAX_NUMBER}")
+
+
 def validate(record: Any) -> dict[str, Any]:
     """The record as it will be signed, or :class:`RecordError` naming the field at fault."""
     f = _Fields(record, "")
+    _numbers_in_range(f.data)
     rtype = f.text("type", choices=RECORD_TYPES)
     f.text("id")
     f.text("drill_type")
     scope = f.sub("scope")
     scope.text("description")
-    if not all(isinstance(s, str) for s in scope.data.get("sites", [])):
+    sites = scope.data.get("sites", [])
+    if not isinstance(sites, list) or not all(isinstance(s, str) for s in sites):
         raise RecordError("scope.sites", "must be a list of site names")
     if rtype == "schedule":
         f.time("due")
@@ -138,10 +156,17 @@ def validate(record: Any) -> dict[str, Any]:
         action.time("due", required=False)
         action.text("status", choices=ACTION_STATUS)
     campaigns = record.get("campaigns_in_flight", [])
-    if not isinstance(campaigns, list) or not all(
-            isinstance(c, int) and not isinstance(c, bool) for c in campaigns):
+    if not isinstance(campaigns, list) or not all(_campaign_id(c) for c in campaigns):
         raise RecordError("campaigns_in_flight", "must be a list of campaign ids")
-    return dict(record)
+    body = dict(record)
+    if "campaigns_in_flight" in body:
+        body["campaigns_in_flight"] = [int(c) for c in campaigns]  # 7.0 is 7, as in JSON Schema
+    return body
+
+
+def _campaign_id(c: Any) -> bool:
+    integral = isinstance(c, int) or (isinstance(c, float) and c.is_integer())
+    return integral and not isinstance(c, bool) and 1 <= c <= MAX_NUMBER
 
 
 def statement(record: dict[str, Any]) -> dict[str, Any]:

@@ -287,7 +287,7 @@ class Fields:
 
 def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)
@@ -296,6 +296,13 @@ def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -
     if not lo <= value <= hi:
         raise invalid(name, f"must be between {lo} and {hi}")
     return value
+
+
+def required_query_int(request: web.Request, name: str, lo: int, hi: int) -> int:
+    """An integer query parameter the route cannot do without (422 when absent or empty)."""
+    if not request.query.get(name):
+        raise invalid(name, "required")
+    return query_int(request, name, lo, lo, hi)
 
 
 def check_query(request: web.Request, allowed: Iterable[str]) -> None:

@@ -84,6 +84,8 @@ class Resp:
     description: str
     schema: JSON | None = None
     content_type: str = "application/json"
+    # Further media types of the same response, with their schemas (a report as HTML or PDF).
+    others: Mapping[str, JSON] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
