@@ -15,12 +15,14 @@ from typing import Any
 
 from aiohttp import web
 
+from failover.drills.service import DrillService
 from failover.evidence.service import EvidenceService
 from nodes.api import (
     callbacks,
     campaigns,
     cluster,
     contacts,
+    drills,
     events,
     evidence,
     health,
@@ -31,6 +33,7 @@ from nodes.api.auth import TokenTable, auth_middleware
 from nodes.api.bodies import body_size_middleware
 from nodes.api.context import CONTEXT, ApiContext, ClusterView
 from nodes.api.errors import error_middleware
+from nodes.api.identity import TABLE
 from nodes.api.observability import observe_middleware
 from nodes.api.spec import JSON, Access, Role, RouteSpec
 from nodes.carriers.base import AckSink, ReceiptSink
@@ -39,7 +42,7 @@ from replication.store_api import CampaignStore
 
 MiB = 1024 * 1024
 
-MODULES = (health, contacts, scenarios, campaigns, callbacks, cluster, events, evidence)
+MODULES = (health, contacts, scenarios, campaigns, callbacks, cluster, events, evidence, drills)
 ROUTES: tuple[RouteSpec, ...] = tuple(r for m in MODULES for r in m.ROUTES)
 
 
@@ -65,6 +68,7 @@ def create_app(
     max_body_bytes: int = 20 * MiB,
     cluster_view: ClusterView | None = None,
     evidence_service: EvidenceService | None = None,
+    drill_service: DrillService | None = None,
 ) -> web.Application:
     """The API of node ``node`` of site ``site``, serving ``store``.
 
@@ -73,7 +77,8 @@ def create_app(
     arrive through callbacks, after the store has recorded them. ``cluster_view`` is the
     coordination-backed part of ``GET /api/v1/cluster`` (members, watchdog leader, drained
     sites); without it that route says the coordination service is not configured.
-    ``evidence_service`` serves ``/evidence`` (the ledger, proofs, bundles, reports, records).
+    ``evidence_service`` serves ``/evidence`` (the ledger, proofs, bundles, reports, records);
+    ``drill_service`` serves ``/drills`` (approvals, runs, records, findings, abort, schedule).
     """
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be positive")
@@ -97,9 +102,10 @@ def create_app(
         access_of[(spec.method, canonical)] = spec.access
         described.append((canonical, spec))
     document: dict[str, Any] = openapi.build(described, _schemas(), node=node)
+    app[TABLE] = table
     app[CONTEXT] = ApiContext(
         store=store, node=node, site=site, metrics=metrics, on_ack=on_ack,
         on_receipt=on_receipt, max_body_bytes=max_body_bytes, openapi=document,
-        cluster=cluster_view, evidence=evidence_service,
+        cluster=cluster_view, evidence=evidence_service, drills=drill_service,
     )
     return app

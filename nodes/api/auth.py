@@ -52,6 +52,10 @@ class TokenTable:
             entries.append((_digest(token), Principal(role, fingerprint(token))))
         self._entries = tuple(entries)
 
+    def principals(self) -> tuple[Principal, ...]:
+        """Every known caller (never a token)."""
+        return tuple(who for _, who in self._entries)
+
     def lookup(self, token: str) -> Principal | None:
         presented = _digest(token)
         found: Principal | None = None

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from cluster.coordination.base import MemberInfo
+from failover.drills.service import DrillService
 from failover.evidence.service import EvidenceService
 from nodes.api.spec import Role
 from nodes.carriers.base import AckSink, ReceiptSink
@@ -49,6 +50,7 @@ class ApiContext:
     openapi: dict[str, Any]
     cluster: ClusterView | None = None
     evidence: EvidenceService | None = None
+    drills: DrillService | None = None
 
 
 CONTEXT = web.AppKey("tenir.api", ApiContext)
