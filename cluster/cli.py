@@ -184,11 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from cluster.campaign_cli import add_parsers
     from cluster.db_cli import add_parsers as add_db_parsers
+    from cluster.drill_cli import add_parsers as add_drill_parsers
     from cluster.evidence_cli import add_parsers as add_evidence_parsers
 
     add_parsers(sub)
     add_db_parsers(sub)
     add_evidence_parsers(sub)
+    add_drill_parsers(sub)
 
     demo = sub.add_parser("demo", help="lab up, lose the primary's site, watch the takeover")
     demo.add_argument("--coordination", choices=COORDINATION_BACKENDS,
@@ -215,9 +217,15 @@ def main(argv: list[str] | None = None) -> int:
         from cluster.node_api import ApiError
         from cluster.wait import WaitTimeout
         from failover.drain import OperationError
+        from failover.drills.catalog import DrillError
+        from failover.drills.lever import DrillBusy
+        from failover.drills.real_cluster import NodeError
+        from failover.drills.runner import DrillRefused
+        from failover.drills.schedule import IntervalError
 
         if isinstance(exc, LabError | WaitTimeout | ApiError | OperationError
-                      | CoordinationError | HttpError):
+                      | CoordinationError | HttpError | DrillError | DrillBusy | NodeError
+                      | DrillRefused | IntervalError):
             _err(f"tenir: {exc}")
             return 1
         raise

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from failover.drills.schedule import IntervalError, parse_intervals
 from nodes.evidence_config import EvidenceConfig, parse_evidence
 
 ROLES = ("operator", "oncall", "auditor")
@@ -71,6 +72,8 @@ class NodeConfig:
     patroni_urls: tuple[str, ...] = ()  # Patroni REST APIs the watchdog reads /cluster from
     unsafe: frozenset[str] = frozenset()  # test-only switches on (UNSAFE_SWITCHES)
     evidence: EvidenceConfig | None = None  # the continuity ledger's keys and witness
+    # drill kind -> seconds between two drills (the inventory's tenir_drill_intervals)
+    drill_intervals: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
 
 def _get(data: dict[str, Any], key: str, kind: type, source: str, prefix: str = "") -> Any:
@@ -111,6 +114,18 @@ def _patroni_urls(data: dict[str, Any], source: str) -> tuple[str, ...]:
             raise NodeConfigError(source, f"patroni_urls[{i}]", str(exc)) from exc
         urls.append(url.rstrip("/"))
     return tuple(urls)
+
+
+def _drill_intervals(raw: Any, source: str) -> dict[str, float]:
+    """``drills: {intervals: {kind: interval}}`` (``failover/drills/schedule.py``)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise NodeConfigError(source, "drills", "must be a mapping (intervals)")
+    try:
+        return parse_intervals(raw.get("intervals"), "drills.intervals")
+    except IntervalError as exc:
+        raise NodeConfigError(source, exc.key, str(exc).split(": ", 1)[1]) from None
 
 
 def _unsafe(data: dict[str, Any], source: str, environ: Mapping[str, str]) -> frozenset[str]:
@@ -172,6 +187,7 @@ def parse_node_config(data: Any, source: str = "<node config>",
         unsafe=_unsafe(data, source, os.environ if environ is None else environ),
         evidence=parse_evidence(data.get("evidence"),
                                 lambda key, problem: NodeConfigError(source, key, problem)),
+        drill_intervals=_drill_intervals(data.get("drills"), source),
     )
     raw_coord = data.get("coordination")
     if raw_coord is not None:

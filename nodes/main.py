@@ -28,6 +28,8 @@ from cluster.coordination.base import (
     MemberInfo,
 )
 from cluster.coordination.factory import open_coordinator
+from failover.drills.book import DrillBook
+from failover.drills.service import DrillService
 from failover.evidence.checkpointer import Checkpointer
 from failover.evidence.pg_ledger import PgLedger
 from failover.evidence.service import EvidenceService
@@ -35,6 +37,7 @@ from failover.evidence.witness_client import HttpWitness
 from failover.pg_state import PatroniRestView
 from failover.watchdog import Watchdog
 from nodes.api.app import create_app
+from nodes.api.identity import APPROVER_ROLES
 from nodes.carriers.base import CarrierAdapter
 from nodes.carriers.smpp import SmppAdapter
 from nodes.carriers.smtp import SmtpAdapter
@@ -80,6 +83,22 @@ async def open_store(cfg: NodeConfig, deadline_s: float = 120.0) -> PgCampaignSt
                 raise
             log.warning("campaign store not reachable yet: %s", exc)
             await asyncio.sleep(1.0)
+
+
+def build_drills(cfg: NodeConfig, evidence: EvidenceService | None,
+                 coordinator: Coordinator | None) -> DrillService | None:
+    """The drills' book, lever and schedule: needs the ledger (an evidence section)."""
+    if evidence is None:
+        return None
+    from failover.drills.catalog import DRILL_DIR
+    from failover.drills.lever import Lever
+
+    def kinds() -> set[str]:
+        return {p.stem for p in DRILL_DIR.glob("*.yaml")}
+
+    return DrillService(DrillBook(evidence, kinds=kinds, approver_roles=APPROVER_ROLES),
+                        cfg.drill_intervals,
+                        Lever(coordinator) if coordinator is not None else None)
 
 
 def build_evidence(cfg: NodeConfig,
@@ -144,11 +163,12 @@ async def serve(cfg: NodeConfig) -> int:
     for adapter in carriers.values():
         await adapter.start(dispatcher.on_receipt, dispatcher.on_ack)
     evidence, checkpointer = build_evidence(cfg, store)
+    drill_service = build_drills(cfg, evidence, coordinator)
     app = create_app(store, node=cfg.node, site=cfg.site, tokens=cfg.tokens,  # type: ignore[arg-type]
                      metrics=metrics, on_ack=dispatcher.on_ack, on_receipt=dispatcher.on_receipt,
                      cluster_view=(CoordinationClusterView(coordinator, drains)
                                    if coordinator is not None and drains is not None else None),
-                     evidence_service=evidence)
+                     evidence_service=evidence, drill_service=drill_service)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, cfg.listen_host, cfg.listen_port).start()
@@ -171,7 +191,11 @@ async def serve(cfg: NodeConfig) -> int:
     watchdog_task: asyncio.Task[None] | None = None
     channels_task: asyncio.Task[None] | None = None
     checkpoint_task: asyncio.Task[None] | None = None
+    schedule_task: asyncio.Task[None] | None = None
     try:
+        if drill_service is not None:
+            schedule_task = asyncio.create_task(drill_service.run(metrics, watchdog_stop),
+                                                name="drill-schedule")
         if checkpointer is not None:
             checkpoint_task = asyncio.create_task(checkpointer.run(watchdog_stop),
                                                   name="checkpointer")
@@ -194,6 +218,8 @@ async def serve(cfg: NodeConfig) -> int:
             await channels_task
         if checkpoint_task is not None:
             await checkpoint_task
+        if schedule_task is not None:
+            await schedule_task
         if drains is not None:
             await drains.close()
         if coordinator is not None:  # leave only once our batches are released

@@ -37,7 +37,7 @@ def _site(args: dict[str, Any], key: str, roles: Roles | None) -> str:
 
 def _bare(args: dict[str, Any], key: str, roles: Roles | None) -> str:
     role = str(args.get(key, ""))
-    return roles.site(role) if roles else role
+    return roles.site(role) if roles else f"the {role} site"
 
 
 def _touches(platform: Platform | None, roles: Roles | None, op: str,
@@ -238,7 +238,7 @@ REGISTRY: dict[str, ActivitySpec] = {spec.name: spec for spec in (
     ActivitySpec("sync_standby_streaming", "probe", "check",
                  lambda a, r, p, d: ["the synchronous standby streams with a lag of at most "
                                      f"{a.get('max_lag_bytes', 'tenir_drill_max_lag_bytes')} "
-                                     "bytes"]),
+                                     "bytes, and Patroni has a primary"]),
     ActivitySpec("carriers_healthy", "probe", "check",
                  _d("both sites' carriers work (sms, email, voice)")),
     ActivitySpec("no_site_drained", "probe", "check", _d("no site is drained")),

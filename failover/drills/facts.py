@@ -82,6 +82,10 @@ class Sites:
         return b if site == a else a
 
 
+class Refused(RuntimeError):
+    """The nodes answered no (a 4xx): trying again will not help."""
+
+
 class ClusterReader(Protocol):
     """Reads :class:`Facts`; never raises for a part that does not answer (it is None)."""
 

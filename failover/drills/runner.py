@@ -37,7 +37,7 @@ from typing import Any, Protocol, TypeVar
 from failover.drills import record as records
 from failover.drills.activities import REGISTRY
 from failover.drills.catalog import Drill
-from failover.drills.facts import Facts, Sites
+from failover.drills.facts import Facts, Refused, Sites
 from failover.drills.measure import Measures, measure
 from failover.drills.monitor import Display, Monitor
 from failover.drills.preflight import Check, refusal
@@ -321,9 +321,9 @@ def _store(ctx: Context, run_id: str, record: dict[str, Any], attempts: int = 20
     for _ in range(attempts):
         try:
             return ctx.control.store_record(run_id, record)
+        except Refused:
+            raise
         except Exception as exc:
-            if "40" in str(exc)[:60] and "refus" in str(exc).lower():
-                raise
             last = exc
             time.sleep(3)
     assert last is not None

@@ -1,0 +1,114 @@
+"""The chaos collectors a drill runs, built from the inventory:
+
+* the store observer (``chaos.pg_observer``) on ``$TENIR_DRILL_DSN``, or in the lab on the
+  application's DSN through both sites' HAProxies (libpq tries them in turn). A drill takes
+  PostgreSQL's primary away, so the observer here reconnects when its connection breaks (the
+  next read then covers what was committed meanwhile: it reads by transaction horizon);
+* the carriers' submission logs (``chaos.carrier_log``) where the carriers are the simulators
+  (``tenir_carriers_simulated``); real carriers keep their own, and the duplicates invariant is
+  then "not checked", said in the record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import psycopg
+
+from chaos.carrier_log import CarrierLog
+from chaos.collect import Collector
+from chaos.history import History
+from chaos.pg_observer import PgObserver
+from cluster.lab.health import carriers_control_url
+from cluster.topology import Topology
+
+log = logging.getLogger("tenir.drill")
+
+
+class ReconnectingObserver(PgObserver):
+    """A :class:`PgObserver` that opens a new connection when the last one broke."""
+
+    async def _ensure(self) -> None:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+
+    async def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+        self._conn = None
+
+    async def __aenter__(self) -> ReconnectingObserver:
+        await self._ensure()
+        return self
+
+    async def read(self) -> float:
+        await self._ensure()
+        try:
+            return await super().read()
+        except psycopg.OperationalError:
+            await self._drop()
+            raise
+
+    async def final(self, campaign: int) -> float:
+        await self._ensure()
+        try:
+            return await super().final(campaign)
+        except psycopg.OperationalError:
+            await self._drop()
+            await self._ensure()
+            return await super().final(campaign)
+
+
+def observer_dsn(topo: Topology) -> str | None:
+    """``$TENIR_DRILL_DSN``, else (a lab) both HAProxies' application DSN, else None."""
+    dsn = os.environ.get("TENIR_DRILL_DSN")
+    if dsn:
+        return dsn
+    try:
+        from cluster.lab.access import app_dsn
+
+        parts = [psycopg.conninfo.conninfo_to_dict(app_dsn(topo, s.name))
+                 for s in topo.datacenter_sites]
+    except Exception:  # not a lab that is up: no observer
+        return None
+    first = dict(parts[0])
+    first["host"] = ",".join(str(p["host"]) for p in parts)
+    first["port"] = ",".join(str(p["port"]) for p in parts)
+    first["target_session_attrs"] = "read-write"
+    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in first.items()})
+
+
+def carrier_urls(topo: Topology) -> dict[str, str]:
+    if not topo.vars.get("tenir_carriers_simulated", False):
+        return {}
+    return {h.site: carriers_control_url(topo, h) for h in topo.hosts_running("carriers")}
+
+
+def collectors_for(topo: Topology) -> Any:
+    """The factory ``Monitor`` takes: ``history`` -> an async context manager yielding the
+    collectors (the observer first), or nothing when there is neither DSN nor simulator."""
+    dsn = observer_dsn(topo)
+    urls = carrier_urls(topo)
+
+    @contextlib.asynccontextmanager
+    async def open_collectors(history: History) -> AsyncIterator[list[Collector]]:
+        async with contextlib.AsyncExitStack() as stack:
+            out: list[Collector] = []
+            if dsn is not None:
+                try:
+                    out.append(await stack.enter_async_context(
+                        ReconnectingObserver(dsn, history)))
+                except psycopg.Error as exc:
+                    log.warning("no store observer (%s): rpo and recipients not checked", exc)
+            if urls:
+                http = await stack.enter_async_context(aiohttp.ClientSession())
+                out += [CarrierLog(site, url, history, http) for site, url in urls.items()]
+            yield out
+
+    return open_collectors
