@@ -43,6 +43,7 @@ from failover.drills.monitor import Display, Monitor
 from failover.drills.preflight import Check, refusal
 from failover.drills.session import Roles, Session, bound
 from failover.drills.stops import StopJudge
+from failover.evidence.records import validate
 
 log = logging.getLogger("tenir.drill")
 T = TypeVar("T")
@@ -119,9 +120,10 @@ class _Events:
         output = run.get("output")
         if self.dry and isinstance(output, dict) and "dry_run" in output:
             self.say(f"  dry run: {output['dry_run']}")
-        if run.get("status") != "succeeded" and spec is not None and spec.kind not in (
-                "check", "heal", "verify") and self.journal is not None:
-            # a step that failed ends the method; the rollbacks heal
+        if run.get("status") != "succeeded" and spec is not None and spec.kind != "check" \
+                and self.journal is not None:
+            # a step that failed ends the method (what follows it would wait in vain); the
+            # rollbacks heal
             self.session.failed_step = str(activity.get("name"))
             self.journal["status"] = "aborted"
 
@@ -281,6 +283,7 @@ def _run_accepted(ctx: Context, drill: Drill, session: Session, run_id: str, run
         campaigns=sorted(session.own_campaigns),
         extra={"stopped_by": session.stop.by} if stopped else None)
     _keep(folder, record, journal, monitor, m)
+    validate(record)  # what the node checks: a record it would refuse is a bug here
     result = RunResult(run_id, outcome, reason, record, checks=checks, folder=folder)
     try:
         result.stored_seq = _store(ctx, run_id, record)

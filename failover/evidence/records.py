@@ -11,8 +11,10 @@ whose details carry the envelope. A drill (``failover/drills/``) writes its reco
 
 A drill record may carry, beside the fields every record has: ``outcome`` (passed, failed or
 aborted) and ``reason``; further measures in ``targets`` and ``measured`` (numbers, or null for
-what was not measured: an aborted drill may have no RTO); ``timeline`` (``series``: site ->
-``[[seconds from the start, deliveries/s], ...]``, ``marks``: ``{at_s, kind, label}``).
+what was not measured: an aborted drill may have no RTO, a drill without a store observer no
+RPO; with an ``outcome``, ``measured.rto_s`` and ``rpo_s`` may be null but must be there);
+``timeline`` (``series``: site -> ``[[seconds from the start, deliveries/s], ...]``, ``marks``:
+``{at_s, kind, label}``).
 A finding record names the drill (``drill``: its record id) and carries one ``finding`` in its
 new state (a corrective action's status moving to in_progress or done).
 """
@@ -86,12 +88,13 @@ class _Fields:
                 raise RecordError(self._name(key), "must carry its time zone (Z or +hh:mm)")
         return v
 
-    def num(self, key: str, *, required: bool = True) -> float | None:
+    def num(self, key: str, *, required: bool = True, nullable: bool = False) -> float | None:
         v = self.data.get(key)
-        if v is None and not required:
+        if v is None and (not required or (nullable and key in self.data)):
             return None
         if v is None:
-            raise RecordError(self._name(key), "must be a number >= 0")
+            raise RecordError(self._name(key), "must be a number >= 0"
+                              + (" (or null: not measured)" if nullable else ""))
         if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
             raise RecordError(self._name(key), "must be a number >= 0")
         return float(v)
@@ -117,9 +120,10 @@ def _finding(finding: _Fields) -> None:
     action.text("status", choices=ACTION_STATUS)
 
 
-def _measures(f: _Fields, known: tuple[str, ...], required: bool) -> None:
+def _measures(f: _Fields, known: tuple[str, ...], required: bool,
+              nullable: bool = False) -> None:
     for key in known:
-        f.num(key, required=required)
+        f.num(key, required=required, nullable=nullable)
     for key in f.data:
         if key not in known:
             f.num(key, required=False)
@@ -160,8 +164,10 @@ def validate(record: Any) -> dict[str, Any]:
     outcome = f.text("outcome", required=False, choices=OUTCOMES)
     f.text("reason", required=False)
     _measures(f.sub("targets"), ("rto_s", "rpo_s"), True)
+    # a drill says what it measured, null for what it could not (an aborted drill may have
+    # no RTO; without a store observer there is no RPO)
     _measures(f.sub("measured"), ("rto_s", "rpo_s") if rtype == "drill" else (),
-              rtype == "drill" and outcome != "aborted")
+              rtype == "drill" and outcome != "aborted", nullable=outcome is not None)
     if rtype == "drill":
         f.text("approver")
         f.text("runner")
