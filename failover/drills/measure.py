@@ -95,7 +95,7 @@ def complete_s(history: History, campaign: int | None, launched_at: float | None
         return None
     done = [op for op in history.of("complete", "ok") if int(op.value["campaign"]) == campaign]
     if done:
-        return round(float(done[-1].value["completed_at"]) - launched_at, 3)
+        return round(float(done[-1].value.get("completed_at") or done[-1].at) - launched_at, 3)
     if api_summary and api_summary.get("completed_at") and api_summary.get("started_at"):
         from datetime import datetime
 

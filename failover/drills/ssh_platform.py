@@ -6,9 +6,9 @@ fault runs is what ``plan`` prints.
 * power cut of a site: on every host of the site, its tenir units are masked for this boot
   (so that systemd's restart policy cannot bring them back) and sent SIGKILL, every process of
   their cgroups at once; heal: unmask and start them;
-* cut the link between two sites: on every host of the first, a chain of the drill's own
-  (``TENIR_DRILL``) drops every packet to and from the other site's hosts; heal: the chain is
-  removed;
+* cut the link between two sites: on every host of the first that runs tenir, a chain of the
+  drill's own (``TENIR_DRILL``) drops every packet to and from the other site's hosts; heal: the
+  chain is removed;
 * carrier outage of a site: on the site's alert nodes, the same chain rejects every packet to
   the site's carrier gateways (the inventory's ``carriers`` hosts of that site).
 """
@@ -134,7 +134,9 @@ class SshPlatform:
     def _link(self, site_a: str, site_b: str) -> list[tuple[str, str]]:
         peers = [str(h.address) for h in self.topo.site_hosts(site_b)]
         rules = [r for p in peers for r in (f"-s {p} -j DROP", f"-d {p} -j DROP")]
-        return [(h.name, chain_up(rules)) for h in self.topo.site_hosts(site_a)]
+        # only the machines tenir runs on: a carrier gateway is not ours to change
+        return [(h.name, chain_up(rules)) for h in self.topo.site_hosts(site_a)
+                if units_of(self.topo, h)]
 
     def _carriers(self, site: str) -> list[tuple[str, str]]:
         gateways = [str(h.address) for h in self.topo.hosts_running("carriers")
