@@ -136,7 +136,7 @@ def wait_deliveries_resume(timeout_s: float = 180.0) -> dict[str, Any]:
         return done > base or state != "running", {"done": done, "recipients": total}
 
     seen = s.wait(f"campaign {s.campaign_id} to deliver after the fault", probe, timeout_s)
-    return {"after_s": round(s.clock() - start, 1), **dict(seen)}
+    return {"seconds_after_the_fault": round(s.clock() - start, 1), **dict(seen)}
 
 
 def wait_campaign_complete(timeout_s: float = 600.0) -> dict[str, Any]:

@@ -25,6 +25,17 @@ def _text(value: Any, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _output(value: Any) -> str:
+    """An activity's output in words: ``campaign 12``, ``done 600, recipients 600``."""
+    if value is None:
+        return ""
+    if isinstance(value, Mapping):
+        return _text(", ".join(f"{k.replace('_', ' ')} {v}" if not isinstance(v, str) or k
+                               not in ("healed", "injected", "whole", "dry_run") else str(v)
+                               for k, v in value.items()))
+    return _text(value)
+
+
 def steps_of(journal: Mapping[str, Any], checks: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every activity chaostoolkit ran (checks before, method, checks after, rollbacks)."""
     parts = [("check", (journal.get("steady_states", {}).get("before") or {}).get("probes", [])),
@@ -42,10 +53,12 @@ def steps_of(journal: Mapping[str, Any], checks: Mapping[str, Any]) -> list[dict
             check = checks.get(func) if label.startswith("check") else None
             if run.get("exception"):
                 detail = _text(run["exception"][-1].strip())
+            elif run.get("tenir_check"):
+                detail = _text(run["tenir_check"])
             elif check is not None:
                 detail = _text(getattr(check, "sentence", check))
             else:
-                detail = _text(run.get("output", "")) if run.get("output") is not None else ""
+                detail = _output(run.get("output"))
             step = {"name": _text(name, 200), "started_at": run.get("start"),
                     "ended_at": run.get("end") or run.get("start"),
                     "outcome": "failed" if failed else "ok"}

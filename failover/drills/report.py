@@ -112,8 +112,8 @@ def text_lines(view: dict[str, Any]) -> list[str]:
         got, want = d["measured"].get(key), d["targets"].get(key)
         if got is None and want is None:
             continue
-        verdict = "" if got is None or want is None else ("  met" if got <= want
-                                                          else "  MISSED")
+        verdict = "" if got is None or want is None else ("; met" if got <= want
+                                                          else "; MISSED")
         target = "" if want is None else f" (target {_measure(key, want)})"
         out.append(f"  {label}: {_measure(key, got)}{target}{verdict}")
     out.append("invariants:")

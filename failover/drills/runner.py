@@ -118,6 +118,9 @@ class _Events:
         func = activity.get("provider", {}).get("func", "")
         spec = REGISTRY.get(func)
         output = run.get("output")
+        check = self.session.checks.get(func)
+        if spec is not None and spec.kind == "check" and check is not None:
+            run["tenir_check"] = check.sentence  # as it was then: checks run before and after
         if self.dry and isinstance(output, dict) and "dry_run" in output:
             self.say(f"  dry run: {output['dry_run']}")
         if run.get("status") != "succeeded" and spec is not None and spec.kind != "check" \

@@ -115,3 +115,19 @@ def test_a_node_with_the_watchdog_switched_off_says_so_loudly(
         assert watchdog_wanted(cfg) is False
     assert "NO WATCHDOG" in caplog.text and caplog.records[0].levelname == "CRITICAL"
     assert watchdog_wanted(parse_node_config(rendered(), environ={})) is True
+
+
+def test_drill_intervals_are_rendered_and_loaded() -> None:
+    """The inventory's tenir_drill_intervals reach the node, which reports overdue drills."""
+    assert "drills" not in rendered(tenir_node_drill_intervals={})
+    data = rendered(tenir_node_drill_intervals={"lose-witness": "half-yearly",
+                                                "lose-primary-site": "90d"})
+    cfg = parse_node_config(data)
+    assert cfg.drill_intervals == {"lose-primary-site": 90 * 86400.0,
+                                   "lose-witness": 182 * 86400.0}
+
+
+def test_a_bad_drill_interval_is_refused_naming_its_key() -> None:
+    with pytest.raises(NodeConfigError, match=r"drills\.intervals\.lose-witness: 'soon' is not "
+                                              "an interval"):
+        parse_node_config(rendered(tenir_node_drill_intervals={"lose-witness": "soon"}))
