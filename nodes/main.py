@@ -85,11 +85,10 @@ async def open_store(cfg: NodeConfig, deadline_s: float = 120.0) -> PgCampaignSt
             await asyncio.sleep(1.0)
 
 
-def build_drills(cfg: NodeConfig, evidence: EvidenceService | None,
-                 coordinator: Coordinator | None) -> DrillService | None:
-    """The drills' book, lever and schedule: needs the ledger (an evidence section)."""
-    if evidence is None:
-        return None
+def build_drills(cfg: NodeConfig, evidence: EvidenceService,
+                 coordinator: Coordinator | None) -> DrillService:
+    """The drills' book, lever and schedule, on the ledger (always there: migration 0005). A
+    node without an evidence section keeps approvals and runs, but signs no record."""
     from failover.drills.catalog import DRILL_DIR
     from failover.drills.lever import Lever
 
@@ -163,7 +162,8 @@ async def serve(cfg: NodeConfig) -> int:
     for adapter in carriers.values():
         await adapter.start(dispatcher.on_receipt, dispatcher.on_ack)
     evidence, checkpointer = build_evidence(cfg, store)
-    drill_service = build_drills(cfg, evidence, coordinator)
+    drill_service = build_drills(cfg, evidence or EvidenceService(
+        PgLedger(store.pool), "tenir.invalid/ledger", cfg.node, cfg.site), coordinator)
     app = create_app(store, node=cfg.node, site=cfg.site, tokens=cfg.tokens,  # type: ignore[arg-type]
                      metrics=metrics, on_ack=dispatcher.on_ack, on_receipt=dispatcher.on_receipt,
                      cluster_view=(CoordinationClusterView(coordinator, drains)
@@ -193,9 +193,8 @@ async def serve(cfg: NodeConfig) -> int:
     checkpoint_task: asyncio.Task[None] | None = None
     schedule_task: asyncio.Task[None] | None = None
     try:
-        if drill_service is not None:
-            schedule_task = asyncio.create_task(drill_service.run(metrics, watchdog_stop),
-                                                name="drill-schedule")
+        schedule_task = asyncio.create_task(drill_service.run(metrics, watchdog_stop),
+                                            name="drill-schedule")
         if checkpointer is not None:
             checkpoint_task = asyncio.create_task(checkpointer.run(watchdog_stop),
                                                   name="checkpointer")

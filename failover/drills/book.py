@@ -28,7 +28,7 @@ from typing import Any
 
 from failover.evidence.keys import parse_verifier
 from failover.evidence.records import RecordError, validate, verify_envelope
-from failover.evidence.service import EvidenceService
+from failover.evidence.service import EvidenceService, NoSiteKey
 
 RUN_ID = re.compile(r"[a-z][a-z0-9-]{0,60}-\d{8}T\d{6}Z\Z")
 DEFAULT_APPROVAL_S = 24 * 3600.0
@@ -192,6 +192,10 @@ class DrillBook:
             return await self.evidence.record(body, caller.identity)
         except RecordError as exc:
             raise DrillBookError(422, exc.field, exc.problem) from None
+        except NoSiteKey as exc:
+            raise DrillBookError(503, "record", f"{exc}: the record cannot be signed here (the "
+                                 "runner keeps it; tenir drill record FILE stores it later)"
+                                 ) from None
 
     # --- records and findings ---------------------------------------------------------------
     def _verifiers(self) -> list[Any]:
@@ -264,6 +268,8 @@ class DrillBook:
             seq = await self.evidence.record(record, caller.identity)
         except RecordError as exc:
             raise DrillBookError(422, exc.field.removeprefix("finding."), exc.problem) from None
+        except NoSiteKey as exc:
+            raise DrillBookError(503, "finding", str(exc)) from None
         return {"seq": seq, "finding": finding}
 
     async def abort_requested(self, run_id: str | None, reason: str, caller: Caller) -> int:

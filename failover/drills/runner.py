@@ -321,8 +321,9 @@ def _summary(session: Session) -> dict[str, Any] | None:
         return None
 
 
-def _store(ctx: Context, run_id: str, record: dict[str, Any], attempts: int = 20) -> int:
-    """Stored through a node; retried for a while (a site just came back)."""
+def _store(ctx: Context, run_id: str, record: dict[str, Any], attempts: int = 10) -> int:
+    """Stored through a node; retried for a while (a site just came back, PostgreSQL is
+    promoting): not when the nodes refuse it or cannot sign it."""
     last: Exception | None = None
     for _ in range(attempts):
         try:
@@ -330,6 +331,8 @@ def _store(ctx: Context, run_id: str, record: dict[str, Any], attempts: int = 20
         except Refused:
             raise
         except Exception as exc:
+            if "no site key" in str(exc):
+                raise
             last = exc
             time.sleep(3)
     assert last is not None

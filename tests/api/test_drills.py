@@ -274,3 +274,18 @@ async def test_the_metrics_say_which_drills_are_overdue(node: Node) -> None:
     stop = asyncio.Event()
     stop.set()
     await service.run(metrics, stop)  # returns at once when asked to stop
+
+
+async def test_a_node_without_a_site_key_accepts_runs_but_signs_no_record() -> None:
+    store = MemoryStore()
+    evidence = EvidenceService(store.ledger, "tenir.invalid/ledger", "paris-node1", "paris")
+    service = DrillService(DrillBook(evidence, kinds=lambda: KINDS), {})
+    app = make_app(store, Metrics(), drill_service=service)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as c:
+        node = Node(c, store, FakeCoordinationServer(), [datetime.now(UTC)])
+        status, _ = await start(node, approval=await approve(node))
+        assert status == 201
+        status, body = await node.post(f"/drills/runs/{RUN}/record", record(), ONCALL)
+        assert status == 503 and "no site key" in body["error"]
+        assert "tenir drill record FILE" in body["error"]
+        assert "drill.record" not in node.kinds()
