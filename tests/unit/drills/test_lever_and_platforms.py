@@ -138,3 +138,21 @@ def test_the_plan_says_every_step_and_exactly_what_it_touches() -> None:
         assert f"  {n}. [" in text
     assert "[verify] wait until the cluster is whole again: wait until the cluster is whole " \
            "again, paris back as the synchronous standby" in text
+
+
+def test_the_lab_plan_names_each_machine_a_power_cut_kills() -> None:
+    from cluster.lab.lab import Lab
+    from failover.drills.lab_platform import LabPlatform
+
+    topo = load_topology(REPO / "inventories" / "lab")
+    lab = LabPlatform(Lab(topo), lambda: None, lambda: None)  # type: ignore[arg-type,return-value]
+    lines = lab.touches("power_cut", site="marseille")
+    assert lines[0] == ("marseille-db (10.213.0.21): SIGKILL of the machine (systemd-nspawn; "
+                        "runs etcd, patroni, haproxy); heal: tenir lab up boots it")
+    assert len(lines) == 4
+    assert lab.touches("carrier_outage", site="paris") == [
+        "paris-carriers: POST http://10.213.0.14:8091/control {channel: all, mode: refuse}; "
+        "heal: mode normal"]
+    link = lab.touches("cut_link", site_a="paris", site_b="marseille")
+    assert link[0].startswith("paris-db: iptables chain TENIR_CHAOS in namespace ")
+    assert "drops 10.213.0.21, 10.213.0.22, 10.213.0.23, 10.213.0.24" in link[0]
