@@ -134,7 +134,7 @@ def context_for(topo: Topology, drill: Drill, settings: Settings, *, stream: Tex
         return _ViewOn(open_view(session, stream), voice)
 
     ctx = Context(sites=sites, make_session=make_session, control=api, lever=lever_for(topo),
-                  collectors=collectors_for(topo), display=display,
+                  collectors=collectors_for(topo, lab_is_running(topo)), display=display,
                   runner_name=runner_identity(), say=voice)
     return ctx, api, platform
 

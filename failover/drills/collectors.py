@@ -65,11 +65,14 @@ class ReconnectingObserver(PgObserver):
             return await super().final(campaign)
 
 
-def observer_dsn(topo: Topology) -> str | None:
-    """``$TENIR_DRILL_DSN``, else (a lab) both HAProxies' application DSN, else None."""
+def observer_dsn(topo: Topology, lab: bool) -> str | None:
+    """``$TENIR_DRILL_DSN``, else (this inventory's lab running) both HAProxies' application
+    DSN, else None."""
     dsn = os.environ.get("TENIR_DRILL_DSN")
     if dsn:
         return dsn
+    if not lab:
+        return None
     try:
         from cluster.lab.access import app_dsn
 
@@ -90,10 +93,10 @@ def carrier_urls(topo: Topology) -> dict[str, str]:
     return {h.site: carriers_control_url(topo, h) for h in topo.hosts_running("carriers")}
 
 
-def collectors_for(topo: Topology) -> Any:
+def collectors_for(topo: Topology, lab: bool) -> Any:
     """The factory ``Monitor`` takes: ``history`` -> an async context manager yielding the
     collectors (the observer first), or nothing when there is neither DSN nor simulator."""
-    dsn = observer_dsn(topo)
+    dsn = observer_dsn(topo, lab)
     urls = carrier_urls(topo)
 
     @contextlib.asynccontextmanager
