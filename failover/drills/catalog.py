@@ -104,13 +104,18 @@ def _number(value: Any, source: str, key: str, *, integer: bool = False,
     return float(value)
 
 
-def parse_campaign(raw: Any, source: str, key: str) -> CampaignSpec:
+def _mapping(raw: Any, source: str, key: str, known: frozenset[str],
+             what: str = "a mapping") -> Mapping[str, Any]:
     if not isinstance(raw, Mapping):
-        raise _fail(source, key, "must be a mapping (scenario, population or group)")
+        raise _fail(source, key, f"must be {what}")
     for k in raw:
-        if k not in CAMPAIGN_KEYS:
-            raise _fail(source, f"{key}.{k}",
-                        f"unknown key (known: {', '.join(sorted(CAMPAIGN_KEYS))})")
+        if k not in known:
+            raise _fail(source, f"{key}.{k}", f"unknown key (known: {', '.join(sorted(known))})")
+    return raw
+
+
+def parse_campaign(raw: Any, source: str, key: str) -> CampaignSpec:
+    raw = _mapping(raw, source, key, CAMPAIGN_KEYS, "a mapping (scenario, population or group)")
     scenario = raw.get("scenario")
     if not isinstance(scenario, str) or not scenario:
         raise _fail(source, f"{key}.scenario", "required: the scenario the test campaign uses")
@@ -131,12 +136,7 @@ def _stop(raw: Any, source: str) -> StopLimits:
     key = "extensions.tenir.stop"
     if raw is None:
         return StopLimits()
-    if not isinstance(raw, Mapping):
-        raise _fail(source, key, "must be a mapping")
-    for k in raw:
-        if k not in STOP_KEYS:
-            raise _fail(source, f"{key}.{k}",
-                        f"unknown key (known: {', '.join(sorted(STOP_KEYS))})")
+    raw = _mapping(raw, source, key, STOP_KEYS)
     lag = raw.get("max_lag_bytes")
     real = raw.get("real_campaigns", True)
     if not isinstance(real, bool):

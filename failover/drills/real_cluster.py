@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from cluster.httpjson import HttpError, request_json
-from cluster.lab.health import haproxy_routes, node_url, patroni_view, probe_coordination
-from cluster.node_api import refusal
+from cluster.lab.health import haproxy_routes, patroni_view, probe_coordination
+from cluster.node_api import ApiError, NodeApi, refusal
 from cluster.topology import Topology
 from failover.drills.facts import (
     CampaignFact,
@@ -41,15 +41,15 @@ def sites_of(topo: Topology) -> Sites:
                  {s: topo.postgres_host_of_site(s).name for s in dcs})
 
 
-class Nodes:
-    """The alert nodes' API: the node that answered last is asked first."""
+class Nodes(NodeApi):
+    """The alert nodes' API as a drill uses it: a node that fails (5xx) is passed over for the
+    next, and the node that answered last is asked first (a dead site costs one timeout)."""
 
     def __init__(self, topo: Topology, token: str, timeout: float = 3.0) -> None:
-        self.bases = [node_url(topo, h) for h in topo.hosts_running("alert_nodes")]
-        if not self.bases:
-            raise NodeError(f"{topo.source}: no alert node in the inventory")
-        self.token = token
-        self.timeout = timeout
+        try:
+            super().__init__(topo, token, timeout)
+        except ApiError as exc:
+            raise NodeError(str(exc)) from None
 
     def call(self, method: str, path: str, body: Any = None,
              accept: tuple[int, ...] = (200, 201, 202)) -> Any:

@@ -6,7 +6,6 @@ coordination service): approve, a real run refused without an approval, report (
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -42,21 +41,14 @@ class DrillNodeServer(NodeServer):
         self.tmp = tmp
         self.lever_server = FakeCoordinationServer()
 
-    async def _serve(self) -> int:
+    def app(self) -> web.Application:
         kit = make_kit(self.store.ledger, self.tmp)
         evidence = EvidenceService(self.store.ledger, ORIGIN, "paris-node1", "paris", kit.paris,
                                    kit.vkeys)
         drills = DrillService(DrillBook(evidence, kinds=lambda: KINDS),
                               {"lose-witness": 182 * 86400.0, "lose-primary-site": 91 * 86400.0},
                               Lever(FakeCoordinator(self.lever_server, "paris-node1")))
-        self.runner = web.AppRunner(make_app(self.store, Metrics(), evidence_service=evidence,
-                                             drill_service=drills))
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.Server)
-        return int(server.sockets[0].getsockname()[1])
+        return make_app(self.store, Metrics(), evidence_service=evidence, drill_service=drills)
 
     def post(self, path: str, body: Any, token: str) -> Any:
         from cluster.httpjson import request_json
