@@ -104,7 +104,8 @@ def _progress(s: Session) -> tuple[int, int, str]:
     return done, int(c["recipients"]), str(c["state"])
 
 
-def wait_campaign_progress(fraction: float = 0.1, timeout_s: float = 120.0) -> dict[str, Any]:
+def wait_campaign_progress(fraction: float = 0.1,
+                           timeout_s: float | None = None) -> dict[str, Any]:
     s = current()
     if s.dry:
         return {"dry_run": f"would wait until {fraction:.0%} of the campaign is done"}
@@ -116,10 +117,11 @@ def wait_campaign_progress(fraction: float = 0.1, timeout_s: float = 120.0) -> d
             return False, str(exc)
         return done >= fraction * total, {"done": done, "recipients": total}
 
-    return dict(s.wait(f"{fraction:.0%} of campaign {s.campaign_id} done", probe, timeout_s))
+    return dict(s.wait(f"{fraction:.0%} of campaign {s.campaign_id} done", probe,
+                       timeout_s or s.settings.wait_timeout_s))
 
 
-def wait_deliveries_resume(timeout_s: float = 180.0) -> dict[str, Any]:
+def wait_deliveries_resume(timeout_s: float | None = None) -> dict[str, Any]:
     """Until the campaign has a final outcome more than it had when the fault began."""
     s = current()
     if s.dry:
@@ -135,11 +137,12 @@ def wait_deliveries_resume(timeout_s: float = 180.0) -> dict[str, Any]:
         base = before if before is not None else done
         return done > base or state != "running", {"done": done, "recipients": total}
 
-    seen = s.wait(f"campaign {s.campaign_id} to deliver after the fault", probe, timeout_s)
+    seen = s.wait(f"campaign {s.campaign_id} to deliver after the fault", probe,
+                  timeout_s or s.settings.wait_timeout_s)
     return {"seconds_after_the_fault": round(s.clock() - start, 1), **dict(seen)}
 
 
-def wait_campaign_complete(timeout_s: float = 600.0) -> dict[str, Any]:
+def wait_campaign_complete(timeout_s: float | None = None) -> dict[str, Any]:
     s = current()
     if s.dry:
         return {"dry_run": "would wait until the campaign completes"}
@@ -151,7 +154,8 @@ def wait_campaign_complete(timeout_s: float = 600.0) -> dict[str, Any]:
             return False, str(exc)
         return state != "running", {"done": done, "recipients": total, "state": state}
 
-    return dict(s.wait(f"campaign {s.campaign_id} to complete", probe, timeout_s))
+    return dict(s.wait(f"campaign {s.campaign_id} to complete", probe,
+                       timeout_s or s.settings.wait_timeout_s))
 
 
 # --- faults -----------------------------------------------------------------------------------
@@ -210,7 +214,7 @@ def heal_all() -> dict[str, Any]:
 
 
 def wait_healthy(standby_site: str | None = None, primary_site: str | None = None,
-                 timeout_s: float = 600.0) -> dict[str, Any]:
+                 timeout_s: float | None = None) -> dict[str, Any]:
     s = current()
     standby = s.site(standby_site) if standby_site else None
     primary = s.site(primary_site) if primary_site else None
@@ -222,7 +226,8 @@ def wait_healthy(standby_site: str | None = None, primary_site: str | None = Non
         s.checks["whole"] = check
         return check.ok, check.sentence
 
-    sentence = s.wait("the cluster to be whole again", probe, timeout_s, stoppable=False)
+    sentence = s.wait("the cluster to be whole again", probe,
+                      timeout_s or s.settings.heal_timeout_s, stoppable=False)
     return {"whole": sentence}
 
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -31,7 +32,13 @@ log = logging.getLogger("tenir.drill")
 
 
 class ReconnectingObserver(PgObserver):
-    """A :class:`PgObserver` that opens a new connection when the last one broke."""
+    """A :class:`PgObserver` that opens a new connection when the last one broke, and takes
+    its reads one at a time: the collectors' period and the nemesis's read right before a fault
+    may ask at once, and one connection runs one transaction."""
+
+    def __init__(self, dsn: str, history: History, *, process: str = "observer") -> None:
+        super().__init__(dsn, history, process=process)
+        self._one = asyncio.Lock()
 
     async def _ensure(self) -> None:
         if self._conn is None or self._conn.closed:
@@ -48,21 +55,23 @@ class ReconnectingObserver(PgObserver):
         return self
 
     async def read(self) -> float:
-        await self._ensure()
-        try:
-            return await super().read()
-        except psycopg.OperationalError:
-            await self._drop()
-            raise
+        async with self._one:
+            await self._ensure()
+            try:
+                return await super().read()
+            except psycopg.OperationalError:
+                await self._drop()
+                raise
 
     async def final(self, campaign: int) -> float:
-        await self._ensure()
-        try:
-            return await super().final(campaign)
-        except psycopg.OperationalError:
-            await self._drop()
+        async with self._one:
             await self._ensure()
-            return await super().final(campaign)
+            try:
+                return await super().final(campaign)
+            except psycopg.OperationalError:
+                await self._drop()
+                await self._ensure()
+                return await super().final(campaign)
 
 
 def observer_dsn(topo: Topology, lab: bool) -> str | None:

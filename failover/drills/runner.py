@@ -177,6 +177,7 @@ class Context:
     runner_name: str = ""
     say: Callable[[str], None] = print
     monitor_period_s: float = 1.0
+    collect_period_s: float = 0.5
 
 
 def run(ctx: Context, drill: Drill, *, dry: bool = False, approval: str | None = None,
@@ -245,7 +246,7 @@ def _run_accepted(ctx: Context, drill: Drill, session: Session, run_id: str, run
     monitor = Monitor(session, run_id, judge=judge, lever=ctx.lever,
                       collectors=ctx.collectors,
                       display=ctx.display(session) if ctx.display else None,
-                      period_s=ctx.monitor_period_s)
+                      period_s=ctx.monitor_period_s, collect_period_s=ctx.collect_period_s)
     session.injector = monitor
     session.monitor = monitor
     started = session.clock()

@@ -105,9 +105,8 @@ class Settings:
     targets: dict[str, float | None]
     real_campaign_priority: int = 5
     max_lag_bytes: int = 0
-    warmup_fraction: float = 0.1
-    wait_timeout_s: float = 300.0
-    heal_timeout_s: float = 600.0
+    wait_timeout_s: float = 600.0  # each wait of the campaign (a step's timeout_s overrides)
+    heal_timeout_s: float = 600.0  # the wait until the cluster is whole again
     poll_s: float = 1.0
 
 

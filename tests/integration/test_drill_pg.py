@@ -156,7 +156,8 @@ def test_a_drill_on_postgresql_is_judged_by_the_chaos_checkers_and_signed(
                        api=api, settings=s)
 
     ctx = Context(sites=SITES, make_session=make_session, control=api,
-                  collectors=observed(db_dsn), say=lambda _: None, monitor_period_s=0.05)
+                  collectors=observed(db_dsn), say=lambda _: None, monitor_period_s=0.05,
+                  collect_period_s=0.1)
     _, approval = request_json("POST", f"http://127.0.0.1:{pg.port}/api/v1/drills/approvals",
                                {"drill": "lose-primary-site"}, bearer=OPERATOR,
                                accept_status=(201,), timeout=10)
@@ -188,8 +189,10 @@ def test_a_drill_on_postgresql_is_judged_by_the_chaos_checkers_and_signed(
     fault = history.of("fault", "invoke")[0]
     cut = [r for r in caplog.records if r.name == "tenir.chaos.collect"]
     assert cut, "the observer's connection was not cut"
-    assert any(r.at > fault.at for r in reads)  # it read again after its connection was cut
-    assert len(history.of("final", "ok")) == 1
+    final = history.of("final", "ok")
+    assert len(final) == 1
+    # it read again after its connection was cut, while the drill ran (not only at the end)
+    assert any(r.at > fault.at and r.index < final[0].index for r in reads)
     assert result.stored_seq is not None
     _, view = request_json("GET", f"http://127.0.0.1:{pg.port}/api/v1/drills/records/"
                            f"{result.run_id}", bearer=ONCALL, timeout=10)
