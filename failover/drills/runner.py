@@ -22,13 +22,14 @@ What chaostoolkit does and what is done around it, and why:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -132,15 +133,15 @@ class _Events:
 
 
 def run_experiment(session: Session, say: Callable[[str], None],
-                   log_file: Path | None = None) -> dict[str, Any]:
-    """chaostoolkit's runner on the drill's experiment, the session bound; the journal."""
+                   log: logging.Handler | None = None) -> dict[str, Any]:
+    """chaostoolkit's runner on the drill's experiment, the session bound; the journal.
+    chaostoolkit's own log goes to ``log`` (the run's log file), never to the terminal."""
     from chaoslib.run import Runner
     from chaoslib.types import Strategy
 
     ctk = logging.getLogger("chaostoolkit")
     ctk.propagate = False
-    handler: logging.Handler = (logging.FileHandler(log_file) if log_file is not None
-                                else logging.NullHandler())
+    handler: logging.Handler = log if log is not None else logging.NullHandler()
     ctk.addHandler(handler)
     events = _Events(session, say, session.dry)
     try:
@@ -151,8 +152,28 @@ def run_experiment(session: Session, say: Callable[[str], None],
                 settings={"runtime": {"rollbacks": {"strategy": "always"}}})
     finally:
         ctk.removeHandler(handler)
-        handler.close()
     return journal
+
+
+@contextlib.contextmanager
+def run_log(folder: Path, run_id: str) -> Iterator[logging.Handler]:
+    """The run's log, JSON lines in ``folder/drill.log`` (redacted as the nodes' are): what the
+    monitor, the collectors and chaostoolkit say, kept off the live view."""
+    from nodes.logs import JsonFormatter
+
+    handler = logging.FileHandler(folder / "drill.log", encoding="utf-8")
+    handler.setFormatter(JsonFormatter(f"drill {run_id}", socket.gethostname()))
+    handler.setLevel(logging.INFO)
+    tenir = logging.getLogger("tenir")
+    level = tenir.level
+    tenir.setLevel(logging.INFO)
+    tenir.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        tenir.removeHandler(handler)
+        tenir.setLevel(level)
+        handler.close()
 
 
 def run_folder(run_id: str) -> Path:
@@ -251,16 +272,13 @@ def _run_accepted(ctx: Context, drill: Drill, session: Session, run_id: str, run
     session.monitor = monitor
     started = session.clock()
     journal: dict[str, Any] = {}
-    try:
-        monitor.start()
-        journal = run_experiment(session, say, folder / "chaostoolkit.log")
+    with run_log(folder, run_id) as log, _monitoring(monitor):
+        journal = run_experiment(session, say, log)
         if journal.get("status") == "interrupted" and session.stop.reason is None:
             session.stop.set("interrupted by the runner (Ctrl-C or SIGTERM)", "runner")
         _cancel_own_campaign(ctx, session, say)
         if session.campaign_id is not None:
             monitor.final_read(session.campaign_id)
-    finally:
-        monitor.close()
     ended = session.clock()
     summary = _summary(session)
     m = measure(monitor.history, monitor.samples, campaign=session.campaign_id,
@@ -298,6 +316,15 @@ def _run_accepted(ctx: Context, drill: Drill, session: Session, run_id: str, run
     if session.unhealed:
         say(f"NOT HEALED: {', '.join(session.unhealed)}")
     return result
+
+
+@contextlib.contextmanager
+def _monitoring(monitor: Monitor) -> Iterator[Monitor]:
+    monitor.start()
+    try:
+        yield monitor
+    finally:
+        monitor.close()
 
 
 def _cancel_own_campaign(ctx: Context, session: Session, say: Callable[[str], None]) -> None:

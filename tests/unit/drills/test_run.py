@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -199,3 +200,19 @@ def test_the_switchover_drill_moves_the_primary_and_back() -> None:
     assert cluster.log[-2:] == ["inject: planned switchover to marseille",
                                 "heal: planned switchover to marseille"]
     assert cluster.primary == "paris"
+
+
+def test_a_run_keeps_its_journal_history_record_and_log(drill_dir: Path) -> None:
+    import json
+
+    cluster = FakeCluster()
+    drill = small("lose-witness")
+    result = runner.run(context(cluster, drill, []), drill, approval="7")
+    folder = drill_dir / (result.run_id or "")
+    assert result.folder == folder
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "drill.log", "history.jsonl", "journal.json", "record.json", "verdicts.json"]
+    assert json.loads((folder / "record.json").read_text()) == result.record
+    lines = [json.loads(x) for x in (folder / "drill.log").read_text().splitlines()]
+    assert lines and all({"time", "level", "node", "site", "campaign"} <= set(x) for x in lines)
+    assert any(x["logger"] == "chaostoolkit" for x in lines)
