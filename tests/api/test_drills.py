@@ -22,7 +22,7 @@ from failover.drills.book import DrillBook
 from failover.drills.lever import ABORT_KEY, Lever
 from failover.drills.service import DrillService
 from failover.evidence.service import EvidenceService
-from nodes.api.auth import fingerprint
+from nodes.api.identity import TABLE
 from nodes.metrics import Metrics
 from tests.api.conftest import AUDITOR, ONCALL, OPERATOR, Client, auth, make_app
 from tests.evidence_kit import ORIGIN, make_kit
@@ -31,9 +31,6 @@ from tests.fakes.memory_store import MemoryStore
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
 
-OP_ID = f"operator:{fingerprint(OPERATOR)}"
-ONCALL_ID = f"oncall:{fingerprint(ONCALL)}"
-AUDITOR_ID = f"auditor:{fingerprint(AUDITOR)}"
 KINDS = {"lose-primary-site", "lose-witness"}
 RUN = "lose-primary-site-20261120T090000Z"
 
@@ -44,6 +41,10 @@ class Node:
     store: MemoryStore
     server: FakeCoordinationServer
     clock: list[datetime]
+
+    def id(self, role: str) -> str:
+        """The identity the API gives the test user of ``role`` (whatever its form)."""
+        return next(p.id for p in self.client.app[TABLE].principals() if p.role == role)
 
     async def post(self, path: str, body: dict[str, Any], token: str) -> tuple[int, Any]:
         r = await self.client.post(f"/api/v1{path}", json=body, headers=auth(token))
@@ -93,7 +94,7 @@ async def test_a_real_run_without_an_approval_from_another_user_is_refused(node:
     mine = await approve(node, ONCALL)  # the runner approving their own drill
     status, body = await start(node, approval=mine)
     assert status == 403
-    assert f"was given by {ONCALL_ID}, who runs the drill" in body["error"]
+    assert f"was given by {node.id('oncall')}, who runs the drill" in body["error"]
     assert node.kinds()[before:] == ["drill.approved"]  # no run was started
 
 
@@ -101,9 +102,9 @@ async def test_an_approval_by_someone_else_is_accepted_once(node: Node) -> None:
     approval = await approve(node)
     status, body = await start(node, approval=approval)
     assert status == 201, body
-    assert (body["runner"], body["approver"]) == (ONCALL_ID, OP_ID)
+    assert (body["runner"], body["approver"]) == (node.id("oncall"), node.id("operator"))
     started = node.store.ledger.items[-1].doc()
-    assert started["kind"] == "drill.started" and started["actor"] == ONCALL_ID
+    assert started["kind"] == "drill.started" and started["actor"] == node.id("oncall")
     assert started["details"]["approval"] == approval
     other = {"drill": "lose-primary-site", "run_id": "lose-primary-site-20261120T090500Z",
              "approval": approval}
@@ -123,12 +124,12 @@ async def test_an_approval_holds_for_its_drill_and_its_time_only(node: Node) -> 
 
 async def test_approved_by_names_a_user_the_api_knows_who_is_not_the_runner(node: Node) -> None:
     for name, problem in (("Claire Martin", "is not a user of this API"),
-                          (AUDITOR_ID, "which may not approve a drill"),
-                          (ONCALL_ID, "runs the drill")):
+                          (node.id("auditor"), "which may not approve a drill"),
+                          (node.id("oncall"), "runs the drill")):
         status, body = await start(node, approved_by=name)
         assert status == 403 and problem in body["error"], (name, body)
-    status, body = await start(node, approved_by=OP_ID)
-    assert status == 201 and body["approver"] == OP_ID
+    status, body = await start(node, approved_by=node.id("operator"))
+    assert status == 201 and body["approver"] == node.id("operator")
 
 
 async def test_an_auditor_cannot_approve_nor_run(node: Node) -> None:
@@ -172,7 +173,8 @@ async def test_the_record_names_who_the_node_authenticated_and_is_signed(node: N
     assert status == 409 and "already has its record" in again["error"]
     status, view = await node.get(f"/drills/records/{RUN}")
     assert status == 200
-    assert (view["record"]["runner"], view["record"]["approver"]) == (ONCALL_ID, OP_ID)
+    assert (view["record"]["runner"], view["record"]["approver"]) == (node.id("oncall"),
+                                                                      node.id("operator"))
     assert view["signed_by"].startswith("tenir/paris+")
     assert view["seq"] == body["seq"]
 
@@ -224,9 +226,9 @@ async def test_the_schedule_counts_passed_and_failed_drills_not_aborted_ones(
 
 async def test_the_abort_lever_through_the_api_is_a_coordination_key(node: Node) -> None:
     status, body = await node.post("/drills/abort", {"reason": "real flood alert"}, ONCALL)
-    assert status == 202 and body["by"] == ONCALL_ID
+    assert status == 202 and body["by"] == node.id("oncall")
     value = json.loads(node.server.keys[ABORT_KEY][0])
-    assert (value["by"], value["reason"], value["run"]) == (ONCALL_ID, "real flood alert",
+    assert (value["by"], value["reason"], value["run"]) == (node.id("oncall"), "real flood alert",
                                                             None)
     assert node.kinds()[-1] == "drill.abort_requested"
 
@@ -242,7 +244,7 @@ async def test_the_drill_campaign_is_launched_under_the_runs_name(node: Node) ->
                                    {"scenario": "demo", "population": 10}, ONCALL)
     assert status == 201
     summary = await node.store.campaign_summary(body["id"])
-    assert summary.launched_by == f"drill {RUN} ({ONCALL_ID})"
+    assert summary.launched_by == f"drill {RUN} ({node.id('oncall')})"
     await node.post(f"/drills/runs/{RUN}/record", record(), ONCALL)
     status, _ = await node.post(f"/drills/runs/{RUN}/campaign",
                                 {"scenario": "demo", "population": 10}, ONCALL)

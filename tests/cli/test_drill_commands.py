@@ -20,7 +20,7 @@ from failover.drills.book import DrillBook
 from failover.drills.lever import ABORT_KEY, Lever
 from failover.drills.service import DrillService
 from failover.evidence.service import EvidenceService
-from nodes.api.auth import fingerprint
+from nodes.api.identity import TABLE
 from nodes.metrics import Metrics
 from tests.api.conftest import AUDITOR, ONCALL, OPERATOR, make_app
 from tests.cli.support import NodeServer, write_inventory
@@ -49,6 +49,11 @@ class DrillNodeServer(NodeServer):
                               {"lose-witness": 182 * 86400.0, "lose-primary-site": 91 * 86400.0},
                               Lever(FakeCoordinator(self.lever_server, "paris-node1")))
         return make_app(self.store, Metrics(), evidence_service=evidence, drill_service=drills)
+
+    def id(self, role: str) -> str:
+        """The identity the API gives the test user of ``role``."""
+        assert self.runner is not None
+        return next(p.id for p in self.runner.app[TABLE].principals() if p.role == role)
 
     def post(self, path: str, body: Any, token: str) -> Any:
         from cluster.httpjson import request_json
@@ -102,7 +107,7 @@ def test_approve_prints_the_approval_the_runner_passes(
                        "lose-witness")
     assert code == 0
     text = " ".join(out)
-    assert f"by operator:{fingerprint(OPERATOR)}, valid until" in text
+    assert f"by {server.id('operator')}, valid until" in text
     code, out, _ = run(capsys, monkeypatch, OPERATOR, "-i", inventory, "drill", "approve",
                        "lose-witness", "--id-only")
     assert code == 0 and len(out) == 1 and out[0].isdigit()
@@ -140,7 +145,7 @@ def test_report_prints_the_record_and_writes_its_page(
     assert max(len(line) for line in out) <= 80
     assert out[0] == f"drill {RUN} (lose-witness): PASSED"
     text = " ".join(line.strip() for line in out)
-    assert f"approved by operator:{fingerprint(OPERATOR)}; run by oncall:" in text
+    assert f"approved by {server.id('operator')}; run by {server.id('oncall')}" in text
     assert "time to the first message after the fault: 0.2 s (target 5 s); met" in text
     assert text.endswith(f"HTML report written to {page}")
     html = page.read_text(encoding="utf-8")
@@ -169,7 +174,8 @@ def test_the_abort_lever_through_the_api(
         monkeypatch: pytest.MonkeyPatch) -> None:
     code, out, _ = run(capsys, monkeypatch, ONCALL, "-i", inventory, "drill", "abort",
                        "--via-api", "--reason", "real alert coming")
-    assert code == 0 and out[0].startswith("abort requested through the API by oncall:")
+    assert code == 0 and " ".join(x.strip() for x in out).startswith(
+        f"abort requested through the API by {server.id('oncall')} at ")
     value = json.loads(server.lever_server.keys[ABORT_KEY][0])
     assert value["reason"] == "real alert coming"
 
