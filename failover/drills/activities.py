@@ -94,6 +94,9 @@ def launch_campaign() -> dict[str, Any]:
     s.campaign_id = campaign
     s.campaign_launched_at = s.clock()
     s.own_campaigns.add(campaign)
+    if s.monitor is not None:
+        recipients = int(s.api.campaign(campaign)["recipients"])
+        s.monitor.record_launch(campaign, recipients, spec.population, spec.scenario)
     return {"campaign": campaign}
 
 

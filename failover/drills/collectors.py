@@ -24,7 +24,7 @@ import psycopg
 from chaos.carrier_log import CarrierLog
 from chaos.collect import Collector
 from chaos.history import History
-from chaos.pg_observer import PgObserver
+from chaos.pg_observer import SNAPSHOT, PgObserver
 from cluster.lab.health import carriers_control_url
 from cluster.topology import Topology
 
@@ -54,6 +54,17 @@ class ReconnectingObserver(PgObserver):
         await self._ensure()
         return self
 
+    async def skip_existing(self) -> float:
+        """Start at the present: what was committed before the drill is not read (a drill's
+        history holds its own campaign, not every earlier one). Returns the database time."""
+        async with self._one:
+            await self._ensure()
+            assert self._conn is not None
+            row = await (await self._conn.execute(SNAPSHOT)).fetchone()
+            assert row is not None
+            self._horizon = int(row[1])
+            return float(row[0])
+
     async def read(self) -> float:
         async with self._one:
             await self._ensure()
@@ -72,6 +83,20 @@ class ReconnectingObserver(PgObserver):
                 await self._drop()
                 await self._ensure()
                 return await super().final(campaign)
+
+
+async def skip_to_end(carrier: CarrierLog) -> None:
+    """Start the carrier's log at its present: what earlier runs submitted (and what the
+    simulator's ring dropped of it) is not this drill's. A simulator that does not answer is
+    read from its start when it does."""
+    try:
+        async with carrier.http.get(f"{carrier.url}/submissions",
+                                    params={"after": "0", "limit": "1"},
+                                    timeout=carrier.timeout) as resp:
+            page = await resp.json()
+        carrier.cursor, carrier.boot = int(page["last"]), str(page["boot"])
+    except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
+        log.warning("carrier log of %s not skipped to its end: %s", carrier.site, exc)
 
 
 def observer_dsn(topo: Topology, lab: bool) -> str | None:
@@ -114,13 +139,18 @@ def collectors_for(topo: Topology, lab: bool) -> Any:
             out: list[Collector] = []
             if dsn is not None:
                 try:
-                    out.append(await stack.enter_async_context(
-                        ReconnectingObserver(dsn, history)))
+                    observer = await stack.enter_async_context(
+                        ReconnectingObserver(dsn, history))
+                    await observer.skip_existing()
+                    out.append(observer)
                 except psycopg.Error as exc:
                     log.warning("no store observer (%s): rpo and recipients not checked", exc)
             if urls:
                 http = await stack.enter_async_context(aiohttp.ClientSession())
-                out += [CarrierLog(site, url, history, http) for site, url in urls.items()]
+                for site, url in urls.items():
+                    carrier = CarrierLog(site, url, history, http)
+                    await skip_to_end(carrier)
+                    out.append(carrier)
             yield out
 
     return open_collectors

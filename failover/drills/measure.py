@@ -115,11 +115,40 @@ def _rpo_seconds(verdict: Verdict, history: History, fault_at: float | None) -> 
     return round(fault_at - min(lost), 3) if lost else None
 
 
+def only_campaigns(history: History, campaigns: set[int]) -> History:
+    """The history of ``campaigns`` alone (what else ran meanwhile is not the drill's to
+    judge): their launches, outcomes, final reads and completions, the claims of their batches
+    (as the final reads list them), the submissions of their references; and every read, fault,
+    heal, gap and event."""
+    batches = {int(b) for op in history.of("final", "ok")
+               if int(op.value["campaign"]) in campaigns
+               for b in op.value.get("batch_members", {})}
+    prefixes = tuple(f"{c}:" for c in campaigns)
+    out = History()
+
+    def mine(op: Any) -> bool:
+        v = op.value
+        if op.f == "launch":
+            return op.type != "ok" or int(v["campaign"]) in campaigns
+        if op.f in ("outcome", "final", "complete"):
+            return int(v["campaign"]) in campaigns
+        if op.f == "submit":
+            return str(v["reference"]).startswith(prefixes)
+        if op.f in ("claim", "stale_write"):
+            return int(v["batch"]) in batches
+        return True
+
+    out.extend(op for op in history if mine(op))
+    return out
+
+
 def measure(history: History, samples: Sequence[Sample], *, campaign: int | None,
             launched_at: float | None, fault_at: float | None, done_at_fault: int | None,
             invariants: Sequence[str], targets: Mapping[str, float | None],
             api_summary: dict[str, Any] | None = None) -> Measures:
     m = Measures()
+    if campaign is not None:
+        history = only_campaigns(history, {campaign})
     observed = bool(history.of("read", "ok"))
     carriers = bool(history.of("submit", "ok"))
     for name in invariants:

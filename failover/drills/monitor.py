@@ -187,6 +187,18 @@ class Monitor:
             if str(e.get("kind", "")).startswith(EVENT_KINDS):
                 self.events.setdefault(int(e["id"]), e)
 
+    def record_launch(self, campaign: int, recipients: int, population: int | None,
+                      scenario: str) -> None:
+        """The drill's campaign in the history (the checkers judge the launched campaigns)."""
+        def add() -> None:
+            self.history.add("workload:drill", "invoke", "launch",
+                             {"population": population, "scenario": scenario})
+            self.history.add("workload:drill", "ok", "launch",
+                             {"campaign": campaign, "recipients": recipients})
+
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(add)
+
     def stop(self, reason: str, by: str) -> None:
         if self.session.stop.set(reason, by):
             log.warning("drill stopping: %s", reason)

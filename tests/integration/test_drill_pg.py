@@ -183,6 +183,8 @@ def test_a_drill_on_postgresql_is_judged_by_the_chaos_checkers_and_signed(
     verdicts = {v["invariant"]: v["verdict"] for v in record["verdicts"]}
     assert verdicts == {"recipients": "pass", "rpo": "pass", "duplicates": "not_checked",
                         "progress": "pass"}
+    details = {v["invariant"]: v["detail"] for v in record["verdicts"]}
+    assert details["recipients"] == "3000 recipients of 1 campaign(s), one final outcome each"
     m = record["measured"]
     assert m["lost"] == 0 and m["rpo_s"] == 0
     assert m["rto_s"] is not None and m["rto_s"] < 10
