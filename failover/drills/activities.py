@@ -225,8 +225,12 @@ def wait_healthy(standby_site: str | None = None, primary_site: str | None = Non
         return {"dry_run": "would wait until the cluster is whole again"}
 
     def probe() -> tuple[bool, Any]:
-        check = preflight.whole(s.facts(), s.sites, standby_site=standby, primary_site=primary)
+        facts = s.facts()
+        check = preflight.whole(facts, s.sites, standby_site=standby, primary_site=primary)
+        carriers = preflight.carriers_healthy(facts, s.sites)  # breakers closed again
         s.checks["whole"] = check
+        if check.ok and not carriers.ok:
+            return False, carriers.sentence
         return check.ok, check.sentence
 
     sentence = s.wait("the cluster to be whole again", probe,
@@ -281,7 +285,8 @@ REGISTRY: dict[str, ActivitySpec] = {spec.name: spec for spec in (
                                               "on, reconnect, restore the carriers)")),
     ActivitySpec("heal_all", "action", "heal", _d("heal whatever the drill still holds broken")),
     ActivitySpec("wait_healthy", "probe", "verify",
-                 lambda a, r, p, d: ["wait until the cluster is whole again"
+                 lambda a, r, p, d: ["wait until the cluster is whole again (every member, "
+                                     "HAProxy and carrier)"
                                      + (f", {_bare(a, 'standby_site', r)} back as the "
                                         "synchronous standby" if a.get("standby_site") else "")
                                      + (f", the primary in {_bare(a, 'primary_site', r)}"

@@ -136,8 +136,9 @@ def test_the_plan_says_every_step_and_exactly_what_it_touches() -> None:
     assert "a real campaign of priority 9 or more urgent is launched" in text
     for n in range(1, 8):
         assert f"  {n}. [" in text
-    assert "[verify] wait until the cluster is whole again: wait until the cluster is whole " \
-           "again, paris back as the synchronous standby" in text
+    assert ("[verify] wait until the cluster is whole again: wait until the cluster is whole "
+            "again (every member, HAProxy and carrier), paris back as the synchronous "
+            "standby") in text
 
 
 def test_the_lab_plan_names_each_machine_a_power_cut_kills() -> None:
