@@ -87,15 +87,38 @@ def nodes_part(topo: Topology, view: dict[str, Any] | None,
     }
 
 
+def fetch_drill_schedule(topo: Topology, token: str,
+                         timeout: float = NODE_TIMEOUT_S) -> dict[str, Any]:
+    """``GET /api/v1/drills/schedule`` of the first node that answers: each drill kind's
+    interval, last run and whether it is overdue (``{"drills": null, "error": ...}`` if no node
+    could say)."""
+    problems = []
+    for host in topo.hosts_running("alert_nodes"):
+        try:
+            _, data = request_json("GET", f"{node_url(topo, host)}/api/v1/drills/schedule",
+                                   timeout=timeout, bearer=token)
+        except HttpError as exc:
+            problems.append(f"{host.name}: {exc}")
+            if exc.status is not None:  # it answered: another node would say the same
+                break
+            continue
+        if isinstance(data, dict) and isinstance(data.get("drills"), list):
+            return {"drills": data["drills"], "error": None}
+    return {"drills": None, "error": "; ".join(problems) or "no alert node"}
+
+
 def gather_nodes(topo: Topology) -> dict[str, Any]:
     try:
         token = operator_token("auditor")
     except ApiError as exc:
-        return nodes_part(topo, None, f"alert nodes not asked: {exc}")
+        return {**nodes_part(topo, None, f"alert nodes not asked: {exc}"),
+                "drills": {"drills": None, "error": str(exc)}}
     try:
-        return nodes_part(topo, fetch_cluster_view(topo, token))
+        part = nodes_part(topo, fetch_cluster_view(topo, token))
     except ApiError as exc:
-        return nodes_part(topo, None, f"alert nodes unreachable: {exc}")
+        return {**nodes_part(topo, None, f"alert nodes unreachable: {exc}"),
+                "drills": {"drills": None, "error": str(exc)}}
+    return {**part, "drills": fetch_drill_schedule(topo, token)}
 
 
 def gather(topo: Topology, *, nodes: bool = True) -> dict[str, Any]:

@@ -149,6 +149,25 @@ def render_nodes(status: Status) -> list[str]:
     return lines
 
 
+def render_drills(status: Status) -> list[str]:
+    """Each drill kind: its interval, when it last ran, OVERDUE. Overdue is not a problem of
+    the cluster (it runs): it is said, and counted, without changing the exit status."""
+    part = status.get("drills") or {}
+    drills = part.get("drills")
+    if drills is None:
+        return [f"drills: unknown ({part.get('error') or 'not read'})"]
+    if not drills:
+        return ["drills: no interval in the inventory (tenir_drill_intervals)"]
+    overdue = [d["drill"] for d in drills if d["overdue"]]
+    lines = [f"drills ({len(overdue)} overdue):" if overdue else "drills (none overdue):"]
+    for d in drills:
+        last = d.get("last_run")
+        when = f"last {last['at'][:16]} {last['outcome']}" if last else "never run"
+        flag = "  OVERDUE" if d["overdue"] else f"  due {d['due'][:10]}" if d.get("due") else ""
+        lines.append(f"  {d['drill']:<22} {d['interval']:<12} {when}{flag}")
+    return lines
+
+
 def nodes_problems(status: Status) -> list[str]:
     view = status["cluster_view"]
     if not view["reachable"]:
@@ -172,6 +191,8 @@ def render_table(status: Status) -> str:
     lines += haproxy_lines(status)[0]
     if "nodes" in status:
         lines += ["", *render_nodes(status)]
+    if "drills" in status:
+        lines += ["", *render_drills(status)]
     found = status.get("problems", problems(status))
     lines.append("")
     if found:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from failover.drills.schedule import IntervalError, parse_intervals
 from nodes.api.limits import HttpLimits
 from nodes.carriers.callback_auth import MIN_SECRET as MIN_CALLBACK_SECRET
 from nodes.evidence_config import EvidenceConfig, parse_evidence
@@ -92,6 +93,8 @@ class NodeConfig:
     unsafe: frozenset[str] = frozenset()  # test-only switches on (UNSAFE_SWITCHES)
     evidence: EvidenceConfig | None = None  # the continuity ledger's keys and witness
     http: HttpLimits = field(default_factory=HttpLimits)
+    # drill kind -> seconds between two drills (the inventory's tenir_drill_intervals)
+    drill_intervals: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     def __repr__(self) -> str:  # no DSN password, token or key in a traceback
         return f"NodeConfig(node={self.node!r}, site={self.site!r}, ...)"
@@ -227,6 +230,18 @@ def _patroni_urls(data: dict[str, Any], source: str) -> tuple[str, ...]:
     return tuple(urls)
 
 
+def _drill_intervals(raw: Any, source: str) -> dict[str, float]:
+    """``drills: {intervals: {kind: interval}}`` (``failover/drills/schedule.py``)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise NodeConfigError(source, "drills", "must be a mapping (intervals)")
+    try:
+        return parse_intervals(raw.get("intervals"), "drills.intervals")
+    except IntervalError as exc:
+        raise NodeConfigError(source, exc.key, str(exc).split(": ", 1)[1]) from None
+
+
 def _unsafe(data: dict[str, Any], source: str, environ: Mapping[str, str]) -> frozenset[str]:
     """``unsafe_test_switches``: a list of UNSAFE_SWITCHES, refused without UNSAFE_ENV=1."""
     raw = data.get("unsafe_test_switches")
@@ -281,6 +296,7 @@ def parse_node_config(data: Any, source: str = "<node config>",
         evidence=parse_evidence(data.get("evidence"),
                                 lambda key, problem: NodeConfigError(source, key, problem)),
         http=_http(data, source),
+        drill_intervals=_drill_intervals(data.get("drills"), source),
     )
     raw_coord = data.get("coordination")
     if raw_coord is not None:

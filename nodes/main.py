@@ -28,6 +28,8 @@ from cluster.coordination.base import (
     MemberInfo,
 )
 from cluster.coordination.factory import open_coordinator
+from failover.drills.book import DrillBook
+from failover.drills.service import DrillService
 from failover.evidence.checkpointer import Checkpointer
 from failover.evidence.pg_ledger import PgLedger
 from failover.evidence.service import EvidenceService
@@ -35,6 +37,7 @@ from failover.evidence.witness_client import HttpWitness
 from failover.pg_state import PatroniRestView
 from failover.watchdog import Watchdog
 from nodes.api.app import create_app
+from nodes.api.identity import APPROVER_ROLES
 from nodes.api.server import serve as serve_api
 from nodes.carriers.base import CarrierAdapter
 from nodes.carriers.callback_auth import CallbackVerifier
@@ -86,6 +89,21 @@ async def open_store(cfg: NodeConfig, deadline_s: float = 120.0) -> PgCampaignSt
                 raise
             log.warning("campaign store not reachable yet: %s", exc)
             await asyncio.sleep(1.0)
+
+
+def build_drills(cfg: NodeConfig, evidence: EvidenceService,
+                 coordinator: Coordinator | None) -> DrillService:
+    """The drills' book, lever and schedule, on the ledger (always there: migration 0005). A
+    node without an evidence section keeps approvals and runs, but signs no record."""
+    from failover.drills.catalog import DRILL_DIR
+    from failover.drills.lever import Lever
+
+    def kinds() -> set[str]:
+        return {p.stem for p in DRILL_DIR.glob("*.yaml")}
+
+    return DrillService(DrillBook(evidence, kinds=kinds, approver_roles=APPROVER_ROLES),
+                        cfg.drill_intervals,
+                        Lever(coordinator) if coordinator is not None else None)
 
 
 def build_evidence(cfg: NodeConfig,
@@ -163,6 +181,8 @@ async def serve(cfg: NodeConfig) -> int:
         await adapter.start(dispatcher.on_receipt, dispatcher.on_ack)
     evidence, checkpointer = build_evidence(cfg, store)
     launches = LaunchWriter(store, cfg.node)
+    drill_service = build_drills(cfg, evidence or EvidenceService(
+        PgLedger(store.pool), "tenir.invalid/ledger", cfg.node, cfg.site), coordinator)
     app = create_app(store, node=cfg.node, site=cfg.site, users=cfg.users, metrics=metrics,
                      signer=signer,
                      carrier_auth=CallbackVerifier(cfg.carriers.voice_callback_secrets),
@@ -170,7 +190,7 @@ async def serve(cfg: NodeConfig) -> int:
                      on_receipt=dispatcher.on_receipt, limits=cfg.http,
                      cluster_view=(CoordinationClusterView(coordinator, drains)
                                    if coordinator is not None and drains is not None else None),
-                     evidence_service=evidence, launches=launches)
+                     evidence_service=evidence, launches=launches, drill_service=drill_service)
     served = await serve_api(app, cfg.listen_host, cfg.listen_port)
     log.info("node %s of site %s serving on %s:%d", cfg.node, cfg.site, cfg.listen_host,
              cfg.listen_port)
@@ -192,10 +212,13 @@ async def serve(cfg: NodeConfig) -> int:
     channels_task: asyncio.Task[None] | None = None
     checkpoint_task: asyncio.Task[None] | None = None
     store_task: asyncio.Task[None] | None = None
+    schedule_task: asyncio.Task[None] | None = None
     try:
         if store_health is not None:
             store_task = asyncio.create_task(store_health.run(watchdog_stop),
                                              name="store-health")
+        schedule_task = asyncio.create_task(drill_service.run(metrics, watchdog_stop),
+                                            name="drill-schedule")
         if checkpointer is not None:
             checkpoint_task = asyncio.create_task(checkpointer.run(watchdog_stop),
                                                   name="checkpointer")
@@ -225,6 +248,8 @@ async def serve(cfg: NodeConfig) -> int:
         if store_task is not None:
             await store_task
         await probe.close()
+        if schedule_task is not None:
+            await schedule_task
         if drains is not None:
             await drains.close()
         if coordinator is not None:  # leave only once our batches are released

@@ -245,6 +245,26 @@ class Metrics:
         self.batches_claimed = r.counter(
             "tenir_batches_claimed_total", "Batches claimed by this node's dispatcher.",
         )
+        # failover drills (read back from the continuity ledger every minute)
+        self.drill_last_run = r.gauge(
+            "tenir_drill_last_run_timestamp_seconds",
+            "When the latest record of each drill kind was written (absent: never run).",
+            ("drill",),
+        )
+        self.drill_overdue = r.gauge(
+            "tenir_drill_overdue",
+            "1 when no drill of that kind passed or failed within its interval.", ("drill",),
+        )
+        self.drill_interval = r.gauge(
+            "tenir_drill_interval_seconds", "How often each drill kind must run.", ("drill",),
+        )
+
+    def set_drill(self, drill: str, last_run: float | None, overdue: bool,
+                  interval_s: float) -> None:
+        if last_run is not None:
+            self.drill_last_run.set(last_run, drill=drill)
+        self.drill_overdue.set(1.0 if overdue else 0.0, drill=drill)
+        self.drill_interval.set(interval_s, drill=drill)
 
     def render(self) -> str:
         return self.registry.render()

@@ -139,7 +139,7 @@ async def test_openapi_security_matches_what_the_server_enforces(client: Client)
     document = await (await client.get("/api/v1/openapi.json")).json()
     for path, ops in document["paths"].items():
         concrete = path.replace("{id}", "1").replace("{name}", "x").replace(
-            "{reference}", "1:1:email:0.0")
+            "{reference}", "1:1:email:0.0").replace("{run_id}", "x").replace("{finding}", "F1")
         for method, op in ops.items():
             r = await client.request(method.upper(), concrete)
             if op["security"]:

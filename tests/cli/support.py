@@ -71,8 +71,12 @@ class NodeServer(LoopThread):
             self.call(self.runner.cleanup())
         self.close()
 
+    def app(self) -> web.Application:
+        """The app served (a subclass adds its services)."""
+        return make_app(self.store, Metrics())
+
     async def _serve(self) -> int:
-        self.runner = web.AppRunner(make_app(self.store, Metrics()))
+        self.runner = web.AppRunner(self.app())
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()

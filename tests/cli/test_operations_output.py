@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-import cluster.drain
-import cluster.switchover
+import failover.drain
+import failover.switchover
 from cluster import cli
-from cluster.switchover import Switchover
 from cluster.topology import Topology
+from failover.switchover import Switchover
 from tests.api.conftest import OPERATOR
 from tests.fakes.operations import NODES, PG, Drains, FakeHAProxy, FakePatroni, World
 
@@ -48,10 +48,10 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
                           haproxies={h: FakeHAProxy(w, h) for h in ("paris-db", "marseille-db")},
                           events=w, say=say, timeout=timeout, poll_s=0.01, settle_s=0)
 
-    monkeypatch.setattr(cluster.switchover, "build_switchover", build)
-    monkeypatch.setattr(cluster.drain, "CoordinationDrains", lambda topo: Drains(w))
-    monkeypatch.setattr(cluster.drain, "NodesClusterProbe", lambda topo, token: w)
-    monkeypatch.setattr(cluster.drain, "NodeApiEvents", lambda topo: w)
+    monkeypatch.setattr(failover.switchover, "build_switchover", build)
+    monkeypatch.setattr(failover.drain, "CoordinationDrains", lambda topo: Drains(w))
+    monkeypatch.setattr(failover.drain, "NodesClusterProbe", lambda topo, token: w)
+    monkeypatch.setattr(failover.drain, "NodeApiEvents", lambda topo: w)
     return w
 
 

@@ -1,5 +1,5 @@
-"""Fakes of the planned operations' collaborators (``cluster/drain.py``,
-``cluster/switchover.py``): the coordination drains, the nodes' cluster view, Patroni, the
+"""Fakes of the planned operations' collaborators (``failover/drain.py``,
+``failover/switchover.py``): the coordination drains, the nodes' cluster view, Patroni, the
 HAProxies and the event sink, all writing to one :class:`World` that logs, in order, what each
 was asked to do."""
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cluster.drain import ClusterSnapshot, DrainRefused
-from cluster.switchover import PROXY
+from failover.drain import ClusterSnapshot, DrainRefused
+from failover.switchover import PROXY
 from replication.haproxy import ServerState
 from replication.patroni import PatroniCluster, PatroniMember
 
@@ -67,7 +67,7 @@ class World:
 
 
 class Drains:
-    """:class:`cluster.drain.DrainControl` on the world (and ``by``, as CoordinationDrains)."""
+    """:class:`failover.drain.DrainControl` on the world (and ``by``, as CoordinationDrains)."""
 
     by = "tester@test-host"
 

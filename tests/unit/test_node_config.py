@@ -195,3 +195,19 @@ def test_the_unsafe_environment_line_is_rendered_only_when_asked() -> None:
     unit = render("tenir_node", "tenir-node.service.j2",
                   {**values, "tenir_node_unsafe_test_environment": True})
     assert "\nEnvironment=TENIR_UNSAFE_TEST_SWITCHES=1\n" in unit
+
+
+def test_drill_intervals_are_rendered_and_loaded() -> None:
+    """The inventory's tenir_drill_intervals reach the node, which reports overdue drills."""
+    assert "drills" not in rendered(tenir_node_drill_intervals={})
+    data = rendered(tenir_node_drill_intervals={"lose-witness": "half-yearly",
+                                                "lose-primary-site": "90d"})
+    cfg = parse_node_config(data)
+    assert cfg.drill_intervals == {"lose-primary-site": 90 * 86400.0,
+                                   "lose-witness": 182 * 86400.0}
+
+
+def test_a_bad_drill_interval_is_refused_naming_its_key() -> None:
+    with pytest.raises(NodeConfigError, match=r"drills\.intervals\.lose-witness: 'soon' is not "
+                                              "an interval"):
+        parse_node_config(rendered(tenir_node_drill_intervals={"lose-witness": "soon"}))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.switchover import Switchover, SwitchoverFailed
+from failover.switchover import Switchover, SwitchoverFailed
 from tests.fakes.operations import NODES, PG, Drains, FakeHAProxy, FakePatroni, World
 
 pytestmark = pytest.mark.unit

@@ -5,7 +5,7 @@ Steps, each printed with its duration:
 0. preflight (nothing changes): SITE is a datacenter site and is not drained; Patroni has a
    primary and, if the primary is elsewhere, SITE's PostgreSQL is the streaming synchronous
    standby (a switchover to anything else could lose acknowledged writes); every HAProxy answers;
-1. drain the other datacenter site (``cluster/drain.py``) and wait until its nodes hold no batch:
+1. drain the other datacenter site (``failover/drain.py``) and wait until its nodes hold no batch:
    its work is now done by SITE's nodes;
 2. if the primary is not in SITE: set the old primary's server to ``drain`` on every HAProxy (no
    new connection goes to it), ask Patroni to switch over (leader = old primary, candidate =
@@ -31,7 +31,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from cluster.drain import (
+from cluster.topology import Topology
+from cluster.wait import wait_for
+from failover.drain import (
     ClusterProbe,
     DrainControl,
     EventSink,
@@ -40,8 +42,6 @@ from cluster.drain import (
     total,
     wait_site_idle,
 )
-from cluster.topology import Topology
-from cluster.wait import wait_for
 from replication.haproxy import ServerState
 from replication.patroni import PatroniCluster
 
@@ -364,9 +364,9 @@ class PatroniRest:
 
 def build_switchover(topo: Topology, *, say: Callable[[str], None], timeout: float,
                      token: str | None = None) -> Switchover:
-    from cluster.drain import CoordinationDrains, NodeApiEvents, NodesClusterProbe
     from cluster.lab.health import haproxy_admin
     from cluster.node_api import operator_token
+    from failover.drain import CoordinationDrains, NodeApiEvents, NodesClusterProbe
 
     return Switchover(
         sites=[s.name for s in topo.datacenter_sites],
