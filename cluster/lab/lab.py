@@ -234,9 +234,12 @@ class Lab:
 
     def deploy(self, secrets: dict[str, str], *, timeout: float = 1800.0,
                playbook: str = "site.yml", limit: str | None = None,
-               extra_vars: dict[str, Any] | None = None) -> deploy.PlaybookRun:
-        """Run a playbook of ``ansible/`` against the lab, as an operator would."""
-        wheelhouse, version = deploy.build_wheelhouse(self.say)
+               extra_vars: dict[str, Any] | None = None,
+               version: str | None = None) -> deploy.PlaybookRun:
+        """Run a playbook of ``ansible/`` against the lab, as an operator would. ``version``:
+        the tenir version to build and deploy (default: this checkout's lab version; a rolling
+        upgrade names another)."""
+        wheelhouse, version = deploy.build_wheelhouse(self.say, version=version)
         assert self.topo.lab_bridge_address is not None
         with deploy.serve_directory(wheelhouse, str(self.topo.lab_bridge_address)) as url:
             values = {**self._values(secrets, url), "tenir_version": version,
