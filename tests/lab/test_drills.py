@@ -12,21 +12,17 @@
 * the HTML report renders in headless Chromium: timeline, targets, verdicts, approver;
 * overdue drills appear in ``tenir status --json`` and the nodes' ``/metrics``.
 
-The lab's nodes sign records with a site key and have a witness cosign their checkpoints: the
-module's fixture deploys both (keys written into the alert nodes' machines, a witness served on
-the lab's bridge by this process, ``site.yml`` run with the evidence variables), and takes them
-away at the end. The runner is the lab's on-call token, the approver its operator token (the
-CLI's defaults without ``$TENIR_TOKEN``).
+The lab's nodes sign records with their site's key and the witness site cosigns their
+checkpoints, as site.yml deploys them. The runner is the lab's on-call token, the approver its
+operator token (the CLI's defaults without ``$TENIR_TOKEN``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,13 +30,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from aiohttp import web
 
 from cluster.httpjson import request_json
 from cluster.lab.access import owner_dsn
 from cluster.lab.health import node_url, patroni_view
-from failover.evidence import keys
-from failover.evidence.witness import WitnessCore, create_app
 from replication.appdb import dsn as make_dsn
 from tests.lab.campaign_kit import api
 from tests.lab.support import INVENTORY, REPO, LabHandle
@@ -49,9 +42,6 @@ pytestmark = pytest.mark.lab
 TENIR = str(REPO / ".venv" / "bin" / "tenir")
 KINDS = ("lose-witness", "carrier-outage", "switchover-and-back", "lose-standby-site",
          "cut-datacenter-link", "lose-primary-site")
-ORIGIN = "tenir.invalid/tenir-lab/ledger"
-WITNESS_PORT = 8099
-EVIDENCE_DIR = "/etc/tenir/evidence"
 RUNS: dict[str, str] = {}  # drill kind -> run id of its passed run
 
 
@@ -76,85 +66,17 @@ def run_json(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return dict(json.loads(done.stdout))
 
 
-# --- the lab's evidence: site keys on the nodes, a witness on the bridge -----------------------
-
-class Witness(threading.Thread):
-    def __init__(self, core: WitnessCore, host: str) -> None:
-        super().__init__(daemon=True)
-        self.core, self.host = core, host
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.runner: web.AppRunner | None = None
-
-    def run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-
-        async def start() -> None:
-            self.runner = web.AppRunner(create_app(self.core))
-            await self.runner.setup()
-            await web.TCPSite(self.runner, self.host, WITNESS_PORT).start()
-            self.ready.set()
-
-        self.loop.run_until_complete(start())
-        self.loop.run_forever()
-
-    def stop(self) -> None:
-        async def cleanup() -> None:
-            if self.runner is not None:
-                await self.runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(cleanup(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.join(10)
-
-
-def _install_keys(lab: LabHandle, signers: dict[str, keys.Signer], witness: keys.Signer) -> None:
-    pubs = {**{site: s.verifier.vkey for site, s in signers.items()},
-            "witness": witness.verifier.vkey}
-    for host in lab.topo.hosts_running("alert_nodes"):
-        lines = [f"mkdir -p {EVIDENCE_DIR}", f"chgrp tenir {EVIDENCE_DIR}",
-                 f"chmod 0750 {EVIDENCE_DIR}"]
-        lines += [f"printf '%s\\n' '{v}' > {EVIDENCE_DIR}/{name}.pub" for name, v in pubs.items()]
-        key = f"{EVIDENCE_DIR}/{host.site}.key"
-        lines += [f"printf '%s\\n' '{signers[host.site].skey}' > {key}", f"chgrp tenir {key}",
-                  f"chmod 0640 {key}"]
-        lab.lab.run_on(host.name, ["sh", "-c", " && ".join(lines)])
-
-
-def _evidence_vars(lab: LabHandle) -> dict[str, Any]:
-    sites = [s.name for s in lab.topo.datacenter_sites]
-    assert lab.topo.lab_bridge_address is not None
-    return {"tenir_node_evidence_origin": ORIGIN,
-            "tenir_node_evidence_site_key": f"{EVIDENCE_DIR}/{{{{ tenir_site }}}}.key",
-            "tenir_node_evidence_keys": [f"{EVIDENCE_DIR}/{s}.pub" for s in sites],
-            "tenir_node_evidence_witness_url":
-                f"http://{lab.topo.lab_bridge_address}:{WITNESS_PORT}",
-            "tenir_node_evidence_witness_key": f"{EVIDENCE_DIR}/witness.pub"}
-
-
 @pytest.fixture(scope="module")
 def drills_lab(lab_env: LabHandle, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[LabHandle]:
-    lab_env.lab.up(timeout=240)
-    sites = [s.name for s in lab_env.topo.datacenter_sites]
-    signers = {s: keys.generate(f"tenir/{s}") for s in sites}
-    witness_key = keys.generate("tenir/witness", keys.COSIGNATURE_V1)
-    core = WitnessCore(witness_key, {ORIGIN: [s.verifier for s in signers.values()]},
-                       tmp_path_factory.mktemp("witness") / "state.json")
-    assert lab_env.topo.lab_bridge_address is not None
-    witness = Witness(core, str(lab_env.topo.lab_bridge_address))
-    witness.start()
-    assert witness.ready.wait(30)
-    _install_keys(lab_env, signers, witness_key)
-    secrets = lab_env.layout.load_or_create_secrets()
-    lab_env.lab.deploy(secrets, extra_vars=_evidence_vars(lab_env))
+    """The lab as site.yml deploys it: the nodes sign records with their site's key and the
+    witness cosigns the ledger's checkpoints (ansible/evidence_keys.yml, role tenir_witness)."""
+    lab_env.lab.up(timeout=600)
     os.environ["TENIR_DRILL_DIR"] = str(tmp_path_factory.mktemp("drill-runs"))
     try:
         yield lab_env
     finally:
         lab_env.lab.up(timeout=600)
-        lab_env.lab.deploy(secrets)  # the nodes without evidence again, as the lab is
-        witness.stop()
 
 
 def _healthy(lab: LabHandle) -> dict[str, Any]:
