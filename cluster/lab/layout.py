@@ -96,6 +96,11 @@ class Layout:
         return self.root / "ansible"
 
     @property
+    def pki_dir(self) -> Path:
+        """The lab's CA and certificates (``ansible/pki.yml`` makes them here)."""
+        return self.root / "pki"
+
+    @property
     def extra_vars_file(self) -> Path:
         return self.root / "secrets.vars.yml"
 

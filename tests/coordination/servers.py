@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cluster.tls import TlsFiles
+
 ETCD_BIN = Path(os.environ.get("TENIR_ETCD_BIN", "/usr/bin/etcd"))
 JAVA_BIN = Path(os.environ.get("TENIR_JAVA_BIN", shutil.which("java") or "/usr/bin/java"))
 ZK_JAR = Path("/usr/share/java/zookeeper.jar")  # its manifest's Class-Path names the deps
@@ -116,25 +118,39 @@ class Server:
 
 
 class EtcdServer(Server):
+    """etcd on loopback; with ``tls`` (a server certificate for 127.0.0.1 and its CA), clients
+    and peers over TLS with client certificates required, as the etcd role configures it."""
+
     name = "etcd"
 
-    def __init__(self) -> None:
+    def __init__(self, tls: TlsFiles | None = None) -> None:
         if not ETCD_BIN.exists():
             raise ServerError(f"{ETCD_BIN} not found: install the Debian package etcd-server")
         super().__init__()
         self.peer_port = free_port()
+        self.tls = tls
 
     def command(self) -> list[str]:
-        peer = f"http://{HOST}:{self.peer_port}"
-        client = f"http://{self.endpoint}"
-        return [str(ETCD_BIN), "--name", "t", "--data-dir", str(self.root / "data"),
+        scheme = "https" if self.tls else "http"
+        peer = f"{scheme}://{HOST}:{self.peer_port}"
+        client = f"{scheme}://{self.endpoint}"
+        argv = [str(ETCD_BIN), "--name", "t", "--data-dir", str(self.root / "data"),
                 "--listen-client-urls", client, "--advertise-client-urls", client,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", f"t={peer}", "--log-level", "warn"]
+        if self.tls is not None:
+            files = [str(self.tls.cert), str(self.tls.key), str(self.tls.ca)]
+            argv += ["--cert-file", files[0], "--key-file", files[1], "--trusted-ca-file",
+                     files[2], "--client-cert-auth", "--peer-cert-file", files[0],
+                     "--peer-key-file", files[1], "--peer-trusted-ca-file", files[2],
+                     "--peer-client-cert-auth"]
+        return argv
 
     def ready(self) -> bool:
-        try:  # the v2/v3 gateway's health endpoint, over plain HTTP
-            with socket.create_connection((HOST, self.port), timeout=1) as s:
+        try:  # the v2/v3 gateway's health endpoint
+            with socket.create_connection((HOST, self.port), timeout=1) as raw:
+                s = (self.tls.client_context().wrap_socket(raw, server_hostname=HOST)
+                     if self.tls else raw)
                 s.sendall(b"GET /health HTTP/1.0\r\nHost: x\r\n\r\n")
                 return b'"health":"true"' in s.recv(4096)
         except OSError:
