@@ -245,6 +245,12 @@ class Metrics:
         self.batches_claimed = r.counter(
             "tenir_batches_claimed_total", "Batches claimed by this node's dispatcher.",
         )
+        # TLS
+        self.certificate_expiry = r.gauge(
+            "tenir_certificate_expiry_timestamp_seconds",
+            "When each certificate the node uses expires (Unix time): host (its API and its "
+            "coordination identity), ca (the cluster's CA), carriers_ca.", ("certificate",),
+        )
 
     def render(self) -> str:
         return self.registry.render()

@@ -121,16 +121,21 @@ def test_etcd_config() -> None:
     conf = yaml.safe_load(_render("etcd"))
     assert conf["name"] == "paris-db"
     assert conf["initial-cluster"] == (
-        "paris-db=http://10.213.0.11:2380,"
-        "marseille-db=http://10.213.0.21:2380,"
-        "witness-quorum=http://10.213.0.31:2380"
+        "paris-db=https://10.213.0.11:2380,"
+        "marseille-db=https://10.213.0.21:2380,"
+        "witness-quorum=https://10.213.0.31:2380"
     )
     assert conf["initial-cluster-state"] == "new"
     assert conf["initial-cluster-token"] == "tenir-etcd"
-    assert conf["listen-peer-urls"] == "http://10.213.0.11:2380"
-    assert conf["initial-advertise-peer-urls"] == "http://10.213.0.11:2380"
-    assert conf["listen-client-urls"] == "http://10.213.0.11:2379,http://127.0.0.1:2379"
-    assert conf["advertise-client-urls"] == "http://10.213.0.11:2379"
+    assert conf["listen-peer-urls"] == "https://10.213.0.11:2380"
+    assert conf["initial-advertise-peer-urls"] == "https://10.213.0.11:2380"
+    assert conf["listen-client-urls"] == "https://10.213.0.11:2379"
+    assert conf["advertise-client-urls"] == "https://10.213.0.11:2379"
+    for side in ("client-transport-security", "peer-transport-security"):
+        assert conf[side] == {"cert-file": "/etc/etcd/tls/host.crt",
+                              "key-file": "/etc/etcd/tls/host.key",
+                              "trusted-ca-file": "/etc/etcd/tls/ca.crt",
+                              "client-cert-auth": True}
     assert conf["data-dir"] == "/var/lib/etcd/tenir"
     assert conf["heartbeat-interval"] == 100
     assert conf["election-timeout"] == 1000
@@ -142,7 +147,7 @@ def test_etcd_config() -> None:
 def test_etcd_config_honours_overrides() -> None:
     conf = yaml.safe_load(_render("etcd", etcd_pre_vote=False, etcd_peer_port=12380))
     assert conf["pre-vote"] is False
-    assert conf["listen-peer-urls"] == "http://10.213.0.11:12380"
+    assert conf["listen-peer-urls"] == "https://10.213.0.11:12380"
     assert conf["initial-cluster"].count(":12380") == 3
 
 
