@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from cluster.httpjson import HttpError, request_json
-from cluster.lab.health import haproxy_admin, node_url, patroni_view, probe_coordination
+from cluster.lab.health import haproxy_stats, node_url, patroni_view, probe_coordination
 from cluster.member_probe import has_quorum
 from cluster.node_api import ApiError, operator_token
 from cluster.status_render import problems
@@ -105,7 +105,7 @@ def gather(topo: Topology, *, nodes: bool = True) -> dict[str, Any]:
     haproxy: list[dict[str, Any]] = []
     for host in topo.hosts_running("haproxy"):
         try:
-            for s in haproxy_admin(topo, host).servers("postgres_primary"):
+            for s in haproxy_stats(topo, host).servers("postgres_primary"):
                 haproxy.append({"site": host.site, "host": host.name, "server": s.server,
                                 "state": s.status, "sessions": s.current_sessions})
         except HAProxyError as exc:

@@ -61,7 +61,7 @@ def zookeeper_values() -> dict[str, Any]:
 def haproxy_values() -> dict[str, Any]:
     return {
         "haproxy_bind_address": "10.213.0.11",
-        "haproxy_admin_address": "10.213.0.11",
+        "haproxy_stats_password": "pw-stats",
         "haproxy_backends": [dict(m) for m in MEMBERS[:2]],
     }
 
@@ -199,9 +199,16 @@ def test_haproxy_config() -> None:
     assert re.search(r"^\s*default-server .*\binter 500ms\b", text, re.M)
     assert re.search(r"^\s*default-server .*\bon-marked-down shutdown-sessions\b", text, re.M)
     assert re.search(r"^\s*stats socket /run/haproxy/admin\.sock .*\blevel admin\b", text, re.M)
-    assert re.search(r"^\s*stats socket ipv4@10\.213\.0\.11:9999 level admin$", text, re.M)
+    # the runtime API only on a UNIX socket; the statistics read-only over TLS with a password
+    assert len(re.findall(r"^\s*stats socket ", text, re.M)) == 1
+    assert "ipv4@" not in text and "stats admin" not in text
+    assert re.search(r"^\s*bind 10\.213\.0\.11:9999 ssl crt /etc/haproxy/tls/host\.pem$", text,
+                     re.M)
+    assert re.search(r"^\s*stats auth tenir-stats:pw-stats$", text, re.M)
+    assert re.search(r"^\s*http-request deny deny_status 405 unless METH_GET$", text, re.M)
     assert re.search(r"^\s*bind 10\.213\.0\.11:5000$", text, re.M)
-    servers = re.findall(r"^\s*server (\S+) (\S+) .*\bcheck port 8008\b", text, re.M)
+    servers = re.findall(r"^\s*server (\S+) (\S+) .*\bcheck port 8008 check-ssl verify required "
+                         r"ca-file /etc/haproxy/tls/ca\.crt$", text, re.M)
     assert servers == [("paris-db", "10.213.0.11:5432"), ("marseille-db", "10.213.0.21:5432")]
     assert not re.search(r"^\s*(user|group) ", text, re.M)
 
