@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 from cluster import etcd_probe, zookeeper_probe
 from cluster.httpjson import HttpError, request_json
 from cluster.member_probe import MemberHealth, has_quorum
@@ -20,7 +22,18 @@ def probe_coordination(topo: Topology) -> list[MemberHealth]:
     """Each member of the topology's coordination service (etcd or ZooKeeper), probed."""
     probe = (zookeeper_probe.probe_members if topo.coordination == "zookeeper"
              else etcd_probe.probe_members)
-    return probe(coordination_members(topo), coordination_port(topo))
+    return probe(coordination_members(topo), coordination_port(topo), tls=cli_tls_context())
+
+
+def cli_tls_context() -> ssl.SSLContext | None:
+    """The CLI's TLS context (the cluster's CA, the operator's certificate), or None when no
+    CA is known (then the probes say what failed, member by member)."""
+    from cluster import tls
+
+    try:
+        return tls.client_context()
+    except tls.TlsConfigError:
+        return None
 
 
 def wait_coordination(topo: Topology, timeout: float, *, all_members: bool = True) -> None:

@@ -50,6 +50,7 @@ def patroni_values() -> dict[str, Any]:
         "patroni_superuser_password": "pw-superuser",
         "patroni_replication_password": "pw-replication",
         "patroni_rewind_password": "pw-rewind",
+        "patroni_etcd_password": "pw-etcd",
     }
 
 
@@ -159,7 +160,14 @@ def test_patroni_config() -> None:
     assert conf["namespace"] == "/service/"
     assert conf["restapi"]["listen"] == "10.213.0.11:8008"
     assert conf["restapi"]["authentication"] == {"username": "patroni", "password": "pw-restapi"}
+    tls = "/etc/patroni/tls"
+    assert (conf["restapi"]["certfile"], conf["restapi"]["keyfile"], conf["restapi"]["cafile"]) == (
+        f"{tls}/host.crt", f"{tls}/host.key", f"{tls}/ca.crt")
+    assert conf["ctl"] == {"insecure": False, "cacert": f"{tls}/ca.crt"}
     assert conf["etcd3"]["hosts"] == ["10.213.0.11:2379", "10.213.0.21:2379", "10.213.0.31:2379"]
+    assert conf["etcd3"]["protocol"] == "https"
+    assert (conf["etcd3"]["username"], conf["etcd3"]["password"]) == ("patroni", "pw-etcd")
+    assert conf["etcd3"]["cacert"] == f"{tls}/ca.crt"
     dcs = conf["bootstrap"]["dcs"]
     assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (20, 2, 4)
     assert dcs["synchronous_mode"] is True
@@ -167,16 +175,21 @@ def test_patroni_config() -> None:
     assert dcs["postgresql"]["parameters"]["wal_sender_timeout"] == "5s"
     assert dcs["postgresql"]["parameters"]["max_connections"] == 300
     pg = conf["postgresql"]
-    assert pg["listen"] == "10.213.0.11,127.0.0.1:5432"
+    assert pg["listen"] == "10.213.0.11:5432" and pg["use_unix_socket"] is True
     assert pg["connect_address"] == "10.213.0.11:5432"
     assert pg["pgpass"] == "/tmp/tenir-test/pgpass"
+    verify = {"sslmode": "verify-full", "sslrootcert": f"{tls}/ca.crt"}
     assert pg["authentication"] == {
-        "superuser": {"username": "postgres", "password": "pw-superuser"},
-        "replication": {"username": "replicator", "password": "pw-replication"},
-        "rewind": {"username": "rewind", "password": "pw-rewind"},
+        "superuser": {"username": "postgres", "password": "pw-superuser", **verify},
+        "replication": {"username": "replicator", "password": "pw-replication", **verify},
+        "rewind": {"username": "rewind", "password": "pw-rewind", **verify},
     }
-    assert "host replication replicator 127.0.0.1/32 scram-sha-256" in pg["pg_hba"]
-    assert "host replication replicator 10.213.0.0/24 scram-sha-256" in pg["pg_hba"]
+    assert pg["pg_hba"] == ["local all all peer",
+                            "hostssl replication replicator 10.213.0.0/24 scram-sha-256",
+                            "hostssl all all 10.213.0.0/24 scram-sha-256",
+                            "hostnossl all all all reject"]
+    assert (pg["parameters"]["ssl"], pg["parameters"]["ssl_cert_file"]) == ("on",
+                                                                           f"{tls}/host.crt")
     assert pg["parameters"]["password_encryption"] == "scram-sha-256"
 
 
