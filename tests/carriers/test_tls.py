@@ -4,7 +4,6 @@ clients (voice callbacks, e-mail link clicks) verifying the node's API by the cl
 
 from __future__ import annotations
 
-import json
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,7 +11,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 import pytest_asyncio
-from aiohttp import web
 
 from nodes.carriers.base import Message
 from nodes.carriers.sim.app import SimConfig, Simulator
@@ -27,6 +25,7 @@ from tests.carriers.support import (
     Collector,
     NodeApi,
     eventually,
+    serve_node_api,
 )
 from tests.tls_kit import TestPki
 
@@ -56,30 +55,7 @@ async def sim(pki: TestPki) -> AsyncIterator[Simulator]:
 @pytest_asyncio.fixture
 async def node_api(pki: TestPki) -> AsyncIterator[NodeApi]:
     """The node's API stand-in, over HTTPS with a node's certificate of the same CA."""
-    api = NodeApi(url="")
-
-    async def page(request: web.Request) -> web.Response:
-        api.opened.append(request.match_info["reference"])
-        return web.Response(text=f'<form method="post" action="{request.path_qs}">'
-                                 '<button>ok</button></form>', content_type="text/html")
-
-    async def click(request: web.Request) -> web.Response:
-        api.clicks.append(request.match_info["reference"])
-        return web.Response(text="merci")
-
-    async def callback(request: web.Request) -> web.Response:
-        api.callbacks.append(json.loads(await request.read()))
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_get("/ack/{reference}", page)
-    app.router.add_post("/ack/{reference}", click)
-    app.router.add_post("/voice/callback", callback)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, HOST, 0, ssl_context=pki.files("paris-node1").server_context())
-    await site.start()
-    api.url = f"https://{HOST}:{runner.addresses[0][1]}"
+    api, runner = await serve_node_api(pki.files("paris-node1").server_context())
     yield api
     await runner.cleanup()
 

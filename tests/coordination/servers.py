@@ -17,7 +17,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from cluster.tls import TlsFiles
 
@@ -28,6 +30,9 @@ ZK_LOG_JAR = Path("/usr/share/java/slf4j-simple.jar")  # optional: server log to
 ZK_NETTY_CODEC = Path("/usr/share/java/netty-codec.jar")  # Netty serves ZooKeeper's TLS
 HOST = "127.0.0.1"
 START_TIMEOUT = 30.0
+
+
+S = TypeVar("S", bound="Server")
 
 
 class ServerError(RuntimeError):
@@ -206,6 +211,16 @@ class ZooKeeperServer(Server):
                 return s.recv(16) == b"imok"
         except OSError:
             return False
+
+
+@contextlib.contextmanager
+def running(server: S) -> Iterator[S]:
+    """``server`` started, destroyed (stopped by its PID, its directory removed) after."""
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
 
 
 class Proxy:

@@ -21,7 +21,7 @@ from cluster.coordination.base import (
 )
 from cluster.coordination.factory import open_coordinator
 from cluster.tls import TlsFiles
-from tests.coordination.servers import ETCD_BIN, EtcdServer
+from tests.coordination.servers import ETCD_BIN, EtcdServer, running
 from tests.tls_kit import TestPki
 
 pytestmark = pytest.mark.integration
@@ -35,18 +35,9 @@ SPEC = {"roles": {"tenir-nodes": ["/tenir/c1/"], "patroni": ["/service/c1/"]},
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
-    return TestPki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
 def server(pki: TestPki) -> Iterator[EtcdServer]:
-    s = EtcdServer(tls=pki.files("etcd-member"))
-    try:
-        s.start()
+    with running(EtcdServer(tls=pki.files("etcd-member"))) as s:
         yield s
-    finally:
-        s.destroy()
 
 
 def etcdctl_env(server: EtcdServer, files: TlsFiles) -> dict[str, str]:

@@ -18,7 +18,7 @@ from cluster import zookeeper_probe
 from cluster.coordination.base import CoordinationSettings, CoordinationUnavailable
 from cluster.coordination.factory import open_coordinator
 from cluster.tls import TlsFiles
-from tests.coordination.servers import HOST, ZooKeeperServer
+from tests.coordination.servers import HOST, ZooKeeperServer, running
 from tests.tls_kit import TestPki
 
 pytestmark = pytest.mark.integration
@@ -27,18 +27,9 @@ DIGEST = "tenir-nodes:zk-nodes-password-0123"
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
-    return TestPki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
 def server(pki: TestPki) -> Iterator[ZooKeeperServer]:
-    s = ZooKeeperServer(tls=pki.files("zk-member"))
-    try:
-        s.start()
+    with running(ZooKeeperServer(tls=pki.files("zk-member"))) as s:
         yield s
-    finally:
-        s.destroy()
 
 
 def settings(server: ZooKeeperServer, files: TlsFiles | None, digest: str | None = DIGEST
