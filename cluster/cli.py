@@ -27,6 +27,9 @@ def _inventory(args: argparse.Namespace) -> Topology:
     when this inventory's lab is running, the one it was brought up with."""
     path = args.inventory or os.environ.get("TENIR_INVENTORY") or str(DEFAULT_INVENTORY)
     topo = load_topology(Path(path))
+    from cluster import tls
+
+    tls.configure(tls.resolve(topo.vars, Path(path) if Path(path).is_dir() else Path(path).parent))
     backend = getattr(args, "coordination", None)
     if backend is None:
         from cluster.lab.lab import lab_coordination
@@ -222,8 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     from cluster.db_cli import add_parsers as add_db_parsers
     from cluster.drill_cli import add_parsers as add_drill_parsers
     from cluster.evidence_cli import add_parsers as add_evidence_parsers
+    from cluster.pki_cli import add_parsers as add_pki_parsers
 
     add_parsers(sub)
+    add_pki_parsers(sub)
     add_db_parsers(sub)
     add_evidence_parsers(sub)
     add_chaos_parsers(sub)

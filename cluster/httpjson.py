@@ -1,4 +1,5 @@
-"""Small blocking JSON-over-HTTP helpers with hard timeouts, for health probes and admin calls."""
+"""Small blocking JSON-over-HTTP helpers with hard timeouts, for health probes and admin calls.
+An https URL is verified against the cluster's CA (``cluster/tls.py``), never without."""
 
 from __future__ import annotations
 
@@ -40,8 +41,17 @@ def request_json(
         req.add_header("Authorization", f"Basic {token}")
     if bearer is not None:
         req.add_header("Authorization", f"Bearer {bearer}")
+    context = None
+    if url.startswith("https://"):
+        from cluster.tls import TlsConfigError, client_context
+
+        try:
+            context = client_context()
+        except TlsConfigError as exc:
+            raise HttpError(url, None, str(exc)) from exc
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=timeout,  # noqa: S310
+                                    context=context) as resp:
             status = int(resp.status)
             raw = resp.read()
     except urllib.error.HTTPError as exc:

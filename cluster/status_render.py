@@ -54,9 +54,9 @@ def haproxy_lines(status: Status) -> tuple[list[str], list[str]]:
         lead = f"  on {host} ({site}):"
         broken = next((r for r in rows if r["server"] is None), None)
         if broken is not None:
-            lines.append(f"{lead} admin socket UNREACHABLE, routing unknown: "
+            lines.append(f"{lead} statistics UNREACHABLE, routing unknown: "
                          f"{broken.get('error') or broken['state']}")
-            found.append(f"{which}: admin socket unreachable")
+            found.append(f"{which}: statistics unreachable")
             continue
         up = [r["server"] for r in rows if _is_up(r["state"])]
         if up == [primary] and primary is not None:
@@ -181,7 +181,10 @@ def nodes_problems(status: Status) -> list[str]:
 
 def problems(status: Status) -> list[str]:
     """What is not running or not as it should be, one sentence each; empty when all is."""
+    from cluster.cert_status import certificate_problems
+
     found = coordination_lines(status)[1] + postgres_lines(status)[1] + haproxy_lines(status)[1]
+    found += certificate_problems(status.get("certificates") or [])
     return found + (nodes_problems(status) if "nodes" in status else [])
 
 
@@ -193,6 +196,10 @@ def render_table(status: Status) -> str:
         lines += ["", *render_nodes(status)]
     if "drills" in status:
         lines += ["", *render_drills(status)]
+    if status.get("certificates"):
+        from cluster.cert_status import certificate_lines
+
+        lines += ["", *certificate_lines(status["certificates"])]
     found = status.get("problems", problems(status))
     lines.append("")
     if found:

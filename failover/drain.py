@@ -110,10 +110,27 @@ class DrainControl(Protocol):
 def coordination_settings(topo: Topology) -> CoordinationSettings:
     """How the CLI reaches the coordination service the inventory describes (the same
     endpoints and namespace as the alert nodes)."""
+    from cluster import tls
+
     t = topo.node_timings
     return CoordinationSettings(
         endpoints=tuple(coordination_endpoints(topo)),
-        namespace=f"/tenir/{topo.name}/", ttl=t.membership_ttl, retry_timeout=t.retry_timeout)
+        namespace=f"/tenir/{topo.name}/", ttl=t.membership_ttl, retry_timeout=t.retry_timeout,
+        tls=tls.current(), zk_digest=zk_digest() if topo.coordination == "zookeeper" else None)
+
+
+def zk_digest() -> str | None:
+    """The alert nodes' ZooKeeper digest user, ``user:password``: ``$TENIR_ZK_DIGEST``, else
+    the lab's secret (the operator acts on the nodes' znodes: drain flags)."""
+    import os
+
+    from cluster.lab.layout import Layout, lab_dir
+
+    given = os.environ.get("TENIR_ZK_DIGEST")
+    if given:
+        return given
+    password = (Layout(lab_dir()).load_secrets() or {}).get("zookeeper_nodes")
+    return f"tenir-nodes:{password}" if password else None
 
 
 class CoordinationDrains:

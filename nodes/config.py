@@ -21,11 +21,13 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from cluster.tls import TlsFiles
 from failover.drills.schedule import IntervalError, parse_intervals
 from nodes.api.limits import HttpLimits
 from nodes.carriers.callback_auth import MIN_SECRET as MIN_CALLBACK_SECRET
 from nodes.evidence_config import EvidenceConfig, parse_evidence
 from nodes.signing import AckKey
+from nodes.tls_config import CarrierTls, parse_carrier_tls, parse_tls
 from nodes.users import ROLES, ApiUser
 
 T = TypeVar("T")
@@ -53,6 +55,7 @@ class CarrierEndpoints:
     rate_per_s: float
     window: int
     voice_callback_secrets: tuple[str, ...]
+    tls: CarrierTls = field(default_factory=CarrierTls)
 
     def __repr__(self) -> str:  # no secret in a traceback
         return f"CarrierEndpoints(host={self.host!r}, ...)"
@@ -70,6 +73,7 @@ class CoordinationConfig:
     # a node that has not reached the store for this long, while others do, stops sending and
     # lets its batches move (nodes/store_health.py)
     store_grace_s: float = 3.0
+    zk_digest: str | None = None  # ZooKeeper: user:password of the nodes' digest ACL
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ class NodeConfig:
     http: HttpLimits = field(default_factory=HttpLimits)
     # drill kind -> seconds between two drills (the inventory's tenir_drill_intervals)
     drill_intervals: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    tls: TlsFiles | None = None  # the API over HTTPS, TLS to Patroni, witness, coordination
 
     def __repr__(self) -> str:  # no DSN password, token or key in a traceback
         return f"NodeConfig(node={self.node!r}, site={self.site!r}, ...)"
@@ -275,6 +280,7 @@ def parse_node_config(data: Any, source: str = "<node config>",
         rate_per_s=_get(c, "rate_per_s", float, source, "carriers."),
         window=_get(c, "window", int, source, "carriers."),
         voice_callback_secrets=_callback_secrets(c, source),
+        tls=parse_carrier_tls(c, lambda key, problem: NodeConfigError(source, key, problem)),
     )
     cfg = NodeConfig(
         node=_get(data, "node", str, source),
@@ -297,6 +303,7 @@ def parse_node_config(data: Any, source: str = "<node config>",
                                 lambda key, problem: NodeConfigError(source, key, problem)),
         http=_http(data, source),
         drill_intervals=_drill_intervals(data.get("drills"), source),
+        tls=parse_tls(data.get("tls"), lambda key, problem: NodeConfigError(source, key, problem)),
     )
     raw_coord = data.get("coordination")
     if raw_coord is not None:
@@ -315,7 +322,11 @@ def parse_node_config(data: Any, source: str = "<node config>",
             watchdog_cycle_s=_get(k, "watchdog_cycle_s", float, source, "coordination."),
             store_grace_s=(_get(k, "store_grace_s", float, source, "coordination.")
                            if "store_grace_s" in k else 3.0),
+            zk_digest=(_get(k, "zk_digest", str, source, "coordination.")
+                       if k.get("zk_digest") is not None else None),
         )
+        if coord.zk_digest is not None and ":" not in coord.zk_digest[1:-1]:
+            raise NodeConfigError(source, "coordination.zk_digest", "must be user:password")
         if coord.backend not in ("etcd", "zookeeper"):
             raise NodeConfigError(source, "coordination.backend", "must be etcd or zookeeper")
         if not coord.retry_timeout <= coord.fencing_safety < coord.ttl:
@@ -326,6 +337,11 @@ def parse_node_config(data: Any, source: str = "<node config>",
                                   "must be >= retry_timeout (one slow answer is no cut) and "
                                   "<= ttl (a cut site's work moves no later than a dead one's)")
         cfg = dataclasses.replace(cfg, coordination=coord)
+    if cfg.tls is not None and not cfg.public_url.startswith("https://"):
+        raise NodeConfigError(source, "public_url", "must be https:// when tls is set (the "
+                              "links and callback URLs it makes would be followed in clear)")
+    if cfg.tls is not None and any(u.startswith("http://") for u in cfg.patroni_urls):
+        raise NodeConfigError(source, "patroni_urls", "must be https:// when tls is set")
     if cfg.lease_s < 3:
         raise NodeConfigError(source, "lease_s", "must be at least 3 seconds")
     if not 1 <= cfg.max_batches <= 64:

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import sys
 
 from cluster.coordination.base import (
@@ -55,6 +56,7 @@ from nodes.membership import MembershipGate, open_and_join, wait_previous_life_m
 from nodes.metrics import Metrics
 from nodes.signing import AckSigner, CallbackUrls
 from nodes.store_health import AllGates, PgProbe, StoreHealth
+from nodes.tls_config import certificate_expiries
 from replication.store import PgCampaignStore
 from replication.store_api import Channel
 
@@ -63,17 +65,25 @@ log = logging.getLogger("tenir.node")
 
 def build_carriers(cfg: NodeConfig) -> dict[Channel, CarrierAdapter]:
     c = cfg.carriers
+    tls = c.tls.context(cfg.tls)  # None: the carriers are reached in clear (tests only)
+    scheme = "https" if tls is not None else "http"
     return {
         "sms": SmppAdapter(host=c.host, port=c.smpp_port, system_id=c.smpp_system_id,
                            password=c.smpp_password, name=f"smpp-{cfg.site}", window=c.window,
-                           rate_per_s=c.rate_per_s),
+                           rate_per_s=c.rate_per_s, tls=tls),
         "email": SmtpAdapter(host=c.host, port=c.smtp_port, sender=f"alerte@{cfg.site}.invalid",
                              name=f"smtp-{cfg.site}", window=max(4, c.window // 8),
-                             rate_per_s=c.rate_per_s),
+                             rate_per_s=c.rate_per_s, tls=tls),
         # Each call carries its own signed callback URL (the dispatcher's CallbackUrls).
-        "voice": VoiceAdapter(base_url=f"http://{c.host}:{c.voice_port}", name=f"voice-{cfg.site}",
-                              window=c.window, rate_per_s=c.rate_per_s),
+        "voice": VoiceAdapter(base_url=f"{scheme}://{c.host}:{c.voice_port}",
+                              name=f"voice-{cfg.site}", window=c.window, rate_per_s=c.rate_per_s,
+                              tls=tls),
     }
+
+
+def client_tls(cfg: NodeConfig) -> ssl.SSLContext | None:
+    """How the node verifies Patroni and the witness (the cluster's CA), or None in clear."""
+    return cfg.tls.client_context() if cfg.tls is not None else None
 
 
 async def open_store(cfg: NodeConfig, deadline_s: float = 120.0) -> PgCampaignStore:
@@ -119,7 +129,8 @@ def build_evidence(cfg: NodeConfig,
     if ev.signer is None or ev.witness_url is None or ev.witness_key is None:
         return service, None
     return service, Checkpointer(ledger, ev.signer, origin=ev.origin, node=cfg.node,
-                                 site=cfg.site, witness=HttpWitness(ev.witness_url),
+                                 site=cfg.site,
+                                 witness=HttpWitness(ev.witness_url, tls=client_tls(cfg)),
                                  witness_key=ev.witness_key,
                                  interval_s=ev.checkpoint_interval_s)
 
@@ -137,7 +148,8 @@ async def open_membership(cfg: NodeConfig, deadline_s: float = 120.0) -> Coordin
     if k is None:
         return None
     settings = CoordinationSettings(endpoints=k.endpoints, namespace=k.namespace, ttl=k.ttl,
-                                    retry_timeout=k.retry_timeout)
+                                    retry_timeout=k.retry_timeout, tls=cfg.tls,
+                                    zk_digest=k.zk_digest)
     return await open_and_join(
         lambda: open_coordinator(k.backend, settings),  # type: ignore[arg-type]
         member_info(cfg), deadline_s)
@@ -145,6 +157,8 @@ async def open_membership(cfg: NodeConfig, deadline_s: float = 120.0) -> Coordin
 
 async def serve(cfg: NodeConfig) -> int:
     metrics = Metrics()
+    for name, expiry in certificate_expiries(cfg.tls, cfg.carriers.tls).items():
+        metrics.certificate_expiry.set(expiry, certificate=name)
     store = await open_store(cfg)
     if cfg.coordination is not None:
         await wait_previous_life_moved(store, cfg.node, cfg.site, deadline_s=cfg.lease_s + 5)
@@ -191,7 +205,8 @@ async def serve(cfg: NodeConfig) -> int:
                      cluster_view=(CoordinationClusterView(coordinator, drains)
                                    if coordinator is not None and drains is not None else None),
                      evidence_service=evidence, launches=launches, drill_service=drill_service)
-    served = await serve_api(app, cfg.listen_host, cfg.listen_port)
+    served = await serve_api(app, cfg.listen_host, cfg.listen_port,
+                             tls=cfg.tls.server_context() if cfg.tls is not None else None)
     log.info("node %s of site %s serving on %s:%d", cfg.node, cfg.site, cfg.listen_host,
              cfg.listen_port)
 
@@ -228,7 +243,7 @@ async def serve(cfg: NodeConfig) -> int:
         if watchdog_wanted(cfg) and coordinator is not None and cfg.coordination is not None:
             watchdog = Watchdog(coordinator, store, node=cfg.node, site=cfg.site,
                                 cycle_s=cfg.coordination.watchdog_cycle_s,
-                                postgres=PatroniRestView(cfg.patroni_urls),
+                                postgres=PatroniRestView(cfg.patroni_urls, tls=client_tls(cfg)),
                                 store_state=store_health)
             if store_health is not None:
                 store_health.on_cut = watchdog.step_down

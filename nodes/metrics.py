@@ -259,6 +259,13 @@ class Metrics:
             "tenir_drill_interval_seconds", "How often each drill kind must run.", ("drill",),
         )
 
+        # TLS
+        self.certificate_expiry = r.gauge(
+            "tenir_certificate_expiry_timestamp_seconds",
+            "When each certificate the node uses expires (Unix time): host (its API and its "
+            "coordination identity), ca (the cluster's CA), carriers_ca.", ("certificate",),
+        )
+
     def set_drill(self, drill: str, last_run: float | None, overdue: bool,
                   interval_s: float) -> None:
         if last_run is not None:

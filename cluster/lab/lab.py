@@ -278,6 +278,9 @@ class Lab:
             "patroni_pip_find_links": [wheelhouse_url] if wheelhouse_url else [],
             "tenir_coordination": self.topo.coordination,
             "tenir_evidence_keys_dir": str(self.layout.root / "evidence-keys"),
+            # The cluster's CA and every host's certificate (ansible/pki.yml makes them there);
+            # the CLI trusts that CA and presents tenir-operator's certificate.
+            "tenir_pki_dir": str(self.layout.pki_dir),
             # One lab user per role; the CLI holds the tokens, the nodes only their digests.
             "tenir_node_users": [{"name": f"lab-{role}", "role": role,
                                   "token_sha256": token_digest(secrets[f"token_{role}"])}

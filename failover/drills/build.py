@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cluster.httpjson import request_json
-from cluster.lab.health import carriers_control_url, haproxy_admin
+from cluster.lab.health import carriers_control_url, haproxy_stats
 from cluster.node_api import operator_token
 from cluster.topology import Topology
 from failover.drain import coordination_settings
@@ -171,7 +171,7 @@ def state_of(topo: Topology, facts: Facts | None = None) -> dict[str, Any]:
     for host in topo.hosts_running("haproxy"):
         try:
             servers[host.name] = sorted([s.server, s.status.split(" ")[0]]
-                                        for s in haproxy_admin(topo, host).servers())
+                                        for s in haproxy_stats(topo, host).servers())
         except Exception as exc:
             servers[host.name] = f"unreachable: {type(exc).__name__}"
     state["haproxy_servers"] = servers

@@ -25,7 +25,6 @@ class World:
         self.primary = primary
         self.sync = sync
         self.drained: set[str] = set()
-        self.server_state: dict[tuple[str, str], str] = {}  # (haproxy, server) -> admin state
         self.in_flight: list[dict[int, dict[str, int]]] = [
             {4: {"paris-node1": 2, "marseille-node1": 1}},
             {4: {"paris-node1": 1, "marseille-node1": 2}},
@@ -110,15 +109,6 @@ class FakeHAProxy:
         self.name = name
 
     def servers(self, proxy: str | None = None) -> list[ServerState]:
-        out = []
-        for server in PG.values():
-            admin = self.w.server_state.get((self.name, server), "ready")
-            status = ("DRAIN" if admin == "drain" else "MAINT" if admin == "maint" else
-                      "UP" if server == self.w.primary else "DOWN")
-            out.append(ServerState(PROXY, server, status, 0))
-        return out
-
-    def set_state(self, proxy: str, server: str, state: str) -> None:
-        assert proxy == PROXY
-        self.w.log.append(f"haproxy {self.name} {server} {state}")
-        self.w.server_state[(self.name, server)] = state
+        # what the statistics page shows: the health check routes to the primary only
+        return [ServerState(PROXY, server, "UP" if server == self.w.primary else "DOWN", 0)
+                for server in PG.values()]

@@ -152,7 +152,7 @@ def test_the_lab_plan_names_each_machine_a_power_cut_kills() -> None:
                         "runs etcd, patroni, haproxy); heal: tenir lab up boots it")
     assert len(lines) == 4
     assert lab.touches("carrier_outage", site="paris") == [
-        "paris-carriers: POST http://10.213.0.14:8091/control {channel: all, mode: refuse}; "
+        "paris-carriers: POST https://10.213.0.14:8091/control {channel: all, mode: refuse}; "
         "heal: mode normal"]
     link = lab.touches("cut_link", site_a="paris", site_b="marseille")
     assert link[0].startswith("paris-db: iptables chain TENIR_CHAOS in namespace ")
