@@ -20,9 +20,10 @@ def probe_members(members: list[tuple[str, str]], port: int = 2379,
         base = f"{'https' if tls is not None else 'http'}://{address}:{port}"
         try:
             _, health = request_json("GET", f"{base}/health", timeout=timeout,
-                                     accept_status=(200, 503))
+                                     accept_status=(200, 503), tls=tls)
             healthy = isinstance(health, dict) and str(health.get("health")) == "true"
-            _, status = request_json("POST", f"{base}/v3/maintenance/status", {}, timeout=timeout)
+            _, status = request_json("POST", f"{base}/v3/maintenance/status", {}, timeout=timeout,
+                                     tls=tls)
             member_id = str(status["header"]["member_id"])
             leader_id = str(status.get("leader", ""))
             out.append(MemberHealth(name, address, healthy, healthy and leader_id == member_id,

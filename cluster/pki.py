@@ -177,7 +177,8 @@ class Pki:
             raise PkiError(f"{self.ca_key_path}: an ECDSA key was expected")
         return key
 
-    def why_renew(self, name: str, sans: Sequence[str], renew_days: int) -> str | None:
+    def why_renew(self, name: str, sans: Sequence[str], renew_days: int,
+                  common_name: bool = True) -> str | None:
         """Why ``name``'s certificate must be made again, or None if it is good."""
         path = self.cert_path(name)
         if not path.exists() or not self.key_path(name).exists():
@@ -194,14 +195,21 @@ class Pki:
         left = cert.not_valid_after_utc - _now()
         if left < dt.timedelta(days=renew_days):
             return f"expires in {max(0, left.days)} days (renewed {renew_days} days before)"
+        has_cn = bool(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME))
+        if has_cn != common_name:
+            return "its subject must " + ("name it" if common_name else "carry no common name")
         wanted = san_strings(general_names(sans))
         if cert_sans(cert) != wanted:
             return f"SANs changed: {','.join(cert_sans(cert))} -> {','.join(wanted)}"
         return None
 
     def ensure_cert(self, name: str, sans: Sequence[str], *, days: int = CERT_DAYS,
-                    renew_days: int = RENEW_DAYS) -> Outcome:
-        why = self.why_renew(name, sans, renew_days)
+                    renew_days: int = RENEW_DAYS, common_name: bool = True) -> Outcome:
+        """Make or renew NAME.crt/NAME.key. Its subject is CN=NAME, or empty when
+        ``common_name`` is false: etcd's JSON gateway refuses (HTTP 400) any client certificate
+        carrying a common name once RBAC is on, so its clients (Patroni, ``tenir status``)
+        present one without; identity there is a password login."""
+        why = self.why_renew(name, sans, renew_days, common_name)
         if why is None:
             cert = x509.load_pem_x509_certificate(self.cert_path(name).read_bytes())
             return Outcome(name, "unchanged", "valid, SANs as asked", cert.not_valid_after_utc)
@@ -211,7 +219,8 @@ class Pki:
         now = _now()
         not_after = min(now + dt.timedelta(days=days), ca.not_valid_after_utc)
         builder = (x509.CertificateBuilder()
-                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]
+                                           if common_name else []))
                    .issuer_name(ca.subject).public_key(key.public_key())
                    .serial_number(x509.random_serial_number())
                    .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(not_after)

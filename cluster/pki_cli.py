@@ -26,7 +26,8 @@ def cmd_pki(args: argparse.Namespace) -> int:
             print(pki.ensure_ca(args.name, days=args.days).line())
         elif args.pki_command == "cert":
             print(pki.ensure_cert(args.name, args.san or [], days=args.days,
-                                  renew_days=args.renew_days).line())
+                                  renew_days=args.renew_days,
+                                  common_name=not args.no_common_name).line())
         else:
             found = describe_dir(Path(args.dir))
             if args.json:
@@ -58,6 +59,9 @@ def add_parsers(sub: Any) -> None:
     cert.add_argument("--days", type=int, default=CERT_DAYS)
     cert.add_argument("--renew-days", type=int, default=RENEW_DAYS,
                       help="renew when it expires within this many days")
+    cert.add_argument("--no-common-name", action="store_true",
+                      help="an empty subject (etcd's JSON gateway refuses client certificates "
+                      "that carry a common name once RBAC is on)")
     cert.add_argument("--vault-password-file", help="to decrypt a vault-encrypted ca.key")
     cert.set_defaults(func=cmd_pki)
     show = psub.add_parser("show", help="each certificate in DIR with its expiry and SANs")

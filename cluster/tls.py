@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 OPERATOR = "tenir-operator"
+# The operator's second certificate, with no common name: etcd's JSON gateway refuses (HTTP 400)
+# a client certificate carrying one once RBAC is on.
+OPERATOR_GATEWAY = "tenir-operator-gateway"
 
 
 class TlsConfigError(RuntimeError):
@@ -111,4 +114,16 @@ def client_context() -> ssl.SSLContext:
     if files is None:
         raise TlsConfigError("no CA to verify the cluster's TLS with: set TENIR_CA_FILE or "
                              "TENIR_PKI_DIR, or tenir_pki_dir in the inventory")
+    return files.client_context()
+
+
+def gateway_client_context() -> ssl.SSLContext:
+    """The client context for etcd's JSON gateway: the operator's certificate without a common
+    name (``tenir-operator-gateway``) when the PKI has one, else the usual one."""
+    files = current()
+    if files is None:
+        return client_context()
+    directory = files.ca.parent
+    if (directory / f"{OPERATOR_GATEWAY}.crt").exists():
+        return TlsFiles.in_dir(directory, OPERATOR_GATEWAY).client_context()
     return files.client_context()

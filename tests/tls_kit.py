@@ -18,9 +18,10 @@ class TestPki:
         self.pki = Pki(directory)
         self.pki.ensure_ca("tenir-test CA")
 
-    def files(self, name: str, sans: tuple[str, ...] = LOOPBACK) -> TlsFiles:
+    def files(self, name: str, sans: tuple[str, ...] = LOOPBACK,
+              common_name: bool = True) -> TlsFiles:
         """``name``'s certificate (made on first use) with the CA."""
-        self.pki.ensure_cert(name, list(sans))
+        self.pki.ensure_cert(name, list(sans), common_name=common_name)
         return TlsFiles(self.pki.ca_cert_path, self.pki.cert_path(name), self.pki.key_path(name))
 
     def ca_only(self) -> TlsFiles:

@@ -22,7 +22,8 @@ def probe_coordination(topo: Topology) -> list[MemberHealth]:
     """Each member of the topology's coordination service (etcd or ZooKeeper), probed."""
     probe = (zookeeper_probe.probe_members if topo.coordination == "zookeeper"
              else etcd_probe.probe_members)
-    return probe(coordination_members(topo), coordination_port(topo), tls=cli_tls_context())
+    tls = gateway_tls_context() if topo.coordination != "zookeeper" else cli_tls_context()
+    return probe(coordination_members(topo), coordination_port(topo), tls=tls)
 
 
 def cli_tls_context() -> ssl.SSLContext | None:
@@ -32,6 +33,16 @@ def cli_tls_context() -> ssl.SSLContext | None:
 
     try:
         return tls.client_context()
+    except tls.TlsConfigError:
+        return None
+
+
+def gateway_tls_context() -> ssl.SSLContext | None:
+    """The CLI's context for etcd's JSON gateway (a certificate without a common name)."""
+    from cluster import tls
+
+    try:
+        return tls.gateway_client_context()
     except tls.TlsConfigError:
         return None
 

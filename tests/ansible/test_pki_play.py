@@ -19,6 +19,7 @@ from cluster.pki import VAULT_HEADER, cert_sans
 from tests.ansible.render import ANSIBLE, REPO
 
 LAB = REPO / "inventories" / "lab"
+DB = ["paris-db", "marseille-db"]
 HOSTS = ["paris-db", "paris-node1", "paris-node2", "paris-carriers", "marseille-db",
          "marseille-node1", "marseille-node2", "marseille-carriers", "witness-quorum"]
 
@@ -44,8 +45,16 @@ def sans(pki: Path, name: str) -> list[str]:
 def test_the_play_makes_the_ca_and_every_certificate_once(tmp_path: Path) -> None:
     pki = tmp_path / "pki"
     first = play(pki)
-    assert sum(first.values()) == len(HOSTS) + 2  # each host's, the CA, the operator's
-    assert sorted(p.stem for p in pki.glob("*.crt")) == sorted(["ca", "tenir-operator", *HOSTS])
+    # each host's, the CA, the operator's two, and the PostgreSQL members' gateway certificates
+    assert sum(first.values()) == len(HOSTS) + 3 + len(DB)
+    assert sorted(p.stem for p in pki.glob("*.crt")) == sorted(
+        ["ca", "tenir-operator", "tenir-operator-gateway", *HOSTS, *(f"{h}-gateway" for h in DB)])
+    # etcd's JSON gateway refuses a client certificate carrying a common name (RBAC on)
+    for name in ("paris-db-gateway", "tenir-operator-gateway"):
+        cert = x509.load_pem_x509_certificate((pki / f"{name}.crt").read_bytes())
+        assert list(cert.subject) == [], name
+    assert x509.load_pem_x509_certificate((pki / "paris-db.crt").read_bytes()
+                                          ).subject.rfc4514_string() == "CN=paris-db"
     assert sans(pki, "paris-node1") == ["dns:paris-node1", "ip:10.213.0.12"]
     # a PostgreSQL member's certificate also names every HAProxy: verify-full through HAProxy
     assert sans(pki, "paris-db") == ["dns:marseille-db", "dns:paris-db", "ip:10.213.0.11",
@@ -67,7 +76,7 @@ def test_renewed_when_the_sans_change_or_expiry_is_near(tmp_path: Path) -> None:
     assert (pki / "paris-node1.crt").read_bytes() != before
     # every certificate is valid for 365 days: asked to renew 400 days ahead, all are renewed
     assert sum(play(pki, "-e", '{"tenir_pki_extra_sans": ["alerte.example"]}',
-                    "-e", "tenir_pki_renew_days=400").values()) == len(HOSTS) + 1
+                    "-e", "tenir_pki_renew_days=400").values()) == len(HOSTS) + 2 + len(DB)
 
 
 def test_with_the_vault_every_new_key_is_encrypted(tmp_path: Path) -> None:
@@ -75,7 +84,7 @@ def test_with_the_vault_every_new_key_is_encrypted(tmp_path: Path) -> None:
     password = tmp_path / "vault-pass"
     password.write_text("a-vault-password-for-the-test\n")
     play(pki, "-e", f"tenir_pki_vault_password_file={password}")
-    for name in ("ca", "paris-db", "witness-quorum"):
+    for name in ("ca", "paris-db", "paris-db-gateway", "witness-quorum"):
         assert (pki / f"{name}.key").read_bytes().startswith(VAULT_HEADER), name
     # the operator's stays in clear for the CLI (mode 600, like an SSH key)
     assert (pki / "tenir-operator.key").read_bytes().startswith(b"-----BEGIN PRIVATE KEY")

@@ -5,6 +5,7 @@ user at work."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -20,8 +21,10 @@ from cluster.coordination.base import (
     CoordinationUnavailable,
 )
 from cluster.coordination.factory import open_coordinator
+from cluster import etcd_probe
+from cluster.httpjson import HttpError, request_json
 from cluster.tls import TlsFiles
-from tests.coordination.servers import ETCD_BIN, EtcdServer, running
+from tests.coordination.servers import ETCD_BIN, HOST, EtcdServer, running
 from tests.tls_kit import TestPki
 
 pytestmark = pytest.mark.integration
@@ -121,3 +124,34 @@ def test_patroni_logs_in_with_its_password_and_writes_only_its_keys(
     assert denied.returncode != 0 and "permission denied" in denied.stderr
     wrong = put("/service/c1/leader", "not-the-password")
     assert wrong.returncode != 0 and "authentication failed" in wrong.stderr
+
+
+def gateway_put(server: EtcdServer, files: TlsFiles, key: str) -> object:
+    """What Patroni does through etcd's JSON gateway: log in with its password, then put."""
+    base, ctx = f"https://{server.endpoint}", files.client_context()
+    _, auth = request_json("POST", f"{base}/v3/auth/authenticate",
+                           {"name": "patroni", "password": PATRONI_PW}, tls=ctx, timeout=5)
+    assert isinstance(auth, dict)
+    token = str(auth["token"])
+    _, put = request_json("POST", f"{base}/v3/kv/put",
+                          {"key": base64.b64encode(key.encode()).decode(), "value": "eA=="},
+                          tls=ctx, timeout=5, headers={"Authorization": token})
+    return put
+
+
+def test_the_json_gateway_refuses_a_certificate_with_a_common_name_and_takes_one_without(
+        server: EtcdServer, pki: TestPki, rbac_runs: tuple[str, str]) -> None:
+    """Patroni and ``tenir status`` reach etcd through its JSON gateway: with RBAC on, etcd
+    answers HTTP 400 to a client certificate that carries a common name (the lab's first TLS
+    bring-up hung on it), so the pki play makes them one without."""
+    with pytest.raises(HttpError, match="CommonName"):
+        gateway_put(server, pki.files("paris-db"), "/service/c1/leader")
+    gateway = pki.files("paris-db-gateway", common_name=False)
+    assert isinstance(gateway_put(server, gateway, "/service/c1/leader"), dict)
+    with pytest.raises(HttpError, match="permission denied"):
+        gateway_put(server, gateway, "/tenir/c1/drain/paris")
+    # the CLI's probe through the gateway: healthy and the leader (a single member)
+    [health] = etcd_probe.probe_members([("e", HOST)], server.port,
+                                        tls=pki.files("op-gateway", common_name=False
+                                                      ).client_context())
+    assert health.healthy and health.leader, health.error
