@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from cluster import etcd_probe
 from cluster.coordination.base import (
     CoordinationError,
     CoordinationSettings,
     CoordinationUnavailable,
 )
 from cluster.coordination.factory import open_coordinator
-from cluster import etcd_probe
 from cluster.httpjson import HttpError, request_json
 from cluster.tls import TlsFiles
 from tests.coordination.servers import ETCD_BIN, HOST, EtcdServer, running

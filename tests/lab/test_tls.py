@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 
 import pytest
-from failover.drain import coordination_settings
 
 from cluster.coordination.base import CoordinationError, CoordinationUnavailable
 from cluster.coordination.factory import open_coordinator
 from cluster.lab.lab import GROUP_OF_SERVICE, runs_here
 from cluster.lab.netns import BRIDGE
 from cluster.tls import TlsFiles
+from failover.drain import coordination_settings
 from tests.capture import capture, clear_text, streams
 from tests.lab.campaign_kit import api, launch_until_delivered, reset_carriers, wait_completed
 from tests.lab.support import LabHandle

@@ -48,10 +48,9 @@ def zk_lab(live: Callable[[str], None]) -> Iterator[LabHandle]:
 def _zk(lab: LabHandle, cert: str = "paris-db") -> KazooClient:
     """A client over TLS presenting ``cert`` (a PostgreSQL member's may read Patroni's znodes)
     and logged in as the nodes' digest user (their znodes)."""
-    from failover.drain import coordination_settings
-
     from cluster.coordination.zk_security import zk_security
     from cluster.tls import TlsFiles
+    from failover.drain import coordination_settings
 
     settings = dataclasses.replace(coordination_settings(lab.topo),
                                    tls=TlsFiles.in_dir(lab.layout.pki_dir, cert))
