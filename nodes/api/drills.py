@@ -27,8 +27,7 @@ RECORD = f"{API}/drills/records/{{run_id}}"
 def _service(request: web.Request) -> DrillService:
     svc = context(request).drills
     if svc is None:
-        raise ApiError(503, "drills are not configured on this node (it needs the continuity "
-                       "ledger's evidence section)")
+        raise ApiError(503, "drills are not configured on this node")
     return svc
 
 

@@ -251,8 +251,10 @@ async def test_the_drill_campaign_is_launched_under_the_runs_name(node: Node) ->
     assert status == 409
 
 
-async def test_without_a_ledger_the_drill_routes_say_so() -> None:
-    app = make_app(MemoryStore(), Metrics())
+async def test_an_app_without_drills_says_so() -> None:
+    """A node always has them (nodes/main.py, on the ledger of migration 0005); an app built
+    without them answers 503 and says why."""
+    app = make_app(MemoryStore(), Metrics(), drill_service=None)
     async with TestClient(TestServer(app, host="127.0.0.1")) as c:
         r = await c.get("/api/v1/drills/schedule", headers=auth(AUDITOR))
         assert r.status == 503
