@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -187,24 +187,28 @@ def test_records_validate_refuses_the_document_refuses(field: str, make: Callabl
     assert not RECORD.is_valid(record)
 
 
-def _cases(path: str, mode: GenerationMode) -> Any:
-    return OPERATIONS[path]["POST"].as_strategy(generation_mode=mode)
+RECORDS, RUN_RECORDS = "/api/v1/evidence/records", "/api/v1/drills/runs/{run_id}/record"
+Test = Callable[..., None]
 
 
-@DRAWN
-@given(case=_cases("/api/v1/evidence/records", GenerationMode.POSITIVE))
-@settings(max_examples=100, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))
+def drawn(path: str, mode: GenerationMode, examples: int) -> Callable[[Test], Test]:
+    """The test given the bodies schemathesis draws for ``POST path`` (valid or invalid)."""
+    def wrap(test: Test) -> Test:
+        strategy = OPERATIONS[path]["POST"].as_strategy(generation_mode=mode)
+        tested = settings(max_examples=examples, deadline=None, derandomize=True,
+                          database=None, suppress_health_check=list(HealthCheck))(test)
+        return DRAWN(given(case=strategy)(tested))  # type: ignore[no-any-return]
+    return wrap
+
+
+@drawn(RECORDS, GenerationMode.POSITIVE, 100)
 def test_every_record_the_document_admits_is_valid(case: schemathesis.Case) -> None:
     assert RECORD.is_valid(case.body)
     refused = field_refused(case.body)
     assert beyond_schema(refused), (refused, case.body)
 
 
-@DRAWN
-@given(case=_cases("/api/v1/evidence/records", GenerationMode.NEGATIVE))
-@settings(max_examples=100, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))
+@drawn(RECORDS, GenerationMode.NEGATIVE, 100)
 def test_every_record_the_document_refuses_is_refused(case: schemathesis.Case) -> None:
     assume(not RECORD.is_valid(case.body))
     assert field_refused(case.body) is not None, case.body
@@ -214,13 +218,13 @@ class RunBook:
     """The drills' book on an in-memory ledger, with run ``RUN_ID`` started (bob runs it,
     alice approved it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         store = MemoryStore()
         evidence = EvidenceService(store.ledger, "tenir.invalid/t", "paris-node1", "paris",
                                    EVIDENCE_SITE_KEY)
         self.book = DrillBook(evidence, kinds=lambda: {"lose-primary-site"},
                               clock=lambda: datetime(2026, 11, 20, 9, tzinfo=UTC))
-        self.loop = asyncio.new_event_loop()
+        self.loop = loop
         self.loop.run_until_complete(self.book.start(
             "lose-primary-site", RUN_ID, Caller("bob", "oncall"), approval=None,
             approved_by="alice", known=lambda name: "operator" if name == "alice" else None))
@@ -230,15 +234,18 @@ class RunBook:
             self.book.store_record(RUN_ID, copy.deepcopy(body), Caller("bob", "oncall")))
 
 
-BOOK = RunBook()
+@pytest.fixture(scope="module")
+def book() -> Iterator[RunBook]:
+    loop = asyncio.new_event_loop()
+    try:
+        yield RunBook(loop)
+    finally:
+        loop.close()
 
 
-@DRAWN
-@given(case=_cases("/api/v1/drills/runs/{run_id}/record", GenerationMode.POSITIVE))
-@settings(max_examples=60, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))
+@drawn(RUN_RECORDS, GenerationMode.POSITIVE, 60)
 def test_a_runs_record_the_document_admits_is_valid_once_the_node_fills_it_in(
-        case: schemathesis.Case) -> None:
+        case: schemathesis.Case, book: RunBook) -> None:
     assert RUN_RECORD.is_valid(case.body)
     body = dict(case.body)
     # what it says about the run is what the run was started with, or refused by name
@@ -248,17 +255,14 @@ def test_a_runs_record_the_document_admits_is_valid_once_the_node_fills_it_in(
     assert set(mismatch) <= set(record_schema.FROM_THE_RUN)
     if mismatch:
         with pytest.raises(DrillBookError) as exc:
-            BOOK.store(body)
+            book.store(body)
         assert (exc.value.status, exc.value.field) == (422, mismatch[0])
 
 
-@DRAWN
-@given(case=_cases("/api/v1/drills/runs/{run_id}/record", GenerationMode.NEGATIVE))
-@settings(max_examples=60, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))
+@drawn(RUN_RECORDS, GenerationMode.NEGATIVE, 60)
 def test_a_runs_record_the_document_refuses_is_refused_by_the_book(
-        case: schemathesis.Case) -> None:
+        case: schemathesis.Case, book: RunBook) -> None:
     assume(not RUN_RECORD.is_valid(case.body))
     with pytest.raises(DrillBookError) as exc:
-        BOOK.store(case.body)
+        book.store(case.body)
     assert exc.value.status == 422, (exc.value, case.body)
