@@ -283,7 +283,7 @@ def add_parsers(sub: Any) -> None:
     fa.add_argument("--description", required=True)
     fa.add_argument("--action", required=True, help="the corrective action")
     fa.add_argument("--owner", required=True)
-    fa.add_argument("--due", help="ISO 8601 date-time with its zone")
+    fa.add_argument("--due", help="RFC 3339 time with its zone (2027-01-15T00:00:00Z)")
     fc = fs.add_parser("close", help="close a finding's corrective action (done)")
     fc.add_argument("id")
     fc.add_argument("finding", help="F1, F2...")

@@ -105,11 +105,8 @@ def build_drills(cfg: NodeConfig, evidence: EvidenceService,
                  coordinator: Coordinator | None) -> DrillService:
     """The drills' book, lever and schedule, on the ledger (always there: migration 0005). A
     node without an evidence section keeps approvals and runs, but signs no record."""
-    from failover.drills.catalog import DRILL_DIR
+    from failover.drills.catalog import kinds
     from failover.drills.lever import Lever
-
-    def kinds() -> set[str]:
-        return {p.stem for p in DRILL_DIR.glob("*.yaml")}
 
     return DrillService(DrillBook(evidence, kinds=kinds, approver_roles=APPROVER_ROLES),
                         cfg.drill_intervals,

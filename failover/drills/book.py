@@ -32,7 +32,9 @@ from failover.evidence.service import EvidenceService, NoSiteKey
 
 RUN_ID = re.compile(r"[a-z][a-z0-9-]{0,60}-\d{8}T\d{6}Z\Z")
 DEFAULT_APPROVAL_S = 24 * 3600.0
+MIN_APPROVAL_S = 60.0
 MAX_APPROVAL_S = 7 * 24 * 3600.0
+APPROVAL = re.compile(r"[0-9]{1,18}\Z")  # a ledger seq (bigint), ASCII digits
 STATUSES = ("open", "in_progress", "done")
 
 
@@ -92,9 +94,9 @@ class DrillBook:
             raise DrillBookError(403, "role", f"role {caller.role} may not approve a drill "
                                  f"(roles: {', '.join(self.approver_roles)})")
         span = DEFAULT_APPROVAL_S if valid_for_s is None else float(valid_for_s)
-        if not 60 <= span <= MAX_APPROVAL_S:
-            raise DrillBookError(422, "valid_for_s", f"must be between 60 and "
-                                 f"{MAX_APPROVAL_S:.0f} seconds")
+        if not MIN_APPROVAL_S <= span <= MAX_APPROVAL_S:
+            raise DrillBookError(422, "valid_for_s", f"must be between {MIN_APPROVAL_S:.0f} "
+                                 f"and {MAX_APPROVAL_S:.0f} seconds")
         expires = _iso(self.clock() + timedelta(seconds=span))
         seq = await self._append("drill.approved", f"drill {kind} approved by "
                                  f"{caller.identity} until {expires}", caller,
@@ -104,7 +106,7 @@ class DrillBook:
                 "expires_at": expires}
 
     async def _approval_by(self, kind: str, approval: str, runner: Caller) -> str:
-        if not approval.isdigit():
+        if not APPROVAL.match(approval):  # str.isdigit() takes '²', which int() refuses
             raise DrillBookError(422, "approval", "must be the number an approval returned")
         entries = await self.ledger.entries(int(approval), int(approval) + 1)
         doc = entries[0].doc() if entries else {}
@@ -181,6 +183,9 @@ class DrillBook:
             raise DrillBookError(409, "id", f"drill {run_id} already has its record")
         if not isinstance(record, dict):
             raise DrillBookError(422, "record", "must be a JSON object")
+        if record.get("type", "drill") != "drill":
+            raise DrillBookError(422, "type", f"is {record.get('type')!r}: a drill run's record "
+                                 "is of type drill")
         for key, want in (("id", run_id), ("drill_type", run["drill"]),
                           ("runner", run["runner"]), ("approver", run["approver"])):
             if record.get(key, want) != want:

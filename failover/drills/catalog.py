@@ -262,6 +262,11 @@ def load_all(directory: str | Path = DRILL_DIR) -> list[Drill]:
     return [load_drill(p) for p in paths]
 
 
+def kinds(directory: str | Path = DRILL_DIR) -> set[str]:
+    """The kinds of drill the catalog has (its files' names), without parsing them."""
+    return {p.stem for p in Path(directory).glob("*.yaml")}
+
+
 def find(kind: str, directory: str | Path = DRILL_DIR) -> Drill:
     path = Path(directory) / f"{kind}.yaml"
     if not path.is_file() or "/" in kind:

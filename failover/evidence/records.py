@@ -185,7 +185,7 @@ def validate(record: Any) -> dict[str, Any]:
     # a drill says what it measured, null for what it could not (an aborted drill may have
     # no RTO; without a store observer there is no RPO)
     _measures(f.sub("measured"), ("rto_s", "rpo_s") if rtype == "drill" else (),
-              rtype == "drill" and outcome != "aborted", nullable=outcome is not None)
+              rtype == "drill" and outcome != "aborted", nullable=bool(outcome))
     if rtype == "drill":
         f.text("approver")
         f.text("runner")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -227,6 +227,15 @@ class Fields:
         value = self.opt_str(key, max_len)
         if value is None:
             raise invalid(self.path(key), "required")
+        return value
+
+    def choice(self, key: str, choices: Sequence[str]) -> str:
+        """A required member that is one of ``choices`` exactly as sent (JSON Schema's enum)."""
+        value = self._get(key, required=True)
+        if not isinstance(value, str):
+            self._type_error(key, str)
+        if value not in choices:
+            raise invalid(self.path(key), f"must be one of {', '.join(choices)}")
         return value
 
     def opt_int(self, key: str, lo: int, hi: int) -> int | None:

@@ -11,24 +11,41 @@ from typing import Any
 
 from aiohttp import web
 
-from failover.drills.book import DrillBookError
+from failover.drills.book import (
+    DEFAULT_APPROVAL_S,
+    MAX_APPROVAL_S,
+    MIN_APPROVAL_S,
+    DrillBookError,
+)
 from failover.drills.schedule import schedule_sentence
 from failover.drills.service import DrillService
+from failover.evidence import times
+from failover.evidence.records import ACTION_STATUS, CRITICALITY, MAX_TEXT
+from nodes.api import record_schema
 from nodes.api.bodies import Fields, check_query, read_json_object
+from nodes.api.campaigns import MAX_BATCH_SIZE, MAX_SCENARIO, launch_schema
 from nodes.api.context import context
 from nodes.api.errors import ApiError, invalid, json_response
 from nodes.api.identity import caller, known
-from nodes.api.spec import API, JSON, Body, Param, Resp, RouteSpec
+from nodes.api.spec import API, JSON, Body, Param, Resp, RouteSpec, filled, nullable, ref
+from nodes.api.validate import MAX_GROUP
 
 RUN = f"{API}/drills/runs/{{run_id}}"
 RECORD = f"{API}/drills/records/{{run_id}}"
+# Lengths as sent (what the document's maxLength says)
+MAX_DRILL = 100
+MAX_RUN_ID = 100
+MAX_APPROVAL = 30
+MAX_USER = 200
+MAX_REASON = 1000
+MAX_DUE = 40
+MAX_POPULATION = 1_000_000  # a drill's test campaign, written at once
 
 
 def _service(request: web.Request) -> DrillService:
     svc = context(request).drills
     if svc is None:
-        raise ApiError(503, "drills are not configured on this node (it needs the continuity "
-                       "ledger's evidence section)")
+        raise ApiError(503, "drills are not configured on this node")
     return svc
 
 
@@ -40,8 +57,8 @@ async def approve(request: web.Request) -> web.Response:
     f = Fields(await read_json_object(request), ("drill", "valid_for_s"))
     try:
         body = await _service(request).book.approve(
-            f.req_str("drill", 100), caller(request),
-            f.number("valid_for_s", 86400.0, 60.0, 7 * 86400.0))
+            f.req_str("drill", MAX_DRILL), caller(request),
+            f.number("valid_for_s", DEFAULT_APPROVAL_S, MIN_APPROVAL_S, MAX_APPROVAL_S))
     except DrillBookError as exc:
         raise _refused(exc) from None
     return json_response(body, 201)
@@ -51,8 +68,9 @@ async def start_run(request: web.Request) -> web.Response:
     f = Fields(await read_json_object(request), ("drill", "run_id", "approval", "approved_by"))
     try:
         body = await _service(request).book.start(
-            f.req_str("drill", 100), f.req_str("run_id", 100), caller(request),
-            approval=f.opt_str("approval", 30), approved_by=f.opt_str("approved_by", 200),
+            f.req_str("drill", MAX_DRILL), f.req_str("run_id", MAX_RUN_ID), caller(request),
+            approval=f.opt_str("approval", MAX_APPROVAL),
+            approved_by=f.opt_str("approved_by", MAX_USER),
             known=known(request))
     except DrillBookError as exc:
         raise _refused(exc) from None
@@ -64,10 +82,10 @@ async def launch_campaign(request: web.Request) -> web.Response:
     run_id = request.match_info["run_id"]
     f = Fields(await read_json_object(request), ("scenario", "group", "population",
                                                  "batch_size"))
-    scenario = f.req_str("scenario", 200)
-    group = f.opt_str("group", 100)
-    population = f.opt_int("population", 1, 1_000_000)
-    batch_size = f.integer("batch_size", 100, 1, 10_000)
+    scenario = f.req_str("scenario", MAX_SCENARIO)
+    group = f.opt_str("group", MAX_GROUP)
+    population = f.opt_int("population", 1, MAX_POPULATION)
+    batch_size = f.integer("batch_size", 100, 1, MAX_BATCH_SIZE)
     if (group is None) == (population is None):
         raise invalid("group", "give either a group or a population, not both")
     svc = _service(request)
@@ -109,8 +127,8 @@ async def store_record(request: web.Request) -> web.Response:
 
 async def abort(request: web.Request) -> web.Response:
     f = Fields(await read_json_object(request), ("run_id", "reason"))
-    run_id = f.opt_str("run_id", 100)
-    reason = f.req_str("reason", 1000)
+    run_id = f.opt_str("run_id", MAX_RUN_ID)
+    reason = f.req_str("reason", MAX_REASON)
     svc = _service(request)
     if svc.lever is None:
         raise ApiError(503, "this node has no coordination service: pull the lever with "
@@ -141,18 +159,32 @@ async def get_record(request: web.Request) -> web.Response:
     return json_response(body)
 
 
+def _due(action: Fields) -> str | None:
+    """A corrective action's due time as sent (an RFC 3339 time, as the record keeps it)."""
+    due = action.data.get("due")
+    if due is None:
+        return None
+    if not isinstance(due, str) or len(due) > MAX_DUE:
+        raise invalid(action.path("due"), f"must be a time ({MAX_DUE} characters at most)")
+    try:
+        times.parse(due)
+    except ValueError as exc:
+        raise invalid(action.path("due"), str(exc)) from None
+    return due
+
+
 async def add_finding(request: web.Request) -> web.Response:
     f = Fields(await read_json_object(request), ("criticality", "description",
                                                  "corrective_action"))
     action = Fields(f.obj("corrective_action"), ("description", "owner", "due"),
                     "corrective_action")
-    body: dict[str, Any] = {"criticality": f.req_str("criticality", 20),
-                            "description": f.req_str("description", 2000),
+    body: dict[str, Any] = {"criticality": f.choice("criticality", CRITICALITY),
+                            "description": f.req_str("description", MAX_TEXT),
                             "corrective_action": {"description": action.req_str("description",
-                                                                                2000),
-                                                  "owner": action.req_str("owner", 200)}}
-    due = action.opt_str("due", 40)
-    if due:
+                                                                                MAX_TEXT),
+                                                  "owner": action.req_str("owner", MAX_USER)}}
+    due = _due(action)
+    if due is not None:
         body["corrective_action"]["due"] = due
     try:
         out = await _service(request).book.add_finding(request.match_info["run_id"], body,
@@ -167,7 +199,7 @@ async def update_finding(request: web.Request) -> web.Response:
     try:
         out = await _service(request).book.update_finding(
             request.match_info["run_id"], request.match_info["finding"],
-            f.req_str("status", 20), f.opt_str("note", 2000), caller(request))
+            f.choice("status", ACTION_STATUS), f.opt_str("note", MAX_TEXT), caller(request))
     except DrillBookError as exc:
         raise _refused(exc) from None
     return json_response(out, 201)
@@ -175,62 +207,81 @@ async def update_finding(request: web.Request) -> web.Response:
 
 _OBJ: JSON = {"type": "object"}
 _RUN_ID = Param("run_id", "path", {"type": "string"}, "the drill run's id")
+_DRILL = filled(MAX_DRILL, description="a drill of the catalog (chaos/drills/*.yaml)")
 SCHEMAS: dict[str, JSON] = {
-    "DrillApprovalIn": {"type": "object", "required": ["drill"], "properties": {
-        "drill": {"type": "string"}, "valid_for_s": {"type": "number", "minimum": 60}}},
-    "DrillRunIn": {"type": "object", "required": ["drill", "run_id"], "properties": {
-        "drill": {"type": "string"}, "run_id": {"type": "string"},
-        "approval": {"type": "string", "description": "what POST /drills/approvals returned"},
-        "approved_by": {"type": "string", "description": "a user of this API, not the caller"},
+    "DrillApprovalIn": {"type": "object", "additionalProperties": False, "required": ["drill"],
+                        "properties": {
+        "drill": _DRILL,
+        "valid_for_s": nullable({"type": "number", "minimum": MIN_APPROVAL_S,
+                                 "maximum": MAX_APPROVAL_S, "default": DEFAULT_APPROVAL_S})}},
+    "DrillRunIn": {"type": "object", "additionalProperties": False,
+                   "required": ["drill", "run_id"], "properties": {
+        "drill": _DRILL,
+        "run_id": filled(MAX_RUN_ID, description="<drill>-YYYYMMDDTHHMMSSZ"),
+        "approval": nullable({"type": "string", "maxLength": MAX_APPROVAL,
+                              "description": "what POST /drills/approvals returned"}),
+        "approved_by": nullable({"type": "string", "maxLength": MAX_USER,
+                                 "description": "a user of this API, not the caller"}),
     }},
-    "DrillAbortIn": {"type": "object", "required": ["reason"], "properties": {
-        "run_id": {"type": ["string", "null"]}, "reason": {"type": "string"}}},
-    "DrillFindingIn": {"type": "object", "required": ["criticality", "description",
-                                                      "corrective_action"],
-                       "properties": {"criticality": {"enum": ["low", "medium", "high",
-                                                               "critical"]},
-                                      "description": {"type": "string"},
-                                      "corrective_action": _OBJ}},
-    "DrillFindingUpdate": {"type": "object", "required": ["status"], "properties": {
-        "status": {"enum": ["open", "in_progress", "done"]}, "note": {"type": "string"}}},
+    "DrillCampaignIn": launch_schema(MAX_POPULATION),
+    "DrillAbortIn": {"type": "object", "additionalProperties": False, "required": ["reason"],
+                     "properties": {
+        "run_id": nullable({"type": "string", "maxLength": MAX_RUN_ID,
+                            "description": "the run to stop; none: whichever runs"}),
+        "reason": filled(MAX_REASON)}},
+    "DrillFindingIn": {"type": "object", "additionalProperties": False,
+                       "required": ["criticality", "description", "corrective_action"],
+                       "properties": {
+        "criticality": {"enum": list(CRITICALITY)},
+        "description": filled(MAX_TEXT),
+        "corrective_action": {
+            "type": "object", "additionalProperties": False,
+            "required": ["description", "owner"], "properties": {
+                "description": filled(MAX_TEXT), "owner": filled(MAX_USER),
+                "due": nullable({**times.SCHEMA, "maxLength": MAX_DUE})}}}},
+    "DrillFindingUpdate": {"type": "object", "additionalProperties": False,
+                           "required": ["status"], "properties": {
+        "status": {"enum": list(ACTION_STATUS)},
+        "note": nullable({"type": "string", "maxLength": MAX_TEXT})}},
 }
+
+
+def _body(name: str) -> Body:
+    return Body("application/json", ref(name))
+
 
 ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("POST", f"{API}/drills/approvals", approve, "control", "approveDrill",
               "Approve a drill (valid 24 h by default; the runner must be someone else)",
-              "drills", {201: Resp("the approval", _OBJ)},
-              body=Body("application/json", {"$ref": "#/components/schemas/DrillApprovalIn"}),
-              errors=(403,)),
+              "drills", {201: Resp("the approval", _OBJ)}, body=_body("DrillApprovalIn"),
+              checked=("drill",)),
     RouteSpec("POST", f"{API}/drills/runs", start_run, "control", "startDrillRun",
               "Accept a real drill run: its approval by someone else is checked and spent",
-              "drills", {201: Resp("runner and approver", _OBJ)},
-              body=Body("application/json", {"$ref": "#/components/schemas/DrillRunIn"}),
-              errors=(403, 409)),
+              "drills", {201: Resp("runner and approver", _OBJ)}, body=_body("DrillRunIn"),
+              errors=(409,), checked=("drill", "run_id", "approval")),
     RouteSpec("POST", f"{RUN}/campaign", launch_campaign, "control", "launchDrillCampaign",
               "Launch the drill's own test campaign", "drills",
-              {201: Resp("launched", _OBJ)}, params=(_RUN_ID,), errors=(404, 409)),
+              {201: Resp("launched", _OBJ)}, body=_body("DrillCampaignIn"), params=(_RUN_ID,),
+              errors=(409,), checked=("scenario", "group")),
     RouteSpec("POST", f"{RUN}/record", store_record, "control", "storeDrillRecord",
               "Sign and append the drill's record (runner and approver from its start)",
-              "drills", {201: Resp("appended", _OBJ)}, params=(_RUN_ID,), errors=(404, 409)),
+              "drills", {201: Resp("appended", _OBJ)}, body=_body("DrillRunRecord"),
+              params=(_RUN_ID,), errors=(409,), checked=record_schema.RUN_CHECKED),
     RouteSpec("POST", f"{API}/drills/abort", abort, "control", "abortDrill",
               "The safety lever: stop the running drill (it heals and records aborted)",
-              "drills", {202: Resp("requested", _OBJ)},
-              body=Body("application/json", {"$ref": "#/components/schemas/DrillAbortIn"})),
+              "drills", {202: Resp("requested", _OBJ)}, body=_body("DrillAbortIn")),
     RouteSpec("GET", f"{API}/drills/schedule", get_schedule, "read", "getDrillSchedule",
               "Each drill kind's interval, last run and whether it is overdue", "drills",
               {200: Resp("the schedule", _OBJ)}),
     RouteSpec("GET", RECORD, get_record, "read", "getDrillRecord",
               "A drill's record (signature checked) with its findings' follow-ups", "drills",
-              {200: Resp("the record", _OBJ)}, params=(_RUN_ID,), errors=(404,)),
+              {200: Resp("the record", _OBJ)}, params=(_RUN_ID,)),
     RouteSpec("POST", f"{RECORD}/findings", add_finding, "control", "addDrillFinding",
               "Add a finding to a drill (a signed follow-up record)", "drills",
-              {201: Resp("added", _OBJ)}, params=(_RUN_ID,),
-              body=Body("application/json", {"$ref": "#/components/schemas/DrillFindingIn"}),
-              errors=(404,)),
+              {201: Resp("added", _OBJ)}, params=(_RUN_ID,), body=_body("DrillFindingIn")),
     RouteSpec("POST", f"{RECORD}/findings/{{finding}}", update_finding, "control",
               "updateDrillFinding", "Move a finding's corrective action (in_progress, done)",
               "drills", {201: Resp("updated", _OBJ)},
               params=(_RUN_ID, Param("finding", "path", {"type": "string"}, "F1, F2...")),
-              body=Body("application/json",
-                        {"$ref": "#/components/schemas/DrillFindingUpdate"}), errors=(404,)),
+              body=_body("DrillFindingUpdate")),
 )

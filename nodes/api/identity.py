@@ -1,8 +1,7 @@
 """Who is who, where two callers must be told apart (a drill's runner and its approver): the one
-module that knows what the API's principal is. ``Principal.id`` is the identity (a role and a
-token fingerprint, ``role:fingerprint``, with per-role tokens; the user's name with per-user
-tokens) and the app's table of callers lists every known principal (``principals()``): nothing
-else here depends on how tokens are kept.
+module that knows what the API's principal is. ``Principal.id`` is the identity (the API
+user's name, ``nodes/users.py``) and the app's table of callers lists every known principal
+(``principals()``): nothing else here depends on how tokens are kept.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from nodes.api.context import Principal, principal
 
 
 class Callers(Protocol):
-    """The API's table of callers (``auth.TokenTable``)."""
+    """The API's table of callers (``auth.UserTable``)."""
 
     def principals(self) -> tuple[Principal, ...]: ...
 

@@ -132,6 +132,15 @@ async def test_approved_by_names_a_user_the_api_knows_who_is_not_the_runner(node
     assert status == 201 and body["approver"] == node.id("operator")
 
 
+async def test_an_approval_is_a_ledger_number_in_ascii_digits(node: Node) -> None:
+    """'²' passes str.isdigit() but not int() (it was a 500); 19 digits are past a ledger seq
+    (a bigint on PostgreSQL)."""
+    for approval in ("²", "1" * 19, "-1", "1.0"):
+        status, body = await start(node, approval=approval)
+        assert (status, body["field"]) == (422, "approval"), (approval, body)
+        assert "the number an approval returned" in body["error"]
+
+
 async def test_an_auditor_cannot_approve_nor_run(node: Node) -> None:
     status, _ = await node.post("/drills/approvals", {"drill": "lose-witness"}, AUDITOR)
     assert status == 403
@@ -177,6 +186,37 @@ async def test_the_record_names_who_the_node_authenticated_and_is_signed(node: N
                                                                       node.id("operator"))
     assert view["signed_by"].startswith("tenir/paris+")
     assert view["seq"] == body["seq"]
+
+
+async def test_a_runs_record_is_a_drill_record(node: Node) -> None:
+    """The node fills the run's members in; a record of another type is refused, not signed
+    as a drill's."""
+    await start(node, approval=await approve(node))
+    status, body = await node.post(f"/drills/runs/{RUN}/record", record(type="incident"),
+                                   ONCALL)
+    assert (status, body["field"]) == (422, "type"), body
+    assert "drill.record" not in node.kinds()
+
+
+async def test_a_finding_is_taken_as_sent_as_its_record_keeps_it(node: Node) -> None:
+    """Criticality, status and due time as the document says (an enum, an RFC 3339 time), not
+    after trimming white space the signed record would not have."""
+    await start(node, approval=await approve(node))
+    await node.post(f"/drills/runs/{RUN}/record", record(), ONCALL)
+    action = {"description": "y", "owner": "z"}
+    for body, field in (({"criticality": " high "}, "criticality"),
+                        ({"corrective_action": {**action, "due": " 2027-01-15T00:00:00Z"}},
+                         "corrective_action.due"),
+                        ({"corrective_action": {**action, "due": "2027-01-15"}},
+                         "corrective_action.due")):
+        finding = {"criticality": "high", "description": "x", "corrective_action": action,
+                   **body}
+        status, answer = await node.post(f"/drills/records/{RUN}/findings", finding, ONCALL)
+        assert (status, answer["field"]) == (422, field), (body, answer)
+    status, answer = await node.post(f"/drills/records/{RUN}/findings/F1",
+                                     {"status": "done "}, OPERATOR)
+    assert (status, answer["field"]) == (422, "status"), answer
+    assert "drill.finding" not in node.kinds()
 
 
 async def test_findings_are_added_and_closed_as_signed_follow_ups(node: Node) -> None:
@@ -251,8 +291,10 @@ async def test_the_drill_campaign_is_launched_under_the_runs_name(node: Node) ->
     assert status == 409
 
 
-async def test_without_a_ledger_the_drill_routes_say_so() -> None:
-    app = make_app(MemoryStore(), Metrics())
+async def test_an_app_without_drills_says_so() -> None:
+    """A node always has them (nodes/main.py, on the ledger of migration 0005); an app built
+    without them answers 503 and says why."""
+    app = make_app(MemoryStore(), Metrics(), drill_service=None)
     async with TestClient(TestServer(app, host="127.0.0.1")) as c:
         r = await c.get("/api/v1/drills/schedule", headers=auth(AUDITOR))
         assert r.status == 503
