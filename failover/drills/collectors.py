@@ -24,6 +24,7 @@ from chaos.carrier_log import CarrierLog
 from chaos.collect import Collector
 from chaos.history import History
 from chaos.pg_observer import PgObserver
+from cluster import tls
 from cluster.lab.health import carriers_control_url
 from cluster.topology import Topology
 
@@ -97,7 +98,8 @@ def collectors_for(topo: Topology, lab: bool) -> Any:
                 except psycopg.Error as exc:
                     log.warning("no store observer (%s): rpo and recipients not checked", exc)
             if urls:
-                http = await stack.enter_async_context(aiohttp.ClientSession())
+                connector = aiohttp.TCPConnector(ssl=tls.http_ssl())  # HTTPS, the CA's
+                http = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
                 for site, url in urls.items():
                     carrier = CarrierLog(site, url, history, http)
                     await skip_to_end(carrier)
