@@ -16,6 +16,7 @@ import concurrent.futures
 import os
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -115,6 +116,7 @@ class Lab:
         self.say = say
         self.last_run: deploy.PlaybookRun | None = None
         self.image_build_s: float | None = None
+        self._state_lock = threading.Lock()  # boots waited for in threads update the state
 
     # --- checks ------------------------------------------------------------------------------
     def preflight(self) -> None:
@@ -223,7 +225,7 @@ class Lab:
         if booted:
             self.say(f"booting {len(booted)} machine(s): {', '.join(m.host for m in booted)}")
             with concurrent.futures.ThreadPoolExecutor(max_workers=len(booted)) as pool:
-                list(pool.map(lambda m: machines.wait_booted(m, 120.0), booted))
+                list(pool.map(lambda m: self._wait_booted(state, m, img), booted))
         keys = {}
         for host in hosts:
             key = machines.host_key(self.layout.machine(host.name))
@@ -231,6 +233,25 @@ class Lab:
                 raise LabError(f"machine {host.name} has no SSH host key")
             keys[str(host.address)] = key
         self.layout.write_known_hosts(keys)
+
+    def _wait_booted(self, state: LabState, rec: machines.MachineRecord, img: Path) -> None:
+        """Wait for a machine's boot; one that stops while booting is booted once more, saying
+        so with its console's last lines (seen in the lab suite after power cuts: systemd-nspawn
+        exited once its container reached the login prompt, and the next boot worked)."""
+        try:
+            machines.wait_booted(rec, 120.0)
+            return
+        except machines.MachineError as exc:
+            if rec.running():
+                raise
+            paths = self.layout.machine(rec.host)
+            tail = machines.console_tail(paths, 5)
+            self.say(f"{exc}; booting it once more (console: {tail})")
+        again = machines.boot(paths, rec.host, netns.namespace_name(rec.host), Path(rec.image))
+        with self._state_lock:
+            state.machines = [m for m in state.machines if m.host != rec.host] + [again]
+            self.layout.save_state(state)
+        machines.wait_booted(again, 120.0)
 
     def deploy(self, secrets: dict[str, str], *, timeout: float = 1800.0,
                playbook: str = "site.yml", limit: str | None = None,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -153,6 +154,16 @@ def boot(paths: MachinePaths, host: str, namespace: str, image: Path) -> Machine
             "--console=passive", "--link-journal=no", "--resolv-conf=off", "--timezone=off"]
     pid = procs.spawn(argv, paths.console)
     return MachineRecord(host, pid, procs.start_time_of(pid), str(image))
+
+
+def console_tail(paths: MachinePaths, lines: int = 5) -> str:
+    """The last lines of a machine's console log, escape codes dropped, on one line."""
+    try:
+        text = paths.console.read_text(errors="replace")
+    except OSError:
+        return "no console log"
+    kept = [re.sub(r"\x1b\[[0-9;]*m", "", x).strip() for x in text.splitlines() if x.strip()]
+    return " | ".join(kept[-lines:]) or "empty"
 
 
 def leader(rec: MachineRecord) -> int | None:

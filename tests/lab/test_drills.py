@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,7 +123,7 @@ def test_a_real_run_needs_an_approval_from_another_user(drills_lab: LabHandle) -
     mine = tenir("drill", "approve", "lose-witness", "--id-only", token=oncall,
                  check=True).stdout.strip()
     done = tenir("drill", "run", "lose-witness", "--approval", mine, token=oncall)
-    assert done.returncode == 1 and "who runs the drill" in done.stderr
+    assert done.returncode == 1 and "who runs the drill" in " ".join(done.stderr.split())
     _healthy(drills_lab)
 
 
@@ -160,7 +161,24 @@ def test_preflight_refuses_a_lagging_standby_and_says_why(drills_lab: LabHandle)
                 if lagging is not None and (lagging.max_lag_bytes or 0) > 0:
                     break
                 assert time.monotonic() < deadline, "Patroni never reported the standby behind"
-        done = tenir("drill", "run", "lose-witness", "--approval", approval("lose-witness"))
+        # rows keep coming while the drill checks: once writes stop, the standby has received
+        # everything and Patroni's lag (receive position) falls back to 0
+        stop = threading.Event()
+
+        def keep_writing() -> None:
+            with psycopg.connect(owner_dsn(topo, topo.hosts[view.primary or ""].site),
+                                 autocommit=True) as writer:
+                while not stop.wait(0.2):
+                    writer.execute("INSERT INTO drill_lag_probe SELECT repeat('x', 1000) "
+                                   "FROM generate_series(1, 500)")
+
+        writer = threading.Thread(target=keep_writing, daemon=True)
+        writer.start()
+        try:
+            done = tenir("drill", "run", "lose-witness", "--approval", approval("lose-witness"))
+        finally:
+            stop.set()
+            writer.join(10)
         assert done.returncode == 1
         text = " ".join(done.stderr.split())
         assert f"the synchronous standby {view.sync_standby} lags" in text, text

@@ -140,9 +140,10 @@ def test_planned_switchover_mid_campaign_moves_work_and_postgres_losing_nothing(
     assert report["ok"] is True, report
     assert (report["primary_before"], report["primary_after"]) == (old_primary, new_primary)
     names = [s["step"] for s in report["steps"]]
+    # HAProxy's runtime API is a UNIX socket on its own host: the switchover relies on Patroni
+    # and HAProxy's health check, and waits until every HAProxy routes only to the new primary
     assert names == ["preflight", f"drain {source}", f"wait for {source} to finish its batches",
-                     "haproxy drain", "patroni switchover", "wait for the new primary",
-                     "haproxy ready", f"undrain {source}"]
+                     "patroni switchover", "wait for the new primary", f"undrain {source}"]
     print(report["sentence"])
 
     view = patroni_view(topo)
