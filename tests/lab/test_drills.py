@@ -80,9 +80,16 @@ def drills_lab(lab_env: LabHandle, tmp_path_factory: pytest.TempPathFactory
         lab_env.lab.up(timeout=600)
 
 
-def _healthy(lab: LabHandle) -> dict[str, Any]:
-    done = tenir("status", "--json")
-    status = json.loads(done.stdout)
+def _healthy(lab: LabHandle, within_s: float = 60.0) -> dict[str, Any]:
+    """``tenir status`` says the cluster is whole within ``within_s`` (a healed standby takes a
+    few seconds to stream again after an aborted drill's heal)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        done = tenir("status", "--json")
+        status = json.loads(done.stdout)
+        if done.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(2.0)
     assert done.returncode == 0, status["problems"]
     return dict(status)
 
