@@ -218,6 +218,7 @@ class Lab:
             machines.mount_overlay(paths, lower)
             if new_disk:
                 machines.seed_disk(paths, host.name, addresses, pubkey)
+            machines.clear_stale(host.name)
             new = machines.boot(paths, host.name, netns.namespace_name(host.name), lower)
             state.machines = [m for m in state.machines if m.host != host.name] + [new]
             self.layout.save_state(state)
@@ -245,13 +246,23 @@ class Lab:
             if rec.running():
                 raise
             paths = self.layout.machine(rec.host)
-            tail = machines.console_tail(paths, 5)
-            self.say(f"{exc}; booting it once more (console: {tail})")
-        again = machines.boot(paths, rec.host, netns.namespace_name(rec.host), Path(rec.image))
-        with self._state_lock:
-            state.machines = [m for m in state.machines if m.host != rec.host] + [again]
-            self.layout.save_state(state)
-        machines.wait_booted(again, 120.0)
+            self.say(f"{exc}; booting it again (console: {machines.console_tail(paths, 3)})")
+        for pause in (1.0, 3.0):  # the dead machine's nspawn may still be letting go
+            time.sleep(pause)
+            machines.clear_stale(rec.host)
+            again = machines.boot(paths, rec.host, netns.namespace_name(rec.host),
+                                  Path(rec.image))
+            with self._state_lock:
+                state.machines = [m for m in state.machines if m.host != rec.host] + [again]
+                self.layout.save_state(state)
+            try:
+                machines.wait_booted(again, 120.0)
+                return
+            except machines.MachineError as exc:
+                if again.running():
+                    raise
+                self.say(f"{exc} (console: {machines.console_tail(paths, 3)})")
+        raise LabError(f"machine {rec.host} does not boot: see {paths.console}")
 
     def deploy(self, secrets: dict[str, str], *, timeout: float = 1800.0,
                playbook: str = "site.yml", limit: str | None = None,
