@@ -301,4 +301,5 @@ def test_the_html_report_renders_in_headless_chromium(drills_lab: LabHandle,
     assert "recipients pass" in text and "rpo pass" in text
     secrets = drills_lab.layout.load_secrets()
     assert secrets is not None
-    assert "Approver: operator:" in text and "Runner: oncall:" in text
+    # an identity is the API user's name (per-user tokens): the lab's operator and on-call
+    assert "Approver: lab-operator" in text and "Runner: lab-oncall" in text
