@@ -166,7 +166,7 @@ def test_planned_switchover_mid_campaign_moves_work_and_postgres_losing_nothing(
     offsets = [sum(s["seconds"] for s in report["steps"][:i + 1])
                for i in range(len(report["steps"]))]
     drained_from = cli_start + offsets[names.index(f"wait for {source} to finish its batches")]
-    drained_until = cli_start + offsets[names.index("haproxy ready")]
+    drained_until = cli_start + offsets[names.index("wait for the new primary")]
     assert _claims_by(dsn, campaign, _site_nodes(lab_env, source), drained_from + 2,
                       drained_until) == 0
 
