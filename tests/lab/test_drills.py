@@ -144,6 +144,10 @@ def test_preflight_refuses_a_drained_site_and_says_why(drills_lab: LabHandle) ->
         tenir("site", "undrain", "marseille", check=True)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "Patroni resumes a paused WAL replay (measured on the lab 2026-11-30: the pause stays "
+    "'pause requested' and the replay LSN keeps up), so pausing replay makes no lasting lag; "
+    "the test needs another way to hold the standby back"))
 def test_preflight_refuses_a_lagging_standby_and_says_why(drills_lab: LabHandle) -> None:
     """The synchronous standby's replay is paused while rows are written: Patroni reports it
     behind, and the drill refuses, naming the lag."""
