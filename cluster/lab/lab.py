@@ -226,7 +226,7 @@ class Lab:
         if booted:
             self.say(f"booting {len(booted)} machine(s): {', '.join(m.host for m in booted)}")
             with concurrent.futures.ThreadPoolExecutor(max_workers=len(booted)) as pool:
-                list(pool.map(lambda m: self._wait_booted(state, m, img), booted))
+                list(pool.map(lambda m: self._wait_booted(state, m), booted))
         keys = {}
         for host in hosts:
             key = machines.host_key(self.layout.machine(host.name))
@@ -235,31 +235,25 @@ class Lab:
             keys[str(host.address)] = key
         self.layout.write_known_hosts(keys)
 
-    def _wait_booted(self, state: LabState, rec: machines.MachineRecord, img: Path) -> None:
-        """Wait for a machine's boot; one that stops while booting is booted once more, saying
-        so with its console's last lines (seen in the lab suite after power cuts: systemd-nspawn
-        exited once its container reached the login prompt, and the next boot worked)."""
-        try:
-            machines.wait_booted(rec, 120.0)
-            return
-        except machines.MachineError as exc:
-            if rec.running():
-                raise
-            paths = self.layout.machine(rec.host)
-            self.say(f"{exc}; booting it again (console: {machines.console_tail(paths, 3)})")
-        for pause in (1.0, 3.0):  # the dead machine's nspawn may still be letting go
-            time.sleep(pause)
-            machines.clear_stale(rec.host)
-            again = machines.boot(paths, rec.host, netns.namespace_name(rec.host),
-                                  Path(rec.image))
-            with self._state_lock:
-                state.machines = [m for m in state.machines if m.host != rec.host] + [again]
-                self.layout.save_state(state)
+    def _wait_booted(self, state: LabState, rec: machines.MachineRecord) -> None:
+        """Wait for a machine's boot. One that stops while booting (after a power cut its last
+        nspawn may leave its propagation directory in /run, and the next one exits at once) is
+        cleared and booted again, twice at most, saying so with its console's last lines."""
+        paths = self.layout.machine(rec.host)
+        for pause in (0.0, 1.0, 3.0):  # the dead machine's nspawn may still be letting go
+            if pause:
+                time.sleep(pause)
+                machines.clear_stale(rec.host)
+                rec = machines.boot(paths, rec.host, netns.namespace_name(rec.host),
+                                    Path(rec.image))
+                with self._state_lock:
+                    state.machines = [m for m in state.machines if m.host != rec.host] + [rec]
+                    self.layout.save_state(state)
             try:
-                machines.wait_booted(again, 120.0)
+                machines.wait_booted(rec, 120.0)
                 return
             except machines.MachineError as exc:
-                if again.running():
+                if rec.running():
                     raise
                 self.say(f"{exc} (console: {machines.console_tail(paths, 3)})")
         raise LabError(f"machine {rec.host} does not boot: see {paths.console}")

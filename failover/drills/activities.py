@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from failover.drills import preflight
+from failover.drills.facts import Facts
 from failover.drills.platform import Platform
 from failover.drills.session import Roles, Session, current
 
@@ -69,12 +70,20 @@ def sync_standby_streaming(max_lag_bytes: int | None = None) -> bool:
     drill that follows a write-heavy one found 9 KB left on a standby already caught up."""
     s = current()
     limit = s.settings.max_lag_bytes if max_lag_bytes is None else int(max_lag_bytes)
-    check = preflight.sync_standby_streaming(s.facts(max_age_s=2.0), limit)
+    facts = s.facts(max_age_s=2.0)
     deadline = time.monotonic() + LAG_SETTLE_S
-    while not check.ok and " lags " in check.sentence and time.monotonic() < deadline:
-        time.sleep(1.0)
-        check = preflight.sync_standby_streaming(s.facts(max_age_s=0.5), limit)
-    return _record(s, check)
+    while _only_lagging(facts, limit) and time.monotonic() < deadline:
+        if s.stop.event.wait(s.settings.poll_s):
+            break  # the drill is being stopped: judge on what was seen
+        facts = s.facts(max_age_s=0.5)
+    return _record(s, preflight.sync_standby_streaming(facts, limit))
+
+
+def _only_lagging(facts: Facts, limit: int) -> bool:
+    """The synchronous standby streams, but further behind than allowed (nothing else wrong)."""
+    sync = facts.sync_standby if facts.primary is not None else None
+    return (sync is not None and sync.state == "streaming" and sync.lag_bytes is not None
+            and sync.lag_bytes > limit)
 
 
 def carriers_healthy() -> bool:

@@ -108,16 +108,16 @@ class Monitor:
                 collectors = await stack.enter_async_context(self.collectors_factory(
                     self.history))
             self.collectors = collectors
-            observer = collectors[0] if collectors else None
-            self._nemesis = Nemesis(self.history, observer.read if observer else None)
             collecting = await stack.enter_async_context(
                 Collecting(collectors, self.collect_period_s)) if collectors else None
+            # every collector read just before each fault, under Collecting's lock (as chaos's
+            # runner does): a read racing the periodic one would record submissions twice
+            self._nemesis = Nemesis(self.history, collecting.read_all if collecting else None)
             self._ready.set()
             while not self._stop.is_set():
                 await self._sample(lever)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.period_s)
-            del collecting
         self._ready.set()
 
     # --- the nemesis, from the drill's thread ------------------------------------------------

@@ -19,12 +19,12 @@ import pytest
 from aiohttp import web
 
 from chaos.history import History
+from chaos.pg_observer import PgObserver
 from cluster import tls
 from cluster.httpjson import request_json
 from cluster.topology import load_topology
 from failover.drills import runner
 from failover.drills.book import DrillBook
-from failover.drills.collectors import ReconnectingObserver
 from failover.drills.real_cluster import NodeDrillApi, Nodes
 from failover.drills.runner import Context
 from failover.drills.service import DrillService
@@ -136,7 +136,7 @@ def node(db_dsn: str, tmp_path: Path,
 def observed(dsn: str) -> Any:
     @contextlib.asynccontextmanager
     async def open_collectors(history: History) -> AsyncIterator[list[Any]]:
-        async with ReconnectingObserver(f"{dsn} application_name=drill-observer",
+        async with PgObserver(f"{dsn} application_name=drill-observer",
                                         history) as obs:
             yield [obs]
 

@@ -233,3 +233,20 @@ def test_a_link_cut_names_the_side_cut_from_the_primary_as_failed(drill_dir: Pat
     [fault] = [op for op in ops if op["f"] == "fault" and op["type"] == "invoke"]
     assert sorted(fault["value"]["sites"]) == ["marseille", "paris"]
     assert fault["value"]["site"] == "marseille"  # paris holds the primary
+
+
+def test_a_lag_that_settles_within_seconds_passes_and_one_that_lasts_is_refused() -> None:
+    """Patroni's lag is a loop old: the check reads it again for a few seconds before refusing
+    (the lab's lose-primary-site drill once refused a standby 9 KB behind, caught up at once)."""
+    cluster = FakeCluster()
+    cluster.lag = 9224
+    threading.Timer(0.5, lambda: setattr(cluster, "lag", 0)).start()
+    drill = small("lose-witness")
+    result = runner.run(context(cluster, drill, []), drill, approval="7")
+    assert result.outcome == "passed", result.reason
+
+    lasting = FakeCluster()
+    lasting.lag = 9224
+    result = runner.run(context(lasting, drill, []), drill, approval="7")
+    assert result.outcome == "refused"
+    assert result.reason is not None and "lags 9,224 bytes" in result.reason
