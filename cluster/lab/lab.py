@@ -218,11 +218,7 @@ class Lab:
             machines.mount_overlay(paths, lower)
             if new_disk:
                 machines.seed_disk(paths, host.name, addresses, pubkey)
-            machines.clear_stale(host.name)
-            new = machines.boot(paths, host.name, netns.namespace_name(host.name), lower)
-            state.machines = [m for m in state.machines if m.host != host.name] + [new]
-            self.layout.save_state(state)
-            booted.append(new)
+            booted.append(self._boot(state, host.name, lower))
         if booted:
             self.say(f"booting {len(booted)} machine(s): {', '.join(m.host for m in booted)}")
             with concurrent.futures.ThreadPoolExecutor(max_workers=len(booted)) as pool:
@@ -235,20 +231,23 @@ class Lab:
             keys[str(host.address)] = key
         self.layout.write_known_hosts(keys)
 
+    def _boot(self, state: LabState, host: str, image: Path) -> machines.MachineRecord:
+        """Boot ``host``'s machine (clearing what a dead one left in /run) and record it."""
+        machines.clear_stale(host)
+        rec = machines.boot(self.layout.machine(host), host, netns.namespace_name(host), image)
+        with self._state_lock:
+            state.machines = [m for m in state.machines if m.host != host] + [rec]
+            self.layout.save_state(state)
+        return rec
+
     def _wait_booted(self, state: LabState, rec: machines.MachineRecord) -> None:
-        """Wait for a machine's boot. One that stops while booting (after a power cut its last
-        nspawn may leave its propagation directory in /run, and the next one exits at once) is
-        cleared and booted again, twice at most, saying so with its console's last lines."""
+        """Wait for a machine's boot. One whose nspawn exits while booting (after a power cut
+        the dead one's propagation directory may still be in /run) is booted again, twice at
+        most, saying so with its console's last lines."""
         paths = self.layout.machine(rec.host)
-        for pause in (0.0, 1.0, 3.0):  # the dead machine's nspawn may still be letting go
-            if pause:
-                time.sleep(pause)
-                machines.clear_stale(rec.host)
-                rec = machines.boot(paths, rec.host, netns.namespace_name(rec.host),
-                                    Path(rec.image))
-                with self._state_lock:
-                    state.machines = [m for m in state.machines if m.host != rec.host] + [rec]
-                    self.layout.save_state(state)
+        for attempt in range(3):
+            if attempt:
+                rec = self._boot(state, rec.host, Path(rec.image))
             try:
                 machines.wait_booted(rec, 120.0)
                 return
