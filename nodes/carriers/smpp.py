@@ -146,8 +146,8 @@ class SmppAdapter:
         first: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None
         try:
             first = await self._connect_and_bind()
-        except BindError:
-            raise  # the carrier refused our credentials: a configuration error, said at once
+        except (BindError, ssl.SSLCertVerificationError):
+            raise  # refused credentials, or a carrier our CA does not sign: said at once
         except (ConnectionError, OSError) as exc:
             # A carrier down when the node starts (a site powered on: its simulator boots beside
             # the node) is a channel down, not a node down: the runner binds when it answers.
