@@ -89,7 +89,7 @@ class LabEnv:
 
     def _cancel_running(self) -> None:
         token = operator_token("operator")
-        items = self._api("GET", "/campaigns?limit=500", token)["items"]
+        items = self._api("GET", "/campaigns?state=running,paused&limit=500", token)["items"]
         for c in items:
             if c["state"] in ("running", "paused"):
                 log.warning("cancelling campaign %s left by an earlier run", c["id"])

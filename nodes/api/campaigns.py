@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -131,9 +131,12 @@ async def launch_campaign(request: web.Request) -> web.Response:
 
 
 async def list_campaigns(request: web.Request) -> web.Response:
-    check_query(request, ("limit",))
+    check_query(request, ("limit", "state"))
     limit = query_int(request, "limit", 50, 1, 500)
-    campaigns = await context(request).store.list_campaigns(limit=limit)
+    raw = request.query.get("state")
+    states = None if raw is None else [s.strip() for s in raw.split(",")]
+    campaigns = await context(request).store.list_campaigns(
+        limit=limit, states=cast("list[CampaignState] | None", states))
     return json_response({"items": [summary_json(c) for c in campaigns]})
 
 
@@ -276,7 +279,9 @@ ROUTES: tuple[RouteSpec, ...] = (
               "List the latest campaigns, newest first", "campaigns",
               {200: Resp("latest campaigns", list_of("CampaignProgress"))},
               params=(Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500,
-                                               "default": 50}, "how many"),)),
+                                               "default": 50}, "how many"),
+                      Param("state", "query", {"type": "string", "example": "running,paused"},
+                            "only campaigns in these states (comma-separated)"))),
     RouteSpec("GET", CAMPAIGN, get_campaign, "read", "getCampaign", "A campaign's progress",
               "campaigns", _PROGRESS, params=(_ID,)),
     _control_route("pause", "Pause a running campaign"),
