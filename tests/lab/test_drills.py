@@ -208,7 +208,9 @@ def test_every_drill_passes_and_leaves_a_record(drills_lab: LabHandle, kind: str
     primary_site = drills_lab.topo.hosts[view.primary].site
     done = tenir("drill", "run", kind, "--approval", approval(kind), "--json")
     result = run_json(done)
-    assert done.returncode == 0 and result["outcome"] == "passed", done.stderr
+    # the reason first: CI shows only the head of a long message
+    assert done.returncode == 0 and result["outcome"] == "passed", (
+        f"{result['outcome']}: {result.get('reason')}\n{done.stderr[-4000:]}")
     assert result["seq"] is not None  # signed and in the ledger
     report = json.loads(tenir("drill", "report", result["run_id"], "--json",
                               "--html", os.devnull, check=True).stdout)
@@ -256,7 +258,8 @@ def test_a_stop_condition_mid_drill_heals_and_records_aborted(drills_lab: LabHan
     out, err = proc.communicate(timeout=900)
     print(err)
     result = json.loads(out)
-    assert proc.returncode == 1 and result["outcome"] == "aborted"
+    assert proc.returncode == 1 and result["outcome"] == "aborted", (
+        f"{result['outcome']}: {result.get('reason')}\n{err[-4000:]}")
     assert result["reason"].startswith(f"real campaign {real} (astreinte, priority 1) was "
                                        "launched during the drill")
     report = json.loads(tenir("drill", "report", result["run_id"], "--json", "--html",
@@ -279,7 +282,8 @@ def test_drill_abort_from_another_process_heals_and_records_aborted(
     out, err = proc.communicate(timeout=900)
     print(err)
     result = json.loads(out)
-    assert proc.returncode == 1 and result["outcome"] == "aborted"
+    assert proc.returncode == 1 and result["outcome"] == "aborted", (
+        f"{result['outcome']}: {result.get('reason')}\n{err[-4000:]}")
     assert result["reason"].endswith(": the lab test pulls the lever")
     assert chaos_rules_left(drills_lab.lab) == []
     _healthy(drills_lab)

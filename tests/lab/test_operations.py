@@ -4,8 +4,8 @@ undrained) and a planned switchover (work and the PostgreSQL primary move to the
 Nothing may be lost or sent twice: a drain hands no batch over half-done, so no reference is
 delivered by both sites' carriers.
 
-Each test starts with ``lab.up`` (idempotent), since ``test_lab.py`` ends by taking the lab
-down.
+Each test starts with ``lab.up`` (idempotent, a few seconds on a whole lab), so that it can
+run alone.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@ a three-member ensemble, one per site, holds Patroni's leader lock and the alert
 memberships, elections and drain flags. The node-kill and site-kill cases that the etcd lab
 passes (``failover_cases.py``) must pass here too.
 
-The module brings its own lab: it takes down whatever lab runs, and takes its own down at the
-end. It runs after the etcd lab's modules (file order).
+The ZooKeeper lab (fixture ``zk_lab`` in ``conftest.py``) is shared with
+``test_zookeeper_matrix.py``; its tests run after every etcd lab test.
 """
 
 from __future__ import annotations
@@ -12,17 +12,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
-from collections.abc import Callable, Iterator
 
 import pytest
 from kazoo.client import KazooClient
 
 from cluster.lab import netns
 from cluster.lab.lab import Lab, LabError
-from cluster.lab.layout import Layout, lab_dir
 from cluster.settings import coordination_endpoints
 from cluster.status import gather
-from cluster.topology import load_topology, with_coordination
+from cluster.topology import load_topology
 from tests.lab.failover_cases import (
     node_killed_mid_campaign,
     primary_site_lost_mid_campaign,
@@ -32,17 +30,6 @@ from tests.lab.support import INVENTORY, REPO, LabHandle
 
 pytestmark = pytest.mark.lab
 TENIR = str(REPO / ".venv" / "bin" / "tenir")
-
-
-@pytest.fixture(scope="module")
-def zk_lab(live: Callable[[str], None]) -> Iterator[LabHandle]:
-    topo = with_coordination(load_topology(INVENTORY), "zookeeper")
-    layout = Layout(lab_dir())
-    lab = Lab(topo, layout, say=live)
-    lab.down()
-    lab.up(timeout=900)
-    yield LabHandle(topo, lab, layout)
-    lab.down()
 
 
 def _zk(lab: LabHandle, cert: str = "paris-db") -> KazooClient:
