@@ -51,6 +51,7 @@ from nodes.dispatcher import Dispatcher, DispatcherConfig, StopMode
 from nodes.drain import CoordinationClusterView, SiteDrainGate
 from nodes.launches import LaunchWriter
 from nodes.logs import configure_logging
+from nodes.loop_lag import LoopLag
 from nodes.member_publish import Publication
 from nodes.membership import MembershipGate, open_and_join, wait_previous_life_moved
 from nodes.metrics import Metrics
@@ -225,6 +226,7 @@ async def serve(cfg: NodeConfig) -> int:
     checkpoint_task: asyncio.Task[None] | None = None
     store_task: asyncio.Task[None] | None = None
     schedule_task: asyncio.Task[None] | None = None
+    lag_task = asyncio.create_task(LoopLag(metrics).run(watchdog_stop), name="loop-lag")
     try:
         if store_health is not None:
             store_task = asyncio.create_task(store_health.run(watchdog_stop),
@@ -262,6 +264,7 @@ async def serve(cfg: NodeConfig) -> int:
         await probe.close()
         if schedule_task is not None:
             await schedule_task
+        await lag_task
         if drains is not None:
             await drains.close()
         if coordinator is not None:  # leave only once our batches are released

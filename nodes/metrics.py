@@ -259,6 +259,17 @@ class Metrics:
             "tenir_drill_interval_seconds", "How often each drill kind must run.", ("drill",),
         )
 
+        # the event loop the API, the dispatcher and the membership heartbeat share
+        self.loop_lag_max = r.gauge(
+            "tenir_event_loop_lag_max_seconds",
+            "The worst lag of the node's event loop over the last minute (a wake asked every "
+            "50 ms, measured late by this much).",
+        )
+        self.loop_stalls = r.counter(
+            "tenir_event_loop_stalls_total",
+            "Wakes of the node's event loop later than 0.1 s and than 1 s.", ("over",),
+        )
+
         # TLS
         self.certificate_expiry = r.gauge(
             "tenir_certificate_expiry_timestamp_seconds",
