@@ -25,7 +25,7 @@ from cluster.lab.lab import Lab, lab_coordination
 from cluster.lab.layout import Layout, lab_dir
 from cluster.lab.machines import MachinePaths, journal
 from cluster.topology import load_topology, with_coordination
-from tests.lab.support import INVENTORY, LabHandle, Leftovers
+from tests.lab.support import INVENTORY, REPO, LabHandle, Leftovers
 
 
 def _plant_leftovers(layout: Layout) -> Leftovers:
@@ -45,10 +45,13 @@ def _plant_leftovers(layout: Layout) -> Leftovers:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The lab changes state as few times as it can: the etcd lab's tests first, then the test
-    that takes it down for good (marker ``ends_lab``), then the ZooKeeper lab's (``zk_lab``,
-    brought up once for both of its modules). Items outside ``tests/lab`` keep their places."""
+    that takes it down for good (marker ``ends_lab``), then those that check what it left with
+    no lab running (``after_lab``), then the ZooKeeper lab's (``zk_lab``, brought up once for
+    both of its modules). Items outside ``tests/lab`` keep their places."""
     def rank(item: pytest.Item) -> int:
         if "zk_lab" in getattr(item, "fixturenames", ()):
+            return 3
+        if item.get_closest_marker("after_lab"):
             return 2
         return 1 if item.get_closest_marker("ends_lab") else 0
 
@@ -103,6 +106,20 @@ def zk_lab(live: Callable[[str], None]) -> Iterator[LabHandle]:
     lab.up(timeout=900)
     yield LabHandle(topo, lab, layout)
     lab.down()
+
+
+@pytest.fixture(scope="session")
+def evidence_bundle(lab_env: LabHandle, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The continuity evidence of the etcd lab's session, exported once with ``tenir evidence
+    export`` while the lab runs (after the demo and the drills: ``test_drills.py`` asks for it
+    first); ``test_evidence_offline.py`` verifies a copy once the lab is down."""
+    out = tmp_path_factory.mktemp("evidence") / "bundle"
+    lab_env.lab.up(timeout=600)
+    done = subprocess.run([str(REPO / ".venv" / "bin" / "tenir"), "-i", str(INVENTORY),
+                           "evidence", "export", str(out)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
 
 
 FAILURE_LOGS = Path(os.environ.get("TENIR_LAB_FAILURE_LOGS", "/tmp/tenir-lab-failures"))

@@ -1,14 +1,18 @@
 """The two-site lab: machines deployed by ansible/site.yml, running the real etcd,
 Patroni/PostgreSQL and HAProxy.
 
-The tests run in file order on one lab: the site-loss test changes which site is primary, and the
-last test takes the lab down and checks nothing is left.
+The tests run in file order on one lab: the demo's job changes which site is primary, and the
+test that takes the lab down and checks nothing is left runs after every other etcd lab test
+(marker ``ends_lab``).
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import psycopg
@@ -16,9 +20,8 @@ import pytest
 
 from cluster.lab import machines, netns, procs
 from cluster.lab.access import owner_dsn
-from cluster.lab.health import haproxy_routes, patroni_view, wait_haproxy_routes_to
+from cluster.lab.health import patroni_view, wait_haproxy_routes_to
 from cluster.status import gather
-from failover.pg_takeover import measure_site_loss
 from tests.lab.support import REPO, LabHandle
 
 pytestmark = pytest.mark.lab
@@ -135,36 +138,26 @@ def test_no_lab_service_runs_as_root(lab_env: LabHandle) -> None:
         assert [p for p in ours if p["user"] == "root"] == [], host.name
 
 
-def test_losing_the_primary_site_promotes_the_other_and_loses_nothing(lab_env: LabHandle) -> None:
-    topo, lab = lab_env.topo, lab_env.lab
+def test_the_demo_job_loses_the_primarys_site_and_the_other_takes_over(
+        lab_env: LabHandle) -> None:
+    """``make demo``'s job (``tenir demo``) on the running lab, as a newcomer runs it: two
+    campaigns, then every process of the primary's site killed mid-writes; the other site is
+    promoted with nothing lost, and the lost site comes back as the synchronous standby."""
+    topo = lab_env.topo
     view = patroni_view(topo)
     assert view is not None and view.primary is not None
-    old_primary = view.primary
-    lost_site = topo.hosts[old_primary].site
+    lost_site = topo.hosts[view.primary].site
     survivor = next(s.name for s in topo.datacenter_sites if s.name != lost_site)
     new_primary_host = topo.postgres_host_of_site(survivor).name
-
-    def current_primary() -> str | None:
-        v = patroni_view(topo)
-        return v.primary if v else None
-
-    result = measure_site_loss(
-        survivor_dsn=owner_dsn(topo, survivor), kill_site=lambda: lab.kill_site(lost_site),
-        killed_site=lost_site, old_primary=old_primary, current_primary=current_primary,
-        timeout=120,
-    )
-    print(result.sentence())
-    assert result.seconds_to_write is not None, "writes never resumed on the surviving site"
-    assert result.new_primary == new_primary_host
-    assert result.acknowledged > 0 and result.lost == 0
-    survivor_haproxy = [h for h in topo.hosts_running("haproxy") if h.site == survivor]
-    assert [haproxy_routes(topo, h) for h in survivor_haproxy] == [[new_primary_host]]
-    for host in topo.site_hosts(lost_site):
-        assert netns.namespace_pids(netns.namespace_name(host.name)) == []
-
-    # Bring the lost site back: it rejoins as the synchronous standby, and both HAProxies
-    # route to the new primary; the row written before the loss is still read in both sites.
-    lab.up(timeout=600)
+    done = subprocess.run([TENIR, "demo"], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    last = [line for line in done.stdout.splitlines() if "demo done: " in line]
+    assert last, done.stdout[-4000:]
+    print(last[-1])
+    assert re.search(rf"killed site {lost_site} .*: {new_primary_host} took over, writes "
+                     r"resumed after [\d.]+ s; [1-9]\d* acknowledged rows, 0 lost$", last[-1])
+    # The lost site came back: it is the synchronous standby, both HAProxies route to the new
+    # primary, and the row written before the loss is still read in both sites.
     wait_haproxy_routes_to(topo, new_primary_host, timeout=30)
     pg = gather(topo)["postgres"]
     assert pg["primary"] == new_primary_host
@@ -173,6 +166,25 @@ def test_losing_the_primary_site_promotes_the_other_and_loses_nothing(lab_env: L
         with psycopg.connect(owner_dsn(topo, site), autocommit=True) as conn:
             assert conn.execute("SELECT v FROM lab_check WHERE k = 'written-in-paris'"
                                 ).fetchone() == ("bonjour",)
+
+
+def test_the_evidence_export_holds_the_demo_and_the_drills(evidence_bundle: Path) -> None:
+    """``tenir evidence export`` after the demo and the drills (``test_drills.py`` ran before):
+    the bundle verified at export, holds the demo's launches, the watchdog's moves, the drills'
+    signed records, and the three reports. Its offline verification, on a copy with no lab
+    running, is ``test_evidence_offline.py``."""
+    kinds: Counter[str] = Counter()
+    for line in (evidence_bundle / "entries.jsonl").read_text().splitlines():
+        item = json.loads(line)
+        if "payload" in item:
+            kinds[str(json.loads(base64.b64decode(item["payload"])).get("kind"))] += 1
+    print(f"bundle: {sum(kinds.values())} whole entries, {dict(kinds.most_common(8))}")
+    assert kinds["campaign.launch"] >= 2  # the demo's campaigns, among others
+    assert kinds["watchdog.move"] >= 1  # the demo's site loss, among others
+    assert kinds["drill.record"] >= 1
+    assert list((evidence_bundle / "records").glob("*.dsse.json"))
+    for fmt in ("json", "html", "pdf"):
+        assert (evidence_bundle / f"report.{fmt}").stat().st_size > 0, fmt
 
 
 def test_down_keep_data_then_up_keeps_rows(lab_env: LabHandle) -> None:
