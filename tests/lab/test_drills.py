@@ -149,60 +149,63 @@ def test_preflight_refuses_a_drained_site_and_says_why(drills_lab: LabHandle) ->
         tenir("site", "undrain", "marseille", check=True)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Patroni resumes a paused WAL replay (measured on the lab 2026-11-30: the pause stays "
-    "'pause requested' and the replay LSN keeps up), so pausing replay makes no lasting lag; "
-    "the test needs another way to hold the standby back"))
 def test_preflight_refuses_a_lagging_standby_and_says_why(drills_lab: LabHandle) -> None:
-    """The synchronous standby's replay is paused while rows are written: Patroni reports it
-    behind, and the drill refuses, naming the lag."""
+    """The synchronous standby falls behind in replay as a busy standby does: a read there holds
+    a table that the primary then truncates, so replay waits on it (up to
+    max_standby_streaming_delay, 30 s) while rows keep coming. Patroni reports the replay lag,
+    and the drill refuses, naming it. (Pausing replay does not hold: Patroni resumes it.)"""
     topo = drills_lab.topo
     view = patroni_view(topo)
-    assert view is not None and view.sync_standby is not None
+    assert view is not None and view.sync_standby is not None and view.primary is not None
     standby = topo.hosts[view.sync_standby]
     secrets = drills_lab.layout.load_secrets()
     assert secrets is not None
-    superuser = make_dsn(str(standby.address), 5432, "postgres", secrets["superuser"], "postgres")
-    with psycopg.connect(superuser, autocommit=True) as conn:
-        conn.execute("SELECT pg_wal_replay_pause()")
+    on_standby = make_dsn(str(standby.address), 5432, "postgres", secrets["superuser"],
+                          "postgres")
+    on_primary = owner_dsn(topo, topo.hosts[view.primary].site)
+    with psycopg.connect(on_primary, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS drill_lag_probe (x text)")
+        conn.execute("INSERT INTO drill_lag_probe VALUES ('seen by the standby')")
+    stop = threading.Event()
     try:
-        with psycopg.connect(owner_dsn(topo, topo.hosts[view.primary or ""].site),
-                             autocommit=True) as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS drill_lag_probe (x text)")
-            deadline = time.monotonic() + 60
+        with psycopg.connect(on_standby) as reader:  # a transaction left open on the standby
+            deadline = time.monotonic() + 30
+            while True:  # the table has reached the standby
+                try:
+                    reader.execute("SELECT count(*) FROM drill_lag_probe").fetchone()
+                    break
+                except psycopg.errors.UndefinedTable:
+                    reader.rollback()
+                    assert time.monotonic() < deadline, "the table never reached the standby"
+                    time.sleep(0.2)
+            with psycopg.connect(on_primary, autocommit=True) as conn:
+                conn.execute("TRUNCATE drill_lag_probe")  # replay must wait for the reader
+
+            def keep_writing() -> None:
+                with psycopg.connect(on_primary, autocommit=True) as writer:
+                    while not stop.wait(0.2):
+                        writer.execute("INSERT INTO drill_lag_probe SELECT repeat('x', 1000) "
+                                       "FROM generate_series(1, 500)")
+
+            writer = threading.Thread(target=keep_writing, daemon=True)
+            writer.start()
+            deadline = time.monotonic() + 20
             while True:
-                conn.execute("INSERT INTO drill_lag_probe SELECT repeat('x', 1000) "
-                             "FROM generate_series(1, 2000)")
                 lagging = patroni_view(topo)
                 if lagging is not None and (lagging.max_lag_bytes or 0) > 0:
                     break
                 assert time.monotonic() < deadline, "Patroni never reported the standby behind"
-        # rows keep coming while the drill checks: once writes stop, the standby has received
-        # everything and Patroni's lag (receive position) falls back to 0
-        stop = threading.Event()
-
-        def keep_writing() -> None:
-            with psycopg.connect(owner_dsn(topo, topo.hosts[view.primary or ""].site),
-                                 autocommit=True) as writer:
-                while not stop.wait(0.2):
-                    writer.execute("INSERT INTO drill_lag_probe SELECT repeat('x', 1000) "
-                                   "FROM generate_series(1, 500)")
-
-        writer = threading.Thread(target=keep_writing, daemon=True)
-        writer.start()
-        try:
+                time.sleep(0.5)
             done = tenir("drill", "run", "lose-witness", "--approval", approval("lose-witness"))
-        finally:
             stop.set()
             writer.join(10)
+            reader.rollback()
         assert done.returncode == 1
         text = " ".join(done.stderr.split())
         assert f"the synchronous standby {view.sync_standby} lags" in text, text
     finally:
-        with psycopg.connect(superuser, autocommit=True) as conn:
-            conn.execute("SELECT pg_wal_replay_resume()")
-        with psycopg.connect(owner_dsn(topo, topo.hosts[view.primary or ""].site),
-                             autocommit=True) as conn:
+        stop.set()
+        with psycopg.connect(on_primary, autocommit=True) as conn:
             conn.execute("DROP TABLE IF EXISTS drill_lag_probe")
 
 
