@@ -41,6 +41,7 @@ from nodes.api.validate import MAX_GROUP
 from nodes.launches import LaunchWriter
 from nodes.logs import campaign_context
 from replication.store_api import CampaignState, InvalidInput, NotFound
+from replication.store_campaigns import CAMPAIGN_STATES
 
 log = logging.getLogger("tenir.api.campaigns")
 
@@ -128,6 +129,10 @@ async def launch_campaign(request: web.Request) -> web.Response:
                           "requested": cursor.requested,
                           "launch_state": "written" if cursor.done else "writing"}, 201,
                          {"Location": f"{API}/campaigns/{campaign_id}"})
+
+
+_STATE = f"({'|'.join(CAMPAIGN_STATES)})"
+_STATES = f"^{_STATE}(,{_STATE})*$"
 
 
 async def list_campaigns(request: web.Request) -> web.Response:
@@ -280,7 +285,8 @@ ROUTES: tuple[RouteSpec, ...] = (
               {200: Resp("latest campaigns", list_of("CampaignProgress"))},
               params=(Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500,
                                                "default": 50}, "how many"),
-                      Param("state", "query", {"type": "string", "example": "running,paused"},
+                      Param("state", "query", {"type": "string", "pattern": _STATES,
+                                               "example": "running,paused"},
                             "only campaigns in these states (comma-separated)"))),
     RouteSpec("GET", CAMPAIGN, get_campaign, "read", "getCampaign", "A campaign's progress",
               "campaigns", _PROGRESS, params=(_ID,)),
