@@ -3,8 +3,10 @@
 * :class:`ApiError` raised by a handler or a middleware carries its status;
 * ``store_api.InvalidInput`` becomes 422 with its field, ``store_api.NotFound`` 404;
 * aiohttp's own HTTP errors (404 no route, 405, 413 body too large) keep their status;
-* a store that cannot be reached (``ConnectionError``, ``TimeoutError``) gives 503, so that
-  clients retry; anything else is logged and answered 500 without detail.
+* a store that cannot be reached (``ConnectionError``, ``TimeoutError``, and PostgreSQL's
+  ``OperationalError`` or read-only refusal while Patroni fails or switches over) gives 503
+  with ``Retry-After``, so that clients retry; anything else is logged and answered 500
+  without detail.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import psycopg
 from aiohttp import web
 
 from nodes.api.spec import Handler
@@ -113,7 +116,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return json_response(error_body(e.reason.lower()), e.status, headers)
     except asyncio.CancelledError:
         raise
-    except (ConnectionError, TimeoutError):
+    except (ConnectionError, TimeoutError, psycopg.OperationalError,
+            psycopg.errors.ReadOnlySqlTransaction):
+        # PostgreSQL failing over: connections cut, the old primary shutting down or read-only
         log.warning("campaign store unavailable on %s %s", request.method, request.path,
                     exc_info=True)
         return json_response(error_body("campaign store unavailable, retry later"), 503,

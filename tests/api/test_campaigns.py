@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import pytest
 
 from nodes.metrics import Metrics
@@ -170,3 +171,27 @@ async def test_unknown_campaign_is_404(client: Client) -> None:
         r = await client.request(method, path, headers=auth(OPERATOR))
         assert r.status == 404, path
         assert "error" in await r.json()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("error", [
+    psycopg.OperationalError("the database system is shutting down"),  # a switchover
+    psycopg.errors.ReadOnlySqlTransaction("cannot execute UPDATE in a read-only transaction"),
+    ConnectionError("campaign store unreachable"),
+])
+async def test_a_store_failing_over_answers_503_to_retry(
+        client: Client, store: MemoryStore, monkeypatch: pytest.MonkeyPatch,
+        error: Exception) -> None:
+    await seed(client)
+    _, body = await launch(client, {"scenario": "alerte", "group": "crise"})
+
+    async def failing(*args: Any, **kwargs: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr(store, "campaign_summary", failing)
+    monkeypatch.setattr(store, "set_campaign_state", failing)
+    r = await client.get(f"/api/v1/campaigns/{body['id']}", headers=auth(OPERATOR))
+    assert (r.status, r.headers.get("Retry-After")) == (503, "1"), await r.text()
+    assert (await r.json())["error"] == "campaign store unavailable, retry later"
+    r = await client.post(f"/api/v1/campaigns/{body['id']}/pause", headers=auth(ONCALL))
+    assert r.status == 503
