@@ -245,6 +245,14 @@ class Metrics:
         self.batches_claimed = r.counter(
             "tenir_batches_claimed_total", "Batches claimed by this node's dispatcher.",
         )
+        self.batches_held = r.gauge(
+            "tenir_batches_held", "Batches this node holds, sending or waiting to (the reserve "
+            "claimed ahead).", ("state",),
+        )
+        self.journal_unsettled = r.gauge(
+            "tenir_outcome_journal_unsettled",
+            "Outcomes in this node's journal that the store has not taken yet.",
+        )
 
     def render(self) -> str:
         return self.registry.render()

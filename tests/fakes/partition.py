@@ -1,0 +1,30 @@
+"""One node's view of a shared in-memory store, which a test can cut: while ``cut``, every call
+of the store's interface raises ConnectionError for this node alone (other nodes keep the
+store). For unit tests only: a node partitioned from PostgreSQL, or a PostgreSQL failover as one
+node sees it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tests.fakes.memory_store import MemoryStore
+
+
+class PartitionedView:
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self.cut = False
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if name.startswith("_") or not callable(attr):
+            return attr
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if self.cut:
+                raise ConnectionError("campaign store unreachable from this node")
+            method: Callable[..., Awaitable[Any]] = attr
+            return await method(*args, **kwargs)
+
+        return call
