@@ -20,12 +20,17 @@ Why the margin: a heartbeat seen late may come from a probe that succeeded befor
 went away (the other node published it, this one read the members later). It covers the probe
 period, this node's read period (``probe_s`` both) and a coordination call (``retry_timeout``):
 a heartbeat seen after ``last answer + margin`` was made after the store stopped answering this
-node, so during a PostgreSQL failover (nobody answers) no node judges itself cut.
+node, so during a PostgreSQL failover (nobody answers) no node judges itself cut. At its end,
+the first node to reach the new primary publishes a heartbeat that the others may read before
+their own next probe: so before judging itself cut a node probes once more (up to the probe's
+timeout), and the answer keeps it ``ok``. Its batches, with the outcomes it journaled through
+the outage, stay its own.
 
 Back: the first answer makes it ``ok`` again (sending resumes, its heartbeat too). Its batches
 were moved meanwhile: what it still tries to write is refused by their newer epoch (fencing).
 Budget after a cut: about ``grace_s`` to ``margin_s + heartbeat_s + probe_s`` until ``cut``
-(3-4.5 s with the lab's values), plus a watchdog cycle and a claim (docs/failover-timings.md).
+(3-4.5 s with the lab's values), plus the confirming probe (1 s on a silent link, its timeout),
+a watchdog cycle and a claim (docs/failover-timings.md).
 """
 
 from __future__ import annotations
@@ -183,6 +188,11 @@ class StoreHealth:
             self.peers.update(await self.coordinator.members(), self.clock())
         self.reaching = self.peers.reaching_since(self.last_ok + self.margin_s)
         new = judge(self.age(), self.grace_s, bool(self.reaching))
+        if new == CUT and self.state != CUT and await self.probe_once():
+            # Others reach the store: ask it once more before judging. At the end of a
+            # failover every node reconnects within a probe period or so; a peer's heartbeat
+            # read first must not cut a node whose own next probe answers.
+            new = judge(self.age(), self.grace_s, bool(self.reaching))
         if new != self.state:
             self._say(new)
             self.state = new  # the gate closes here, before anyone is told

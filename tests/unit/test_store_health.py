@@ -153,3 +153,22 @@ async def test_a_probe_period_longer_than_the_grace_is_refused() -> None:
     with pytest.raises(ValueError, match="probe_s"):
         StoreHealth(Probe(), coordinator, Publication(coordinator, MemberInfo("n", "s", "h")),
                     node="n", site="s", grace_s=1.0, probe_s=1.0)
+
+
+async def test_at_the_end_of_a_failover_a_peers_first_heartbeat_does_not_cut_a_node() -> None:
+    clock, nodes = await _cluster(("paris-node1", "marseille-node1"))
+    await _run(clock, nodes, 3.0)
+    paris, marseille = nodes
+    for n in nodes:
+        n.probe.answers = False  # PostgreSQL fails over: nobody reaches it for 20 s
+    await _run(clock, nodes, 20.0)
+    for n in nodes:
+        n.probe.answers = True  # a primary answers again
+    clock.now += 0.5
+    assert await marseille.step() == OK  # marseille probes first and publishes its heartbeat
+    clock.now += 0.3
+    # paris reads it before its own next probe: it asks once more and stays ok, sending
+    assert await paris.health.decide_once() == OK
+    assert paris.health.may_dispatch()
+    published = {m.name: m.store for m in await marseille.coordinator.members()}
+    assert published["paris-node1"] == OK
