@@ -34,6 +34,7 @@ class OutcomeBuffer:
         self._max_delay = max_delay_s
         self._rows: list[Outcome] = []  # added, not journaled yet
         self._unrecorded: list[tuple[int | None, list[Outcome]]] = []  # (journal seq, rows)
+        self._journaling = 0  # rows taken from _rows, being journaled (not yet in _unrecorded)
         self._journal = journal
         self._lock = asyncio.Lock()
         self._timer: asyncio.TimerHandle | None = None
@@ -69,39 +70,55 @@ class OutcomeBuffer:
         await asyncio.shield(self._flush())
 
     async def _flush(self) -> None:
-        async with self._lock:
-            if self.stale is not None:
-                self._rows.clear()
-                return
-            if self._rows:
-                rows, self._rows = self._rows, []
-                self._unrecorded.append((await self._journaled(rows), rows))
-            if not self._unrecorded:
-                return
-            rows = [o for _, group in self._unrecorded for o in group]
-            seqs = [s for s, _ in self._unrecorded if s is not None]
+        if self._rows and self.stale is None:  # journaled now, whatever the store is doing
+            rows, self._rows = self._rows, []
+            self._journaling += len(rows)
             try:
-                await self._store.record_outcomes(self._batch, self._epoch, self._node, rows)
-            except StaleEpoch as exc:
-                self._settle(seqs, "refused")
-                self.stale = exc
-                if self._on_stale is not None:
-                    self._on_stale(exc)
-            except (InvalidInput, NotFound) as exc:  # never storable: say it, do not retry
-                self._settle(seqs, "invalid")
-                self.invalid += len(rows)
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.error("batch %d: %d outcomes refused by the store, dropped: %s",
-                          self._batch, len(rows), exc)
-            except Exception as exc:  # the database is unreachable (failover): keep, retry
-                self.write_errors += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                if self._timer is None:
-                    self._timer = asyncio.get_running_loop().call_later(
-                        self._retry_delay, self._spawn_flush)
-            else:
-                self._settle(seqs, "recorded")
-                self.written += len(rows)
+                seq = await self._journaled(rows)
+            finally:
+                self._journaling -= len(rows)
+            self._unrecorded.append((seq, rows))
+        if self.stale is not None:  # the batch moved on: nothing more of ours is written
+            self._rows.clear()
+            self._settle(list(self._unrecorded), "refused")
+            return
+        if self._lock.locked():
+            return  # a write is under way (the store may hang): it or its retry takes these
+        async with self._lock:
+            while self._unrecorded:
+                if self.stale is not None:
+                    self._settle(list(self._unrecorded), "refused")
+                    return
+                if not await self._write(list(self._unrecorded)):
+                    return
+
+    async def _write(self, groups: list[tuple[int | None, list[Outcome]]]) -> bool:
+        """One fenced write of ``groups``; whether the store answered (False: retry later)."""
+        rows = [o for _, group in groups for o in group]
+        try:
+            await self._store.record_outcomes(self._batch, self._epoch, self._node, rows)
+        except StaleEpoch as exc:
+            self._settle(list(self._unrecorded), "refused")  # nothing more of ours is written
+            self.stale = exc
+            if self._on_stale is not None:
+                self._on_stale(exc)
+        except (InvalidInput, NotFound) as exc:  # never storable: say it, do not retry
+            self._settle(groups, "invalid")
+            self.invalid += len(rows)
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.error("batch %d: %d outcomes refused by the store, dropped: %s",
+                      self._batch, len(rows), exc)
+        except Exception as exc:  # the database is unreachable (failover): keep, retry
+            self.write_errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            if self._timer is None:
+                self._timer = asyncio.get_running_loop().call_later(
+                    self._retry_delay, self._spawn_flush)
+            return False
+        else:
+            self._settle(groups, "recorded")
+            self.written += len(rows)
+        return True
 
     async def _journaled(self, rows: list[Outcome]) -> int | None:
         """Append ``rows`` to the journal: its sequence number, or None without one (or when
@@ -116,15 +133,19 @@ class OutcomeBuffer:
                       "only: %s", self._batch, len(rows), exc)
             return None
 
-    def _settle(self, seqs: list[int], verdict: Verdict) -> None:
-        self._unrecorded.clear()
+    def _settle(self, groups: list[tuple[int | None, list[Outcome]]], verdict: Verdict) -> None:
+        """These groups are done with: out of the buffer, settled in the journal."""
+        # in place: a flush that journals meanwhile appends to this same list
+        self._unrecorded[:] = [g for g in self._unrecorded if all(g is not d for d in groups)]
+        seqs = [s for s, _ in groups if s is not None]
         if self._journal is not None and seqs:
             self._journal.settle(seqs, verdict)
 
     @property
     def pending(self) -> int:
-        """Outcomes not recorded yet (journaled or not)."""
-        return len(self._rows) + sum(len(g) for _, g in self._unrecorded)
+        """Outcomes not recorded yet (journaled, being journaled, or not yet)."""
+        return (len(self._rows) + self._journaling
+                + sum(len(g) for _, g in self._unrecorded))
 
     async def close(self, deadline_s: float | None = 20.0) -> bool:
         """Flush everything, including flushes under way, retrying while the database is away

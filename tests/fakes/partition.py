@@ -1,10 +1,12 @@
 """One node's view of a shared in-memory store, which a test can cut: while ``cut``, every call
 of the store's interface raises ConnectionError for this node alone (other nodes keep the
-store). For unit tests only: a node partitioned from PostgreSQL, or a PostgreSQL failover as one
-node sees it."""
+store); while ``stalled``, every call waits (a pool waiting for a connection to a server that
+is not there) and goes through once it is cleared. For unit tests only: a node partitioned from
+PostgreSQL, or a PostgreSQL failover as one node sees it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,6 +17,7 @@ class PartitionedView:
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
         self.cut = False
+        self.stalled = False
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._store, name)
@@ -22,6 +25,8 @@ class PartitionedView:
             return attr
 
         async def call(*args: Any, **kwargs: Any) -> Any:
+            while self.stalled:
+                await asyncio.sleep(0.005)
             if self.cut:
                 raise ConnectionError("campaign store unreachable from this node")
             method: Callable[..., Awaitable[Any]] = attr

@@ -6,6 +6,7 @@ batch had moved, and then sent again with the same references by the new owner; 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from nodes.journal import FileJournal, read_journal
 from nodes.journal_flush import flush_journal
 from nodes.outcomes import OutcomeBuffer
 from replication.store_api import ChannelStep, ClaimedBatch, Outcome, ScenarioIn
+from tests.fakes.journal import SlowJournal
 from tests.fakes.memory_store import MemoryStore
+from tests.fakes.partition import PartitionedView
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
 SMS = ChannelStep("sms", {"fr": "Alerte"}, retries=0)
@@ -71,6 +74,75 @@ async def test_outcomes_wait_in_the_journal_through_an_outage_then_are_recorded(
     assert journal.unsettled == 0
     await journal.close()
     assert FileJournal.open(tmp_path, batch.node)[1] == []
+
+
+async def test_outcomes_are_journaled_while_a_store_write_hangs(tmp_path: Path) -> None:
+    store = MemoryStore()
+    campaign, batch = await campaign_with_claim(store, population=10)
+    view = PartitionedView(store)
+    journal, _ = FileJournal.open(tmp_path, batch.node)
+    buffer = OutcomeBuffer(view, batch.id, batch.epoch, batch.node,  # type: ignore[arg-type]
+                           journal=journal)
+    outcomes = delivered(batch)
+    view.stalled = True  # the pool waits for a server that is not there
+    for o in outcomes[:5]:
+        buffer.add(o)
+    hung = asyncio.create_task(buffer.flush())
+    await asyncio.sleep(0.05)
+    for o in outcomes[5:]:
+        buffer.add(o)
+    await asyncio.wait_for(buffer.flush(), 1.0)  # does not wait behind the hung write
+    assert journal.unsettled == 10 and not hung.done()
+    view.stalled = False
+    assert await buffer.close(None)
+    await hung
+    assert (await store.campaign_summary(campaign)).delivered == 10
+    assert journal.unsettled == 0 and buffer.written == 10
+
+
+async def test_rows_journaled_while_a_write_lands_are_written_too() -> None:
+    store = MemoryStore()
+    campaign, batch = await campaign_with_claim(store, population=10)
+    view = PartitionedView(store)
+    journal = SlowJournal(delay_s=0.2)
+    buffer = OutcomeBuffer(view, batch.id, batch.epoch, batch.node,  # type: ignore[arg-type]
+                           journal=journal)
+    outcomes = delivered(batch)
+    view.stalled = True
+    for o in outcomes[:5]:
+        buffer.add(o)
+    writing = asyncio.create_task(buffer.flush())  # journals, then its write hangs
+    await asyncio.sleep(0.3)
+    for o in outcomes[5:]:
+        buffer.add(o)
+    journaling = asyncio.create_task(buffer.flush())  # journals (0.2 s) while...
+    await asyncio.sleep(0.05)
+    view.stalled = False  # ...the first write lands and is settled
+    await asyncio.gather(writing, journaling)
+    assert await buffer.close(None)
+    assert (await store.campaign_summary(campaign)).delivered == 10
+    assert journal.unsettled == 0
+
+
+async def test_close_says_done_only_once_everything_is_recorded() -> None:
+    for round_ in range(20):
+        store = MemoryStore()
+        campaign, batch = await campaign_with_claim(store, population=20)
+        journal = SlowJournal(delay_s=0.03)
+        buffer = OutcomeBuffer(store, batch.id, batch.epoch, batch.node, journal=journal,
+                               max_delay_s=0.01)
+        outcomes = delivered(batch)
+        store.unavailable = True
+        for i, o in enumerate(outcomes):
+            buffer.add(o)
+            await asyncio.sleep(0.004 * (i % 3))
+        closing = asyncio.create_task(buffer.close(None))
+        await asyncio.sleep(0.02 * (round_ % 5))
+        store.unavailable = False
+        assert await closing
+        summary = await store.campaign_summary(campaign)
+        assert summary.delivered == 20, (round_, summary.delivered, buffer.pending)
+        assert journal.unsettled == 0
 
 
 async def test_a_flush_refused_by_fencing_is_counted_settled_and_records_nothing(
