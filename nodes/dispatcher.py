@@ -6,10 +6,12 @@ each flush journaled first (``nodes/outcomes.py``, ``nodes/journal.py``).
 Held work: at most ``max_batches`` batches send at once; beyond them the node holds a reserve
 claimed ahead (``nodes/reserve.py``: enough for ``claim_ahead_s`` seconds at its own rate, at
 most ``claim_ahead_max`` batches), each under its renewed lease, started by campaign priority as
-send slots free. While PostgreSQL fails over no claim can be made: the node goes on sending what
-it holds, its outcomes waiting in the journal, each batch only while its lease is usable
-(``nodes/lease.py``). A batch whose delivery ended frees its slot at once; its outcomes are
-flushed and the batch finished in the background, as soon as the store answers.
+send slots free. When the queue runs dry (a claim finds nothing) a reserve is given back and
+none is claimed for ``DRY_S``: a campaign's last batches go to the nodes with a free slot.
+While PostgreSQL fails over no claim can be made: the node goes on sending what it holds, its
+outcomes waiting in the journal, each batch only while its lease is usable (``nodes/lease.py``).
+A batch whose delivery ended frees its slot at once; its outcomes are flushed and the batch
+finished in the background, as soon as the store answers.
 
 Ownership of tasks: the main loop owns one task per held batch (a tracked set, reaped when
 done); each batch runs its lease renewal and its recipients in a TaskGroup; each batch's close
@@ -64,6 +66,13 @@ log = logging.getLogger("tenir.dispatcher")
 StopMode = Literal["drain", "now"]
 CLOSE_DEADLINE_S = 25.0  # how long shutdown waits for outcome flushes (the journal keeps the rest)
 CLOSE_RETRY_S = 0.5
+# Once the queue has stayed dry (claims find nothing) for DRY_AFTER_S while a node holds a
+# reserve, it gives the reserve back and claims only for free send slots for DRY_S: the last
+# batches of a campaign go to whichever node has a slot free, as without a reserve, instead of
+# waiting in one node's reserve while others idle. (A streaming launch leaves the queue dry for
+# a moment between its first chunks: that is not the end.)
+DRY_AFTER_S = 2.0
+DRY_S = 5.0
 
 
 class ClaimGate(Protocol):
@@ -146,11 +155,19 @@ class Dispatcher(Delivery):
         self._stopping = asyncio.Event()
         self._stop_mode: StopMode = "drain"
         self._batches: set[asyncio.Task[None]] = set()  # held: waiting or sending
-        self._waiting: dict[asyncio.Task[None], ClaimedBatch] = {}  # the reserve
+        self._waiting: dict[asyncio.Task[None], ClaimedBatch] = {}  # waiting for a send slot
+        # claimed, their task not yet run: a task cancelled before it ran releases nothing
+        # itself (its coroutine never starts), so the reaper does; only a task that runs is
+        # given back (cancelled), so that a batch just claimed is not given back before it ran
+        self._unstarted: dict[asyncio.Task[None], tuple[ClaimedBatch, float]] = {}
         self._closing: set[asyncio.Future[None]] = set()
         self._slots = SendSlots(config.max_batches)
         self._changed = asyncio.Event()  # a batch ended or started sending
         self._claims = itertools.count()
+        self._dry_until = 0.0  # loop time until which no reserve is claimed (DRY_S)
+        self._dry_since: float | None = None  # the first of the claims finding nothing in a row
+        self._held_ids: set[int] = set()  # batches this node knows it holds (until closed)
+        self._sweep = False  # a claim failed: its answer may be lost, see _release_unknown
         self._receipts: dict[str, asyncio.Future[Receipt]] = {}
         self._acks: dict[str, asyncio.Future[Ack]] = {}
 
@@ -182,8 +199,8 @@ class Dispatcher(Delivery):
 
     @property
     def reserve(self) -> int:
-        """Batches held waiting for a send slot."""
-        return len(self._waiting)
+        """Batches held waiting for a send slot (or for their task to run)."""
+        return len(self._waiting) + len(self._unstarted)
 
     async def run(self) -> None:
         """Claim and dispatch until ``request_stop``; then drain or cancel, and return."""
@@ -200,21 +217,30 @@ class Dispatcher(Delivery):
                     continue
                 sent = loop.time()
                 try:
+                    if self._sweep:
+                        await self._release_unknown()
                     batch = await self.store.claim_batch(
                         self.config.node, self.config.lease_s, site=self.config.site)
                 except Exception as exc:  # database away (failover): back off and retry
                     log.warning("claim failed: %s", exc, extra=self._extra())
+                    self._sweep = True
                     await self._idle(0.5)
                     continue
                 if batch is None:
+                    self._dry_since = self._dry_since or sent
+                    if self._waiting and sent - self._dry_since >= DRY_AFTER_S:
+                        self._dry_until = loop.time() + DRY_S  # the last batches: to whoever
+                        self._give_back_reserve()  # has a free slot
                     await self._idle()
                     continue
+                self._dry_since = None
+                self._held_ids.add(batch.id)
                 self.stats.batches_claimed += 1
                 if self.metrics is not None:
                     self.metrics.batches_claimed.inc()
                 task = asyncio.create_task(self._run_batch(batch, sent), name=f"batch-{batch.id}")
                 self._batches.add(task)
-                self._waiting[task] = batch  # until it has a send slot
+                self._unstarted[task] = (batch, sent)
                 task.add_done_callback(self._reap)
         finally:
             await self._shutdown()
@@ -226,8 +252,10 @@ class Dispatcher(Delivery):
             return False
         if len(self._batches) < self.config.max_batches:
             return True
-        waiting = sum(len(b.recipients) for b in self._waiting.values())
-        return self.ahead.wants_more(len(self._waiting), waiting)
+        if asyncio.get_running_loop().time() < self._dry_until:
+            return False  # the queue ran dry: no reserve (see DRY_S)
+        held = [*self._waiting.values(), *(b for b, _ in self._unstarted.values())]
+        return self.ahead.wants_more(len(held), sum(len(b.recipients) for b in held))
 
     def _hand_off(self, channel: str) -> bool:
         """A channel failing here that works at another site: its work goes there."""
@@ -246,6 +274,11 @@ class Dispatcher(Delivery):
         self._batches.discard(task)
         self._waiting.pop(task, None)
         self._changed.set()
+        never_ran = self._unstarted.pop(task, None)
+        if never_ran is not None:  # cancelled before it ran: give its batch back here
+            batch, sent = never_ran
+            self._closing_of(batch, OutcomeBuffer(self.store, batch.id, batch.epoch, batch.node),
+                             False, BatchLease(self.config.lease_s, sent))
         if not task.cancelled() and task.exception() is not None:
             log.error("batch task failed: %r", task.exception(), extra=self._extra())
 
@@ -288,10 +321,12 @@ class Dispatcher(Delivery):
     # --- one batch -----------------------------------------------------------------------------
     async def _run_batch(self, batch: ClaimedBatch, sent: float) -> None:
         extra = self._extra(batch.campaign_id)
-        lost = asyncio.Event()
-        lease = BatchLease(self.config.lease_s, sent)
         me = asyncio.current_task()
         assert me is not None
+        self._unstarted.pop(me, None)
+        self._waiting[me] = batch  # until it has a send slot
+        lost = asyncio.Event()
+        lease = BatchLease(self.config.lease_s, sent)
 
         def stale(exc: StaleEpoch) -> None:
             self._count_fencing()
@@ -324,9 +359,31 @@ class Dispatcher(Delivery):
                 self._slots.release()
             # Its own future, shielded from this task's cancellation: the slot is free now,
             # the outcomes are flushed and the batch closed as soon as the store answers.
-            closing = asyncio.ensure_future(self._close_batch(batch, buffer, finished, lease))
-            self._closing.add(closing)
-            closing.add_done_callback(self._closing.discard)
+            self._closing_of(batch, buffer, finished, lease)
+
+    def _closing_of(self, batch: ClaimedBatch, buffer: OutcomeBuffer, finished: bool,
+                    lease: BatchLease) -> None:
+        closing = asyncio.ensure_future(self._close_batch(batch, buffer, finished, lease))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+        closing.add_done_callback(lambda _: self._held_ids.discard(batch.id))
+
+    async def _release_unknown(self) -> None:
+        """After a failed claim: the store may have committed it and lost the answer (it
+        failed as it replied). Release (fenced) what the store says this node holds and this
+        node does not know of, rather than leave it until its lease runs out."""
+        held = await self.store.held_by(self.config.node)
+        self._sweep = False
+        for batch_id, epoch in held.items():
+            if batch_id in self._held_ids:
+                continue
+            try:
+                await self.store.release_batch(batch_id, epoch, self.config.node)
+                self.stats.batches_released += 1
+                log.warning("released batch %d: claimed by this node as the store failed, its "
+                            "answer lost", batch_id, extra=self._extra())
+            except StaleEpoch:
+                continue  # moved meanwhile: not ours any more
 
     async def _close_batch(self, batch: ClaimedBatch, buffer: OutcomeBuffer, finished: bool,
                            lease: BatchLease) -> None:
@@ -365,8 +422,8 @@ class Dispatcher(Delivery):
     def _gauges(self) -> None:
         if self.metrics is None:
             return
-        self.metrics.batches_held.set(len(self._waiting), state="waiting")
-        self.metrics.batches_held.set(len(self._batches) - len(self._waiting), state="sending")
+        self.metrics.batches_held.set(self.reserve, state="waiting")
+        self.metrics.batches_held.set(len(self._batches) - self.reserve, state="sending")
         if self.journal is not None:
             self.metrics.journal_unsettled.set(self.journal.unsettled)
 

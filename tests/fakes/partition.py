@@ -1,8 +1,10 @@
 """One node's view of a shared in-memory store, which a test can cut: while ``cut``, every call
 of the store's interface raises ConnectionError for this node alone (other nodes keep the
 store); while ``stalled``, every call waits (a pool waiting for a connection to a server that
-is not there) and goes through once it is cleared. For unit tests only: a node partitioned from
-PostgreSQL, or a PostgreSQL failover as one node sees it."""
+is not there) and goes through once it is cleared; ``after`` (if set) is told the name of each
+call that returned; a call named in ``lose_answer`` (taken from it, once) is carried out by the
+store and then raises ConnectionError, as when the server fails while it replies. For unit tests
+only: a node partitioned from PostgreSQL, or a PostgreSQL failover as one node sees it."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ class PartitionedView:
         self._store = store
         self.cut = False
         self.stalled = False
+        self.after: Callable[[str], None] | None = None
+        self.lose_answer: set[str] = set()
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._store, name)
@@ -30,6 +34,12 @@ class PartitionedView:
             if self.cut:
                 raise ConnectionError("campaign store unreachable from this node")
             method: Callable[..., Awaitable[Any]] = attr
-            return await method(*args, **kwargs)
+            result = await method(*args, **kwargs)
+            if name in self.lose_answer:
+                self.lose_answer.discard(name)
+                raise ConnectionError("server closed the connection unexpectedly")
+            if self.after is not None:
+                self.after(name)
+            return result
 
         return call

@@ -232,3 +232,64 @@ async def test_a_drained_node_gives_its_reserve_back_at_once() -> None:
     await task
     assert (await store.campaign_summary(campaign)).pending > 0
     assert d.stats.batches_released >= 5
+
+
+async def test_a_batch_whose_task_never_ran_is_released_not_leaked() -> None:
+    store = MemoryStore()
+    await store.create_scenario(ScenarioIn("sms", (SMS,)))
+    campaign = await store.launch_campaign("sms", "op", population=10, batch_size=10)
+    view = PartitionedView(store)
+    sms = Timed("sms")
+    d = make(view, "paris-node1", sms, max_batches=1)  # type: ignore[arg-type]
+    await sms.start(d.on_receipt, d.on_ack)
+    # stopped at once as the claim returns: the batch's task is cancelled before it ever ran
+    view.after = lambda name: d.request_stop("now") if name == "claim_batch" else None
+    await asyncio.wait_for(d.run(), 5.0)
+    assert d.stats.batches_claimed == 1 and d.stats.batches_released == 1
+    # released, not left claimed until its lease runs out
+    assert await store.batches_in_flight() == {}
+    assert sms.sent == [] and (await store.campaign_summary(campaign)).pending == 10
+
+
+async def test_a_claim_whose_answer_was_lost_is_released_not_left_to_its_lease() -> None:
+    store = MemoryStore()
+    await store.create_scenario(ScenarioIn("sms", (SMS,)))
+    campaign = await store.launch_campaign("sms", "op", population=30, batch_size=10)
+    view = PartitionedView(store)
+    view.lose_answer = {"claim_batch"}  # the first claim commits, its answer is lost
+    sms = Timed("sms")
+    d = make(view, "paris-node1", sms, lease_s=30.0)  # type: ignore[arg-type]
+    await sms.start(d.on_receipt, d.on_ack)
+    task = asyncio.create_task(d.run())
+    async with asyncio.timeout(5):  # not the 30 s the lost claim's lease would hold it
+        while (await store.campaign_summary(campaign)).pending:
+            await asyncio.sleep(0.02)
+    d.request_stop("drain")
+    await task
+    assert d.stats.batches_claimed == 3 and d.stats.batches_released == 1
+    assert len(sms.sent) == 30 == len({m.reference for m in sms.sent})
+
+
+async def test_a_reserve_held_when_the_queue_runs_dry_goes_to_a_node_with_a_free_slot() -> None:
+    store = MemoryStore()
+    await store.create_scenario(ScenarioIn("sms", (SMS,)))
+    campaign = await store.launch_campaign("sms", "op", population=5, batch_size=1)
+    slow = Timed("sms-paris", delay_s=1.0)
+    a = make(store, "paris-node1", slow, max_batches=1, claim_ahead_s=30.0, claim_ahead_max=4)
+    await slow.start(a.on_receipt, a.on_ack)
+    first = asyncio.create_task(a.run())
+    await until(lambda: a.reserve >= 3, timeout=5)  # it holds the whole campaign: queue dry
+    idle = Timed("sms-marseille", delay_s=0.01)
+    b = make(store, "marseille-node1", idle, max_batches=1, claim_ahead_s=0.0)
+    await idle.start(b.on_receipt, b.on_ack)
+    second = asyncio.create_task(b.run())
+    async with asyncio.timeout(10):
+        while (await store.campaign_summary(campaign)).pending:
+            await asyncio.sleep(0.02)
+    a.request_stop("drain")
+    b.request_stop("drain")
+    await asyncio.gather(first, second)
+    # the node with a free slot sent the end of the campaign, not the reserve's holder alone
+    assert a.stats.batches_released >= 1 and len(idle.sent) >= 1
+    refs = [m.reference for m in slow.sent + idle.sent]
+    assert len(refs) == len(set(refs)) == 5  # each sent once
