@@ -93,14 +93,16 @@ class CarrierLog:
     def __init__(self, topo: Topology, site: str) -> None:
         host = next(h for h in topo.hosts_running("carriers") if h.site == site)
         self.url = f"{carriers_control_url(topo, host)}/submissions"
-        self.cursor = int(request_json("GET", f"{self.url}?after=0&limit=1")["last"])
+        _, head = request_json("GET", f"{self.url}?after=0&limit=1")
+        self.cursor = int(head["last"])
 
     def times_since(self) -> list[float]:
         """The wall times of every submission after the cursor."""
         times: list[float] = []
         cursor = self.cursor
         while True:
-            page = request_json("GET", f"{self.url}?after={cursor}&limit=10000", timeout=10.0)
+            _, page = request_json("GET", f"{self.url}?after={cursor}&limit=10000",
+                                   timeout=10.0)
             times += [float(s["at"]) for s in page["items"]]
             cursor = int(page["next"])
             if not page["items"] or cursor >= int(page["last"]):

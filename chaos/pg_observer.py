@@ -112,6 +112,9 @@ class PgObserver:
         self.followed: list[int] = []  # the campaigns launched in the history
         self._scanned = 0  # history ops already looked at for launches
         self._byte_order: bool | None = None  # whether the database collates in byte order
+        # One connection, one read at a time: the nemesis reads just before a fault while the
+        # periodic collector may be reading (two transactions on one connection would nest).
+        self._lock = asyncio.Lock()
 
     async def __aenter__(self) -> PgObserver:
         await self._connection()
@@ -147,14 +150,15 @@ class PgObserver:
                 await asyncio.wait_for(conn.close(), 2.0)
 
     async def _guarded(self, coro: Any) -> Any:
-        """Run one read; on failure drop the connection (the next read reconnects, starting
-        with the next DSN) and raise."""
-        try:
-            return await asyncio.wait_for(coro, READ_TIMEOUT_S)
-        except (psycopg.Error, OSError, TimeoutError):
-            await self._drop()
-            self._next = (self._next + 1) % len(self.dsns)
-            raise
+        """Run one read, alone on the connection; on failure drop the connection (the next read
+        reconnects, starting with the next DSN) and raise."""
+        async with self._lock:
+            try:
+                return await asyncio.wait_for(coro, READ_TIMEOUT_S)
+            except (psycopg.Error, OSError, TimeoutError):
+                await self._drop()
+                self._next = (self._next + 1) % len(self.dsns)
+                raise
 
     async def skip_existing(self) -> float:
         """Start at the present: what is committed now is not read. Returns the database time."""

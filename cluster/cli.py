@@ -27,6 +27,9 @@ def _inventory(args: argparse.Namespace) -> Topology:
     when this inventory's lab is running, the one it was brought up with."""
     path = args.inventory or os.environ.get("TENIR_INVENTORY") or str(DEFAULT_INVENTORY)
     topo = load_topology(Path(path))
+    from cluster import tls
+
+    tls.configure(tls.resolve(topo.vars, Path(path) if Path(path).is_dir() else Path(path).parent))
     backend = getattr(args, "coordination", None)
     if backend is None:
         from cluster.lab.lab import lab_coordination
@@ -126,60 +129,19 @@ def _err(text: str) -> None:
 
 
 def cmd_site(args: argparse.Namespace, topo: Topology) -> int:
-    from cluster.drain import (
-        CoordinationDrains,
-        NodeApiEvents,
-        NodesClusterProbe,
-        OperationError,
-        wait_site_idle,
-    )
-    from cluster.node_api import operator_token
-    from cluster.wait import WaitTimeout
+    from failover.drain import site_operation
 
-    site = args.site
-    drains = CoordinationDrains(topo)
-    out = _say if not args.json else _err
-    waiting = args.site_command == "drain" and args.wait
-    # what --wait needs is found before anything changes
-    probe = NodesClusterProbe(topo, operator_token("auditor")) if waiting else None
-    if args.site_command == "drain":
-        newly = drains.drain(site)
-        sentence = (f"site {site} drained: its alert nodes take no new batch and finish the ones "
-                    "they hold" if newly else f"site {site} was already drained")
-    else:
-        newly = drains.undrain(site)
-        sentence = (f"site {site} undrained: its alert nodes take new batches again" if newly
-                    else f"site {site} was not drained")
-    out(sentence)
-    result: dict[str, Any] = {"site": site, "drained": args.site_command == "drain",
-                              "changed": newly, "sentence": sentence}
-    failure: OperationError | None = None
-    if probe is not None:
-        nodes = {h.name: h.site for h in topo.hosts_running("alert_nodes")}
-        try:
-            report = wait_site_idle(site, nodes, probe, args.timeout,
-                                    settle_s=max(1.0, topo.node_timings.retry_timeout))
-        except WaitTimeout as exc:
-            failure = OperationError(f"{exc}; site {site} stays drained (tenir site undrain "
-                                     f"{site})")
-        else:
-            out(report.sentence())
-            result["wait"] = report.to_json()
-    if newly:  # recorded once the wait is over, so that it does not delay what it measures
-        details = {"site": site, "by": drains.by, **({"wait": result["wait"]}
-                                                     if "wait" in result else {})}
-        problem = NodeApiEvents(topo).record(f"operator.{args.site_command}", sentence, details)
-        if problem is not None:
-            _err(problem)
-    if failure is not None:
-        raise failure
+    result = site_operation(topo, args.site_command, args.site,
+                            wait=getattr(args, "wait", False),
+                            timeout=getattr(args, "timeout", 0.0),
+                            say=_say if not args.json else _err, warn=_err)
     if args.json:
         print(json.dumps(result, indent=2))
     return 0
 
 
 def cmd_switchover(args: argparse.Namespace, topo: Topology) -> int:
-    from cluster.switchover import build_switchover
+    from failover.switchover import build_switchover
 
     switchover = build_switchover(topo, say=_err if args.json else _say, timeout=args.timeout)
     report = switchover.run(args.to)
@@ -261,12 +223,16 @@ def build_parser() -> argparse.ArgumentParser:
     from cluster.campaign_cli import add_parsers
     from cluster.chaos_cli import add_parsers as add_chaos_parsers
     from cluster.db_cli import add_parsers as add_db_parsers
+    from cluster.drill_cli import add_parsers as add_drill_parsers
     from cluster.evidence_cli import add_parsers as add_evidence_parsers
+    from cluster.pki_cli import add_parsers as add_pki_parsers
 
     add_parsers(sub)
+    add_pki_parsers(sub)
     add_db_parsers(sub)
     add_evidence_parsers(sub)
     add_chaos_parsers(sub)
+    add_drill_parsers(sub)
 
     demo = sub.add_parser("demo", help="lab up, lose the primary's site, watch the takeover")
     demo.add_argument("--coordination", choices=COORDINATION_BACKENDS,
@@ -288,14 +254,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:
         from cluster.coordination.base import CoordinationError
-        from cluster.drain import OperationError
         from cluster.httpjson import HttpError
         from cluster.lab.lab import LabError
         from cluster.node_api import ApiError
         from cluster.wait import WaitTimeout
+        from failover.drain import OperationError
+        from failover.drills.catalog import DrillError
+        from failover.drills.lever import DrillBusy
+        from failover.drills.real_cluster import NodeError
+        from failover.drills.runner import DrillRefused
+        from failover.drills.schedule import IntervalError
 
         if isinstance(exc, LabError | WaitTimeout | ApiError | OperationError
-                      | CoordinationError | HttpError):
+                      | CoordinationError | HttpError | DrillError | DrillBusy | NodeError
+                      | DrillRefused | IntervalError):
             _err(f"tenir: {exc}")
             return 1
         raise

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
+
 from cluster.httpjson import HttpError, request_json
 from cluster.member_probe import MemberHealth
 
 
 def probe_members(members: list[tuple[str, str]], port: int = 2379,
-                  timeout: float = 1.5) -> list[MemberHealth]:
+                  timeout: float = 1.5, tls: ssl.SSLContext | None = None) -> list[MemberHealth]:
     """Ask each member (name, address) for its health and its view of the leader.
 
     A member is healthy when ``/health`` says so (it then has a leader and can serve). It is the
@@ -15,12 +17,13 @@ def probe_members(members: list[tuple[str, str]], port: int = 2379,
     """
     out: list[MemberHealth] = []
     for name, address in members:
-        base = f"http://{address}:{port}"
+        base = f"{'https' if tls is not None else 'http'}://{address}:{port}"
         try:
             _, health = request_json("GET", f"{base}/health", timeout=timeout,
-                                     accept_status=(200, 503))
+                                     accept_status=(200, 503), tls=tls)
             healthy = isinstance(health, dict) and str(health.get("health")) == "true"
-            _, status = request_json("POST", f"{base}/v3/maintenance/status", {}, timeout=timeout)
+            _, status = request_json("POST", f"{base}/v3/maintenance/status", {}, timeout=timeout,
+                                     tls=tls)
             member_id = str(status["header"]["member_id"])
             leader_id = str(status.get("leader", ""))
             out.append(MemberHealth(name, address, healthy, healthy and leader_id == member_id,

@@ -1,11 +1,14 @@
-"""Small blocking JSON-over-HTTP helpers with hard timeouts, for health probes and admin calls."""
+"""Small blocking JSON-over-HTTP helpers with hard timeouts, for health probes and admin calls.
+An https URL is verified against the cluster's CA (``cluster/tls.py``), never without."""
 
 from __future__ import annotations
 
 import base64
 import json
+import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -26,11 +29,14 @@ def request_json(
     auth: tuple[str, str] | None = None,
     bearer: str | None = None,
     accept_status: tuple[int, ...] = (200,),
+    tls: ssl.SSLContext | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[int, Any]:
     """Send ``body`` as JSON and decode the JSON answer. Returns (status, data).
 
     A status outside ``accept_status`` raises :class:`HttpError` unless it carries JSON and is
-    listed; a connection failure raises :class:`HttpError` with ``status=None``.
+    listed; a connection failure raises :class:`HttpError` with ``status=None``. An https URL
+    uses ``tls`` when given, else the CLI's client context (``cluster.tls``).
     """
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - http only, lab/admin
@@ -40,8 +46,19 @@ def request_json(
         req.add_header("Authorization", f"Basic {token}")
     if bearer is not None:
         req.add_header("Authorization", f"Bearer {bearer}")
+    for name, value in (headers or {}).items():
+        req.add_header(name, value)
+    context = tls
+    if context is None and url.startswith("https://"):
+        from cluster.tls import TlsConfigError, client_context
+
+        try:
+            context = client_context()
+        except TlsConfigError as exc:
+            raise HttpError(url, None, str(exc)) from exc
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=timeout,  # noqa: S310
+                                    context=context) as resp:
             status = int(resp.status)
             raw = resp.read()
     except urllib.error.HTTPError as exc:

@@ -1,17 +1,25 @@
 """``tenir status``: one view of the cluster, read from the coordination service (etcd or
-ZooKeeper), Patroni's REST API and HAProxy's
-admin socket at the addresses the inventory gives, and from the alert nodes' cluster view
-(``GET /api/v1/cluster`` of the first node that answers, with the auditor's token): which nodes
-are members, the watchdog leader, the drained sites and the batches each node holds per
-campaign. Works against any inventory; when no node answers, the rest is still shown.
-``problems`` lists what is not running (``cluster/status_render.py``)."""
+ZooKeeper), Patroni's REST API and HAProxy's read-only statistics (HTTPS) at the addresses the
+inventory gives, the certificates every TLS listener presents (``cluster/cert_status.py``),
+and from the alert nodes' cluster view (``GET /api/v1/cluster`` of the first node that
+answers, with the auditor's token): which nodes are members, the watchdog leader, the
+drained sites and the batches each node holds per campaign. Works against any inventory;
+when no node answers, the rest is still shown. ``problems`` lists what is not running
+(``cluster/status_render.py``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from cluster import cert_status
 from cluster.httpjson import HttpError, request_json
-from cluster.lab.health import haproxy_admin, node_url, patroni_view, probe_coordination
+from cluster.lab.health import (
+    cli_tls_context,
+    haproxy_stats,
+    node_url,
+    patroni_view,
+    probe_coordination,
+)
 from cluster.member_probe import has_quorum
 from cluster.node_api import ApiError, operator_token
 from cluster.status_render import problems
@@ -87,15 +95,38 @@ def nodes_part(topo: Topology, view: dict[str, Any] | None,
     }
 
 
+def fetch_drill_schedule(topo: Topology, token: str,
+                         timeout: float = NODE_TIMEOUT_S) -> dict[str, Any]:
+    """``GET /api/v1/drills/schedule`` of the first node that answers: each drill kind's
+    interval, last run and whether it is overdue (``{"drills": null, "error": ...}`` if no node
+    could say)."""
+    problems = []
+    for host in topo.hosts_running("alert_nodes"):
+        try:
+            _, data = request_json("GET", f"{node_url(topo, host)}/api/v1/drills/schedule",
+                                   timeout=timeout, bearer=token)
+        except HttpError as exc:
+            problems.append(f"{host.name}: {exc}")
+            if exc.status is not None:  # it answered: another node would say the same
+                break
+            continue
+        if isinstance(data, dict) and isinstance(data.get("drills"), list):
+            return {"drills": data["drills"], "error": None}
+    return {"drills": None, "error": "; ".join(problems) or "no alert node"}
+
+
 def gather_nodes(topo: Topology) -> dict[str, Any]:
     try:
         token = operator_token("auditor")
     except ApiError as exc:
-        return nodes_part(topo, None, f"alert nodes not asked: {exc}")
+        return {**nodes_part(topo, None, f"alert nodes not asked: {exc}"),
+                "drills": {"drills": None, "error": str(exc)}}
     try:
-        return nodes_part(topo, fetch_cluster_view(topo, token))
+        part = nodes_part(topo, fetch_cluster_view(topo, token))
     except ApiError as exc:
-        return nodes_part(topo, None, f"alert nodes unreachable: {exc}")
+        return {**nodes_part(topo, None, f"alert nodes unreachable: {exc}"),
+                "drills": {"drills": None, "error": str(exc)}}
+    return {**part, "drills": fetch_drill_schedule(topo, token)}
 
 
 def gather(topo: Topology, *, nodes: bool = True) -> dict[str, Any]:
@@ -105,7 +136,7 @@ def gather(topo: Topology, *, nodes: bool = True) -> dict[str, Any]:
     haproxy: list[dict[str, Any]] = []
     for host in topo.hosts_running("haproxy"):
         try:
-            for s in haproxy_admin(topo, host).servers("postgres_primary"):
+            for s in haproxy_stats(topo, host).servers("postgres_primary"):
                 haproxy.append({"site": host.site, "host": host.name, "server": s.server,
                                 "state": s.status, "sessions": s.current_sessions})
         except HAProxyError as exc:
@@ -131,6 +162,7 @@ def gather(topo: Topology, *, nodes: bool = True) -> dict[str, Any]:
         },
         "haproxy": haproxy,
         **(gather_nodes(topo) if nodes else {}),
+        "certificates": cert_status.gather(topo, cli_tls_context()),
     }
     status["problems"] = problems(status)
     return status

@@ -54,9 +54,9 @@ def haproxy_lines(status: Status) -> tuple[list[str], list[str]]:
         lead = f"  on {host} ({site}):"
         broken = next((r for r in rows if r["server"] is None), None)
         if broken is not None:
-            lines.append(f"{lead} admin socket UNREACHABLE, routing unknown: "
+            lines.append(f"{lead} statistics UNREACHABLE, routing unknown: "
                          f"{broken.get('error') or broken['state']}")
-            found.append(f"{which}: admin socket unreachable")
+            found.append(f"{which}: statistics unreachable")
             continue
         up = [r["server"] for r in rows if _is_up(r["state"])]
         if up == [primary] and primary is not None:
@@ -149,6 +149,25 @@ def render_nodes(status: Status) -> list[str]:
     return lines
 
 
+def render_drills(status: Status) -> list[str]:
+    """Each drill kind: its interval, when it last ran, OVERDUE. Overdue is not a problem of
+    the cluster (it runs): it is said, and counted, without changing the exit status."""
+    part = status.get("drills") or {}
+    drills = part.get("drills")
+    if drills is None:
+        return [f"drills: unknown ({part.get('error') or 'not read'})"]
+    if not drills:
+        return ["drills: no interval in the inventory (tenir_drill_intervals)"]
+    overdue = [d["drill"] for d in drills if d["overdue"]]
+    lines = [f"drills ({len(overdue)} overdue):" if overdue else "drills (none overdue):"]
+    for d in drills:
+        last = d.get("last_run")
+        when = f"last {last['at'][:16]} {last['outcome']}" if last else "never run"
+        flag = "  OVERDUE" if d["overdue"] else f"  due {d['due'][:10]}" if d.get("due") else ""
+        lines.append(f"  {d['drill']:<22} {d['interval']:<12} {when}{flag}")
+    return lines
+
+
 def nodes_problems(status: Status) -> list[str]:
     view = status["cluster_view"]
     if not view["reachable"]:
@@ -162,7 +181,10 @@ def nodes_problems(status: Status) -> list[str]:
 
 def problems(status: Status) -> list[str]:
     """What is not running or not as it should be, one sentence each; empty when all is."""
+    from cluster.cert_status import certificate_problems
+
     found = coordination_lines(status)[1] + postgres_lines(status)[1] + haproxy_lines(status)[1]
+    found += certificate_problems(status.get("certificates") or [])
     return found + (nodes_problems(status) if "nodes" in status else [])
 
 
@@ -172,6 +194,12 @@ def render_table(status: Status) -> str:
     lines += haproxy_lines(status)[0]
     if "nodes" in status:
         lines += ["", *render_nodes(status)]
+    if "drills" in status:
+        lines += ["", *render_drills(status)]
+    if status.get("certificates"):
+        from cluster.cert_status import certificate_lines
+
+        lines += ["", *certificate_lines(status["certificates"])]
     found = status.get("problems", problems(status))
     lines.append("")
     if found:

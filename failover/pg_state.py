@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -89,9 +90,11 @@ class PostgresView(Protocol):
 class PatroniRestView:
     """:class:`PostgresView` on Patroni's REST API (``GET <url>/cluster``)."""
 
-    def __init__(self, urls: Sequence[str], timeout_s: float = READ_TIMEOUT_S) -> None:
+    def __init__(self, urls: Sequence[str], timeout_s: float = READ_TIMEOUT_S,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.urls = tuple(u.rstrip("/") for u in urls)
         self.timeout_s = timeout_s
+        self.tls = tls  # verifies https Patroni APIs (the cluster's CA)
 
     async def read(self) -> PgState:
         if not self.urls:
@@ -100,7 +103,8 @@ class PatroniRestView:
         # One session per reading: the watchdog leader reads once per cycle, and nothing is left
         # open between cycles (no owner to close it at shutdown).
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        connector = aiohttp.TCPConnector(ssl=self.tls if self.tls is not None else True)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             tasks = [asyncio.create_task(self._one(session, u), name=f"patroni {u}")
                      for u in self.urls]
             try:

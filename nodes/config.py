@@ -21,10 +21,13 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from cluster.tls import TlsFiles
+from failover.drills.schedule import IntervalError, parse_intervals
 from nodes.api.limits import HttpLimits
 from nodes.carriers.callback_auth import MIN_SECRET as MIN_CALLBACK_SECRET
 from nodes.evidence_config import EvidenceConfig, parse_evidence
 from nodes.signing import AckKey
+from nodes.tls_config import CarrierTls, parse_carrier_tls, parse_tls
 from nodes.users import ROLES, ApiUser
 
 T = TypeVar("T")
@@ -57,6 +60,7 @@ class CarrierEndpoints:
     rate_per_s: float
     window: int
     voice_callback_secrets: tuple[str, ...]
+    tls: CarrierTls = field(default_factory=CarrierTls)
 
     def __repr__(self) -> str:  # no secret in a traceback
         return f"CarrierEndpoints(host={self.host!r}, ...)"
@@ -74,6 +78,7 @@ class CoordinationConfig:
     # a node that has not reached the store for this long, while others do, stops sending and
     # lets its batches move (nodes/store_health.py)
     store_grace_s: float = 3.0
+    zk_digest: str | None = None  # ZooKeeper: user:password of the nodes' digest ACL
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,9 @@ class NodeConfig:
     # PostgreSQL failover): seconds of it at the node's own rate, and at most this many batches
     claim_ahead_s: float = DEFAULT_CLAIM_AHEAD_S
     claim_ahead_max: int = DEFAULT_CLAIM_AHEAD_MAX
+    # drill kind -> seconds between two drills (the inventory's tenir_drill_intervals)
+    drill_intervals: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    tls: TlsFiles | None = None  # the API over HTTPS, TLS to Patroni, witness, coordination
 
     def __repr__(self) -> str:  # no DSN password, token or key in a traceback
         return f"NodeConfig(node={self.node!r}, site={self.site!r}, ...)"
@@ -237,6 +245,18 @@ def _patroni_urls(data: dict[str, Any], source: str) -> tuple[str, ...]:
     return tuple(urls)
 
 
+def _drill_intervals(raw: Any, source: str) -> dict[str, float]:
+    """``drills: {intervals: {kind: interval}}`` (``failover/drills/schedule.py``)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise NodeConfigError(source, "drills", "must be a mapping (intervals)")
+    try:
+        return parse_intervals(raw.get("intervals"), "drills.intervals")
+    except IntervalError as exc:
+        raise NodeConfigError(source, exc.key, str(exc).split(": ", 1)[1]) from None
+
+
 def _unsafe(data: dict[str, Any], source: str, environ: Mapping[str, str]) -> frozenset[str]:
     """``unsafe_test_switches``: a list of UNSAFE_SWITCHES, refused without UNSAFE_ENV=1."""
     raw = data.get("unsafe_test_switches")
@@ -270,6 +290,7 @@ def parse_node_config(data: Any, source: str = "<node config>",
         rate_per_s=_get(c, "rate_per_s", float, source, "carriers."),
         window=_get(c, "window", int, source, "carriers."),
         voice_callback_secrets=_callback_secrets(c, source),
+        tls=parse_carrier_tls(c, lambda key, problem: NodeConfigError(source, key, problem)),
     )
     cfg = NodeConfig(
         node=_get(data, "node", str, source),
@@ -296,6 +317,8 @@ def parse_node_config(data: Any, source: str = "<node config>",
                        else DEFAULT_CLAIM_AHEAD_S),
         claim_ahead_max=(_get(data, "claim_ahead_max", int, source)
                          if "claim_ahead_max" in data else DEFAULT_CLAIM_AHEAD_MAX),
+        drill_intervals=_drill_intervals(data.get("drills"), source),
+        tls=parse_tls(data.get("tls"), lambda key, problem: NodeConfigError(source, key, problem)),
     )
     raw_coord = data.get("coordination")
     if raw_coord is not None:
@@ -314,7 +337,11 @@ def parse_node_config(data: Any, source: str = "<node config>",
             watchdog_cycle_s=_get(k, "watchdog_cycle_s", float, source, "coordination."),
             store_grace_s=(_get(k, "store_grace_s", float, source, "coordination.")
                            if "store_grace_s" in k else 3.0),
+            zk_digest=(_get(k, "zk_digest", str, source, "coordination.")
+                       if k.get("zk_digest") is not None else None),
         )
+        if coord.zk_digest is not None and ":" not in coord.zk_digest[1:-1]:
+            raise NodeConfigError(source, "coordination.zk_digest", "must be user:password")
         if coord.backend not in ("etcd", "zookeeper"):
             raise NodeConfigError(source, "coordination.backend", "must be etcd or zookeeper")
         if not coord.retry_timeout <= coord.fencing_safety < coord.ttl:
@@ -325,6 +352,11 @@ def parse_node_config(data: Any, source: str = "<node config>",
                                   "must be >= retry_timeout (one slow answer is no cut) and "
                                   "<= ttl (a cut site's work moves no later than a dead one's)")
         cfg = dataclasses.replace(cfg, coordination=coord)
+    if cfg.tls is not None and not cfg.public_url.startswith("https://"):
+        raise NodeConfigError(source, "public_url", "must be https:// when tls is set (the "
+                              "links and callback URLs it makes would be followed in clear)")
+    if cfg.tls is not None and any(u.startswith("http://") for u in cfg.patroni_urls):
+        raise NodeConfigError(source, "patroni_urls", "must be https:// when tls is set")
     if cfg.lease_s < 3:
         raise NodeConfigError(source, "lease_s", "must be at least 3 seconds")
     if not 1 <= cfg.max_batches <= 64:

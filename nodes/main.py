@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import sys
 
 from cluster.coordination.base import (
@@ -31,6 +32,8 @@ from cluster.coordination.base import (
     MemberInfo,
 )
 from cluster.coordination.factory import open_coordinator
+from failover.drills.book import DrillBook
+from failover.drills.service import DrillService
 from failover.evidence.checkpointer import Checkpointer
 from failover.evidence.pg_ledger import PgLedger
 from failover.evidence.service import EvidenceService
@@ -38,6 +41,7 @@ from failover.evidence.witness_client import HttpWitness
 from failover.pg_state import PatroniRestView
 from failover.watchdog import Watchdog
 from nodes.api.app import create_app
+from nodes.api.identity import APPROVER_ROLES
 from nodes.api.server import serve as serve_api
 from nodes.carriers.base import CarrierAdapter
 from nodes.carriers.callback_auth import CallbackVerifier
@@ -57,6 +61,7 @@ from nodes.membership import MembershipGate, open_and_join, wait_previous_life_m
 from nodes.metrics import Metrics
 from nodes.signing import AckSigner, CallbackUrls
 from nodes.store_health import AllGates, PgProbe, StoreHealth
+from nodes.tls_config import certificate_expiries
 from replication.store import PgCampaignStore
 from replication.store_api import Channel
 
@@ -65,17 +70,25 @@ log = logging.getLogger("tenir.node")
 
 def build_carriers(cfg: NodeConfig) -> dict[Channel, CarrierAdapter]:
     c = cfg.carriers
+    tls = c.tls.context(cfg.tls)  # None: the carriers are reached in clear (tests only)
+    scheme = "https" if tls is not None else "http"
     return {
         "sms": SmppAdapter(host=c.host, port=c.smpp_port, system_id=c.smpp_system_id,
                            password=c.smpp_password, name=f"smpp-{cfg.site}", window=c.window,
-                           rate_per_s=c.rate_per_s),
+                           rate_per_s=c.rate_per_s, tls=tls),
         "email": SmtpAdapter(host=c.host, port=c.smtp_port, sender=f"alerte@{cfg.site}.invalid",
                              name=f"smtp-{cfg.site}", window=max(4, c.window // 8),
-                             rate_per_s=c.rate_per_s),
+                             rate_per_s=c.rate_per_s, tls=tls),
         # Each call carries its own signed callback URL (the dispatcher's CallbackUrls).
-        "voice": VoiceAdapter(base_url=f"http://{c.host}:{c.voice_port}", name=f"voice-{cfg.site}",
-                              window=c.window, rate_per_s=c.rate_per_s),
+        "voice": VoiceAdapter(base_url=f"{scheme}://{c.host}:{c.voice_port}",
+                              name=f"voice-{cfg.site}", window=c.window, rate_per_s=c.rate_per_s,
+                              tls=tls),
     }
+
+
+def client_tls(cfg: NodeConfig) -> ssl.SSLContext | None:
+    """How the node verifies Patroni and the witness (the cluster's CA), or None in clear."""
+    return cfg.tls.client_context() if cfg.tls is not None else None
 
 
 async def open_store(cfg: NodeConfig, deadline_s: float = 120.0) -> PgCampaignStore:
@@ -93,6 +106,18 @@ async def open_store(cfg: NodeConfig, deadline_s: float = 120.0) -> PgCampaignSt
             await asyncio.sleep(1.0)
 
 
+def build_drills(cfg: NodeConfig, evidence: EvidenceService,
+                 coordinator: Coordinator | None) -> DrillService:
+    """The drills' book, lever and schedule, on the ledger (always there: migration 0005). A
+    node without an evidence section keeps approvals and runs, but signs no record."""
+    from failover.drills.catalog import kinds
+    from failover.drills.lever import Lever
+
+    return DrillService(DrillBook(evidence, kinds=kinds, approver_roles=APPROVER_ROLES),
+                        cfg.drill_intervals,
+                        Lever(coordinator) if coordinator is not None else None)
+
+
 def build_evidence(cfg: NodeConfig,
                    store: PgCampaignStore) -> tuple[EvidenceService | None, Checkpointer | None]:
     """The evidence routes' service (reads need no key) and, with a site key, the periodic
@@ -106,7 +131,8 @@ def build_evidence(cfg: NodeConfig,
     if ev.signer is None or ev.witness_url is None or ev.witness_key is None:
         return service, None
     return service, Checkpointer(ledger, ev.signer, origin=ev.origin, node=cfg.node,
-                                 site=cfg.site, witness=HttpWitness(ev.witness_url),
+                                 site=cfg.site,
+                                 witness=HttpWitness(ev.witness_url, tls=client_tls(cfg)),
                                  witness_key=ev.witness_key,
                                  interval_s=ev.checkpoint_interval_s)
 
@@ -124,7 +150,8 @@ async def open_membership(cfg: NodeConfig, deadline_s: float = 120.0) -> Coordin
     if k is None:
         return None
     settings = CoordinationSettings(endpoints=k.endpoints, namespace=k.namespace, ttl=k.ttl,
-                                    retry_timeout=k.retry_timeout)
+                                    retry_timeout=k.retry_timeout, tls=cfg.tls,
+                                    zk_digest=k.zk_digest)
     return await open_and_join(
         lambda: open_coordinator(k.backend, settings),  # type: ignore[arg-type]
         member_info(cfg), deadline_s)
@@ -132,6 +159,8 @@ async def open_membership(cfg: NodeConfig, deadline_s: float = 120.0) -> Coordin
 
 async def serve(cfg: NodeConfig) -> int:
     metrics = Metrics()
+    for name, expiry in certificate_expiries(cfg.tls, cfg.carriers.tls).items():
+        metrics.certificate_expiry.set(expiry, certificate=name)
     try:
         journal, replayed = FileJournal.open(cfg.journal_dir, cfg.node)
     except JournalError as exc:
@@ -186,6 +215,8 @@ async def serve_with(cfg: NodeConfig, metrics: Metrics, journal: FileJournal,
         await adapter.start(dispatcher.on_receipt, dispatcher.on_ack)
     evidence, checkpointer = build_evidence(cfg, store)
     launches = LaunchWriter(store, cfg.node)
+    drill_service = build_drills(cfg, evidence or EvidenceService(
+        PgLedger(store.pool), "tenir.invalid/ledger", cfg.node, cfg.site), coordinator)
     app = create_app(store, node=cfg.node, site=cfg.site, users=cfg.users, metrics=metrics,
                      signer=signer,
                      carrier_auth=CallbackVerifier(cfg.carriers.voice_callback_secrets),
@@ -193,8 +224,9 @@ async def serve_with(cfg: NodeConfig, metrics: Metrics, journal: FileJournal,
                      on_receipt=dispatcher.on_receipt, limits=cfg.http,
                      cluster_view=(CoordinationClusterView(coordinator, drains)
                                    if coordinator is not None and drains is not None else None),
-                     evidence_service=evidence, launches=launches)
-    served = await serve_api(app, cfg.listen_host, cfg.listen_port)
+                     evidence_service=evidence, launches=launches, drill_service=drill_service)
+    served = await serve_api(app, cfg.listen_host, cfg.listen_port,
+                             tls=cfg.tls.server_context() if cfg.tls is not None else None)
     log.info("node %s of site %s serving on %s:%d", cfg.node, cfg.site, cfg.listen_host,
              cfg.listen_port)
 
@@ -215,10 +247,13 @@ async def serve_with(cfg: NodeConfig, metrics: Metrics, journal: FileJournal,
     channels_task: asyncio.Task[None] | None = None
     checkpoint_task: asyncio.Task[None] | None = None
     store_task: asyncio.Task[None] | None = None
+    schedule_task: asyncio.Task[None] | None = None
     try:
         if store_health is not None:
             store_task = asyncio.create_task(store_health.run(watchdog_stop),
                                              name="store-health")
+        schedule_task = asyncio.create_task(drill_service.run(metrics, watchdog_stop),
+                                            name="drill-schedule")
         if checkpointer is not None:
             checkpoint_task = asyncio.create_task(checkpointer.run(watchdog_stop),
                                                   name="checkpointer")
@@ -228,7 +263,7 @@ async def serve_with(cfg: NodeConfig, metrics: Metrics, journal: FileJournal,
         if watchdog_wanted(cfg) and coordinator is not None and cfg.coordination is not None:
             watchdog = Watchdog(coordinator, store, node=cfg.node, site=cfg.site,
                                 cycle_s=cfg.coordination.watchdog_cycle_s,
-                                postgres=PatroniRestView(cfg.patroni_urls),
+                                postgres=PatroniRestView(cfg.patroni_urls, tls=client_tls(cfg)),
                                 store_state=store_health)
             if store_health is not None:
                 store_health.on_cut = watchdog.step_down
@@ -248,6 +283,8 @@ async def serve_with(cfg: NodeConfig, metrics: Metrics, journal: FileJournal,
         if store_task is not None:
             await store_task
         await probe.close()
+        if schedule_task is not None:
+            await schedule_task
         if drains is not None:
             await drains.close()
         if coordinator is not None:  # leave only once our batches are released

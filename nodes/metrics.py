@@ -254,5 +254,33 @@ class Metrics:
             "Outcomes in this node's journal that the store has not taken yet.",
         )
 
+        # failover drills (read back from the continuity ledger every minute)
+        self.drill_last_run = r.gauge(
+            "tenir_drill_last_run_timestamp_seconds",
+            "When the latest record of each drill kind was written (absent: never run).",
+            ("drill",),
+        )
+        self.drill_overdue = r.gauge(
+            "tenir_drill_overdue",
+            "1 when no drill of that kind passed or failed within its interval.", ("drill",),
+        )
+        self.drill_interval = r.gauge(
+            "tenir_drill_interval_seconds", "How often each drill kind must run.", ("drill",),
+        )
+
+        # TLS
+        self.certificate_expiry = r.gauge(
+            "tenir_certificate_expiry_timestamp_seconds",
+            "When each certificate the node uses expires (Unix time): host (its API and its "
+            "coordination identity), ca (the cluster's CA), carriers_ca.", ("certificate",),
+        )
+
+    def set_drill(self, drill: str, last_run: float | None, overdue: bool,
+                  interval_s: float) -> None:
+        if last_run is not None:
+            self.drill_last_run.set(last_run, drill=drill)
+        self.drill_overdue.set(1.0 if overdue else 0.0, drill=drill)
+        self.drill_interval.set(interval_s, drill=drill)
+
     def render(self) -> str:
         return self.registry.render()

@@ -70,7 +70,7 @@ def parse_cluster(data: Any) -> PatroniCluster:
 class PatroniClient:
     def __init__(self, address: str, port: int = 8008, auth: tuple[str, str] | None = None,
                  timeout: float = 2.0) -> None:
-        self.base = f"http://{address}:{port}"
+        self.base = f"https://{address}:{port}"  # verified by the cluster's CA
         self.auth = auth
         self.timeout = timeout
 

@@ -20,7 +20,8 @@ PY=/usr/bin/python3
 APT_PACKAGES=(postgresql-15 postgresql-client-15 etcd-server etcd-client zookeeper haproxy tmux
               iproute2 iptables nftables procps util-linux python3-venv python3-dev curl
               systemd-container debootstrap openssh-client iputils-ping
-              libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils)
+              libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils
+              chromium tcpdump tshark)  # tshark: the TLS tests read their captures
 # Machine services the packages may enable at boot; the lab runs its own copies.
 BOOT_SERVICES=(etcd haproxy postgresql zookeeper)
 WIDTH=80

@@ -3,8 +3,9 @@ or across both, counted as a carrier that does not deduplicate delivers it (the 
 submission logs, whatever their ``--dedup`` answered).
 
 The bound. After a fault, what the failed side had in flight may be sent again: the
-recipients of the batches the failed nodes held at the fault (claim log) that had no final
-outcome yet (observer). Every duplicated reference must belong to such a recipient, and the
+recipients of the batches the failed nodes held at the fault, or claimed after it until its
+heal (a cut-off node claims on until it fences itself), that had no final outcome at the fault
+(claim log, observer). Every duplicated reference must belong to such a recipient, and the
 count must not exceed their number (plus ``tolerance``). Without a fault the bound is 0.
 
 The failed nodes are the fault ops' ``value.nodes``; a fault naming ``value.site`` fails every
@@ -52,9 +53,14 @@ def check(history: History, tolerance: int = 0) -> Verdict:
     total = same_site + cross_site
     # Who was in flight at each fault, and which of them had no final outcome yet.
     in_flight: set[int] = set()
+    heals = sorted(op.at for op in history.of("heal"))
     for fault in history.of("fault", "invoke"):
         nodes = failed_nodes(history, fault)
         batches = {b for b, holder in held_at(history, fault.at).items() if holder.node in nodes}
+        healed = next((at for at in heals if at > fault.at), float("inf"))
+        batches |= {int(op.value["batch"]) for op in history.of("claim", "ok")
+                    if op.value.get("kind") == "claim" and str(op.value.get("node")) in nodes
+                    and fault.at < op.at <= healed}
         done = {int(op.value["recipient"]) for op in history.of("outcome", "ok")
                 if op.value.get("final") and float(op.value["recorded_at"]) <= fault.at}
         in_flight |= {int(op.value["recipient"]) for op in history.of("outcome", "ok")

@@ -34,6 +34,15 @@ def check(history: History, margin_s: float = 0.0) -> Verdict:
                                     (fault.index,)))
             continue
         for batch, holder in sorted(held.items()):
+            # a batch its holder finished (or handed back) after the fault, before anyone took
+            # it over, needed no takeover: its last writes reached the store as the fault began
+            ended = next((op for op in log if op.at > fault.at
+                          and int(op.value["batch"]) == batch
+                          and op.value["kind"] in ("finish", "release")
+                          and int(op.value["epoch"]) == holder.epoch
+                          and str(op.value["node"]) == holder.node), None)
+            if ended is not None:
+                continue
             takeover = next((op for op in log if op.at > fault.at
                              and int(op.value["batch"]) == batch
                              and ((op.value["kind"] == "move"

@@ -41,6 +41,8 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from cluster.tls import TlsFiles
+
 
 class CoordinationError(Exception):
     pass
@@ -103,6 +105,15 @@ class CoordinationSettings:
     namespace: str  # e.g. "/tenir/tenir-lab/"
     ttl: float = 6.0  # membership lease / session timeout, seconds
     retry_timeout: float = 2.0  # every call finishes within this
+    # TLS to the servers: the CA that signed them and our certificate (etcd: its common name
+    # is our etcd user; ZooKeeper: required by its TLS port). None: plain TCP (tests only).
+    tls: TlsFiles | None = None
+    # ZooKeeper: "user:password" of the digest scheme; our znodes get an ACL for it alone.
+    zk_digest: str | None = None
+
+    def __repr__(self) -> str:  # no password in a traceback
+        return (f"CoordinationSettings(endpoints={self.endpoints!r}, namespace="
+                f"{self.namespace!r}, tls={self.tls is not None})")
 
     def __post_init__(self) -> None:
         if not self.endpoints:

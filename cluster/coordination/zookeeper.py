@@ -72,6 +72,7 @@ from .base import (
     Versioned,
     WatchEvent,
 )
+from .zk_security import zk_security
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,8 @@ class ZooKeeperCoordinator(Coordinator):
             retry = KazooRetry(max_tries=-1, delay=0.1, backoff=2, max_jitter=0.2,
                                max_delay=min(1.0, self.settings.ttl / 3))
             zk = KazooClient(hosts=",".join(self.settings.endpoints), timeout=self.settings.ttl,
-                             randomize_hosts=False, connection_retry=retry)
+                             randomize_hosts=False, connection_retry=retry,
+                             **zk_security(self.settings))
             zk.add_listener(self._on_state)
             self._zk = zk
             await asyncio.to_thread(zk.start_async)

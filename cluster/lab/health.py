@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ssl
+
 from cluster import etcd_probe, zookeeper_probe
 from cluster.httpjson import HttpError, request_json
 from cluster.member_probe import MemberHealth, has_quorum
-from cluster.settings import coordination_port, int_setting
+from cluster.settings import coordination_port, int_setting, setting
 from cluster.topology import Host, Topology
 from cluster.wait import wait_for
-from replication.haproxy import HAProxyAdmin
+from replication.haproxy import HAProxyStats
 from replication.patroni import PatroniClient, PatroniCluster
 
 
@@ -20,7 +22,29 @@ def probe_coordination(topo: Topology) -> list[MemberHealth]:
     """Each member of the topology's coordination service (etcd or ZooKeeper), probed."""
     probe = (zookeeper_probe.probe_members if topo.coordination == "zookeeper"
              else etcd_probe.probe_members)
-    return probe(coordination_members(topo), coordination_port(topo))
+    tls = gateway_tls_context() if topo.coordination != "zookeeper" else cli_tls_context()
+    return probe(coordination_members(topo), coordination_port(topo), tls=tls)
+
+
+def cli_tls_context() -> ssl.SSLContext | None:
+    """The CLI's TLS context (the cluster's CA, the operator's certificate), or None when no
+    CA is known (then the probes say what failed, member by member)."""
+    from cluster import tls
+
+    try:
+        return tls.client_context()
+    except tls.TlsConfigError:
+        return None
+
+
+def gateway_tls_context() -> ssl.SSLContext | None:
+    """The CLI's context for etcd's JSON gateway (a certificate without a common name)."""
+    from cluster import tls
+
+    try:
+        return tls.gateway_client_context()
+    except tls.TlsConfigError:
+        return None
 
 
 def wait_coordination(topo: Topology, timeout: float, *, all_members: bool = True) -> None:
@@ -67,13 +91,27 @@ def wait_replication(topo: Topology, timeout: float) -> PatroniCluster:
     return result
 
 
-def haproxy_admin(topo: Topology, host: Host) -> HAProxyAdmin:
-    return HAProxyAdmin(str(host.address), int_setting(topo, host, "haproxy", "haproxy_admin_port"))
+def haproxy_stats(topo: Topology, host: Host) -> HAProxyStats:
+    """This HAProxy's read-only statistics page (HTTPS, ``stats auth``)."""
+    port = int_setting(topo, host, "haproxy", "haproxy_stats_port")
+    uri = str(setting(topo, host, "haproxy", "haproxy_stats_uri"))
+    user = str(setting(topo, host, "haproxy", "haproxy_stats_user"))
+    return HAProxyStats(f"https://{host.address}:{port}{uri}", (user, haproxy_stats_password()))
+
+
+def haproxy_stats_password() -> str:
+    """``$TENIR_HAPROXY_STATS_PASSWORD``, else the lab's secret ("" if neither: refused)."""
+    import os
+
+    from cluster.lab.layout import Layout, lab_dir
+
+    return (os.environ.get("TENIR_HAPROXY_STATS_PASSWORD")
+            or (Layout(lab_dir()).load_secrets() or {}).get("haproxy_stats", ""))
 
 
 def haproxy_routes(topo: Topology, host: Host) -> list[str]:
     """Names of the PostgreSQL servers this HAProxy currently routes to (status UP)."""
-    return [s.server for s in haproxy_admin(topo, host).servers("postgres_primary") if s.up]
+    return [s.server for s in haproxy_stats(topo, host).servers("postgres_primary") if s.up]
 
 
 def wait_haproxy_routes_to(topo: Topology, primary: str, timeout: float,
@@ -96,12 +134,12 @@ def _http_ok(url: str) -> bool:
 
 
 def node_url(topo: Topology, host: Host) -> str:
-    return f"http://{host.address}:{int_setting(topo, host, 'tenir_node', 'tenir_node_port')}"
+    return f"https://{host.address}:{int_setting(topo, host, 'tenir_node', 'tenir_node_port')}"
 
 
 def carriers_control_url(topo: Topology, host: Host) -> str:
     port = int_setting(topo, host, "carrier_sim", "carrier_sim_control_port")
-    return f"http://{host.address}:{port}"
+    return f"https://{host.address}:{port}"
 
 
 def wait_nodes(topo: Topology, timeout: float) -> None:

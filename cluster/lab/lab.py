@@ -234,9 +234,12 @@ class Lab:
 
     def deploy(self, secrets: dict[str, str], *, timeout: float = 1800.0,
                playbook: str = "site.yml", limit: str | None = None,
-               extra_vars: dict[str, Any] | None = None) -> deploy.PlaybookRun:
-        """Run a playbook of ``ansible/`` against the lab, as an operator would."""
-        wheelhouse, version = deploy.build_wheelhouse(self.say)
+               extra_vars: dict[str, Any] | None = None,
+               version: str | None = None) -> deploy.PlaybookRun:
+        """Run a playbook of ``ansible/`` against the lab, as an operator would. ``version``:
+        the tenir version to build and deploy (default: this checkout's lab version; a rolling
+        upgrade names another)."""
+        wheelhouse, version = deploy.build_wheelhouse(self.say, version=version)
         assert self.topo.lab_bridge_address is not None
         with deploy.serve_directory(wheelhouse, str(self.topo.lab_bridge_address)) as url:
             values = {**self._values(secrets, url), "tenir_version": version,
@@ -275,6 +278,9 @@ class Lab:
             "patroni_pip_find_links": [wheelhouse_url] if wheelhouse_url else [],
             "tenir_coordination": self.topo.coordination,
             "tenir_evidence_keys_dir": str(self.layout.root / "evidence-keys"),
+            # The cluster's CA and every host's certificate (ansible/pki.yml makes them there);
+            # the CLI trusts that CA and presents tenir-operator's certificate.
+            "tenir_pki_dir": str(self.layout.pki_dir),
             # One lab user per role; the CLI holds the tokens, the nodes only their digests.
             "tenir_node_users": [{"name": f"lab-{role}", "role": role,
                                   "token_sha256": token_digest(secrets[f"token_{role}"])}

@@ -23,7 +23,10 @@ from cluster.lab.machines import MachinePaths, MachineRecord
 DEFAULT_LAB_DIR = Path("/var/lib/tenir/lab")
 SECRET_NAMES = ("superuser", "replication", "rewind", "restapi", "app", "owner", "smpp",
                 "token_operator", "token_oncall", "token_auditor",
-                "ack_key", "voice_callback")  # link/callback URL signing; the carrier's HMAC
+                "ack_key", "voice_callback",  # link/callback URL signing; the carrier's HMAC
+                "etcd_root", "etcd_patroni",  # etcd's root and Patroni's etcd user
+                "zookeeper_nodes",  # the alert nodes' ZooKeeper digest user
+                "haproxy_stats")  # HAProxy's read-only statistics page
 # The lab's secrets as the roles' variables name them (the production inventory's vault holds
 # the same variables).
 SECRET_VARIABLES = {
@@ -40,6 +43,10 @@ SECRET_VARIABLES = {
     "tenir_node_ack_key": "ack_key",
     "tenir_node_voice_callback_secret": "voice_callback",
     "carrier_sim_voice_callback_secret": "voice_callback",
+    "etcd_root_password": "etcd_root",
+    "patroni_etcd_password": "etcd_patroni",
+    "tenir_node_zookeeper_password": "zookeeper_nodes",
+    "haproxy_stats_password": "haproxy_stats",
 }
 
 
@@ -94,6 +101,11 @@ class Layout:
     @property
     def ansible_dir(self) -> Path:
         return self.root / "ansible"
+
+    @property
+    def pki_dir(self) -> Path:
+        """The lab's CA and certificates (``ansible/pki.yml`` makes them here)."""
+        return self.root / "pki"
 
     @property
     def extra_vars_file(self) -> Path:

@@ -33,7 +33,7 @@ from failover.evidence.ledger import Ledger
 from failover.evidence.note import NoteError, parse_checkpoint, parse_note
 
 FORMAT = "tenir-evidence-bundle/v1"
-RECORD_KINDS = ("drill.record", "incident.record", "drill.scheduled")
+RECORD_KINDS = ("drill.record", "incident.record", "drill.scheduled", "drill.finding")
 ALWAYS_WHOLE = ("evidence.key",)
 
 

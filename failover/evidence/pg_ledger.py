@@ -78,6 +78,13 @@ class PgLedger:
             row = await cur.fetchone()
         return _entry(row) if row else None
 
+    async def of_kind(self, kind: str, limit: int = 1000, **match: str) -> list[Entry]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"{_ENTRY} WHERE kind = %s AND doc->'details' @> %s::jsonb"
+                " ORDER BY seq LIMIT %s", (kind, _json(match), limit))
+            return [_entry(r) for r in await cur.fetchall()]
+
     async def add_checkpoint(self, size: int, root: bytes, note: str) -> bool:
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(

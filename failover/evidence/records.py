@@ -1,12 +1,22 @@
-"""Drill and incident records (and the drill schedule) as in-toto Statements v1 in DSSE
-envelopes signed with the writing site's key.
+"""Drill and incident records (the drill schedule, and the follow-up of a drill's findings) as
+in-toto Statements v1 in DSSE envelopes signed with the writing site's key.
 
 A record is validated here (every error names the field), wrapped in a Statement whose
 subject is ``tenir:<type>/<id>`` with the SHA-256 of the canonical predicate, signed as DSSE
 (``securesystemslib.dsse``, PAE over the payload type below) and appended to the ledger as an
-entry of kind ``drill.record``, ``incident.record`` or ``drill.scheduled`` whose details carry
-the envelope. A drill (issue 10) writes its record through ``POST /api/v1/evidence/records``,
-which ends in :func:`append_record`, as the tests' synthetic drill does.
+entry of kind ``drill.record``, ``incident.record``, ``drill.scheduled`` or ``drill.finding``
+whose details carry the envelope. A drill (``failover/drills/``) writes its record through
+``POST /api/v1/drills/runs/{id}/record``, a finding's follow-up through
+``POST /api/v1/drills/records/{id}/findings``; both end in :func:`append_record`.
+
+A drill record may carry, beside the fields every record has: ``outcome`` (passed, failed or
+aborted) and ``reason``; further measures in ``targets`` and ``measured`` (numbers, or null for
+what was not measured: an aborted drill may have no RTO, a drill without a store observer no
+RPO; with an ``outcome``, ``measured.rto_s`` and ``rpo_s`` may be null but must be there);
+``timeline`` (``series``: site -> ``[[seconds from the start, deliveries/s], ...]``, ``marks``:
+``{at_s, kind, label}``).
+A finding record names the drill (``drill``: its record id) and carries one ``finding`` in its
+new state (a corrective action's status moving to in_progress or done).
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from securesystemslib.exceptions import VerificationError
 from securesystemslib.signer._crypto_signer import CryptoSigner
 from securesystemslib.signer._key import SSlibKey
 
+from failover.evidence import times
 from failover.evidence.entry import canonical_json
 from failover.evidence.keys import Signer, Verifier
 from failover.evidence.ledger import Ledger
@@ -31,11 +42,16 @@ from failover.evidence.ledger import Ledger
 PAYLOAD_TYPE = "application/vnd.tenir.continuity+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://tenir.invalid/continuity-record/v1"
-RECORD_TYPES = ("drill", "incident", "schedule")
-KIND_OF = {"drill": "drill.record", "incident": "incident.record", "schedule": "drill.scheduled"}
+RECORD_TYPES = ("drill", "incident", "schedule", "finding")
+KIND_OF = {"drill": "drill.record", "incident": "incident.record", "schedule": "drill.scheduled",
+           "finding": "drill.finding"}
+OUTCOMES = ("passed", "failed", "aborted")
+MARK_KINDS = ("fault", "heal", "watchdog", "postgres", "coordination", "stop", "step")
 CRITICALITY = ("low", "medium", "high", "critical")
 ACTION_STATUS = ("open", "in_progress", "done")
 VERDICTS = ("pass", "fail", "not_checked")
+MAX_TEXT = 2000
+MAX_NUMBER = 2**53 - 1  # a measure or a campaign id: what every JSON reader holds exactly
 
 
 class RecordError(ValueError):
@@ -58,8 +74,8 @@ class _Fields:
         v = self.data.get(key)
         if v is None and not required:
             return ""
-        if not isinstance(v, str) or not v.strip() or len(v) > 2000:
-            raise RecordError(self._name(key), "must be a non-empty string (2000 at most)")
+        if not isinstance(v, str) or not v.strip() or len(v) > MAX_TEXT:
+            raise RecordError(self._name(key), f"must be a non-empty string ({MAX_TEXT} at most)")
         if choices and v not in choices:
             raise RecordError(self._name(key), f"must be one of {', '.join(choices)}")
         return v
@@ -68,19 +84,20 @@ class _Fields:
         v = self.text(key, required=required)
         if v:
             try:
-                parsed = datetime.fromisoformat(v)
+                times.parse(v)
             except ValueError as exc:
-                raise RecordError(self._name(key), "must be an ISO 8601 time") from exc
-            if parsed.tzinfo is None:
-                raise RecordError(self._name(key), "must carry its time zone (Z or +hh:mm)")
+                raise RecordError(self._name(key), str(exc)) from None
         return v
 
-    def num(self, key: str, *, required: bool = True) -> float | None:
+    def num(self, key: str, *, required: bool = True, nullable: bool = False) -> float | None:
         v = self.data.get(key)
-        if v is None and not required:
+        if v is None and (not required or (nullable and key in self.data)):
             return None
-        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-            raise RecordError(self._name(key), "must be a number >= 0")
+        if v is None:
+            raise RecordError(self._name(key), f"must be a number from 0 to {MAX_NUMBER}"
+                              + (" (or null: not measured)" if nullable else ""))
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= MAX_NUMBER:
+            raise RecordError(self._name(key), f"must be a number from 0 to {MAX_NUMBER}")
         return float(v)
 
     def items(self, key: str, *, required: bool = True) -> list[_Fields]:
@@ -93,25 +110,82 @@ class _Fields:
         return _Fields(self.data.get(key), self._name(key))
 
 
+def _numbers_in_range(record: dict[str, Any]) -> None:
+    """Every number of the record, in the members it names and in the others, within
+    +/-MAX_NUMBER: a signed record reads the same in any JSON reader."""
+    stack: list[tuple[Any, str]] = [(record, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict):
+            stack += [(v, f"{path}.{k}" if path else k) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        elif isinstance(value, int | float) and not isinstance(value, bool) \
+                and not -MAX_NUMBER <= value <= MAX_NUMBER:
+            raise RecordError(path, f"must be a number from -{MAX_NUMBER} to {MAX_NUMBER}")
+
+
+def _finding(finding: _Fields) -> None:
+    finding.text("id")
+    finding.text("criticality", choices=CRITICALITY)
+    finding.text("description")
+    action = finding.sub("corrective_action")
+    action.text("description")
+    action.text("owner")
+    action.time("due", required=False)
+    action.text("status", choices=ACTION_STATUS)
+
+
+def _measures(f: _Fields, known: tuple[str, ...], required: bool,
+              nullable: bool = False) -> None:
+    for key in known:
+        f.num(key, required=required, nullable=nullable)
+    for key in f.data:
+        if key not in known:
+            f.num(key, required=False)
+
+
+def _timeline(f: _Fields) -> None:
+    series = f.sub("series")
+    for site, points in series.data.items():
+        if not isinstance(points, list) or not all(
+                isinstance(p, list) and len(p) == 2
+                and all(isinstance(x, int | float) and not isinstance(x, bool) for x in p)
+                for p in points):
+            raise RecordError(f"timeline.series.{site}", "must be a list of [seconds, rate]")
+    for mark in f.items("marks", required=False):
+        mark.num("at_s")
+        mark.text("kind", choices=MARK_KINDS)
+        mark.text("label")
+
+
 def validate(record: Any) -> dict[str, Any]:
     """The record as it will be signed, or :class:`RecordError` naming the field at fault."""
     f = _Fields(record, "")
+    _numbers_in_range(f.data)
     rtype = f.text("type", choices=RECORD_TYPES)
     f.text("id")
     f.text("drill_type")
     scope = f.sub("scope")
     scope.text("description")
-    if not all(isinstance(s, str) for s in scope.data.get("sites", [])):
+    sites = scope.data.get("sites", [])
+    if not isinstance(sites, list) or not all(isinstance(s, str) for s in sites):
         raise RecordError("scope.sites", "must be a list of site names")
     if rtype == "schedule":
         f.time("due")
         return dict(record)
-    targets = f.sub("targets")
-    targets.num("rto_s")
-    targets.num("rpo_s")
-    measured = f.sub("measured")
-    measured.num("rto_s", required=rtype == "drill")
-    measured.num("rpo_s", required=rtype == "drill")
+    if rtype == "finding":
+        f.text("drill")
+        f.time("at")
+        _finding(f.sub("finding"))
+        return dict(record)
+    outcome = f.text("outcome", required=False, choices=OUTCOMES)
+    f.text("reason", required=False)
+    _measures(f.sub("targets"), ("rto_s", "rpo_s"), True)
+    # a drill says what it measured, null for what it could not (an aborted drill may have
+    # no RTO; without a store observer there is no RPO)
+    _measures(f.sub("measured"), ("rto_s", "rpo_s") if rtype == "drill" else (),
+              rtype == "drill" and outcome != "aborted", nullable=bool(outcome))
     if rtype == "drill":
         f.text("approver")
         f.text("runner")
@@ -124,24 +198,27 @@ def validate(record: Any) -> dict[str, Any]:
         if datetime.fromisoformat(e) < datetime.fromisoformat(s):
             raise RecordError(f"{step.where}.ended_at", "is before started_at")
         step.text("outcome", required=False)
+        step.text("detail", required=False)
     for v in f.items("verdicts", required=rtype == "drill"):
         v.text("invariant")
         v.text("verdict", choices=VERDICTS)
         v.text("detail", required=False)
     for finding in f.items("findings", required=False):
-        finding.text("id")
-        finding.text("criticality", choices=CRITICALITY)
-        finding.text("description")
-        action = finding.sub("corrective_action")
-        action.text("description")
-        action.text("owner")
-        action.time("due", required=False)
-        action.text("status", choices=ACTION_STATUS)
+        _finding(finding)
+    if "timeline" in record:
+        _timeline(f.sub("timeline"))
     campaigns = record.get("campaigns_in_flight", [])
-    if not isinstance(campaigns, list) or not all(
-            isinstance(c, int) and not isinstance(c, bool) for c in campaigns):
+    if not isinstance(campaigns, list) or not all(_campaign_id(c) for c in campaigns):
         raise RecordError("campaigns_in_flight", "must be a list of campaign ids")
-    return dict(record)
+    body = dict(record)
+    if "campaigns_in_flight" in body:
+        body["campaigns_in_flight"] = [int(c) for c in campaigns]  # 7.0 is 7, as in JSON Schema
+    return body
+
+
+def _campaign_id(c: Any) -> bool:
+    integral = isinstance(c, int) or (isinstance(c, float) and c.is_integer())
+    return integral and not isinstance(c, bool) and 1 <= c <= MAX_NUMBER
 
 
 def statement(record: dict[str, Any]) -> dict[str, Any]:
@@ -207,11 +284,22 @@ async def append_record(ledger: Ledger, record: Any, signer: Signer, *, actor: s
     envelope = sign_record(record, signer)
     body = validate(record)
     rtype = body["type"]
-    sentence = (f"{rtype} {body['id']} ({body['drill_type']}) recorded: "
-                + (f"due {body['due']}" if rtype == "schedule"
-                   else f"{body['started_at']} to {body['ended_at']}"))
+    if rtype == "schedule":
+        when = f"due {body['due']}"
+    elif rtype == "finding":
+        state = body["finding"]["corrective_action"]["status"]
+        when = f"finding {body['finding']['id']} of drill {body['drill']}: {state}"
+    else:
+        when = f"{body['started_at']} to {body['ended_at']}"
+    sentence = f"{rtype} {body['id']} ({body['drill_type']}) recorded: {when}"
+    # what the ledger is searched by (Ledger.last_of_kind matches details)
+    keys = {"record_id": body["id"], "drill_type": body["drill_type"]}
+    if body.get("outcome"):
+        keys["outcome"] = body["outcome"]
+    if rtype == "finding":
+        keys["drill"] = body["drill"]
     return await ledger.append(KIND_OF[rtype], sentence, actor=actor, node=node, site=site,
-                               details={"record_id": body["id"], "envelope": envelope})
+                               details={**keys, "envelope": envelope})
 
 
 def decode_payload(envelope: dict[str, Any]) -> dict[str, Any]:

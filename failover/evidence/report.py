@@ -72,6 +72,26 @@ def timeline_svg(drill: dict[str, Any]) -> str:
     return "".join(out)
 
 
+def met(measured: float | None, target: float) -> bool | None:
+    """Whether a measure met its target; None when it was not measured."""
+    return None if measured is None else measured <= target
+
+
+def findings_of(drills: list[dict[str, Any]],
+                follow_ups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every drill's findings as their latest follow-up records leave them (a follow-up of a
+    finding the drill did not list is a finding added afterwards), in the drills' order."""
+    current: dict[tuple[str, str], dict[str, Any]] = {}
+    for d in drills:
+        for f in d.get("findings", []):
+            current[(d["id"], f["id"])] = dict(f, drill=d["id"], follow_ups=0)
+    for r in follow_ups:
+        key = (r["drill"], r["finding"]["id"])
+        count = current.get(key, {}).get("follow_ups", 0) + 1
+        current[key] = dict(r["finding"], drill=r["drill"], follow_ups=count, updated_at=r["at"])
+    return list(current.values())
+
+
 def _programme(drills: list[dict[str, Any]], schedules: list[dict[str, Any]],
                until: datetime | None) -> list[dict[str, Any]]:
     used: set[str] = set()
@@ -125,12 +145,13 @@ def build(bundle: Bundle, result: Result) -> dict[str, Any]:
     drills = [dict(r, seq=s) for s, r in records.items() if r["type"] == "drill"]
     incidents_rec = [dict(r, seq=s) for s, r in records.items() if r["type"] == "incident"]
     schedules = [r for r in records.values() if r["type"] == "schedule"]
+    follow_ups = [r for _, r in sorted(records.items()) if r["type"] == "finding"]
     m = bundle.manifest
     until = _t(m["to"]) if m.get("to") else None
     for d in drills:
         d["timeline_svg"] = timeline_svg(d)
-        d["rto_met"] = d["measured"]["rto_s"] <= d["targets"]["rto_s"]
-        d["rpo_met"] = d["measured"]["rpo_s"] <= d["targets"]["rpo_s"]
+        d["rto_met"] = met(d["measured"].get("rto_s"), d["targets"]["rto_s"])
+        d["rpo_met"] = met(d["measured"].get("rpo_s"), d["targets"]["rpo_s"])
     top = result.checkpoints[-1] if result.checkpoints else None
     return {
         "title": "Continuity evidence report", "origin": m.get("origin"),
@@ -143,7 +164,7 @@ def build(bundle: Bundle, result: Result) -> dict[str, Any]:
         "verification": summary(result),
         "programme": _programme(drills, schedules, until),
         "drills": drills,
-        "findings": [dict(f, drill=d["id"]) for d in drills for f in d.get("findings", [])],
+        "findings": findings_of(drills, follow_ups),
         "incidents": {"records": incidents_rec,
                       "events": [e for e in events if e["kind"] in INCIDENT_KINDS]},
         "rpo_exposure": _rpo_exposure(events),

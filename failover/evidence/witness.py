@@ -12,7 +12,8 @@ proof does not verify, 200 with the cosignature lines.
 
 Configuration (YAML): ``listen_host``, ``listen_port``, ``key`` (the witness's cosigner key
 file, type 0x04, from ``tenir evidence keygen --witness``), ``state`` (the state file) and
-``logs``: a list of ``{origin: ..., keys: [verifier key files]}``.
+``logs``: a list of ``{origin: ..., keys: [verifier key files]}``, and optionally ``tls``:
+``{ca, cert, key}``, to serve over HTTPS.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from cluster.tls import TlsFiles
 from failover.evidence import merkle, note
 from failover.evidence.keys import COSIGNATURE_V1, KeyFileError, Signer, Verifier, load_signer
 from failover.evidence.keys import load_verifier as load_vkey
@@ -146,6 +148,7 @@ class WitnessConfig:
     key: Path
     state: Path
     logs: dict[str, list[Path]]
+    tls: TlsFiles | None = None  # served over HTTPS with this certificate
 
 
 def load_config(path: Path) -> WitnessConfig:
@@ -165,8 +168,14 @@ def load_config(path: Path) -> WitnessConfig:
                 or not isinstance(item.get("keys"), list) or not item["keys"]:
             raise ValueError(f"{path}: logs[{i}]: needs an origin and a list of key files")
         logs[item["origin"]] = [Path(k) for k in item["keys"]]
+    tls = data.get("tls")
+    if tls is not None and (not isinstance(tls, dict) or set(tls) != {"ca", "cert", "key"}
+                            or not all(isinstance(v, str) for v in tls.values())):
+        raise ValueError(f"{path}: tls: must be a mapping {{ca, cert, key}} of file paths")
     return WitnessConfig(data["listen_host"], data["listen_port"], Path(data["key"]),
-                         Path(data["state"]), logs)
+                         Path(data["state"]), logs,
+                         TlsFiles(Path(tls["ca"]), Path(tls["cert"]), Path(tls["key"]))
+                         if tls else None)
 
 
 def build_core(cfg: WitnessConfig) -> WitnessCore:
@@ -178,7 +187,8 @@ async def serve(cfg: WitnessConfig, stop: asyncio.Event) -> None:
     runner = web.AppRunner(create_app(build_core(cfg)), access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, cfg.listen_host, cfg.listen_port).start()
+        await web.TCPSite(runner, cfg.listen_host, cfg.listen_port, ssl_context=(
+            cfg.tls.server_context() if cfg.tls is not None else None)).start()
         log.info("witness serving on %s:%d", cfg.listen_host, cfg.listen_port)
         await stop.wait()
     finally:

@@ -3,6 +3,7 @@ same process (:class:`LocalWitness`, around the same :class:`WitnessCore`)."""
 
 from __future__ import annotations
 
+import ssl
 from typing import Protocol
 
 import aiohttp
@@ -52,15 +53,19 @@ class LocalWitness:
 
 
 class HttpWitness:
-    def __init__(self, base_url: str, timeout_s: float = 5.0) -> None:
+    def __init__(self, base_url: str, timeout_s: float = 5.0,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.url = base_url.rstrip("/") + "/add-checkpoint"
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.tls = tls  # verifies an https witness (the cluster's CA)
 
     async def add_checkpoint(self, old_size: int, proof: list[bytes],
                              signed_note: str) -> list[note.SignatureLine]:
         body = request_body(old_size, proof, signed_note)
         try:
-            async with aiohttp.ClientSession(timeout=self.timeout) as session, session.post(
+            connector = aiohttp.TCPConnector(ssl=self.tls if self.tls is not None else True)
+            async with aiohttp.ClientSession(timeout=self.timeout,
+                                             connector=connector) as session, session.post(
                     self.url, data=body.encode(),
                     headers={"Content-Type": "text/plain"}) as resp:
                 text = await resp.text()

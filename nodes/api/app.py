@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from failover.drills.service import DrillService
 from failover.evidence.service import EvidenceService
 from nodes.api import (
     ack_links,
@@ -22,6 +23,7 @@ from nodes.api import (
     campaigns,
     cluster,
     contacts,
+    drills,
     events,
     evidence,
     health,
@@ -32,6 +34,7 @@ from nodes.api.auth import UserTable, auth_middleware
 from nodes.api.bodies import BodyLimit, body_limit_middleware
 from nodes.api.context import CONTEXT, ApiContext, ClusterView, InFlight
 from nodes.api.errors import error_middleware
+from nodes.api.identity import TABLE
 from nodes.api.limits import HttpLimits
 from nodes.api.observability import observe_middleware
 from nodes.api.ratelimit import rate_limit_middleware
@@ -45,7 +48,7 @@ from nodes.users import ApiUser
 from replication.store_api import CampaignStore
 
 MODULES = (health, contacts, scenarios, campaigns, callbacks, ack_links, cluster, events,
-           evidence)
+           evidence, drills)
 ROUTES: tuple[RouteSpec, ...] = tuple(r for m in MODULES for r in m.ROUTES)
 
 
@@ -85,6 +88,7 @@ def create_app(
     cluster_view: ClusterView | None = None,
     evidence_service: EvidenceService | None = None,
     launches: LaunchWriter | None = None,
+    drill_service: DrillService | None = None,
 ) -> web.Application:
     """The API of node ``node`` of site ``site``, serving ``store``.
 
@@ -98,7 +102,8 @@ def create_app(
     not configured. ``limits``: body sizes and times, rate limits (``HttpLimits()`` when not
     given). ``evidence_service`` serves ``/evidence`` (the ledger, proofs, bundles, reports,
     records). ``launches`` writes the launches past their first chunk (a node passes the one it
-    closes at shutdown; by default one of this app's own).
+    closes at shutdown; by default one of this app's own). ``drill_service`` serves ``/drills``
+    (approvals, runs, records, findings, abort, schedule).
     """
     limits = limits or HttpLimits()
     table = UserTable(users)
@@ -125,10 +130,12 @@ def create_app(
         body_of[(spec.method, canonical)] = body_limit(spec, limits)
         described.append((canonical, spec))
     document: dict[str, Any] = openapi.build(described, _schemas(), node=node)
+    app[TABLE] = table
     app[CONTEXT] = ApiContext(
         store=store, node=node, site=site, metrics=metrics, on_ack=on_ack,
         on_receipt=on_receipt, limits=limits, openapi=document, signer=signer,
         carrier_auth=carrier_auth, in_flight=in_flight, cluster=cluster_view,
         evidence=evidence_service, launches=launches or LaunchWriter(store, node),
+        drills=drill_service,
     )
     return app

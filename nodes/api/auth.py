@@ -41,6 +41,10 @@ class UserTable:
         self._entries = tuple((bytes.fromhex(u.token_sha256), Principal(u.role, u.name))
                               for u in users)
 
+    def principals(self) -> tuple[Principal, ...]:
+        """Every known caller (never a token)."""
+        return tuple(who for _, who in self._entries)
+
     def lookup(self, token: str) -> Principal | None:
         presented = bytes.fromhex(token_digest(token))
         found: Principal | None = None

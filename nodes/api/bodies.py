@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -229,6 +229,15 @@ class Fields:
             raise invalid(self.path(key), "required")
         return value
 
+    def choice(self, key: str, choices: Sequence[str]) -> str:
+        """A required member that is one of ``choices`` exactly as sent (JSON Schema's enum)."""
+        value = self._get(key, required=True)
+        if not isinstance(value, str):
+            self._type_error(key, str)
+        if value not in choices:
+            raise invalid(self.path(key), f"must be one of {', '.join(choices)}")
+        return value
+
     def opt_int(self, key: str, lo: int, hi: int) -> int | None:
         value = self._get(key, required=False)
         if value is None:
@@ -287,7 +296,7 @@ class Fields:
 
 def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)
@@ -296,6 +305,13 @@ def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -
     if not lo <= value <= hi:
         raise invalid(name, f"must be between {lo} and {hi}")
     return value
+
+
+def required_query_int(request: web.Request, name: str, lo: int, hi: int) -> int:
+    """An integer query parameter the route cannot do without (422 when absent or empty)."""
+    if not request.query.get(name):
+        raise invalid(name, "required")
+    return query_int(request, name, lo, lo, hi)
 
 
 def check_query(request: web.Request, allowed: Iterable[str]) -> None:

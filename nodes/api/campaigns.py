@@ -44,6 +44,8 @@ from replication.store_api import CampaignState, InvalidInput, NotFound
 log = logging.getLogger("tenir.api.campaigns")
 
 MAX_POPULATION = 9_999_999  # generated numbers are +33639 and 7 digits
+MAX_SCENARIO = 100  # a scenario's name (scenarios.py)
+MAX_BATCH_SIZE = 10_000
 CAMPAIGN = f"{API}/campaigns/{{id:\\d{{1,18}}}}"
 
 # action -> (target state, states it may leave)
@@ -74,10 +76,10 @@ async def _ledger(request: web.Request, kind: str, campaign_id: int, sentence: s
 async def launch_campaign(request: web.Request) -> web.Response:
     f = Fields(await read_json_object(request),
                ("scenario", "group", "population", "batch_size"))
-    scenario = f.req_str("scenario", 100)
+    scenario = f.req_str("scenario", MAX_SCENARIO)
     group = f.opt_str("group", MAX_GROUP)
     population = f.opt_int("population", 1, MAX_POPULATION)
-    batch_size = f.integer("batch_size", 100, 1, 10_000)
+    batch_size = f.integer("batch_size", 100, 1, MAX_BATCH_SIZE)
     if (group is None) == (population is None):
         raise invalid("group", "give either a group or a population, not both")
     ctx = context(request)
@@ -161,20 +163,21 @@ async def list_recipients(request: web.Request) -> web.Response:
 
 _NULLABLE_TIME: JSON = {"type": ["string", "null"], "format": "date-time"}
 
-SCHEMAS: dict[str, JSON] = {
-    "CampaignLaunch": {
+def launch_schema(max_population: int) -> JSON:
+    """A campaign's launch (this module's route and a drill's test campaign)."""
+    return {
         "type": "object", "additionalProperties": False, "required": ["scenario"],
         "description": "exactly one of group and population",
         "properties": {
-            "scenario": text(100),
+            "scenario": text(MAX_SCENARIO),
             "group": nullable(text(MAX_GROUP, description="alert the members of this group")),
             "population": nullable({
-                "type": "integer", "minimum": 1, "maximum": MAX_POPULATION,
+                "type": "integer", "minimum": 1, "maximum": max_population,
                 "description": "N generated test recipients (synthetic names, fictional "
                                "numbers, example.invalid addresses), for drills and "
                                "benchmarks"}),
-            "batch_size": nullable({"type": "integer", "minimum": 1, "maximum": 10_000,
-                                    "default": 100}),
+            "batch_size": nullable({"type": "integer", "minimum": 1,
+                                    "maximum": MAX_BATCH_SIZE, "default": 100}),
         },
         "oneOf": [
             {"required": ["group"], "properties": {"group": {"type": "string"},
@@ -182,7 +185,11 @@ SCHEMAS: dict[str, JSON] = {
             {"required": ["population"], "properties": {"population": {"type": "integer"},
                                                         "group": {"type": "null"}}},
         ],
-    },
+    }
+
+
+SCHEMAS: dict[str, JSON] = {
+    "CampaignLaunch": launch_schema(MAX_POPULATION),
     "CampaignCreated": {
         "type": "object", "required": ["id", "recipients", "requested", "launch_state"],
         "description": "answered once the first recipients are written and claimable; the "

@@ -66,7 +66,7 @@ async def get_cluster(request: web.Request) -> web.Response:
     body: dict[str, Any] = {
         "node": ctx.node, "site": ctx.site,
         "members": None if members[0] is None else [
-            {"name": m.name, "site": m.site, "url": m.url}
+            {"name": m.name, "site": m.site, "url": m.url, "carriers": list(m.carriers)}
             for m in sorted(members[0], key=lambda m: m.name)],
         "watchdog_leader": leader[0],
         "drained_sites": drained[0],
@@ -82,9 +82,12 @@ _NULLABLE_STRINGS: JSON = {"type": ["array", "null"], "items": {"type": "string"
 
 SCHEMAS: dict[str, JSON] = {
     "ClusterMember": {
-        "type": "object", "required": ["name", "site", "url"],
+        "type": "object", "required": ["name", "site", "url", "carriers"],
         "properties": {"name": {"type": "string"}, "site": {"type": "string"},
-                       "url": {"type": "string", "description": "the member's API"}},
+                       "url": {"type": "string", "description": "the member's API"},
+                       "carriers": {"type": "array", "items": {"type": "string"},
+                                    "description": "channels whose carrier works at this "
+                                                   "member (a circuit breaker open: absent)"}},
     },
     "ClusterView": {
         "type": "object",

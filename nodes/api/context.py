@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from cluster.coordination.base import MemberInfo
+from failover.drills.service import DrillService
 from failover.evidence.service import EvidenceService
 from nodes.api.limits import HttpLimits
 from nodes.carriers.base import AckSink, ReceiptSink
@@ -65,6 +66,7 @@ class ApiContext:
     cluster: ClusterView | None = None
     evidence: EvidenceService | None = None
     launches: LaunchWriter | None = None
+    drills: DrillService | None = None
 
 
 CONTEXT = web.AppKey("tenir.api", ApiContext)

@@ -50,8 +50,10 @@ def _error(status: int) -> JSON:
 
 def _response(resp: Resp) -> JSON:
     out: JSON = {"description": resp.description}
-    if resp.schema is not None:
-        out["content"] = {resp.content_type: {"schema": resp.schema}}
+    content = {resp.content_type: resp.schema} if resp.schema is not None else {}
+    content.update(resp.others)
+    if content:
+        out["content"] = {kind: {"schema": schema} for kind, schema in content.items()}
     return out
 
 

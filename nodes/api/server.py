@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import ssl
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -120,12 +121,17 @@ class _GatedProtocol(asyncio.Protocol):
 
 
 class GatedTCPSite(web.TCPSite):
-    """A TCP site whose connections go through a :class:`ConnectionGate`."""
+    """A TCP site whose connections go through a :class:`ConnectionGate`; with ``tls``, over
+    TLS (a connection is admitted once its handshake is done, which must be within the header
+    timeout: a client that never finishes it holds nothing for long)."""
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, gate: ConnectionGate,
-                 backlog: int = 512) -> None:
+                 backlog: int = 512, tls: ssl.SSLContext | None = None,
+                 handshake_timeout_s: float = 10.0) -> None:
         super().__init__(runner, host, port, backlog=backlog)
         self.gate = gate
+        self.tls = tls
+        self.handshake_timeout_s = handshake_timeout_s
 
     async def start(self) -> None:
         await web.BaseSite.start(self)
@@ -134,7 +140,8 @@ class GatedTCPSite(web.TCPSite):
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: _GatedProtocol(server, self.gate), self._host, self._port,
-            backlog=self._backlog, reuse_address=True)
+            backlog=self._backlog, reuse_address=True, ssl=self.tls,
+            ssl_handshake_timeout=self.handshake_timeout_s if self.tls is not None else None)
 
 
 @dataclass
@@ -169,9 +176,10 @@ def connection_cap(limits: HttpLimits, fd_limit: int) -> int:
     return max(1, min(limits.max_connections, fd_limit - FD_RESERVE))
 
 
-async def serve(app: web.Application, host: str, port: int) -> Served:
+async def serve(app: web.Application, host: str, port: int,
+                tls: ssl.SSLContext | None = None) -> Served:
     """Serve ``app`` (made by ``create_app``) on ``host:port`` (0: any free port) with the
-    limits it was made with."""
+    limits it was made with; over HTTPS with ``tls``."""
     limits, metrics = app[CONTEXT].limits, app[CONTEXT].metrics
     fd_limit = raise_fd_limit(limits.max_connections + FD_RESERVE)
     total = connection_cap(limits, fd_limit)
@@ -184,7 +192,8 @@ async def serve(app: web.Application, host: str, port: int) -> Served:
         lingering_time=LINGER_S, max_line_size=MAX_LINE, max_field_size=MAX_LINE,
         max_headers=MAX_HEADERS, shutdown_timeout=5.0)
     await runner.setup()
-    site = GatedTCPSite(runner, host, port, gate)
+    site = GatedTCPSite(runner, host, port, gate, tls=tls,
+                        handshake_timeout_s=limits.header_timeout_s)
     try:
         await site.start()
     except BaseException:

@@ -16,8 +16,8 @@ from aiohttp import web
 
 from nodes.users import ROLES, Role
 
-__all__ = ["ALLOWED", "API", "JSON", "ROLES", "Access", "Body", "Handler", "Param", "Resp",
-           "Role", "RouteSpec", "list_of", "page_of", "ref"]
+__all__ = ["ALLOWED", "API", "JSON", "ROLES", "SPACE", "Access", "Body", "Handler", "Param",
+           "Resp", "Role", "RouteSpec", "filled", "list_of", "page_of", "ref"]
 
 # public: no token (probes, carrier callbacks); read: any role; control: pause/resume/cancel;
 # write: create, import, launch.
@@ -84,6 +84,8 @@ class Resp:
     description: str
     schema: JSON | None = None
     content_type: str = "application/json"
+    # Further media types of the same response, with their schemas (a report as HTML or PDF).
+    others: Mapping[str, JSON] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,18 @@ def text(max_len: int, exclude: str = "", **extra: Any) -> JSON:
         visible, printable = visible[:-1] + exclude + "]", printable[:-1] + exclude + "]"
     return {"type": "string", "maxLength": max_len,
             "pattern": f"^{printable}*{visible}{printable}*$", **extra}
+
+
+# White space as Python's str.isspace() has it (what str.strip() removes), spelt out: ECMA's \s
+# and Python's differ (U+001C..U+001F, U+0085, U+FEFF).
+SPACE = ("\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f"
+         "\\u3000")
+
+
+def filled(max_len: int, **extra: Any) -> JSON:
+    """A string with something besides white space, at most ``max_len`` long as sent: what
+    ``Fields.req_str`` accepts (it strips; control characters pass)."""
+    return {"type": "string", "maxLength": max_len, "pattern": f"[^{SPACE}]", **extra}
 
 
 def nullable(schema: JSON) -> JSON:

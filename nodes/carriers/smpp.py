@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import ssl
 from collections import OrderedDict
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -87,7 +88,7 @@ class SmppAdapter:
         source_addr: str = "TENIR", window: int = 10, rate_per_s: float | None = None,
         timeout_s: float = 10.0, max_wait_s: float | None = None, enquire_link_s: float = 30.0,
         connect_timeout_s: float = 5.0, reconnect_min_s: float = 0.2,
-        reconnect_max_s: float = 5.0,
+        reconnect_max_s: float = 5.0, tls: ssl.SSLContext | None = None,
     ) -> None:
         if len(system_id) > 15 or len(password) > 8:
             raise ValueError("system_id/password: at most 15/8 characters (SMPP 3.4)")
@@ -104,6 +105,7 @@ class SmppAdapter:
         self.connect_timeout_s = connect_timeout_s
         self.reconnect_min_s = reconnect_min_s
         self.reconnect_max_s = reconnect_max_s
+        self.tls = tls  # SMPP over TLS, the carrier verified by name or address
         self._flow = FlowControl(window, rate_per_s, max_wait_s)
         self._pending: dict[int, _Pending] = {}
         self._ids: OrderedDict[str, str] = OrderedDict()  # carrier message_id -> reference
@@ -168,8 +170,9 @@ class SmppAdapter:
     async def _connect_and_bind(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
             async with asyncio.timeout(self.connect_timeout_s):
-                reader, writer = await asyncio.open_connection(self.host, self.port,
-                                                               limit=pdu.MAX_PDU_LEN + 1024)
+                reader, writer = await asyncio.open_connection(
+                    self.host, self.port, limit=pdu.MAX_PDU_LEN + 1024, ssl=self.tls,
+                    server_hostname=self.host if self.tls is not None else None)
                 try:
                     seq = self._next_seq()
                     writer.write(pdu.encode_bind_transceiver(seq, self.system_id,

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import logging
 import re
+import ssl
 import time
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -76,6 +77,7 @@ class SmtpAdapter:
         start_tls: bool | None = False, local_hostname: str = "tenir.invalid",
         subject: str = "Alerte", window: int = 4, rate_per_s: float | None = None,
         timeout_s: float = 10.0, max_wait_s: float | None = None, max_idle_s: float = 30.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if "@" not in sender:
             raise ValueError("sender: must be an e-mail address")
@@ -91,7 +93,9 @@ class SmtpAdapter:
         self.max_idle_s = max_idle_s
         self._username = username
         self._password = password
-        self._start_tls = start_tls
+        # With ``tls``, STARTTLS is required and the server verified with that context.
+        self._tls = tls
+        self._start_tls = True if tls is not None else start_tls
         self._local_hostname = local_hostname
         self._flow = FlowControl(window, rate_per_s, max_wait_s)
         self._idle: list[_Conn] = []
@@ -218,7 +222,7 @@ class SmtpAdapter:
         client = aiosmtplib.SMTP(
             hostname=self.host, port=self.port, timeout=self.timeout_s,
             local_hostname=self._local_hostname, start_tls=self._start_tls,
-            username=self._username, password=self._password,
+            username=self._username, password=self._password, tls_context=self._tls,
         )
         await client.connect()
         return _Conn(client)

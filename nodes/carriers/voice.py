@@ -14,6 +14,7 @@ which also hands the result to the sinks given to ``start``).
 from __future__ import annotations
 
 import logging
+import ssl
 from typing import Any, Final
 
 import aiohttp
@@ -71,6 +72,7 @@ class VoiceAdapter:
         self, *, base_url: str, name: str = "voice", callback_url: str | None = None,
         api_key: str | None = None, window: int = 50, rate_per_s: float | None = None,
         timeout_s: float = 10.0, max_wait_s: float | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError("base_url: must be an http(s) URL")
@@ -83,6 +85,7 @@ class VoiceAdapter:
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._flow = FlowControl(window, rate_per_s, max_wait_s)
         self._window = window
+        self._tls = tls  # how an https carrier is verified (None: the system's CAs)
         self._session: aiohttp.ClientSession | None = None
         self._on_receipt: ReceiptSink | None = None
         self._on_ack: AckSink | None = None
@@ -97,7 +100,8 @@ class VoiceAdapter:
         if self._session is not None:
             return
         self._on_receipt, self._on_ack = on_receipt, on_ack
-        connector = aiohttp.TCPConnector(limit=self._window)
+        connector = aiohttp.TCPConnector(limit=self._window,
+                                         ssl=self._tls if self._tls is not None else True)
         self._session = aiohttp.ClientSession(connector=connector, headers=self._headers,
                                               raise_for_status=False)
         log.info("voice adapter started", extra={"event": "voice_started", "carrier": self.name})

@@ -13,6 +13,7 @@ import yaml
 from cluster.lab.layout import SECRET_VARIABLES
 from nodes.users import token_digest
 from tests.ansible.render import REPO, render_inventory
+from tests.tls_kit import TestPki
 
 LAB = REPO / "inventories" / "lab"
 PRODUCTION = REPO / "inventories" / "production-example"
@@ -37,6 +38,17 @@ def lab_zk(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]
                             {**LAB_EXTRA, "tenir_coordination": "zookeeper"})
 
 
+def tls_dir(path: Path, pem: bool = False) -> Path:
+    """What role tenir_tls puts on a machine (ca.crt, host.crt, host.key, host.pem), made by the
+    code the pki play runs."""
+    if not (path / "host.crt").exists():
+        TestPki(path).files("host")
+        if pem:
+            (path / "host.pem").write_text((path / "host.key").read_text()
+                                           + (path / "host.crt").read_text())
+    return path
+
+
 def _zoo_cfg(text: str) -> dict[str, str]:
     pairs = (line.split("=", 1) for line in text.splitlines()
              if line.strip() and not line.startswith("#"))
@@ -56,9 +68,9 @@ def test_etcd_members_come_from_the_group(lab: dict[str, dict[str, str]]) -> Non
         conf = yaml.safe_load(lab[host]["etcd.conf.yml"])
         assert conf["name"] == host
         assert conf["initial-cluster"] == (
-            "paris-db=http://10.213.0.11:2380,"
-            "marseille-db=http://10.213.0.21:2380,"
-            "witness-quorum=http://10.213.0.31:2380")
+            "paris-db=https://10.213.0.11:2380,"
+            "marseille-db=https://10.213.0.21:2380,"
+            "witness-quorum=https://10.213.0.31:2380")
         assert conf["initial-cluster-token"] == "tenir-lab-etcd"
         assert conf["pre-vote"] is True and conf["enable-grpc-gateway"] is True
 
@@ -77,7 +89,7 @@ def test_patroni_knows_its_site_timings_and_secrets(lab: dict[str, dict[str, str
             "patroni_superuser_password"]
         assert conf["restapi"]["authentication"]["password"] == SECRETS[
             "patroni_restapi_password"]
-        assert "host all all 10.213.0.0/24 scram-sha-256" in pg["pg_hba"]
+        assert "hostssl all all 10.213.0.0/24 scram-sha-256" in pg["pg_hba"]
 
 
 def test_haproxy_routes_to_both_members_and_passes_its_check(
@@ -89,7 +101,9 @@ def test_haproxy_routes_to_both_members_and_passes_its_check(
             ("paris-db", "10.213.0.11:5432"), ("marseille-db", "10.213.0.21:5432")]
         assert not re.search(r"^\s*user ", text, re.M)  # systemd starts it as haproxy
         config = tmp_path / f"{host}.cfg"
-        config.write_text(text.replace("/run/haproxy/", f"{tmp_path}/"))
+        tls = tls_dir(tmp_path / "tls", pem=True)
+        config.write_text(text.replace("/run/haproxy/", f"{tmp_path}/")
+                          .replace("/etc/haproxy/tls", str(tls)))
         proc = subprocess.run(["haproxy", "-c", "-f", str(config)], capture_output=True,
                               text=True, timeout=30)
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -103,17 +117,18 @@ def test_nodes_use_their_sites_haproxy_carriers_and_member_first(
         conf = yaml.safe_load(lab[host]["node.yml"])
         assert conf["node"] == host
         assert f"host={db} port=5000" in conf["dsn"]
+        assert "sslmode=verify-full sslrootcert=/etc/tenir/tls/ca.crt" in conf["dsn"]
         assert SECRETS["tenir_node_db_password"] in conf["dsn"]
         assert conf["carriers"]["host"] == carriers
         assert conf["coordination"]["endpoints"][0] == own
         assert conf["coordination"]["endpoints"][2] == "10.213.0.31:2379"
-        assert conf["patroni_urls"] == ["http://10.213.0.11:8008", "http://10.213.0.21:8008"]
+        assert conf["patroni_urls"] == ["https://10.213.0.11:8008", "https://10.213.0.21:8008"]
         assert conf["lease_s"] == 45  # the inventory's, over the role's default
         # its evidence keys where the role puts them, and the witness
         ev = conf["evidence"]
         assert ev["origin"] == "tenir.invalid/tenir-lab/ledger"
         assert ev["site_key"] == f"/etc/tenir/evidence/{host.split('-')[0]}.key"
-        assert ev["witness_url"] == "http://10.213.0.31:8095"
+        assert ev["witness_url"] == "https://10.213.0.31:8095"
         assert ev["witness_key"] == "/etc/tenir/evidence/witness.pub"
         assert sorted(ev["keys"]) == sorted(f"/etc/tenir/evidence/{s}.pub"
                                             for s in ("paris", "marseille", "witness"))
@@ -126,7 +141,8 @@ def test_nodes_use_their_sites_haproxy_carriers_and_member_first(
                                 str(keys), *(["--witness"] if site == "witness" else [])],
                                cwd=REPO, check=True, capture_output=True, timeout=60)
         path = tmp_path / f"{host}.yml"
-        path.write_text(lab[host]["node.yml"].replace("/etc/tenir/evidence", str(keys)))
+        path.write_text(lab[host]["node.yml"].replace("/etc/tenir/evidence", str(keys))
+                        .replace("/etc/tenir/tls", str(tls_dir(tmp_path / "tls"))))
         proc = subprocess.run([".venv/bin/python", "-m", "nodes.main", "--check", "--config",
                                str(path)], capture_output=True, text=True, cwd=REPO, timeout=60)
         assert proc.returncode == 0, proc.stderr
@@ -135,7 +151,9 @@ def test_nodes_use_their_sites_haproxy_carriers_and_member_first(
 def test_secrets_only_where_they_are_used(lab: dict[str, dict[str, str]]) -> None:
     expected = {
         "patroni.yml": {"patroni_superuser_password", "patroni_replication_password",
-                        "patroni_rewind_password", "patroni_restapi_password"},
+                        "patroni_rewind_password", "patroni_restapi_password",
+                        "patroni_etcd_password"},
+        "haproxy.cfg": {"haproxy_stats_password"},
         "node.yml": {"tenir_node_db_password", "tenir_node_smpp_password",
                      "tenir_node_ack_key", "tenir_node_voice_callback_secret"},
     }
@@ -188,14 +206,15 @@ def test_production_example_renders_with_its_vault(backend: str, tmp_path: Path)
     files = render_inventory(PRODUCTION, tmp_path, {"tenir_coordination": backend},
                              vault_password_file=VAULT_PASSWORD)
     patroni = yaml.safe_load(files["paris-pg1"]["patroni.yml"])
-    assert "host all all 192.0.2.0/24 scram-sha-256" in patroni["postgresql"]["pg_hba"]
+    assert "hostssl all all 192.0.2.0/24 scram-sha-256" in patroni["postgresql"]["pg_hba"]
     assert patroni["tags"]["site"] == "paris"
     assert len(patroni["postgresql"]["authentication"]["superuser"]["password"]) >= 20
     node = yaml.safe_load(files["marseille-alert1"]["node.yml"])
     port = 2181 if backend == "zookeeper" else 2379
     assert node["coordination"]["endpoints"][0] == f"192.0.2.112:{port}"  # its own site first
     assert node["coordination"]["ttl"] == 6
-    assert node["patroni_urls"] == ["http://192.0.2.11:8008", "http://192.0.2.111:8008"]
+    assert node["patroni_urls"] == ["https://192.0.2.11:8008", "https://192.0.2.111:8008"]
+    assert node["carriers"]["tls"] is True and node["carriers"]["ca"] == "system"
     assert "host=192.0.2.112 port=5000" in node["dsn"]
 
 
@@ -206,6 +225,9 @@ def test_strictness_grace_journal_and_the_test_environment_by_default(
     node = yaml.safe_load(lab["paris-node1"]["node.yml"])
     assert node["coordination"]["store_grace_s"] == 3
     assert "TENIR_UNSAFE_TEST_SWITCHES" not in lab["paris-node1"]["tenir-node.service"]
+    # the outcome journal: where the node writes it, and the unit lets it write there
+    assert node["journal_dir"] == "/var/lib/tenir/journal"
+    assert "\nReadWritePaths=/var/lib/tenir/journal\n" in lab["paris-node1"]["tenir-node.service"]
     carriers = lab["paris-carriers"]["tenir-carriers.service"]
     assert "--journal /var/lib/tenir-carriers/submissions.jsonl" in carriers
     assert "\nStateDirectory=tenir-carriers\n" in carriers
@@ -225,3 +247,16 @@ def test_strict_mode_and_the_test_switches_environment_when_asked(tmp_path: Path
     assert yaml.safe_load(files["marseille-node2"]["node.yml"])["unsafe_test_switches"] == [
         "watchdog_off"]
     assert "--journal" not in files["paris-carriers"]["tenir-carriers.service"]
+
+
+def test_the_role_creates_the_journal_directory_for_the_node_alone() -> None:
+    tasks = yaml.safe_load((REPO / "ansible/roles/tenir_node/tasks/main.yml").read_text())
+    made = [t["ansible.builtin.file"] for t in tasks if "ansible.builtin.file" in t
+            and t["ansible.builtin.file"].get("path") == "{{ tenir_node_journal_dir }}"]
+    assert made == [{"path": "{{ tenir_node_journal_dir }}", "state": "directory",
+                     "owner": "{{ tenir_node_user }}", "group": "{{ tenir_node_user }}",
+                     "mode": "0700"}]
+    names = [t.get("name", "") for t in tasks]
+    # before the configuration's check and the unit, which need it
+    assert names.index(next(n for n in names if "journal" in n)) < names.index(
+        next(n for n in names if n.startswith("Install the unit")))

@@ -12,14 +12,20 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from failover.drills import catalog
+from failover.drills.book import DrillBook
+from failover.drills.lever import Lever
+from failover.drills.service import DrillService
 from failover.evidence import keys
 from failover.evidence.service import EvidenceService
 from nodes.api import Role, create_app
+from nodes.api.identity import APPROVER_ROLES
 from nodes.carriers.base import Ack, Receipt
 from nodes.carriers.callback_auth import CallbackVerifier
 from nodes.metrics import Metrics
 from nodes.signing import AckKey, AckSigner
 from nodes.users import ApiUser
+from tests.fakes.coordinator import FakeCoordinationServer, FakeCoordinator
 from tests.fakes.memory_store import MemoryStore
 
 TOKENS: dict[str, Role] = {
@@ -81,17 +87,28 @@ class Waiting:
         return reference in self.references
 
 
-# Every test app serves the evidence routes too (the fuzzers and schemathesis reach them).
+# Every test app serves the evidence and drills routes too, as a node does (the fuzzers and
+# schemathesis reach them): the drills of the catalog, the abort lever on a fake coordination
+# service.
 EVIDENCE_ORIGIN = "tenir.invalid/api-tests/ledger"
 EVIDENCE_SITE_KEY = keys.generate("tenir/paris")
 EVIDENCE_WITNESS_KEY = keys.generate("tenir/witness", keys.COSIGNATURE_V1)
+DRILL_INTERVALS = {"lose-primary-site": 90 * 86400.0, "lose-witness": 182 * 86400.0}
 
 
 def make_app(store: MemoryStore, metrics: Metrics, sinks: Sinks | None = None,
              **kwargs: Any) -> web.Application:
-    kwargs.setdefault("evidence_service", EvidenceService(
-        store.ledger, EVIDENCE_ORIGIN, "paris-node1", "paris", EVIDENCE_SITE_KEY,
-        [EVIDENCE_SITE_KEY.verifier.vkey, EVIDENCE_WITNESS_KEY.verifier.vkey]))
+    """The node's app on ``store``; ``kwargs`` go to ``create_app``, and an evidence or drill
+    service not given there is built on the in-memory store's ledger."""
+    if "evidence_service" not in kwargs:  # not built otherwise: a PostgreSQL store has no
+        kwargs["evidence_service"] = EvidenceService(  # .ledger (tests/integration)
+            store.ledger, EVIDENCE_ORIGIN, "paris-node1", "paris", EVIDENCE_SITE_KEY,
+            [EVIDENCE_SITE_KEY.verifier.vkey, EVIDENCE_WITNESS_KEY.verifier.vkey])
+    if "drill_service" not in kwargs:
+        kwargs["drill_service"] = DrillService(
+            DrillBook(kwargs["evidence_service"], kinds=catalog.kinds,
+                      approver_roles=APPROVER_ROLES), DRILL_INTERVALS,
+            Lever(FakeCoordinator(FakeCoordinationServer(), "paris-node1")))
     return create_app(
         store, node="paris-node1", site="paris", users=USERS, metrics=metrics,
         signer=SIGNER, carrier_auth=CallbackVerifier([CARRIER_SECRET]),

@@ -73,8 +73,9 @@ async def test_every_role_reads_the_cluster_view(cluster_client: Client, store: 
     assert await r.json() == {
         "node": "paris-node1", "site": "paris",
         "members": [{"name": "marseille-node1", "site": "marseille",
-                     "url": "http://10.0.0.3:8080"},
-                    {"name": "paris-node2", "site": "paris", "url": "http://10.0.0.2:8080"}],
+                     "url": "http://10.0.0.3:8080", "carriers": []},
+                    {"name": "paris-node2", "site": "paris", "url": "http://10.0.0.2:8080",
+                     "carriers": []}],
         "watchdog_leader": "paris-node2",
         "drained_sites": ["marseille"],
         "in_flight": {str(campaign): {"marseille-node1": 1, "paris-node2": 2}},

@@ -4,15 +4,12 @@ for the node's API (acknowledgement links, voice callbacks)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest_asyncio
-from aiohttp import web
 
-from nodes.carriers.callback_auth import HEADER
 from nodes.carriers.sim.app import SimConfig, Simulator
 from tests.carriers.support import (
     HOST,
@@ -23,6 +20,7 @@ from tests.carriers.support import (
     Control,
     NodeApi,
     SimFactory,
+    serve_node_api,
 )
 
 
@@ -68,31 +66,6 @@ async def control(http: aiohttp.ClientSession, sim: Simulator) -> Control:
 
 @pytest_asyncio.fixture
 async def node_api() -> AsyncIterator[NodeApi]:
-    api = NodeApi(url="")
-
-    async def page(request: web.Request) -> web.Response:  # opening the link records nothing
-        api.opened.append(request.match_info["reference"])
-        return web.Response(text=f'<form method="post" action="{request.path_qs}">'
-                                 '<button>ok</button></form>', content_type="text/html")
-
-    async def click(request: web.Request) -> web.Response:
-        api.clicks.append(request.match_info["reference"])
-        return web.Response(text="merci")
-
-    async def callback(request: web.Request) -> web.Response:
-        raw = await request.read()
-        api.callback_bodies.append((raw, request.headers.get(HEADER)))
-        api.callbacks.append(json.loads(raw))
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_get("/ack/{reference}", page)
-    app.router.add_post("/ack/{reference}", click)
-    app.router.add_post("/voice/callback", callback)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, HOST, 0)
-    await site.start()
-    api.url = f"http://{HOST}:{runner.addresses[0][1]}"
+    api, runner = await serve_node_api()
     yield api
     await runner.cleanup()

@@ -4,6 +4,8 @@ receipts and acknowledgements, a client of the simulator's control API."""
 from __future__ import annotations
 
 import asyncio
+import json
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -11,8 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
+from aiohttp import web
 
 from nodes.carriers.base import Ack, Receipt
+from nodes.carriers.callback_auth import HEADER
 from nodes.carriers.sim.app import Simulator
 
 HOST = "127.0.0.1"
@@ -113,3 +117,35 @@ async def adapter_factory(
     finally:
         for adapter in made:
             await adapter.close()
+
+
+async def serve_node_api(tls: ssl.SSLContext | None = None) -> tuple[NodeApi, web.AppRunner]:
+    """A stand-in of the node's API on 127.0.0.1 (HTTPS with ``tls``) recording what the
+    simulators send it: the acknowledgement page (GET) and its button (POST), voice callbacks
+    with their signature. Clean it up with the runner."""
+    api = NodeApi(url="")
+
+    async def page(request: web.Request) -> web.Response:  # opening the link records nothing
+        api.opened.append(request.match_info["reference"])
+        return web.Response(text=f'<form method="post" action="{request.path_qs}">'
+                                 '<button>ok</button></form>', content_type="text/html")
+
+    async def click(request: web.Request) -> web.Response:
+        api.clicks.append(request.match_info["reference"])
+        return web.Response(text="merci")
+
+    async def callback(request: web.Request) -> web.Response:
+        raw = await request.read()
+        api.callback_bodies.append((raw, request.headers.get(HEADER)))
+        api.callbacks.append(json.loads(raw))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_get("/ack/{reference}", page)
+    app.router.add_post("/ack/{reference}", click)
+    app.router.add_post("/voice/callback", callback)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, HOST, 0, ssl_context=tls).start()
+    api.url = f"{'https' if tls else 'http'}://{HOST}:{runner.addresses[0][1]}"
+    return api, runner

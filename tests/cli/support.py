@@ -7,11 +7,14 @@ given width and reads its screen."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Coroutine, Sequence
@@ -21,16 +24,22 @@ from typing import Any, TypeVar
 import yaml
 from aiohttp import web
 
+from cluster import tls
 from cluster.httpjson import request_json
 from nodes.metrics import Metrics
 from replication.store_api import Outcome
 from tests.api.conftest import OPERATOR, SMS_STEP, make_app
 from tests.fakes.memory_store import MemoryStore
+from tests.tls_kit import TestPki
 
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAB_INVENTORY = REPO_ROOT / "inventories" / "lab" / "hosts.yml"
 TENIR = Path(sys.executable).parent / "tenir"
+# The test CA of the node's API (the lab's is made by ansible/pki.yml).
+_PKI_DIR = Path(tempfile.mkdtemp(prefix="tenir-cli-pki-"))
+atexit.register(shutil.rmtree, _PKI_DIR, True)
+PKI = TestPki(_PKI_DIR)
 
 
 class LoopThread:
@@ -60,9 +69,14 @@ class NodeServer(LoopThread):
         self.store = MemoryStore()
         self.runner: web.AppRunner | None = None
         self.port = 0
+        self._ca_before: str | None = None
         self.nodes = itertools.cycle([("paris-node1", "paris"), ("marseille-node1", "marseille")])
 
     def __enter__(self) -> NodeServer:
+        # Served over HTTPS like a node: the CLI (in process or not) trusts the test CA only.
+        self._ca_before = os.environ.get("TENIR_CA_FILE")
+        os.environ["TENIR_CA_FILE"] = str(PKI.pki.ca_cert_path)
+        tls.configure(None)
         self.port = self.call(self._serve())
         return self
 
@@ -70,11 +84,21 @@ class NodeServer(LoopThread):
         if self.runner is not None:
             self.call(self.runner.cleanup())
         self.close()
+        if self._ca_before is None:
+            os.environ.pop("TENIR_CA_FILE", None)
+        else:
+            os.environ["TENIR_CA_FILE"] = self._ca_before
+        tls.configure(None)
+
+    def app(self) -> web.Application:
+        """The app served (a subclass adds its services)."""
+        return make_app(self.store, Metrics())
 
     async def _serve(self) -> int:
-        self.runner = web.AppRunner(make_app(self.store, Metrics()))
+        self.runner = web.AppRunner(self.app())
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site = web.TCPSite(self.runner, "127.0.0.1", 0,
+                           ssl_context=PKI.files("paris-node1").server_context())
         await site.start()
         server = site._server
         assert isinstance(server, asyncio.Server)
@@ -82,7 +106,7 @@ class NodeServer(LoopThread):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api/v1"
+        return f"https://127.0.0.1:{self.port}/api/v1"
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
         _, data = request_json(method, self.url + path, body, timeout=10.0, bearer=OPERATOR,

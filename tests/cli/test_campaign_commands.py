@@ -108,7 +108,7 @@ def test_no_node_answering_exits_1_naming_the_problem(
     inventory = str(write_inventory(tmp_path))  # every node's port is 9: nothing answers
     code, out, err = run(capsys, "-i", inventory, "campaign", "list")
     assert (code, out) == (1, [])
-    assert err[0].startswith("tenir: no alert node answered: http://127.0.0.1:9/api/v1/"
+    assert err[0].startswith("tenir: no alert node answered: https://127.0.0.1:9/api/v1/"
                              "campaigns: no answer")
     assert max(len(line) for line in err) <= 80, err
 
@@ -120,5 +120,5 @@ def test_a_refusal_names_the_field_and_the_node(
     assert (code, out) == (1, [])
     assert " ".join(line.strip() for line in err) == (
         f"tenir: POST /campaigns: 422 unknown scenario 'absent' (field scenario; node "
-        f"http://127.0.0.1:{server.port})")
+        f"https://127.0.0.1:{server.port})")
     assert max(len(line) for line in err) <= 80

@@ -10,7 +10,7 @@ import pytest
 
 from cluster import cli
 from nodes.carriers.sim.app import SimConfig, Simulator
-from tests.cli.support import LoopThread, write_inventory
+from tests.cli.support import PKI, LoopThread, write_inventory
 
 pytestmark = pytest.mark.integration
 
@@ -18,12 +18,14 @@ ADDRESSES = {"paris": "127.0.0.2", "marseille": "127.0.0.3"}
 
 
 @pytest.fixture
-def sims() -> Iterator[tuple[LoopThread, dict[str, Simulator]]]:
+def sims(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LoopThread, dict[str, Simulator]]]:
+    monkeypatch.setenv("TENIR_CA_FILE", str(PKI.pki.ca_cert_path))  # control over HTTPS
     loop = LoopThread()
     started: dict[str, Simulator] = {}
     try:
         for site, address in ADDRESSES.items():
-            sim = Simulator(SimConfig(site=site, host=address))
+            sim = Simulator(SimConfig(site=site, host=address,
+                                      tls=PKI.files(f"{site}-carriers", (address,))))
             loop.call(sim.start())
             started[site] = sim
         yield loop, started

@@ -13,7 +13,8 @@ import pytest_asyncio
 
 from cluster.coordination.base import CoordinationSettings, Coordinator
 from cluster.coordination.factory import open_coordinator
-from tests.coordination.servers import EtcdServer, Proxy, Server, ZooKeeperServer
+from tests.coordination.servers import EtcdServer, Proxy, Server, ZooKeeperServer, running
+from tests.tls_kit import TestPki
 
 TTL = 3.0
 RETRY_TIMEOUT = 1.0
@@ -21,22 +22,20 @@ RETRY_TIMEOUT = 1.0
 
 @pytest.fixture(scope="session")
 def etcd_server() -> Iterator[EtcdServer]:
-    server = EtcdServer()
-    try:
-        server.start()
+    with running(EtcdServer()) as server:
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture(scope="session")
 def zookeeper_server() -> Iterator[ZooKeeperServer]:
-    server = ZooKeeperServer()
-    try:
-        server.start()
+    with running(ZooKeeperServer()) as server:
         yield server
-    finally:
-        server.destroy()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    """A throwaway cluster CA (the TLS tests' servers and clients)."""
+    return TestPki(tmp_path_factory.mktemp("pki"))
 
 
 @dataclass

@@ -17,14 +17,22 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
+
+from cluster.tls import TlsFiles
 
 ETCD_BIN = Path(os.environ.get("TENIR_ETCD_BIN", "/usr/bin/etcd"))
 JAVA_BIN = Path(os.environ.get("TENIR_JAVA_BIN", shutil.which("java") or "/usr/bin/java"))
 ZK_JAR = Path("/usr/share/java/zookeeper.jar")  # its manifest's Class-Path names the deps
 ZK_LOG_JAR = Path("/usr/share/java/slf4j-simple.jar")  # optional: server log to stderr
+ZK_NETTY_CODEC = Path("/usr/share/java/netty-codec.jar")  # Netty serves ZooKeeper's TLS
 HOST = "127.0.0.1"
 START_TIMEOUT = 30.0
+
+
+S = TypeVar("S", bound="Server")
 
 
 class ServerError(RuntimeError):
@@ -116,25 +124,39 @@ class Server:
 
 
 class EtcdServer(Server):
+    """etcd on loopback; with ``tls`` (a server certificate for 127.0.0.1 and its CA), clients
+    and peers over TLS with client certificates required, as the etcd role configures it."""
+
     name = "etcd"
 
-    def __init__(self) -> None:
+    def __init__(self, tls: TlsFiles | None = None) -> None:
         if not ETCD_BIN.exists():
             raise ServerError(f"{ETCD_BIN} not found: install the Debian package etcd-server")
         super().__init__()
         self.peer_port = free_port()
+        self.tls = tls
 
     def command(self) -> list[str]:
-        peer = f"http://{HOST}:{self.peer_port}"
-        client = f"http://{self.endpoint}"
-        return [str(ETCD_BIN), "--name", "t", "--data-dir", str(self.root / "data"),
+        scheme = "https" if self.tls else "http"
+        peer = f"{scheme}://{HOST}:{self.peer_port}"
+        client = f"{scheme}://{self.endpoint}"
+        argv = [str(ETCD_BIN), "--name", "t", "--data-dir", str(self.root / "data"),
                 "--listen-client-urls", client, "--advertise-client-urls", client,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", f"t={peer}", "--log-level", "warn"]
+        if self.tls is not None:
+            files = [str(self.tls.cert), str(self.tls.key), str(self.tls.ca)]
+            argv += ["--cert-file", files[0], "--key-file", files[1], "--trusted-ca-file",
+                     files[2], "--client-cert-auth", "--peer-cert-file", files[0],
+                     "--peer-key-file", files[1], "--peer-trusted-ca-file", files[2],
+                     "--peer-client-cert-auth"]
+        return argv
 
     def ready(self) -> bool:
-        try:  # the v2/v3 gateway's health endpoint, over plain HTTP
-            with socket.create_connection((HOST, self.port), timeout=1) as s:
+        try:  # the v2/v3 gateway's health endpoint
+            with socket.create_connection((HOST, self.port), timeout=1) as raw:
+                s = (self.tls.client_context().wrap_socket(raw, server_hostname=HOST)
+                     if self.tls else raw)
                 s.sendall(b"GET /health HTTP/1.0\r\nHost: x\r\n\r\n")
                 return b'"health":"true"' in s.recv(4096)
         except OSError:
@@ -142,33 +164,63 @@ class EtcdServer(Server):
 
 
 class ZooKeeperServer(Server):
+    """ZooKeeper on loopback; with ``tls`` (a server certificate for 127.0.0.1 and its CA), its
+    client port is TLS only with client certificates required, x509 identities on, as the
+    zookeeper role configures it."""
+
     name = "zookeeper"
 
-    def __init__(self) -> None:
+    def __init__(self, tls: TlsFiles | None = None) -> None:
         for path, package in ((JAVA_BIN, "openjdk-17-jre-headless"), (ZK_JAR, "zookeeper")):
             if not path.exists():
                 raise ServerError(f"{path} not found: install the Debian package {package}")
         super().__init__()
+        self.tls = tls
         (self.root / "data").mkdir()
         # tickTime 500 ms: sessions of 1 s .. 60 s can be negotiated, expiry is ~0.5 s precise
-        (self.root / "zoo.cfg").write_text(
-            f"tickTime=500\ndataDir={self.root / 'data'}\nclientPort={self.port}\n"
-            f"clientPortAddress={HOST}\nminSessionTimeout=1000\nmaxSessionTimeout=60000\n"
-            "admin.enableServer=false\n4lw.commands.whitelist=*\n")
+        config = (f"tickTime=500\ndataDir={self.root / 'data'}\n"
+                  "minSessionTimeout=1000\nmaxSessionTimeout=60000\n"
+                  "admin.enableServer=false\n4lw.commands.whitelist=*\n")
+        if tls is None:
+            config += f"clientPort={self.port}\nclientPortAddress={HOST}\n"
+        else:
+            assert tls.cert is not None and tls.key is not None
+            pem = self.root / "host.pem"
+            pem.write_bytes(tls.key.read_bytes() + tls.cert.read_bytes())
+            config += (f"secureClientPort={self.port}\nsecureClientPortAddress={HOST}\n"
+                       "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n"
+                       f"ssl.keyStore.location={pem}\nssl.keyStore.type=PEM\n"
+                       f"ssl.trustStore.location={tls.ca}\nssl.trustStore.type=PEM\n"
+                       "ssl.clientAuth=need\nauthProvider.x509="
+                       "org.apache.zookeeper.server.auth.X509AuthenticationProvider\n")
+        (self.root / "zoo.cfg").write_text(config)
 
     def command(self) -> list[str]:
-        classpath = [str(ZK_JAR)] + ([str(ZK_LOG_JAR)] if ZK_LOG_JAR.exists() else [])
+        classpath = [str(ZK_JAR), str(ZK_NETTY_CODEC)] + (
+            [str(ZK_LOG_JAR)] if ZK_LOG_JAR.exists() else [])
         return [str(JAVA_BIN), "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                 "-Dzookeeper.jmx.log4j.disable=true", "-cp", ":".join(classpath),
                 "org.apache.zookeeper.server.ZooKeeperServerMain", str(self.root / "zoo.cfg")]
 
     def ready(self) -> bool:
         try:
-            with socket.create_connection((HOST, self.port), timeout=1) as s:
+            with socket.create_connection((HOST, self.port), timeout=1) as raw:
+                s = (self.tls.client_context().wrap_socket(raw, server_hostname=HOST)
+                     if self.tls else raw)
                 s.sendall(b"ruok")
                 return s.recv(16) == b"imok"
         except OSError:
             return False
+
+
+@contextlib.contextmanager
+def running(server: S) -> Iterator[S]:
+    """``server`` started, destroyed (stopped by its PID, its directory removed) after."""
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
 
 
 class Proxy:

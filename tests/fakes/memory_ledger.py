@@ -66,6 +66,17 @@ class MemoryLedger:
                 return e
         return None
 
+    async def of_kind(self, kind: str, limit: int = 1000, **match: str) -> list[Entry]:
+        out = []
+        for e in self.items:
+            doc = e.doc()
+            details = doc.get("details") or {}
+            if doc.get("kind") == kind and all(details.get(k) == v for k, v in match.items()):
+                out.append(e)
+                if len(out) >= limit:
+                    break
+        return out
+
     async def add_checkpoint(self, size: int, root: bytes, note: str) -> bool:
         if size in self.stored:
             return False

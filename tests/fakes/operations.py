@@ -1,5 +1,5 @@
-"""Fakes of the planned operations' collaborators (``cluster/drain.py``,
-``cluster/switchover.py``): the coordination drains, the nodes' cluster view, Patroni, the
+"""Fakes of the planned operations' collaborators (``failover/drain.py``,
+``failover/switchover.py``): the coordination drains, the nodes' cluster view, Patroni, the
 HAProxies and the event sink, all writing to one :class:`World` that logs, in order, what each
 was asked to do."""
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cluster.drain import ClusterSnapshot, DrainRefused
-from cluster.switchover import PROXY
+from failover.drain import ClusterSnapshot, DrainRefused
+from failover.switchover import PROXY
 from replication.haproxy import ServerState
 from replication.patroni import PatroniCluster, PatroniMember
 
@@ -25,7 +25,6 @@ class World:
         self.primary = primary
         self.sync = sync
         self.drained: set[str] = set()
-        self.server_state: dict[tuple[str, str], str] = {}  # (haproxy, server) -> admin state
         self.in_flight: list[dict[int, dict[str, int]]] = [
             {4: {"paris-node1": 2, "marseille-node1": 1}},
             {4: {"paris-node1": 1, "marseille-node1": 2}},
@@ -67,7 +66,7 @@ class World:
 
 
 class Drains:
-    """:class:`cluster.drain.DrainControl` on the world (and ``by``, as CoordinationDrains)."""
+    """:class:`failover.drain.DrainControl` on the world (and ``by``, as CoordinationDrains)."""
 
     by = "tester@test-host"
 
@@ -110,15 +109,6 @@ class FakeHAProxy:
         self.name = name
 
     def servers(self, proxy: str | None = None) -> list[ServerState]:
-        out = []
-        for server in PG.values():
-            admin = self.w.server_state.get((self.name, server), "ready")
-            status = ("DRAIN" if admin == "drain" else "MAINT" if admin == "maint" else
-                      "UP" if server == self.w.primary else "DOWN")
-            out.append(ServerState(PROXY, server, status, 0))
-        return out
-
-    def set_state(self, proxy: str, server: str, state: str) -> None:
-        assert proxy == PROXY
-        self.w.log.append(f"haproxy {self.name} {server} {state}")
-        self.w.server_state[(self.name, server)] = state
+        # what the statistics page shows: the health check routes to the primary only
+        return [ServerState(PROXY, server, "UP" if server == self.w.primary else "DOWN", 0)
+                for server in PG.values()]

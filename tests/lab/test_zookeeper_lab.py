@@ -9,6 +9,7 @@ end. It runs after the etcd lab's modules (file order).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from collections.abc import Callable, Iterator
@@ -44,8 +45,17 @@ def zk_lab(live: Callable[[str], None]) -> Iterator[LabHandle]:
     lab.down()
 
 
-def _zk(lab: LabHandle) -> KazooClient:
-    client = KazooClient(hosts=",".join(coordination_endpoints(lab.topo)), timeout=5.0)
+def _zk(lab: LabHandle, cert: str = "paris-db") -> KazooClient:
+    """A client over TLS presenting ``cert`` (a PostgreSQL member's may read Patroni's znodes)
+    and logged in as the nodes' digest user (their znodes)."""
+    from cluster.coordination.zk_security import zk_security
+    from cluster.tls import TlsFiles
+    from failover.drain import coordination_settings
+
+    settings = dataclasses.replace(coordination_settings(lab.topo),
+                                   tls=TlsFiles.in_dir(lab.layout.pki_dir, cert))
+    client = KazooClient(hosts=",".join(coordination_endpoints(lab.topo)), timeout=5.0,
+                         **zk_security(settings))
     client.start(timeout=10)
     return client
 
@@ -102,3 +112,16 @@ def test_losing_the_site_without_the_primary_mid_campaign(zk_lab: LabHandle) -> 
 
 def test_losing_the_primary_site_mid_campaign(zk_lab: LabHandle) -> None:
     primary_site_lost_mid_campaign(zk_lab)
+
+
+def test_a_node_cannot_touch_patronis_znodes_but_reaches_its_own(zk_lab: LabHandle) -> None:
+    from kazoo.exceptions import NoAuthError
+
+    client = _zk(zk_lab, cert="paris-node1")  # a node's certificate and the nodes' digest
+    try:
+        assert client.get_children(f"/tenir/{zk_lab.topo.name}/members")
+        with pytest.raises(NoAuthError):
+            client.set(f"/service/{zk_lab.topo.name}/leader", b"paris-node1")
+    finally:
+        client.stop()
+        client.close()

@@ -9,7 +9,8 @@ import asyncio
 import pytest
 
 from cluster.coordination.base import CoordinationUnavailable, MemberInfo
-from cluster.drain import (
+from cluster.wait import WaitTimeout
+from failover.drain import (
     ClusterSnapshot,
     DrainRefused,
     IdleReport,
@@ -18,7 +19,6 @@ from cluster.drain import (
     set_drain,
     wait_site_idle,
 )
-from cluster.wait import WaitTimeout
 from nodes.dispatcher import Dispatcher, DispatcherConfig
 from nodes.drain import CoordinationClusterView, SiteDrainGate, drain_key, site_of_key
 from replication.store_api import ChannelStep, ScenarioIn

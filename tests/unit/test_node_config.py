@@ -5,6 +5,9 @@ repeating a value that may be secret."""
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +18,14 @@ from cluster.render import ROLES_DIR, render, role_defaults
 from nodes.api.limits import HttpLimits
 from nodes.config import NodeConfigError, load_node_config, parse_node_config
 from nodes.users import token_digest
+from tests.tls_kit import TestPki
 
 pytestmark = pytest.mark.unit
+
+# What the tenir_tls role puts in the node's TLS directory: ca.crt, host.crt, host.key.
+TLS_DIR = Path(tempfile.mkdtemp(prefix="tenir-node-tls-"))
+atexit.register(shutil.rmtree, TLS_DIR, True)
+TestPki(TLS_DIR).files("host")
 
 
 def node_values(**overrides: Any) -> dict[str, Any]:
@@ -37,7 +46,7 @@ def node_values(**overrides: Any) -> dict[str, Any]:
         "tenir_node_coordination_namespace": "/tenir/tenir-lab/",
         "tenir_node_membership_ttl": 5, "tenir_node_coordination_retry_timeout": 1.5,
         "tenir_node_fencing_safety": 2, "tenir_node_watchdog_cycle_s": 0.5,
-        "tenir_node_patroni_urls": [],
+        "tenir_node_patroni_urls": [], "tenir_node_tls_dir": str(TLS_DIR),
         **overrides,
     }
 
@@ -67,9 +76,9 @@ def test_patroni_urls_default_to_none(tmp_path: Path) -> None:
 
 
 def test_patroni_urls_are_rendered_and_loaded() -> None:
-    urls = ["http://10.213.0.11:8008", "http://10.213.0.21:8008/"]
+    urls = ["https://10.213.0.11:8008", "https://10.213.0.21:8008/"]
     cfg = parse_node_config(rendered(tenir_node_patroni_urls=urls))
-    assert cfg.patroni_urls == ("http://10.213.0.11:8008", "http://10.213.0.21:8008")
+    assert cfg.patroni_urls == ("https://10.213.0.11:8008", "https://10.213.0.21:8008")
 
 
 def test_a_config_without_the_key_has_no_patroni_urls() -> None:
@@ -215,3 +224,41 @@ def test_the_journal_and_the_reserve_are_rendered_loaded_and_bounded() -> None:
                                 ("claim_ahead_max", 5000, "between 0 and 1024")):
         with pytest.raises(NodeConfigError, match=f"{key}: .*{problem}"):
             parse_node_config({**rendered(), key: value})
+
+
+def test_drill_intervals_are_rendered_and_loaded() -> None:
+    """The inventory's tenir_drill_intervals reach the node, which reports overdue drills."""
+    assert "drills" not in rendered(tenir_node_drill_intervals={})
+    data = rendered(tenir_node_drill_intervals={"lose-witness": "half-yearly",
+                                                "lose-primary-site": "90d"})
+    cfg = parse_node_config(data)
+    assert cfg.drill_intervals == {"lose-primary-site": 90 * 86400.0,
+                                   "lose-witness": 182 * 86400.0}
+
+
+def test_a_bad_drill_interval_is_refused_naming_its_key() -> None:
+    with pytest.raises(NodeConfigError, match=r"drills\.intervals\.lose-witness: 'soon' is not "
+                                              "an interval"):
+        parse_node_config(rendered(tenir_node_drill_intervals={"lose-witness": "soon"}))
+def test_tls_is_rendered_and_a_key_of_another_certificate_is_refused(tmp_path: Path) -> None:
+    cfg = parse_node_config(rendered())
+    assert cfg.public_url == "https://10.213.0.12:8080"
+    assert cfg.tls is not None and cfg.tls.cert == TLS_DIR / "host.crt"
+    assert cfg.carriers.tls.enabled and cfg.carriers.tls.ca == str(TLS_DIR / "ca.crt")
+    other = TestPki(tmp_path).files("other")
+    data = rendered()
+    data["tls"]["key"] = str(other.key)
+    with pytest.raises(NodeConfigError, match=r"tls\.key: cannot be read, or does not match"):
+        parse_node_config(data)
+    data = rendered()
+    data["public_url"] = "http://10.213.0.12:8080"
+    with pytest.raises(NodeConfigError, match="public_url: must be https://"):
+        parse_node_config(data)
+
+
+def test_zookeeper_nodes_get_their_digest_user() -> None:
+    cfg = parse_node_config(rendered(tenir_node_coordination_backend="zookeeper",
+                                     tenir_node_zookeeper_password="zk-pw-0123456789"))
+    assert cfg.coordination is not None
+    assert cfg.coordination.zk_digest == "tenir-nodes:zk-pw-0123456789"
+    assert "zk-pw" not in repr(cfg)

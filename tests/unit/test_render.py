@@ -50,6 +50,7 @@ def patroni_values() -> dict[str, Any]:
         "patroni_superuser_password": "pw-superuser",
         "patroni_replication_password": "pw-replication",
         "patroni_rewind_password": "pw-rewind",
+        "patroni_etcd_password": "pw-etcd",
     }
 
 
@@ -61,7 +62,7 @@ def zookeeper_values() -> dict[str, Any]:
 def haproxy_values() -> dict[str, Any]:
     return {
         "haproxy_bind_address": "10.213.0.11",
-        "haproxy_admin_address": "10.213.0.11",
+        "haproxy_stats_password": "pw-stats",
         "haproxy_backends": [dict(m) for m in MEMBERS[:2]],
     }
 
@@ -121,16 +122,21 @@ def test_etcd_config() -> None:
     conf = yaml.safe_load(_render("etcd"))
     assert conf["name"] == "paris-db"
     assert conf["initial-cluster"] == (
-        "paris-db=http://10.213.0.11:2380,"
-        "marseille-db=http://10.213.0.21:2380,"
-        "witness-quorum=http://10.213.0.31:2380"
+        "paris-db=https://10.213.0.11:2380,"
+        "marseille-db=https://10.213.0.21:2380,"
+        "witness-quorum=https://10.213.0.31:2380"
     )
     assert conf["initial-cluster-state"] == "new"
     assert conf["initial-cluster-token"] == "tenir-etcd"
-    assert conf["listen-peer-urls"] == "http://10.213.0.11:2380"
-    assert conf["initial-advertise-peer-urls"] == "http://10.213.0.11:2380"
-    assert conf["listen-client-urls"] == "http://10.213.0.11:2379,http://127.0.0.1:2379"
-    assert conf["advertise-client-urls"] == "http://10.213.0.11:2379"
+    assert conf["listen-peer-urls"] == "https://10.213.0.11:2380"
+    assert conf["initial-advertise-peer-urls"] == "https://10.213.0.11:2380"
+    assert conf["listen-client-urls"] == "https://10.213.0.11:2379"
+    assert conf["advertise-client-urls"] == "https://10.213.0.11:2379"
+    for side in ("client-transport-security", "peer-transport-security"):
+        assert conf[side] == {"cert-file": "/etc/etcd/tls/host.crt",
+                              "key-file": "/etc/etcd/tls/host.key",
+                              "trusted-ca-file": "/etc/etcd/tls/ca.crt",
+                              "client-cert-auth": True}
     assert conf["data-dir"] == "/var/lib/etcd/tenir"
     assert conf["heartbeat-interval"] == 100
     assert conf["election-timeout"] == 1000
@@ -142,7 +148,7 @@ def test_etcd_config() -> None:
 def test_etcd_config_honours_overrides() -> None:
     conf = yaml.safe_load(_render("etcd", etcd_pre_vote=False, etcd_peer_port=12380))
     assert conf["pre-vote"] is False
-    assert conf["listen-peer-urls"] == "http://10.213.0.11:12380"
+    assert conf["listen-peer-urls"] == "https://10.213.0.11:12380"
     assert conf["initial-cluster"].count(":12380") == 3
 
 
@@ -154,7 +160,14 @@ def test_patroni_config() -> None:
     assert conf["namespace"] == "/service/"
     assert conf["restapi"]["listen"] == "10.213.0.11:8008"
     assert conf["restapi"]["authentication"] == {"username": "patroni", "password": "pw-restapi"}
+    tls = "/etc/patroni/tls"
+    assert (conf["restapi"]["certfile"], conf["restapi"]["keyfile"], conf["restapi"]["cafile"]) == (
+        f"{tls}/host.crt", f"{tls}/host.key", f"{tls}/ca.crt")
+    assert conf["ctl"] == {"insecure": False, "cacert": f"{tls}/ca.crt"}
     assert conf["etcd3"]["hosts"] == ["10.213.0.11:2379", "10.213.0.21:2379", "10.213.0.31:2379"]
+    assert conf["etcd3"]["protocol"] == "https"
+    assert (conf["etcd3"]["username"], conf["etcd3"]["password"]) == ("patroni", "pw-etcd")
+    assert conf["etcd3"]["cacert"] == f"{tls}/ca.crt"
     dcs = conf["bootstrap"]["dcs"]
     assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (20, 2, 4)
     assert dcs["synchronous_mode"] is True
@@ -162,16 +175,21 @@ def test_patroni_config() -> None:
     assert dcs["postgresql"]["parameters"]["wal_sender_timeout"] == "5s"
     assert dcs["postgresql"]["parameters"]["max_connections"] == 300
     pg = conf["postgresql"]
-    assert pg["listen"] == "10.213.0.11,127.0.0.1:5432"
+    assert pg["listen"] == "10.213.0.11:5432" and pg["use_unix_socket"] is True
     assert pg["connect_address"] == "10.213.0.11:5432"
     assert pg["pgpass"] == "/tmp/tenir-test/pgpass"
+    verify = {"sslmode": "verify-full", "sslrootcert": f"{tls}/ca.crt"}
     assert pg["authentication"] == {
-        "superuser": {"username": "postgres", "password": "pw-superuser"},
-        "replication": {"username": "replicator", "password": "pw-replication"},
-        "rewind": {"username": "rewind", "password": "pw-rewind"},
+        "superuser": {"username": "postgres", "password": "pw-superuser", **verify},
+        "replication": {"username": "replicator", "password": "pw-replication", **verify},
+        "rewind": {"username": "rewind", "password": "pw-rewind", **verify},
     }
-    assert "host replication replicator 127.0.0.1/32 scram-sha-256" in pg["pg_hba"]
-    assert "host replication replicator 10.213.0.0/24 scram-sha-256" in pg["pg_hba"]
+    assert pg["pg_hba"] == ["local all all peer",
+                            "hostssl replication replicator 10.213.0.0/24 scram-sha-256",
+                            "hostssl all all 10.213.0.0/24 scram-sha-256",
+                            "hostnossl all all all reject"]
+    assert (pg["parameters"]["ssl"], pg["parameters"]["ssl_cert_file"]) == ("on",
+                                                                           f"{tls}/host.crt")
     assert pg["parameters"]["password_encryption"] == "scram-sha-256"
 
 
@@ -194,9 +212,16 @@ def test_haproxy_config() -> None:
     assert re.search(r"^\s*default-server .*\binter 500ms\b", text, re.M)
     assert re.search(r"^\s*default-server .*\bon-marked-down shutdown-sessions\b", text, re.M)
     assert re.search(r"^\s*stats socket /run/haproxy/admin\.sock .*\blevel admin\b", text, re.M)
-    assert re.search(r"^\s*stats socket ipv4@10\.213\.0\.11:9999 level admin$", text, re.M)
+    # the runtime API only on a UNIX socket; the statistics read-only over TLS with a password
+    assert len(re.findall(r"^\s*stats socket ", text, re.M)) == 1
+    assert "ipv4@" not in text and "stats admin" not in text
+    assert re.search(r"^\s*bind 10\.213\.0\.11:9999 ssl crt /etc/haproxy/tls/host\.pem$", text,
+                     re.M)
+    assert re.search(r"^\s*stats auth tenir-stats:pw-stats$", text, re.M)
+    assert re.search(r"^\s*http-request deny deny_status 405 unless METH_GET$", text, re.M)
     assert re.search(r"^\s*bind 10\.213\.0\.11:5000$", text, re.M)
-    servers = re.findall(r"^\s*server (\S+) (\S+) .*\bcheck port 8008\b", text, re.M)
+    servers = re.findall(r"^\s*server (\S+) (\S+) .*\bcheck port 8008 check-ssl verify required "
+                         r"ca-file /etc/haproxy/tls/ca\.crt$", text, re.M)
     assert servers == [("paris-db", "10.213.0.11:5432"), ("marseille-db", "10.213.0.21:5432")]
     assert not re.search(r"^\s*(user|group) ", text, re.M)
 

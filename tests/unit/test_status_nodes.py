@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from cluster.cli import build_parser
-from cluster.drain import coordination_settings
 from cluster.status import nodes_part
 from cluster.status_render import render_nodes
 from cluster.topology import Topology
+from failover.drain import coordination_settings
 
 pytestmark = pytest.mark.unit
 

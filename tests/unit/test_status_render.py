@@ -88,7 +88,7 @@ def test_each_thing_not_running_is_a_problem() -> None:
         "PostgreSQL has no streaming synchronous standby",
         "PostgreSQL marseille-db is stopped",
         "HAProxy on paris-db (paris) sends PostgreSQL clients nowhere",
-        "HAProxy on marseille-db (marseille): admin socket unreachable",
+        "HAProxy on marseille-db (marseille): statistics unreachable",
         "alert node marseille-node1 (marseille) is not a member of the coordination service",
         "no watchdog leader",
     ]
@@ -97,7 +97,7 @@ def test_each_thing_not_running_is_a_problem() -> None:
         "primary)"
     assert lines[2:4] == ["    held out: paris-db, a replica (only the primary passes the check)",
                           "    held out: marseille-db, PostgreSQL stopped"]
-    assert lines[4].startswith("  on marseille-db (marseille): admin socket UNREACHABLE, routing "
+    assert lines[4].startswith("  on marseille-db (marseille): statistics UNREACHABLE, routing "
                                "unknown: HAProxy admin socket 10.213.0.21:9999")
     text = fit(render_table(status).split("\n"))
     assert "10 problems:" in text

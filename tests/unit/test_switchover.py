@@ -1,12 +1,13 @@
-"""The planned switchover on fakes: the order of its operations (drain, HAProxy drain, Patroni
-switchover, wait, HAProxy ready, undrain), the sentences it prints, the refusals of its preflight
-(nothing changed), and what a failure restores."""
+"""The planned switchover on fakes: the order of its operations (drain, Patroni switchover, wait
+until every HAProxy routes to the new primary, undrain), the sentences it prints, the refusals of
+its preflight (nothing changed), and what a failure restores. HAProxy is only read (its
+statistics page): nothing is set on it."""
 
 from __future__ import annotations
 
 import pytest
 
-from cluster.switchover import Switchover, SwitchoverFailed
+from failover.switchover import Switchover, SwitchoverFailed
 from tests.fakes.operations import NODES, PG, Drains, FakeHAProxy, FakePatroni, World
 
 pytestmark = pytest.mark.unit
@@ -24,35 +25,29 @@ def test_switchover_to_marseille_runs_its_steps_in_order_and_says_each() -> None
     report = switchover(w).run("marseille")
     assert w.log == [
         "drain paris",
-        "haproxy paris-db paris-db drain", "haproxy marseille-db paris-db drain",
         "patroni switchover paris-db -> marseille-db",
-        "haproxy paris-db paris-db ready", "haproxy marseille-db paris-db ready",
         "undrain paris",
         "event operator.switchover",
     ]
     assert report.ok and report.primary_before == "paris-db"
     assert report.primary_after == "marseille-db" and w.primary == "marseille-db"
     assert [s.name for s in report.steps] == [
-        "preflight", "drain paris", "wait for paris to finish its batches", "haproxy drain",
-        "patroni switchover", "wait for the new primary", "haproxy ready", "undrain paris"]
+        "preflight", "drain paris", "wait for paris to finish its batches",
+        "patroni switchover", "wait for the new primary", "undrain paris"]
     lines = [line.rsplit(" (", 1)[0] for line in w.said]
-    assert lines[:8] == [
+    assert lines[:6] == [
         "1. preflight: primary paris-db, synchronous standby marseille-db streaming; "
         "2 HAProxies answer; site paris takes work",
         "2. site paris drained: its nodes take no new batch",
         "3. site paris finished the 2 batches it held (campaign 4) in 0.0 s and takes no new one;"
         " the other site holds 3 batches (campaign 4: marseille-node1 3)",
-        "4. no new PostgreSQL connection to the old primary: paris-db set to drain on HAProxy "
-        "paris-db, marseille-db",
-        '5. Patroni switchover paris-db -> marseille-db: Successfully switched over to '
+        '4. Patroni switchover paris-db -> marseille-db: Successfully switched over to '
         '"marseille-db"',
-        "6. marseille-db is the PostgreSQL primary and every HAProxy routes only to it",
-        "7. paris-db set to ready on HAProxy paris-db, marseille-db (its health check keeps it "
-        "out while it is a replica)",
-        "8. site paris undrained: its nodes take new batches again",
+        "5. marseille-db is the PostgreSQL primary and every HAProxy routes only to it",
+        "6. site paris undrained: its nodes take new batches again",
     ]
-    assert all(line.endswith(" s)") for line in w.said[:8])
-    assert w.said[8] == report.sentence
+    assert all(line.endswith(" s)") for line in w.said[:6])
+    assert w.said[6] == report.sentence
     assert report.sentence.startswith("switchover to marseille done in ")
     assert report.sentence.endswith(
         ": PostgreSQL primary marseille-db (was paris-db), every HAProxy routes only to it; "
@@ -103,22 +98,20 @@ def test_switching_to_a_drained_site_is_refused() -> None:
     assert w.log == []
 
 
-def test_a_failed_patroni_switchover_restores_haproxy_and_undrains() -> None:
+def test_a_failed_patroni_switchover_undrains() -> None:
     w = World()
     w.switch_fails = RuntimeError("412 candidate not healthy")
     with pytest.raises(SwitchoverFailed) as failed:
         switchover(w).run("marseille")
-    assert w.log[3:] == [
+    assert w.log[1:] == [
         "patroni switchover paris-db -> marseille-db",
-        "haproxy paris-db paris-db ready", "haproxy marseille-db paris-db ready",
         "undrain paris",
         "event operator.switchover",
     ]
     message = str(failed.value)
     assert message.startswith("switchover to marseille FAILED after ")
-    assert message.endswith("412 candidate not healthy; restored: paris-db set to ready on "
-                            "HAProxy paris-db, marseille-db; site paris undrained")
-    assert any(line.startswith("5. patroni switchover: FAILED after ") for line in w.said)
+    assert message.endswith("412 candidate not healthy; restored: site paris undrained")
+    assert any(line.startswith("4. patroni switchover: FAILED after ") for line in w.said)
     assert w.events[0][2]["ok"] is False and w.primary == "paris-db" and not w.drained
 
 
@@ -129,7 +122,7 @@ def test_waiting_for_the_new_primary_is_bounded_and_names_what_it_waited_for() -
                                                r"be the PostgreSQL primary and every HAProxy to "
                                                r"route only to it; last seen: primary paris-db"):
         switchover(w, timeout=0.2).run("marseille")
-    assert w.log[-3:] == ["haproxy marseille-db paris-db ready", "undrain paris",
+    assert w.log[-3:] == ["patroni switchover paris-db -> marseille-db", "undrain paris",
                           "event operator.switchover"]
 
 
@@ -147,5 +140,5 @@ def test_report_json_lists_every_step() -> None:
     assert set(data) == {"to", "drained", "ok", "primary_before", "primary_after", "seconds",
                          "sentence", "steps"}
     assert (data["to"], data["drained"], data["ok"]) == ("marseille", "paris", True)
-    assert len(data["steps"]) == 8 and all({"step", "seconds", "sentence"} == set(s)
+    assert len(data["steps"]) == 6 and all({"step", "seconds", "sentence"} == set(s)
                                            for s in data["steps"])

@@ -19,7 +19,9 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
+from cluster.tls import TlsFiles
 from nodes.carriers.sim import jsonlog
 from nodes.carriers.sim.app import SimConfig, Simulator
 from nodes.carriers.sim.submissions import DEFAULT_CAPACITY, JournalError
@@ -50,7 +52,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[SimConfig, str]:
     p.add_argument("--password", default=None,
                    help="SMPP password (default: $TENIR_SIM_SMPP_PASSWORD, else 'secret')")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--tls-cert", help="serve every port over TLS with this certificate "
+                   "(SMTP: STARTTLS required)")
+    p.add_argument("--tls-key", help="its private key")
+    p.add_argument("--tls-ca", help="the CA that signed it and the nodes' certificates")
     a = p.parse_args(argv)
+    if bool(a.tls_cert) != bool(a.tls_key) or bool(a.tls_cert) != bool(a.tls_ca):
+        p.error("--tls-cert, --tls-key and --tls-ca go together")
     password = a.password or os.environ.get("TENIR_SIM_SMPP_PASSWORD") or "secret"
     try:
         config = SimConfig(site=a.site, host=a.host, smpp_port=a.smpp_port,
@@ -59,7 +67,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[SimConfig, str]:
                            log_capacity=a.log_capacity, journal=a.journal,
                            receipt_delay_ms=a.receipt_delay_ms, system_id=a.system_id,
                            password=password, voice_callback_secret=os.environ.get(
-                               "TENIR_SIM_VOICE_CALLBACK_SECRET") or None)
+                               "TENIR_SIM_VOICE_CALLBACK_SECRET") or None,
+                           tls=(TlsFiles(Path(a.tls_ca), Path(a.tls_cert), Path(a.tls_key))
+                                if a.tls_cert else None))
     except ValueError as exc:
         p.error(str(exc))
     return config, str(a.log_level).upper()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from cluster.tls import TlsFiles
 from nodes.carriers.sim.control import ControlServer
 from nodes.carriers.sim.smpp_server import SmppServer
 from nodes.carriers.sim.smtp_server import SmtpServer
@@ -38,6 +39,10 @@ class SimConfig:
     # Signs the voice callbacks (nodes/carriers/callback_auth.py); None sends them unsigned,
     # and nodes refuse them.
     voice_callback_secret: str | None = None
+    # TLS on every port (SMPP over TLS, SMTP with STARTTLS required, voice and control over
+    # HTTPS), and the CA its own clients (voice callbacks, e-mail link clicks) verify the nodes
+    # with. None: plain (unit tests of the protocols).
+    tls: TlsFiles | None = None
 
     def __post_init__(self) -> None:
         if not self.site:
@@ -74,21 +79,27 @@ class Simulator:
         self._started = True
         c = self.config
         delay_s = c.receipt_delay_ms / 1000
-        self._http = aiohttp.ClientSession()
+        server_tls = c.tls.server_context() if c.tls else None
+        client_tls = c.tls.client_context() if c.tls else None
+        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+            ssl=client_tls if client_tls is not None else True))
         try:
             self._smpp = SmppServer(self.state, host=c.host, port=c.smpp_port,
                                     system_id=c.system_id, password=c.password,
-                                    receipt_delay_s=delay_s, server_name=f"sim-{c.site}")
+                                    receipt_delay_s=delay_s, server_name=f"sim-{c.site}",
+                                    tls=server_tls)
             self.ports["smpp"] = await self._smpp.start()
             self._smtp = SmtpServer(self.state, host=c.host, port=c.smtp_port,
                                     receipt_delay_s=delay_s, http=self._http,
-                                    hostname=f"mx.{c.site}.sim.tenir.invalid")
+                                    hostname=f"mx.{c.site}.sim.tenir.invalid",
+                                    tls=server_tls)
             self.ports["smtp"] = await self._smtp.start()
             self._voice = VoiceServer(self.state, host=c.host, port=c.voice_port,
                                       receipt_delay_s=delay_s, http=self._http,
-                                      callback_secret=c.voice_callback_secret)
+                                      callback_secret=c.voice_callback_secret, tls=server_tls)
             self.ports["voice"] = await self._voice.start()
-            self._control = ControlServer(self.state, host=c.host, port=c.control_port)
+            self._control = ControlServer(self.state, host=c.host, port=c.control_port,
+                                          tls=server_tls)
             self.ports["control"] = await self._control.start()
         except BaseException:
             await self.stop()

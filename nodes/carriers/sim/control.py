@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from typing import Any
 
 from aiohttp import web
@@ -28,7 +29,9 @@ def _bad(field: str, problem: str) -> web.Response:
 
 
 class ControlServer:
-    def __init__(self, state: SimState, *, host: str, port: int) -> None:
+    def __init__(self, state: SimState, *, host: str, port: int,
+                 tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.state = state
         self.host = host
         self.port = port
@@ -44,7 +47,7 @@ class ControlServer:
 
     async def start(self) -> int:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.tls)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         return self.port

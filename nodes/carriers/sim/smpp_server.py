@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import ssl
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from nodes.carriers.smpp_pdu import Command, Header, PduError, ShortMessage, Sta
 from nodes.carriers.tasks import TaskSet
 
 log = logging.getLogger("tenir.sim.smpp")
+HANDSHAKE_S = 10.0  # a TLS handshake not done by then is dropped
 
 MAX_PENDING_REPORTS: Final = 100_000
 REPLY_AFTER_RECEIPT_S: Final = 0.05
@@ -47,7 +49,7 @@ UNBIND_GRACE_S: Final = 1.0
 class SmppServer:
     def __init__(
         self, state: SimState, *, host: str, port: int, system_id: str, password: str,
-        receipt_delay_s: float, server_name: str = "tenir-sim",
+        receipt_delay_s: float, server_name: str = "tenir-sim", tls: ssl.SSLContext | None = None,
     ) -> None:
         self.state = state
         self.host = host
@@ -56,6 +58,7 @@ class SmppServer:
         self._password = password
         self.receipt_delay_s = receipt_delay_s
         self.server_name = server_name[:15]
+        self.tls = tls
         self.stopping = asyncio.Event()
         self.sessions: set[SmppSession] = set()
         self._session_tasks: set[asyncio.Task[None]] = set()
@@ -64,7 +67,9 @@ class SmppServer:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._accept, self.host, self.port)
+        self._server = await asyncio.start_server(self._accept, self.host, self.port,
+                                                  ssl=self.tls, ssl_handshake_timeout=(
+                                                      HANDSHAKE_S if self.tls else None))
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self.port
 

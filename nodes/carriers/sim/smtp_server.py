@@ -19,6 +19,7 @@ import email.policy
 import html
 import logging
 import re
+import ssl
 import uuid
 import weakref
 from email.message import EmailMessage
@@ -49,12 +50,14 @@ def confirmation_target(page_url: str, page: str) -> str | None:
 
 class SmtpServer:
     def __init__(self, state: SimState, *, host: str, port: int, receipt_delay_s: float,
-                 http: aiohttp.ClientSession, hostname: str) -> None:
+                 http: aiohttp.ClientSession, hostname: str,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.state = state
         self.host = host
         self.port = port
         self.receipt_delay_s = receipt_delay_s
         self.hostname = hostname
+        self.tls = tls
         self._http = http
         self.stopping = asyncio.Event()
         self._protocols: weakref.WeakSet[SMTP] = weakref.WeakSet()
@@ -62,8 +65,11 @@ class SmtpServer:
         self._server: asyncio.Server | None = None
 
     def _protocol(self) -> SMTP:
+        # With TLS, STARTTLS is required before anything is sent (aiosmtpd refuses MAIL, RCPT
+        # and DATA before it): no message crosses the network in clear.
         proto = SMTP(self, hostname=self.hostname, data_size_limit=DATA_SIZE_LIMIT,
-                     enable_SMTPUTF8=True, timeout=60, loop=asyncio.get_running_loop())
+                     enable_SMTPUTF8=True, timeout=60, loop=asyncio.get_running_loop(),
+                     tls_context=self.tls, require_starttls=self.tls is not None)
         self._protocols.add(proto)
         return proto
 

@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import re
+import ssl
 import uuid
 from typing import Any, Final, get_args
 
@@ -73,8 +74,10 @@ def _validate(body: object) -> dict[str, str] | web.Response:
 
 class VoiceServer:
     def __init__(self, state: SimState, *, host: str, port: int, receipt_delay_s: float,
-                 http: aiohttp.ClientSession, callback_secret: str | None = None) -> None:
+                 http: aiohttp.ClientSession, callback_secret: str | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.state = state
+        self.tls = tls
         self._callback_secret = callback_secret
         self.host = host
         self.port = port
@@ -89,7 +92,7 @@ class VoiceServer:
 
     async def start(self) -> int:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.tls)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         return self.port

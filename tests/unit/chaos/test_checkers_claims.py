@@ -138,3 +138,50 @@ def test_watchdog_unknown_when_the_dead_node_held_nothing() -> None:
     r.claim(1, 1, "paris-node1", at=1, kind="finish")
     r.fault(at=2.0, nodes=["paris-node1"])
     assert watchdog.check(r.h).validity == "unknown"
+
+
+def test_watchdog_needs_no_takeover_of_a_batch_its_holder_finished_as_the_fault_began() -> None:
+    """Measured on the lab: a node finished a batch 43 ms after a power cut's silence began
+    (its last writes were already on the wire). Finished by its holder, it needed no move."""
+    r = Run()
+    r.claim(2, 1, "paris-node2", at=0.0)
+    r.fault(at=10.0, site="paris")
+    r.claim(2, 1, "paris-node2", at=10.04, kind="finish")
+    assert watchdog.check(r.h).validity == "valid"  # nothing was left to take over
+    # ...but a batch finished by someone else at its old epoch is still an offence
+    r2 = Run()
+    r2.claim(2, 1, "paris-node2", at=0.0)
+    r2.fault(at=10.0, site="paris")
+    r2.claim(2, 1, "marseille-node1", at=10.04, kind="finish")
+    v2 = watchdog.check(r2.h)
+    assert v2.validity == "invalid" and "never taken over" in v2.offences[0].reason
+
+
+def test_duplicates_bound_counts_what_a_cut_off_node_claimed_until_the_heal() -> None:
+    """An isolated site's node claims on until it fences itself: what it claimed after the
+    fault, before the heal, may be sent again too; what it claims after the heal may not."""
+    r = Run()
+    r.launch(1, 4)
+    r.claim(1, 1, "paris-node1", at=0.5)
+    r.fault(at=10.0, site="paris")
+    r.claim(2, 1, "paris-node1", at=11.0)  # after the cut, before fencing
+    r.submit("paris", "1:3:sms:0", at=11.5)
+    r.outcome(1, 3, at=11.6, batch=2, node="paris-node1", final=False)
+    r.claim(2, 2, "marseille-node1", at=15.0, site="marseille")
+    r.submit("marseille", "1:3:sms:0", at=15.5)
+    r.heal(at=20.0)
+    r.final(1, 4)
+    v = duplicates.check(r.h)
+    assert v.validity == "valid", v
+    assert v.figures["duplicates"] == 1
+    r2 = Run()
+    r2.launch(1, 4)
+    r2.claim(1, 1, "paris-node1", at=0.5)
+    r2.fault(at=10.0, site="paris")
+    r2.heal(at=20.0)
+    r2.claim(2, 1, "paris-node1", at=21.0)  # after the heal: not in flight at the fault
+    r2.outcome(1, 3, at=21.6, batch=2, node="paris-node1", final=False)
+    r2.submit("paris", "1:3:sms:0", at=21.5)
+    r2.submit("marseille", "1:3:sms:0", at=25.5)
+    r2.final(1, 4)
+    assert duplicates.check(r2.h).validity == "invalid"

@@ -4,19 +4,23 @@ Steps, each printed with its duration:
 
 0. preflight (nothing changes): SITE is a datacenter site and is not drained; Patroni has a
    primary and, if the primary is elsewhere, SITE's PostgreSQL is the streaming synchronous
-   standby (a switchover to anything else could lose acknowledged writes); every HAProxy answers;
-1. drain the other datacenter site (``cluster/drain.py``) and wait until its nodes hold no batch:
+   standby (a switchover to anything else could lose acknowledged writes); every HAProxy's
+   statistics answer (read-only, over HTTPS);
+1. drain the other datacenter site (``failover/drain.py``) and wait until its nodes hold no batch:
    its work is now done by SITE's nodes;
-2. if the primary is not in SITE: set the old primary's server to ``drain`` on every HAProxy (no
-   new connection goes to it), ask Patroni to switch over (leader = old primary, candidate =
-   SITE's PostgreSQL), wait until Patroni reports the candidate as primary and every HAProxy
-   routes only to it, and set the old server back to ``ready`` (its health check keeps it out of
-   the rotation while it is a replica);
+2. if the primary is not in SITE: ask Patroni to switch over (leader = old primary, candidate =
+   SITE's PostgreSQL) and wait until Patroni reports the candidate as primary and every HAProxy
+   routes only to it. No HAProxy server is set to ``drain`` first: with the other site drained,
+   the old primary's only clients are the nodes' pools, which that draining would not close;
+   Patroni's switchover stops the old primary (its sessions end), and HAProxy's health check of
+   Patroni's ``/primary`` (every 500 ms, ``on-marked-down shutdown-sessions``) sends the next
+   connections to the new one. HAProxy's runtime API is then needed by nothing remote: it is a
+   UNIX socket on each HAProxy machine only;
 3. undrain the other site (unless it was drained before the switchover: then it stays drained).
 
-Every wait is bounded (``timeout``) and its timeout names what it waited for. On any failure the
-HAProxy servers set to ``drain`` are set back to ``ready`` and a site this run drained is
-undrained, so the cluster is left taking work on both sites; the error says what was restored.
+Every wait is bounded (``timeout``) and its timeout names what it waited for. On any failure a
+site this run drained is undrained, so the cluster is left taking work on both sites; the error
+says what was restored.
 Success and failure are recorded as an ``operator.switchover`` event through an alert node.
 
 Collaborators (drains, cluster probe, Patroni, HAProxies, events, clock, output) are passed in:
@@ -31,7 +35,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from cluster.drain import (
+from cluster.topology import Topology
+from cluster.wait import wait_for
+from failover.drain import (
     ClusterProbe,
     DrainControl,
     EventSink,
@@ -40,8 +46,6 @@ from cluster.drain import (
     total,
     wait_site_idle,
 )
-from cluster.topology import Topology
-from cluster.wait import wait_for
 from replication.haproxy import ServerState
 from replication.patroni import PatroniCluster
 
@@ -57,9 +61,8 @@ class PatroniControl(Protocol):
     def switchover(self, leader: str, candidate: str) -> str: ...
 
 
-class HAProxyControl(Protocol):
+class HAProxyView(Protocol):
     def servers(self, proxy: str | None = None) -> list[ServerState]: ...
-    def set_state(self, proxy: str, server: str, state: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,6 @@ class _Progress:
 
     newly_drained: bool = False
     undrained: bool = False
-    haproxy: list[str] = field(default_factory=list)  # HAProxies where the old primary drains
     idle: IdleReport | None = None
 
 
@@ -101,7 +103,7 @@ class SwitchoverReport:
 class Switchover:
     def __init__(self, *, sites: Sequence[str], postgres_of_site: Mapping[str, str],
                  nodes: Mapping[str, str], drains: DrainControl, cluster: ClusterProbe,
-                 patroni: PatroniControl, haproxies: Mapping[str, HAProxyControl],
+                 patroni: PatroniControl, haproxies: Mapping[str, HAProxyView],
                  events: EventSink | None = None, say: Callable[[str], None] = print,
                  timeout: float = 120.0, poll_s: float = 0.25, settle_s: float = 1.0,
                  proxy: str = PROXY, clock: Callable[[], float] = time.monotonic) -> None:
@@ -132,12 +134,6 @@ class Switchover:
         step = Step(name, self.clock() - began, sentence)
         report.steps.append(step)
         self.say(f"{len(report.steps)}. {sentence} ({step.seconds:.1f} s)")
-
-    def _set_servers(self, server: str, state: str, done: list[str]) -> str:
-        for name, admin in self.haproxies.items():
-            admin.set_state(self.proxy, server, state)
-            done.append(name)
-        return f"{server} set to {state} on HAProxy {', '.join(done)}"
 
     def _routes(self) -> dict[str, list[str]]:
         return {name: [s.server for s in admin.servers(self.proxy) if s.up]
@@ -175,7 +171,7 @@ class Switchover:
         try:
             self._routes()
         except Exception as exc:
-            raise SwitchoverFailed(f"an HAProxy admin socket does not answer ({exc})") from exc
+            raise SwitchoverFailed(f"an HAProxy's statistics do not answer ({exc})") from exc
         return other, primary, candidate, other in drained
 
     def run(self, to_site: str) -> SwitchoverReport:
@@ -240,10 +236,6 @@ class Switchover:
 
             self._step(report, "postgres", check)
             return
-        self._step(report, "haproxy drain",
-                   lambda: "no new PostgreSQL connection to the old primary: "
-                   + self._set_servers(primary, "drain", state.haproxy))
-
         def switch() -> str:
             answer = self.patroni.switchover(primary, candidate)
             return f"Patroni switchover {primary} -> {candidate}: {str(answer).strip()[:120]}"
@@ -255,14 +247,6 @@ class Switchover:
             return f"{candidate} is the PostgreSQL primary and every HAProxy routes only to it"
 
         self._step(report, "wait for the new primary", wait_new)
-
-        def ready() -> str:
-            done: list[str] = []
-            sentence = self._set_servers(primary, "ready", done)
-            state.haproxy = []
-            return f"{sentence} (its health check keeps it out while it is a replica)"
-
-        self._step(report, "haproxy ready", ready)
 
     def _wait_primary(self, candidate: str) -> None:
         def probe() -> tuple[bool, None, str]:
@@ -290,13 +274,6 @@ class Switchover:
 
     def _restore(self, report: SwitchoverReport, state: _Progress) -> str:
         said = []
-        if state.haproxy and report.primary_before is not None:
-            done: list[str] = []
-            try:
-                said.append(self._set_servers(report.primary_before, "ready", done))
-            except Exception as exc:
-                said.append(f"could NOT set {report.primary_before} back to ready on every "
-                            f"HAProxy (done: {', '.join(done) or 'none'}): {exc}")
         if state.newly_drained and not state.undrained:
             try:
                 self.drains.undrain(report.other_site)
@@ -364,9 +341,9 @@ class PatroniRest:
 
 def build_switchover(topo: Topology, *, say: Callable[[str], None], timeout: float,
                      token: str | None = None) -> Switchover:
-    from cluster.drain import CoordinationDrains, NodeApiEvents, NodesClusterProbe
-    from cluster.lab.health import haproxy_admin
+    from cluster.lab.health import haproxy_stats
     from cluster.node_api import operator_token
+    from failover.drain import CoordinationDrains, NodeApiEvents, NodesClusterProbe
 
     return Switchover(
         sites=[s.name for s in topo.datacenter_sites],
@@ -376,6 +353,6 @@ def build_switchover(topo: Topology, *, say: Callable[[str], None], timeout: flo
         drains=CoordinationDrains(topo),
         cluster=NodesClusterProbe(topo, token or operator_token("auditor")),
         patroni=PatroniRest(topo, patroni_auth(topo)),
-        haproxies={h.name: haproxy_admin(topo, h) for h in topo.hosts_running("haproxy")},
+        haproxies={h.name: haproxy_stats(topo, h) for h in topo.hosts_running("haproxy")},
         events=NodeApiEvents(topo, token), say=say, timeout=timeout,
         settle_s=max(1.0, topo.node_timings.retry_timeout))

@@ -14,7 +14,7 @@ rather than both.
 site holds a batch, bounded by ``--timeout``, and says what moved.
 
 Collaborators are small Protocols (:class:`DrainControl`, :class:`ClusterProbe`) so that the
-switchover (``cluster/switchover.py``) and the unit tests can pass their own.
+switchover (``failover/switchover.py``) and the unit tests can pass their own.
 """
 
 from __future__ import annotations
@@ -110,10 +110,27 @@ class DrainControl(Protocol):
 def coordination_settings(topo: Topology) -> CoordinationSettings:
     """How the CLI reaches the coordination service the inventory describes (the same
     endpoints and namespace as the alert nodes)."""
+    from cluster import tls
+
     t = topo.node_timings
     return CoordinationSettings(
         endpoints=tuple(coordination_endpoints(topo)),
-        namespace=f"/tenir/{topo.name}/", ttl=t.membership_ttl, retry_timeout=t.retry_timeout)
+        namespace=f"/tenir/{topo.name}/", ttl=t.membership_ttl, retry_timeout=t.retry_timeout,
+        tls=tls.current(), zk_digest=zk_digest() if topo.coordination == "zookeeper" else None)
+
+
+def zk_digest() -> str | None:
+    """The alert nodes' ZooKeeper digest user, ``user:password``: ``$TENIR_ZK_DIGEST``, else
+    the lab's secret (the operator acts on the nodes' znodes: drain flags)."""
+    import os
+
+    from cluster.lab.layout import Layout, lab_dir
+
+    given = os.environ.get("TENIR_ZK_DIGEST")
+    if given:
+        return given
+    password = (Layout(lab_dir()).load_secrets() or {}).get("zookeeper_nodes")
+    return f"tenir-nodes:{password}" if password else None
 
 
 class CoordinationDrains:
@@ -264,6 +281,55 @@ def wait_site_idle(site: str, topo_nodes: Mapping[str, str], probe: ClusterProbe
 
 def _all_nodes(in_flight: InFlight) -> set[str]:
     return {n for by in in_flight.values() for n in by}
+
+
+# --- the operation as ``tenir site drain|undrain`` runs it -------------------------------------
+
+def site_operation(topo: Topology, command: str, site: str, *, wait: bool, timeout: float,
+                   say: Callable[[str], None], warn: Callable[[str], None]) -> dict[str, Any]:
+    """Drain (``command`` ``drain``) or undrain ``site``; with ``wait``, wait until its nodes
+    hold no batch. Says each sentence, records the change as an ``operator.*`` event (a problem
+    recording it is warned, not raised) and returns what ``--json`` prints. Raises
+    :class:`OperationError` (the drain is left set) when the wait times out."""
+    from cluster.node_api import operator_token
+    from cluster.wait import WaitTimeout
+
+    drains = CoordinationDrains(topo)
+    waiting = command == "drain" and wait
+    # what --wait needs is found before anything changes
+    probe = NodesClusterProbe(topo, operator_token("auditor")) if waiting else None
+    if command == "drain":
+        newly = drains.drain(site)
+        sentence = (f"site {site} drained: its alert nodes take no new batch and finish the ones "
+                    "they hold" if newly else f"site {site} was already drained")
+    else:
+        newly = drains.undrain(site)
+        sentence = (f"site {site} undrained: its alert nodes take new batches again" if newly
+                    else f"site {site} was not drained")
+    say(sentence)
+    result: dict[str, Any] = {"site": site, "drained": command == "drain",
+                              "changed": newly, "sentence": sentence}
+    failure: OperationError | None = None
+    if probe is not None:
+        nodes = {h.name: h.site for h in topo.hosts_running("alert_nodes")}
+        try:
+            report = wait_site_idle(site, nodes, probe, timeout,
+                                    settle_s=max(1.0, topo.node_timings.retry_timeout))
+        except WaitTimeout as exc:
+            failure = OperationError(f"{exc}; site {site} stays drained (tenir site undrain "
+                                     f"{site})")
+        else:
+            say(report.sentence())
+            result["wait"] = report.to_json()
+    if newly:  # recorded once the wait is over, so that it does not delay what it measures
+        details = {"site": site, "by": drains.by, **({"wait": result["wait"]}
+                                                     if "wait" in result else {})}
+        problem = NodeApiEvents(topo).record(f"operator.{command}", sentence, details)
+        if problem is not None:
+            warn(problem)
+    if failure is not None:
+        raise failure
+    return result
 
 
 # --- evidence ----------------------------------------------------------------------------------

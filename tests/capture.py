@@ -1,0 +1,106 @@
+"""What a packet capture says about clear text: every TCP connection is judged by the first
+bytes each side sends (``tshark`` reads the capture). A connection is encrypted when it opens
+with a TLS handshake record, or with PostgreSQL's SSLRequest answered ``S`` and then TLS; SSH
+(encrypted after its banner) is named as such; anything else is clear text, reported with the
+ports and the first bytes as text. ``tcpdump`` captures (Debian packages tcpdump and tshark)."""
+
+from __future__ import annotations
+
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+TLS_RECORD = bytes.fromhex("1603")  # handshake, TLS 1.x
+PG_SSL_REQUEST = bytes.fromhex("0000000804d2162f")
+SSH = b"SSH-2.0-"
+
+
+@dataclass(frozen=True)
+class Stream:
+    client: str  # address:port
+    server: str
+    first_client: bytes
+    first_server: bytes
+    second_client: bytes
+
+    @property
+    def verdict(self) -> str:
+        if self.first_client.startswith(TLS_RECORD):
+            return "tls"
+        if self.first_client.startswith(PG_SSL_REQUEST):
+            if self.first_server[:1] == b"S" and self.second_client.startswith(TLS_RECORD):
+                return "tls"
+            return "clear"  # refused TLS ("N") and went on in clear, or nothing after
+        if self.first_client.startswith(SSH) or self.first_server.startswith(SSH):
+            return "ssh"
+        return "clear"
+
+    def describe(self) -> str:
+        text = self.first_client[:60].decode("ascii", "replace")
+        return f"{self.client} -> {self.server}: {text!r}"
+
+
+def streams(pcap: Path) -> list[Stream]:
+    """Every TCP connection of the capture with payload, in order."""
+    out = subprocess.run(
+        ["tshark", "-r", str(pcap), "-Y", "tcp.len > 0", "-T", "fields", "-E", "separator=|",
+         "-e", "tcp.stream", "-e", "ip.src", "-e", "tcp.srcport", "-e", "ip.dst",
+         "-e", "tcp.dstport", "-e", "tcp.flags.syn", "-e", "tcp.payload"],
+        capture_output=True, text=True, timeout=300, check=True).stdout
+    seen: dict[str, list[tuple[str, str, bytes]]] = {}
+    for line in out.splitlines():
+        fields = line.split("|")
+        if len(fields) != 7 or not fields[6]:
+            continue
+        stream, src, sport, dst, dport, _syn, payload = fields
+        payload = payload.split(",")[0].replace(":", "")
+        seen.setdefault(stream, []).append((f"{src}:{sport}", f"{dst}:{dport}",
+                                            bytes.fromhex(payload)))
+    result = []
+    for packets in seen.values():
+        client, server = packets[0][0], packets[0][1]
+        from_client = [p for s, _, p in packets if s == client]
+        from_server = [p for s, _, p in packets if s == server]
+        result.append(Stream(client, server, from_client[0] if from_client else b"",
+                             from_server[0] if from_server else b"",
+                             from_client[1] if len(from_client) > 1 else b""))
+    return result
+
+
+def clear_text(pcap: Path) -> list[str]:
+    """The connections that are neither TLS nor SSH, described."""
+    return [s.describe() for s in streams(pcap) if s.verdict == "clear"]
+
+
+def _wait_listening(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """Until tcpdump says it listens (its first line on stderr)."""
+    assert proc.stderr is not None
+    ready, _, _ = select.select([proc.stderr], [], [], timeout)
+    line = proc.stderr.readline().decode(errors="replace") if ready else ""
+    if "listening on" not in line:
+        raise RuntimeError(f"tcpdump did not start within {timeout:.0f} s: {line.strip()}")
+    time.sleep(1.0)  # it says so a little before its filter takes packets
+
+
+@contextmanager
+def capture(interface: str, pcap: Path, bpf: str = "tcp") -> Iterator[Path]:
+    """tcpdump on ``interface`` into ``pcap`` while the block runs; stopped by its PID."""
+    proc = subprocess.Popen(["tcpdump", "--immediate-mode", "-i", interface, "-U", "-s", "256",
+                             "-w", str(pcap), bpf],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_listening(proc)
+        yield pcap
+        time.sleep(0.5)  # the last packets reach tcpdump
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -1,0 +1,97 @@
+"""Deploying as an operator does, on the machine lab: a site's machines cut and booted again
+rejoin with no manual step and no playbook run; a rolling upgrade runs during a campaign and
+costs no recipient; every playbook run leaves an event in the ledger.
+
+Runs after test_chaos_matrix.py and before test_lab.py (file order); each test leaves the lab
+whole."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+
+from cluster.campaign_cli import carriers_report, cross_site_duplicates
+from cluster.lab import deploy
+from cluster.lab.access import app_dsn
+from cluster.lab.health import patroni_view
+from cluster.status import gather
+from tests.lab.campaign_kit import api, launch_until_delivered, wait_completed
+from tests.lab.support import LabHandle
+
+pytestmark = pytest.mark.lab
+
+
+def _primary_site(lab_env: LabHandle) -> str:
+    view = patroni_view(lab_env.topo)
+    assert view is not None and view.primary is not None
+    return lab_env.topo.hosts[view.primary].site
+
+
+def test_a_sites_machines_cut_and_booted_again_rejoin_with_no_manual_step(
+        lab_env: LabHandle) -> None:
+    lab, topo = lab_env.lab, lab_env.topo
+    lab.up(timeout=600)
+    lost = next(s.name for s in topo.datacenter_sites if s.name != _primary_site(lab_env))
+    campaign = launch_until_delivered(lab_env, 10_000, 1_000)
+    cut = lab.kill_site(lost)
+    assert sorted(cut) == sorted(h.name for h in topo.site_hosts(lost))
+    lab.last_run = None
+    started = time.monotonic()
+    lab.up(timeout=600)  # boots the machines; their own systemd starts the services
+    rejoined = time.monotonic() - started
+    assert lab.last_run is None, "site.yml ran: the machines did not come back on their own"
+    view = patroni_view(topo)
+    assert view is not None
+    assert view.sync_standby == topo.postgres_host_of_site(lost).name  # the synchronous standby
+    nodes = {n["name"]: n["member"] for n in gather(topo)["nodes"]}
+    assert all(nodes[h.name] for h in topo.site_hosts(lost) if h.runs("alert_nodes"))
+    print(f"{lost} cut mid-campaign, booted again and rejoined in {rejoined:.1f} s, "
+          "no playbook run")
+    c = wait_completed(lab_env, campaign)
+    assert (c["delivered"], c["failed"], c["pending"]) == (10_000, 0, 0)
+
+
+def test_a_rolling_upgrade_during_a_campaign_costs_no_recipient(lab_env: LabHandle) -> None:
+    lab, topo = lab_env.lab, lab_env.topo
+    lab.up(timeout=600)
+    secrets = lab.layout.load_or_create_secrets()
+    new_version = f"{deploy.lab_version()}.upgrade"
+    campaign = launch_until_delivered(lab_env, 20_000, 2_000)
+    began = time.time()
+    run = lab.deploy(secrets, playbook="rolling_upgrade.yml", version=new_version)
+    assert run.ok, run.summary()
+    changed = {h.host for h in run.recap if h.changed}
+    assert {h.name for h in topo.hosts_running("alert_nodes")} <= changed
+    for host in topo.hosts_running("alert_nodes"):
+        installed = lab.run_on(host.name, ["/opt/tenir/venv/bin/python", "-c",
+                                           "import importlib.metadata as m; "
+                                           "print(m.version('tenir'))"]).strip()
+        assert installed == new_version, host.name
+    c = wait_completed(lab_env, campaign, timeout=300)
+    assert (c["recipients"], c["delivered"], c["failed"], c["pending"]) == (20_000, 20_000, 0, 0)
+    # Each node was drained before it stopped: what a person receives twice stays within what
+    # the drained nodes had in flight (measured: printed), and every recipient has one outcome.
+    same_site = sum(r["report"]["sms"]["duplicates"] for r in carriers_report(topo))
+    cross = cross_site_duplicates(topo)["sms"]
+    bound = len(topo.hosts_running("alert_nodes")) * 8 * 100  # max_batches x batch_size each
+    print(f"rolling upgrade to {new_version} in {run.seconds:.0f} s during a 20,000-recipient "
+          f"campaign: {same_site} references received twice by one site, {cross} by both "
+          f"(bound {bound})")
+    assert same_site + cross <= bound
+    with psycopg.connect(app_dsn(topo, "paris"), autocommit=True) as conn:
+        finals = conn.execute("SELECT count(*), count(*) FILTER (WHERE state <> 'pending') "
+                              "FROM recipients WHERE campaign_id = %s", (campaign,)).fetchone()
+        deploy_events = conn.execute(
+            "SELECT details FROM events WHERE kind = 'operator.deploy' "
+            "AND at >= to_timestamp(%s) ORDER BY id", (began,)).fetchall()
+    assert finals == (20_000, 20_000)
+    assert deploy_events, "the rolling upgrade left no event in the ledger"
+    details = deploy_events[-1][0]
+    assert details["playbook"] == "rolling_upgrade.yml" and details["outcome"] == "ok"
+    assert details["versions"]["tenir"] == new_version
+    assert set(details["changed"]) >= {h.name for h in topo.hosts_running("alert_nodes")}
+    # back to the checkout's version, as `lab up` would deploy it
+    lab.up(timeout=900, deploy_mode="always")
+    assert api(lab_env).call("GET", "/cluster")["members"]
