@@ -68,6 +68,10 @@ def timed(what: str, fn: Any) -> float:
     return took
 
 
+def _fig(value: float | None, missing: str = "-") -> str:
+    return missing if value is None else f"{value:.1f}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep-image", action="store_true",
@@ -118,9 +122,7 @@ def main() -> int:
         mine, theirs = figures.get(key), ref.get(key)
         ratio = f"{mine / theirs:.2f}" if mine and theirs else "-"
         goal = GOALS.get(key)
-        print(f"{label:<30} {mine if mine is not None else '-':>10} "
-              f"{theirs if theirs is not None else '-':>12} {ratio:>7} "
-              f"{goal if goal else '':>7}")
+        print(f"{label:<30} {_fig(mine):>10} {_fig(theirs):>12} {ratio:>7} {_fig(goal, ''):>7}")
     print(f"warm site.yml changes: {figures['warm_site_yml_changed']} (0 expected); "
           f"image {figures['image_mib']} MiB on disk; {count} processes idle")
     figures["reference"] = ref

@@ -29,6 +29,7 @@ from chaos.matrix import Roles, Tools
 from chaos.pg_observer import PgObserver
 from chaos.runner import RunEnv
 from chaos.workload import Refused
+from cluster import tls
 from cluster.httpjson import HttpError, request_json
 from cluster.lab.access import app_dsn
 from cluster.lab.health import carriers_control_url, node_url, patroni_view
@@ -88,7 +89,7 @@ class LabEnv:
 
     def _cancel_running(self) -> None:
         token = operator_token("operator")
-        items = self._api("GET", "/campaigns?limit=500", token)["items"]
+        items = self._api("GET", "/campaigns?state=running,paused&limit=500", token)["items"]
         for c in items:
             if c["state"] in ("running", "paused"):
                 log.warning("cancelling campaign %s left by an earlier run", c["id"])
@@ -121,7 +122,9 @@ class LabEnv:
     @asynccontextmanager
     async def collect(self, history: History) -> AsyncIterator[LabCollectors]:
         dsns = [app_dsn(self.topo, s) for s in self.datacenter_sites]
-        async with aiohttp.ClientSession() as http, PgObserver(dsns, history) as observer:
+        connector = aiohttp.TCPConnector(ssl=tls.http_ssl())  # the carriers' control: HTTPS
+        async with aiohttp.ClientSession(connector=connector) as http, \
+                PgObserver(dsns, history) as observer:
             await observer.skip_existing()
             logs = [CarrierLog(h.site, carriers_control_url(self.topo, h), history, http)
                     for h in self.topo.hosts_running("carriers")]

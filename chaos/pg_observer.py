@@ -93,7 +93,8 @@ READ_TIMEOUT_S = 15.0
 
 
 class PgObserver:
-    """See the module docstring. Not safe for concurrent ``read()`` calls (one at a time)."""
+    """See the module docstring. Reads are serialised (one connection); a broken connection is
+    opened again at the next read, which covers what was committed meanwhile."""
 
     def __init__(self, dsn: str | Sequence[str], history: History, *,
                  process: str = "observer") -> None:

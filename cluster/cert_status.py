@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from cluster.pki import RENEW_DAYS
 from cluster.settings import int_setting, setting
 from cluster.topology import Topology
 
 # The pki play renews a certificate this many days before it expires (tenir_pki_renew_days):
 # one closer than that was not renewed, or not reloaded.
-RENEW_DAYS = 30
 TIMEOUT_S = 1.5
 
 

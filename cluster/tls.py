@@ -127,3 +127,12 @@ def gateway_client_context() -> ssl.SSLContext:
     if (directory / f"{OPERATOR_GATEWAY}.crt").exists():
         return TlsFiles.in_dir(directory, OPERATOR_GATEWAY).client_context()
     return files.client_context()
+
+
+def http_ssl() -> ssl.SSLContext | bool:
+    """What aiohttp's ``ssl=`` takes for the CLI's own HTTPS calls: the client context when a
+    CA is known, else True (the system's trust store, never no verification)."""
+    try:
+        return client_context()
+    except TlsConfigError:
+        return True

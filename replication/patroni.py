@@ -15,7 +15,7 @@ class PatroniMember:
     state: str  # running, streaming, stopped, starting, ...
     host: str
     timeline: int | None
-    lag_bytes: int | None
+    lag_bytes: int | None  # behind the primary: WAL not yet received or not yet replayed
     site: str | None = None  # the member's ``site`` tag (the patroni role sets it)
 
 
@@ -45,6 +45,15 @@ def _lag(value: Any) -> int | None:
     return int(value) if isinstance(value, int | float) else None
 
 
+def _behind(member: dict[str, Any]) -> int | None:
+    """How many bytes the member is behind the primary: Patroni's ``lag`` (WAL received) or,
+    when Patroni 4 reports it and it is further, ``replay_lag`` (WAL replayed). A standby whose
+    replay is paused has received everything (``lag`` 0) yet would replay it all before it
+    could be promoted."""
+    known = [x for x in (_lag(member.get("lag")), _lag(member.get("replay_lag"))) if x is not None]
+    return max(known) if known else None
+
+
 def _site_tag(tags: Any) -> str | None:
     site = tags.get("site") if isinstance(tags, dict) else None
     return site if isinstance(site, str) and site else None
@@ -59,7 +68,7 @@ def parse_cluster(data: Any) -> PatroniCluster:
     members = tuple(
         PatroniMember(
             name=str(m.get("name")), role=str(m.get("role")), state=str(m.get("state")),
-            host=str(m.get("host")), timeline=m.get("timeline"), lag_bytes=_lag(m.get("lag")),
+            host=str(m.get("host")), timeline=m.get("timeline"), lag_bytes=_behind(m),
             site=_site_tag(m.get("tags")),
         )
         for m in raw

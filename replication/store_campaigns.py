@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 from replication.store_api import (
@@ -23,6 +24,15 @@ CAMPAIGN_STATES: tuple[CampaignState, ...] = ("running", "paused", "completed", 
 # The transitions an operator may ask for; "completed" is reached only by finishing the last
 # batch, "failed" only by a launch that could not be written to its end. Asking for the state a
 # campaign is already in is a no-op (a retried request).
+
+
+def check_states(states: Sequence[str] | None) -> None:
+    """InvalidInput('state') names the first state that is not a campaign state."""
+    for state in states or ():
+        if state not in CAMPAIGN_STATES:
+            raise InvalidInput("state", f"{state!r} is not one of {', '.join(CAMPAIGN_STATES)}")
+
+
 TRANSITIONS: frozenset[tuple[str, str]] = frozenset({
     ("running", "paused"), ("paused", "running"),
     ("running", "cancelled"), ("paused", "cancelled"),
@@ -64,12 +74,20 @@ class CampaignPart(StoreBase):
             raise NotFound(f"campaign {campaign_id} not found")
         return summaries[0]
 
-    async def list_campaigns(self, limit: int = 50) -> list[CampaignSummary]:
-        """The most recent campaigns first."""
+    async def list_campaigns(self, limit: int = 50,
+                             states: Sequence[CampaignState] | None = None,
+                             ) -> list[CampaignSummary]:
+        """The most recent campaigns first; with ``states``, only campaigns in one of them (the
+        running ones are found however many finished campaigns came after them)."""
         check_page(limit, 0)
+        check_states(states)
         async with self._tx() as conn:
-            return await _summaries(conn, _SUMMARY_HEAD + " ORDER BY c.id DESC LIMIT %s",
-                                    (limit,))
+            if states is None:
+                return await _summaries(conn, _SUMMARY_HEAD + " ORDER BY c.id DESC LIMIT %s",
+                                        (limit,))
+            return await _summaries(
+                conn, _SUMMARY_HEAD + " WHERE c.state = ANY(%s::text[]) ORDER BY c.id DESC"
+                " LIMIT %s", (list(states), limit))
 
     async def recipient_outcomes(
         self, campaign_id: int, limit: int = 100, offset: int = 0,

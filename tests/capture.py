@@ -1,6 +1,7 @@
 """What a packet capture says about clear text: every TCP connection is judged by the first
 bytes each side sends (``tshark`` reads the capture). A connection is encrypted when it opens
-with a TLS handshake record, or with PostgreSQL's SSLRequest answered ``S`` and then TLS; SSH
+with a TLS handshake record (or, opened before the capture, with TLS records both ways), or
+with PostgreSQL's SSLRequest answered ``S`` and then TLS; SSH
 (encrypted after its banner) is named as such; anything else is clear text, reported with the
 ports and the first bytes as text. ``tcpdump`` captures (Debian packages tcpdump and tshark)."""
 
@@ -16,6 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TLS_RECORD = bytes.fromhex("1603")  # handshake, TLS 1.x
+
+
+def tls_record(data: bytes) -> bool:
+    """A TLS record header: content type 20-23 (change cipher spec, alert, handshake,
+    application data), version 3.1-3.4, a length TLS allows. A connection opened before the
+    capture (an SMPP session lives for hours) shows an application data record first; no
+    clear-text protocol of ours starts so (SMPP's first word is a PDU length, 0x17030303 would
+    be 386 MB)."""
+    return (len(data) >= 5 and 20 <= data[0] <= 23 and data[1] == 3 and 1 <= data[2] <= 4
+            and int.from_bytes(data[3:5], "big") <= 2**14 + 2048)
 PG_SSL_REQUEST = bytes.fromhex("0000000804d2162f")
 SSH = b"SSH-2.0-"
 
@@ -32,6 +43,9 @@ class Stream:
     def verdict(self) -> str:
         if self.first_client.startswith(TLS_RECORD):
             return "tls"
+        if tls_record(self.first_client) and (not self.first_server
+                                              or tls_record(self.first_server)):
+            return "tls"  # opened before the capture: mid-session records
         if self.first_client.startswith(PG_SSL_REQUEST):
             if self.first_server[:1] == b"S" and self.second_client.startswith(TLS_RECORD):
                 return "tls"

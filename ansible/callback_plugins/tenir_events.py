@@ -18,6 +18,7 @@ import getpass
 import json
 import os
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -45,11 +46,13 @@ def _who() -> str:
     return os.environ.get("TENIR_OPERATOR") or f"{getpass.getuser()}@{socket.gethostname()}"
 
 
-def _post(url: str, token: str, body: dict[str, Any]) -> int:
+def _post(url: str, token: str, body: dict[str, Any], ca: str | None = None) -> int:
+    """POST one event to a node's API over HTTPS, verified by the cluster's CA when known."""
     request = urllib.request.Request(  # noqa: S310 - the inventory's own node URL
         f"{url}/api/v1/events", data=json.dumps(body).encode(), method="POST",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310
+    context = ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
+    with urllib.request.urlopen(request, timeout=5, context=context) as answer:  # noqa: S310
         return int(json.loads(answer.read())["id"])
 
 
@@ -64,6 +67,7 @@ class CallbackModule(CallbackBase):
         self._playbook = ""
         self._started = time.time()
         self._nodes: list[tuple[str, str]] = []  # (url, token) of each alert node
+        self._ca: str | None = None  # the cluster's CA on the controller (tenir_pki_dir)
         self._versions: dict[str, str] = {}
 
     def v2_playbook_on_start(self, playbook: Any) -> None:
@@ -83,13 +87,16 @@ class CallbackModule(CallbackBase):
                 address = templar.template(hv.get("ansible_host", host))
                 port = templar.template(hv.get("tenir_node_port", 8080))
                 token = templar.template(hv.get("tenir_deploy_token", ""))
+                pki = templar.template(hv.get("tenir_pki_dir", ""))
+                if pki and os.path.exists(os.path.join(str(pki), "ca.crt")):
+                    self._ca = os.path.join(str(pki), "ca.crt")
                 self._versions = {
                     "tenir": str(templar.template(hv.get("tenir_version", ""))),
                 }
             except Exception:  # noqa: S112 - an undefined variable: try the next node
                 continue
             if token:
-                self._nodes.append((f"http://{address}:{port}", str(token)))
+                self._nodes.append((f"https://{address}:{port}", str(token)))
 
     def v2_playbook_on_stats(self, stats: Any) -> None:
         if os.environ.get("TENIR_EVENTS") == "off":  # tests that only render templates
@@ -114,7 +121,7 @@ class CallbackModule(CallbackBase):
         for url, token in self._nodes:
             try:
                 for item in pending:
-                    _post(url, token, item)
+                    _post(url, token, item, self._ca)
                     sent += 1
             except (urllib.error.URLError, OSError, ValueError, KeyError):
                 pending = pending[sent:]

@@ -20,10 +20,18 @@ def coordination_members(topo: Topology) -> list[tuple[str, str]]:
 
 def probe_coordination(topo: Topology) -> list[MemberHealth]:
     """Each member of the topology's coordination service (etcd or ZooKeeper), probed."""
+    from cluster import tls
+
     probe = (zookeeper_probe.probe_members if topo.coordination == "zookeeper"
              else etcd_probe.probe_members)
-    tls = gateway_tls_context() if topo.coordination != "zookeeper" else cli_tls_context()
-    return probe(coordination_members(topo), coordination_port(topo), tls=tls)
+    members = coordination_members(topo)
+    try:  # etcd's JSON gateway wants the certificate without a common name
+        context = (tls.client_context() if topo.coordination == "zookeeper"
+                   else tls.gateway_client_context())
+    except tls.TlsConfigError as exc:  # said member by member, never probed in clear
+        return [MemberHealth(name, address, False, False, None, str(exc))
+                for name, address in members]
+    return probe(members, coordination_port(topo), tls=context)
 
 
 def cli_tls_context() -> ssl.SSLContext | None:
@@ -33,16 +41,6 @@ def cli_tls_context() -> ssl.SSLContext | None:
 
     try:
         return tls.client_context()
-    except tls.TlsConfigError:
-        return None
-
-
-def gateway_tls_context() -> ssl.SSLContext | None:
-    """The CLI's context for etcd's JSON gateway (a certificate without a common name)."""
-    from cluster import tls
-
-    try:
-        return tls.gateway_client_context()
     except tls.TlsConfigError:
         return None
 

@@ -16,6 +16,7 @@ import concurrent.futures
 import os
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -115,6 +116,7 @@ class Lab:
         self.say = say
         self.last_run: deploy.PlaybookRun | None = None
         self.image_build_s: float | None = None
+        self._state_lock = threading.Lock()  # boots waited for in threads update the state
 
     # --- checks ------------------------------------------------------------------------------
     def preflight(self) -> None:
@@ -216,14 +218,11 @@ class Lab:
             machines.mount_overlay(paths, lower)
             if new_disk:
                 machines.seed_disk(paths, host.name, addresses, pubkey)
-            new = machines.boot(paths, host.name, netns.namespace_name(host.name), lower)
-            state.machines = [m for m in state.machines if m.host != host.name] + [new]
-            self.layout.save_state(state)
-            booted.append(new)
+            booted.append(self._boot(state, host.name, lower))
         if booted:
             self.say(f"booting {len(booted)} machine(s): {', '.join(m.host for m in booted)}")
             with concurrent.futures.ThreadPoolExecutor(max_workers=len(booted)) as pool:
-                list(pool.map(lambda m: machines.wait_booted(m, 120.0), booted))
+                list(pool.map(lambda m: self._wait_booted(state, m), booted))
         keys = {}
         for host in hosts:
             key = machines.host_key(self.layout.machine(host.name))
@@ -231,6 +230,32 @@ class Lab:
                 raise LabError(f"machine {host.name} has no SSH host key")
             keys[str(host.address)] = key
         self.layout.write_known_hosts(keys)
+
+    def _boot(self, state: LabState, host: str, image: Path) -> machines.MachineRecord:
+        """Boot ``host``'s machine (clearing what a dead one left in /run) and record it."""
+        machines.clear_stale(host)
+        rec = machines.boot(self.layout.machine(host), host, netns.namespace_name(host), image)
+        with self._state_lock:
+            state.machines = [m for m in state.machines if m.host != host] + [rec]
+            self.layout.save_state(state)
+        return rec
+
+    def _wait_booted(self, state: LabState, rec: machines.MachineRecord) -> None:
+        """Wait for a machine's boot. One whose nspawn exits while booting (after a power cut
+        the dead one's propagation directory may still be in /run) is booted again, twice at
+        most, saying so with its console's last lines."""
+        paths = self.layout.machine(rec.host)
+        for attempt in range(3):
+            if attempt:
+                rec = self._boot(state, rec.host, Path(rec.image))
+            try:
+                machines.wait_booted(rec, 120.0)
+                return
+            except machines.MachineError as exc:
+                if rec.running():
+                    raise
+                self.say(f"{exc} (console: {machines.console_tail(paths, 3)})")
+        raise LabError(f"machine {rec.host} does not boot: see {paths.console}")
 
     def deploy(self, secrets: dict[str, str], *, timeout: float = 1800.0,
                playbook: str = "site.yml", limit: str | None = None,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -153,6 +154,31 @@ def boot(paths: MachinePaths, host: str, namespace: str, image: Path) -> Machine
             "--console=passive", "--link-journal=no", "--resolv-conf=off", "--timezone=off"]
     pid = procs.spawn(argv, paths.console)
     return MachineRecord(host, pid, procs.start_time_of(pid), str(image))
+
+
+PROPAGATE = Path("/run/systemd/nspawn/propagate")
+
+
+def clear_stale(host: str) -> None:
+    """What a machine's last systemd-nspawn may have left in /run (its propagation directory,
+    still mounted when the machine died hard): the next nspawn of that name refuses to start
+    ("Attempted to remove disk file system under ..."), seen after power cuts."""
+    path = PROPAGATE / host
+    if not path.exists():
+        return
+    if os.path.ismount(path):
+        subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True, timeout=30)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def console_tail(paths: MachinePaths, lines: int = 5) -> str:
+    """The last lines of a machine's console log, escape codes dropped, on one line."""
+    try:
+        text = paths.console.read_text(errors="replace")
+    except OSError:
+        return "no console log"
+    kept = [re.sub(r"\x1b\[[0-9;]*m", "", x).strip() for x in text.splitlines() if x.strip()]
+    return " | ".join(kept[-lines:]) or "empty"
 
 
 def leader(rec: MachineRecord) -> int | None:

@@ -24,30 +24,11 @@ from chaos.carrier_log import CarrierLog
 from chaos.collect import Collector
 from chaos.history import History
 from chaos.pg_observer import PgObserver
+from cluster import tls
 from cluster.lab.health import carriers_control_url
 from cluster.topology import Topology
 
 log = logging.getLogger("tenir.drill")
-
-
-class ReconnectingObserver(PgObserver):
-    """The store observer a drill runs: :class:`PgObserver` reconnects after a broken
-    connection (a drill takes PostgreSQL's primary away; the next read covers what was
-    committed meanwhile, it reads by transaction horizon) and takes its reads one at a time."""
-
-
-async def skip_to_end(carrier: CarrierLog) -> None:
-    """Start the carrier's log at its present: what earlier runs submitted (and what the
-    simulator's ring dropped of it) is not this drill's. A simulator that does not answer is
-    read from its start when it does."""
-    try:
-        async with carrier.http.get(f"{carrier.url}/submissions",
-                                    params={"after": "0", "limit": "1"},
-                                    timeout=carrier.timeout) as resp:
-            page = await resp.json()
-        carrier.cursor, carrier.boot = int(page["last"]), str(page["boot"])
-    except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
-        log.warning("carrier log of %s not skipped to its end: %s", carrier.site, exc)
 
 
 def observer_dsn(topo: Topology, lab: bool) -> str | None:
@@ -91,16 +72,20 @@ def collectors_for(topo: Topology, lab: bool) -> Any:
             if dsn is not None:
                 try:
                     observer = await stack.enter_async_context(
-                        ReconnectingObserver(dsn, history))
+                        PgObserver(dsn, history))
                     await observer.skip_existing()
                     out.append(observer)
                 except psycopg.Error as exc:
                     log.warning("no store observer (%s): rpo and recipients not checked", exc)
             if urls:
-                http = await stack.enter_async_context(aiohttp.ClientSession())
+                connector = aiohttp.TCPConnector(ssl=tls.http_ssl())  # HTTPS, the CA's
+                http = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
                 for site, url in urls.items():
                     carrier = CarrierLog(site, url, history, http)
-                    await skip_to_end(carrier)
+                    try:  # start at its present: what earlier runs sent is not this drill's
+                        await carrier.skip_to_end()
+                    except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
+                        log.warning("carrier log of %s not skipped to its end: %s", site, exc)
                     out.append(carrier)
             yield out
 

@@ -51,7 +51,7 @@ class Monitor:
                  collect_period_s: float = 0.5) -> None:
         """``lever``: an async context manager factory yielding a :class:`Lever` (a connected
         coordinator), or None; ``collectors(history)``: an async context manager yielding the
-        collectors to run (the observer first: its read is the nemesis's barrier)."""
+        collectors to run (all read just before each fault: the nemesis's barrier)."""
         self.session = session
         self.run_id = run_id
         self.judge = judge
@@ -76,9 +76,16 @@ class Monitor:
 
     # --- life --------------------------------------------------------------------------------
     def start(self) -> None:
+        """Start sampling; raise what stopped the monitor from starting (its collectors could
+        not be opened): a drill never runs without its stop conditions."""
         self.thread.start()
         self._task = asyncio.run_coroutine_threadsafe(self._main(), self.loop)
-        self._ready.wait(30)
+        self._task.add_done_callback(lambda _: self._ready.set())
+        if not self._ready.wait(30):
+            raise RuntimeError("the drill's monitor did not start within 30 s")
+        if self._task.done():
+            self._task.result()  # re-raises why it ended
+            raise RuntimeError("the drill's monitor ended as it started")
 
     def close(self) -> None:
         """Stop sampling, read the collectors a last time, reap every task."""
@@ -108,16 +115,16 @@ class Monitor:
                 collectors = await stack.enter_async_context(self.collectors_factory(
                     self.history))
             self.collectors = collectors
-            observer = collectors[0] if collectors else None
-            self._nemesis = Nemesis(self.history, observer.read if observer else None)
             collecting = await stack.enter_async_context(
                 Collecting(collectors, self.collect_period_s)) if collectors else None
+            # every collector read just before each fault, under Collecting's lock (as chaos's
+            # runner does): a read racing the periodic one would record submissions twice
+            self._nemesis = Nemesis(self.history, collecting.read_all if collecting else None)
             self._ready.set()
             while not self._stop.is_set():
                 await self._sample(lever)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.period_s)
-            del collecting
         self._ready.set()
 
     # --- the nemesis, from the drill's thread ------------------------------------------------

@@ -138,8 +138,8 @@ def findings_of(measures: Measures, targets: Mapping[str, float | None], *, outc
 
 
 def outcome_of(*, stopped: str | None, measures: Measures, targets: Mapping[str, float | None],
-               steps: Sequence[Mapping[str, Any]], heal_failures: list[str],
-               refused: bool = False) -> tuple[str, str | None]:
+               steps: Sequence[Mapping[str, Any]], heal_failures: list[str]
+               ) -> tuple[str, str | None]:
     if stopped is not None:
         return "aborted", stopped
     problems = list(heal_failures)
@@ -148,8 +148,6 @@ def outcome_of(*, stopped: str | None, measures: Measures, targets: Mapping[str,
     problems += missed_targets(measures.values, targets)
     problems += [f"{s['name']}: {s.get('detail', '')}" for s in steps
                  if s.get("outcome") == "failed"]
-    if refused:
-        problems.insert(0, "refused by its checks")
     if problems:
         return "failed", _text("; ".join(problems), 1900)
     return "passed", None

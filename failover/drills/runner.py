@@ -290,8 +290,6 @@ def _run_accepted(ctx: Context, drill: Drill, session: Session, run_id: str, run
     outcome, reason = records.outcome_of(stopped=stopped, measures=m,
                                          targets=session.settings.targets, steps=steps,
                                          heal_failures=session.heal_failures)
-    if outcome != "aborted" and session.failed_step:
-        reason = reason or f"step failed: {session.failed_step}"
     record = records.build(
         run_id=run_id, kind=drill.kind, title=drill.title, scope=drill.scope,
         roles=session.roles, sites=drill.sites, runner=runner, approver=approver,

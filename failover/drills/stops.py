@@ -4,7 +4,8 @@ them stops the drill: it heals and records "aborted" with the sentence returned 
 * the drill's own campaign delivers under ``min_rate_per_s`` for ``min_rate_for_s`` seconds
   (judged only while it runs, once it has run that long);
 * a real campaign (not the drill's, not running when the drill started) of the configured
-  priority or a more urgent one is launched meanwhile;
+  priority or a more urgent one is launched meanwhile, or the running campaigns cannot be read
+  for a minute (the drill could no longer see one);
 * the synchronous standby lags more than ``max_lag_bytes`` for ``max_lag_for_s`` seconds;
 * the abort lever (``lever.py``) names this run.
 """
@@ -70,6 +71,17 @@ def real_campaign(campaigns: Iterable[CampaignFact] | None, known: set[int], own
     return None
 
 
+def blind(samples: Sequence[Sample], limit_s: float) -> str | None:
+    """The running campaigns unreadable for ``limit_s``: a real one may have been launched."""
+    if not samples or samples[-1].campaigns is not None:
+        return None
+    seen = next((s.at for s in reversed(samples) if s.campaigns is not None), samples[0].at)
+    if samples[-1].at - seen < limit_s:
+        return None
+    return (f"the running campaigns could not be read for {samples[-1].at - seen:.0f} s: the "
+            "drill cannot tell whether a real campaign was launched")
+
+
 def lagging(samples: Sequence[Sample], limits: StopLimits) -> str | None:
     if limits.max_lag_bytes is None or not samples:
         return None
@@ -91,6 +103,9 @@ class StopJudge:
     limits: StopLimits
     priority: int
     known_campaigns: set[int] = field(default_factory=set)  # running when the drill began
+    # Longer than a PostgreSQL failover (the nodes answer 503 meanwhile), short enough that a
+    # real alert is not left to compete with the drill for long.
+    blind_limit_s: float = 60.0
 
     def judge(self, samples: Sequence[Sample], own: set[int], launched_at: float | None,
               fault_at: float | None) -> str | None:
@@ -98,7 +113,8 @@ class StopJudge:
         if last is None:
             return None
         if self.limits.real_campaigns:
-            found = real_campaign(last.campaigns, self.known_campaigns, own, self.priority)
+            found = (real_campaign(last.campaigns, self.known_campaigns, own, self.priority)
+                     or blind(samples, self.blind_limit_s))
             if found:
                 return found
         return low_rate(samples, self.limits, launched_at, fault_at) or lagging(samples,

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -73,15 +74,32 @@ async def _ledger(request: web.Request, kind: str, campaign_id: int, sentence: s
         log.warning("%s not recorded in the ledger: %s: %s", kind, type(exc).__name__, exc)
 
 
-async def launch_campaign(request: web.Request) -> web.Response:
-    f = Fields(await read_json_object(request),
-               ("scenario", "group", "population", "batch_size"))
-    scenario = f.req_str("scenario", MAX_SCENARIO)
-    group = f.opt_str("group", MAX_GROUP)
-    population = f.opt_int("population", 1, MAX_POPULATION)
-    batch_size = f.integer("batch_size", 100, 1, MAX_BATCH_SIZE)
-    if (group is None) == (population is None):
+@dataclass(frozen=True)
+class LaunchFields:
+    """A campaign launch's body, checked (``CampaignLaunch`` in the OpenAPI document)."""
+
+    scenario: str
+    group: str | None
+    population: int | None
+    batch_size: int
+
+
+def launch_fields(body: dict[str, Any], max_population: int = MAX_POPULATION) -> LaunchFields:
+    """The fields of a launch, each checked, with either a group or a population (4xx naming
+    the field otherwise). A campaign's launch and a drill's test campaign read the same body."""
+    f = Fields(body, ("scenario", "group", "population", "batch_size"))
+    launch = LaunchFields(f.req_str("scenario", MAX_SCENARIO), f.opt_str("group", MAX_GROUP),
+                          f.opt_int("population", 1, max_population),
+                          f.integer("batch_size", 100, 1, MAX_BATCH_SIZE))
+    if (launch.group is None) == (launch.population is None):
         raise invalid("group", "give either a group or a population, not both")
+    return launch
+
+
+async def launch_campaign(request: web.Request) -> web.Response:
+    launch = launch_fields(await read_json_object(request))
+    scenario, group, population = launch.scenario, launch.group, launch.population
+    batch_size = launch.batch_size
     ctx = context(request)
     try:
         await ctx.store.get_scenario(scenario)
@@ -113,9 +131,12 @@ async def launch_campaign(request: web.Request) -> web.Response:
 
 
 async def list_campaigns(request: web.Request) -> web.Response:
-    check_query(request, ("limit",))
+    check_query(request, ("limit", "state"))
     limit = query_int(request, "limit", 50, 1, 500)
-    campaigns = await context(request).store.list_campaigns(limit=limit)
+    raw = request.query.get("state")
+    states = None if raw is None else [s.strip() for s in raw.split(",")]
+    campaigns = await context(request).store.list_campaigns(
+        limit=limit, states=cast("list[CampaignState] | None", states))
     return json_response({"items": [summary_json(c) for c in campaigns]})
 
 
@@ -258,7 +279,9 @@ ROUTES: tuple[RouteSpec, ...] = (
               "List the latest campaigns, newest first", "campaigns",
               {200: Resp("latest campaigns", list_of("CampaignProgress"))},
               params=(Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500,
-                                               "default": 50}, "how many"),)),
+                                               "default": 50}, "how many"),
+                      Param("state", "query", {"type": "string", "example": "running,paused"},
+                            "only campaigns in these states (comma-separated)"))),
     RouteSpec("GET", CAMPAIGN, get_campaign, "read", "getCampaign", "A campaign's progress",
               "campaigns", _PROGRESS, params=(_ID,)),
     _control_route("pause", "Pause a running campaign"),

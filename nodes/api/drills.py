@@ -23,12 +23,11 @@ from failover.evidence import times
 from failover.evidence.records import ACTION_STATUS, CRITICALITY, MAX_TEXT
 from nodes.api import record_schema
 from nodes.api.bodies import Fields, check_query, read_json_object
-from nodes.api.campaigns import MAX_BATCH_SIZE, MAX_SCENARIO, launch_schema
+from nodes.api.campaigns import launch_fields, launch_schema
 from nodes.api.context import context
 from nodes.api.errors import ApiError, invalid, json_response
 from nodes.api.identity import caller, known
 from nodes.api.spec import API, JSON, Body, Param, Resp, RouteSpec, filled, nullable, ref
-from nodes.api.validate import MAX_GROUP
 
 RUN = f"{API}/drills/runs/{{run_id}}"
 RECORD = f"{API}/drills/records/{{run_id}}"
@@ -80,14 +79,8 @@ async def start_run(request: web.Request) -> web.Response:
 async def launch_campaign(request: web.Request) -> web.Response:
     """The drill's own test campaign, launched under the run's name (an on-call runner may)."""
     run_id = request.match_info["run_id"]
-    f = Fields(await read_json_object(request), ("scenario", "group", "population",
-                                                 "batch_size"))
-    scenario = f.req_str("scenario", MAX_SCENARIO)
-    group = f.opt_str("group", MAX_GROUP)
-    population = f.opt_int("population", 1, MAX_POPULATION)
-    batch_size = f.integer("batch_size", 100, 1, MAX_BATCH_SIZE)
-    if (group is None) == (population is None):
-        raise invalid("group", "give either a group or a population, not both")
+    launch = launch_fields(await read_json_object(request), MAX_POPULATION)
+    scenario, group, population = launch.scenario, launch.group, launch.population
     svc = _service(request)
     try:
         run = await svc.book.started(run_id)
@@ -102,9 +95,10 @@ async def launch_campaign(request: web.Request) -> web.Response:
     try:
         campaign = await ctx.store.launch_campaign(
             scenario, f"drill {run_id} ({who.identity})", group=group, population=population,
-            batch_size=batch_size)
+            batch_size=launch.batch_size)
     except NotFound:
-        raise invalid("group" if group else "scenario", "unknown") from None
+        field, name = ("group", group) if group else ("scenario", scenario)
+        raise invalid(field, f"unknown {field} {name!r}") from None
     except InvalidInput:
         raise
     await svc.book.ledger.append(

@@ -143,10 +143,23 @@ class SmppAdapter:
         if self._closed:
             raise RuntimeError(f"{self.name}: closed")
         self._on_receipt, self._on_ack = on_receipt, on_ack
-        reader, writer = await self._connect_and_bind()
-        self._writer = writer
-        self._bound.set()  # bound when start returns, before the runner first runs
-        self._runner = asyncio.create_task(self._run(reader, writer), name=f"{self.name}-conn")
+        first: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None
+        try:
+            first = await self._connect_and_bind()
+        except (BindError, ssl.SSLCertVerificationError):
+            raise  # refused credentials, or a carrier our CA does not sign: said at once
+        except (ConnectionError, OSError) as exc:
+            # A carrier down when the node starts (a site powered on: its simulator boots beside
+            # the node) is a channel down, not a node down: the runner binds when it answers.
+            # The node exited here once, and systemd's start limit kept it down for good.
+            log.warning("carrier unreachable at start: binding in the background",
+                        extra={"event": "smpp_start_unbound", "carrier": self.name,
+                               "error": str(exc)})
+            first = None
+        else:
+            self._writer = first[1]
+            self._bound.set()  # bound when start returns, before the runner first runs
+        self._runner = asyncio.create_task(self._run(first), name=f"{self.name}-conn")
 
     async def close(self) -> None:
         """Unbind (waiting up to a second for unbind_resp), disconnect, reap every task."""
@@ -199,27 +212,32 @@ class SmppAdapter:
                                  "system_id": self.system_id, "binds": self.binds})
         return reader, writer
 
-    async def _run(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Own the connection: serve it until it is lost, then reconnect until closed."""
+    async def _run(self, first: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None
+                   ) -> None:
+        """Own the connection: serve it until it is lost, then reconnect until closed (first
+        None: not bound yet, connect first)."""
         delay = self.reconnect_min_s
+        connection = first
         while True:
-            self._writer = writer
-            self._bound.set()
-            try:
-                await self._serve(reader, writer)
-            finally:
-                self._bound.clear()
-                self._writer = None
-                writer.close()
-                self._fail_pending("connection lost")
-            if self._closed:
-                return
-            log.warning("connection lost, reconnecting", extra={"event": "smpp_lost",
-                                                                "carrier": self.name})
+            if connection is not None:
+                reader, writer = connection
+                self._writer = writer
+                self._bound.set()
+                try:
+                    await self._serve(reader, writer)
+                finally:
+                    self._bound.clear()
+                    self._writer = None
+                    writer.close()
+                    self._fail_pending("connection lost")
+                if self._closed:
+                    return
+                log.warning("connection lost, reconnecting", extra={"event": "smpp_lost",
+                                                                    "carrier": self.name})
             while True:
                 await asyncio.sleep(delay)
                 try:
-                    reader, writer = await self._connect_and_bind()
+                    connection = await self._connect_and_bind()
                 except (ConnectionError, OSError) as exc:
                     delay = min(delay * 2, self.reconnect_max_s)
                     log.warning("reconnect failed", extra={"event": "smpp_reconnect_failed",

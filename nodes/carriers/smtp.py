@@ -111,16 +111,21 @@ class SmtpAdapter:
         return self._flow.in_flight
 
     async def start(self, on_receipt: ReceiptSink, on_ack: AckSink) -> None:
-        """Register the sinks and open a first connection (``ConnectionError`` if impossible)."""
+        """Register the sinks and open a first connection (none if the relay does not answer:
+        sends connect as they need)."""
         if self._started:
             return
         self._on_receipt, self._on_ack = on_receipt, on_ack
         try:
             conn = await asyncio.wait_for(self._connect(), self.timeout_s)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            raise ConnectionError(f"{self.name}: cannot reach {self.host}:{self.port}: "
-                                  f"{exc}") from exc
-        self._idle.append(conn)
+            # a relay down at the node's start is a channel down (each send connects again),
+            # not a reason for the node to exit
+            log.warning("relay unreachable at start: each send connects again",
+                        extra={"event": "smtp_start_unreachable", "carrier": self.name,
+                               "error": f"{self.host}:{self.port}: {exc}"})
+        else:
+            self._idle.append(conn)
         self._started = True
         log.info("smtp adapter started", extra={"event": "smtp_started", "carrier": self.name})
 

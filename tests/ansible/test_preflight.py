@@ -118,8 +118,16 @@ def test_a_host_in_no_site_is_refused_by_name(tmp_path: Path) -> None:
     assert "host stray-node: it stands in no site" in proc.stdout
 
 
-@pytest.mark.parametrize("playbook", ["site.yml", "rolling_upgrade.yml", "add_node.yml",
-                                      "remove_node.yml", "switchover.yml", "preflight.yml"])
+PLAYBOOKS = ["site.yml", "rolling_upgrade.yml", "add_node.yml", "remove_node.yml",
+             "switchover.yml", "preflight.yml", "patroni_config.yml", "pki.yml",
+             "evidence_keys.yml", "drill.yml"]
+
+
+def test_the_list_names_every_playbook() -> None:
+    assert sorted(PLAYBOOKS) == sorted(p.name for p in ANSIBLE.glob("*.yml"))
+
+
+@pytest.mark.parametrize("playbook", PLAYBOOKS)
 def test_every_playbook_parses(playbook: str, tmp_path: Path) -> None:
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"),

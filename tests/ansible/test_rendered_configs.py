@@ -228,6 +228,11 @@ def test_strictness_grace_journal_and_the_test_environment_by_default(
     # the outcome journal: where the node writes it, and the unit lets it write there
     assert node["journal_dir"] == "/var/lib/tenir/journal"
     assert "\nReadWritePaths=/var/lib/tenir/journal\n" in lab["paris-node1"]["tenir-node.service"]
+    # an alert node is restarted however often it failed (systemd's start limit once kept a
+    # node down for good after its site powered on)
+    unit = lab["paris-node1"]["tenir-node.service"]
+    assert "\nStartLimitIntervalSec=0\n" in unit.split("[Service]")[0]
+    assert "\nRestart=on-failure\n" in unit
     carriers = lab["paris-carriers"]["tenir-carriers.service"]
     assert "--journal /var/lib/tenir-carriers/submissions.jsonl" in carriers
     assert "\nStateDirectory=tenir-carriers\n" in carriers

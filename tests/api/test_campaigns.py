@@ -140,6 +140,28 @@ async def test_pause_resume_cancel(client: Client, store: MemoryStore) -> None:
 
 
 @pytest.mark.asyncio
+async def test_campaigns_filtered_by_state_and_a_bad_state_is_named(client: Client) -> None:
+    await seed(client)
+    ids = [(await launch(client, {"scenario": "alerte", "group": "crise"}))[1]["id"]
+           for _ in range(3)]
+    await client.post(f"/api/v1/campaigns/{ids[1]}/cancel", headers=auth(ONCALL))
+    await client.post(f"/api/v1/campaigns/{ids[2]}/pause", headers=auth(ONCALL))
+
+    async def listed(query: str) -> list[tuple[int, str]]:
+        r = await client.get(f"/api/v1/campaigns{query}", headers=auth(OPERATOR))
+        assert r.status == 200, await r.text()
+        return [(c["id"], c["state"]) for c in (await r.json())["items"]]
+
+    assert await listed("?state=running,paused") == [(ids[2], "paused"), (ids[0], "running")]
+    assert await listed("?state=cancelled&limit=1") == [(ids[1], "cancelled")]
+    assert len(await listed("")) == 3
+    r = await client.get("/api/v1/campaigns?state=running,done", headers=auth(OPERATOR))
+    answer = await r.json()
+    assert (r.status, answer["field"]) == (422, "state"), answer
+    assert "'done' is not one of running, paused" in answer["error"]
+
+
+@pytest.mark.asyncio
 async def test_unknown_campaign_is_404(client: Client) -> None:
     for method, path in (("GET", "/api/v1/campaigns/999"),
                          ("POST", "/api/v1/campaigns/999/pause"),

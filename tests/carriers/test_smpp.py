@@ -262,6 +262,30 @@ async def test_reconnects_after_the_carrier_restarts(
     assert (await adapter.send(sms(3))).accepted
 
 
+async def test_a_carrier_down_at_start_is_bound_once_it_answers(
+    sim_factory: SimFactory, collector: Collector,
+) -> None:
+    """A site powered on boots its simulator beside its nodes: a node whose carrier does not
+    answer yet starts anyway (the lab's node once exited, and systemd's start limit kept it
+    down), its SMS channel down until the bind."""
+    sim = await sim_factory()
+    port = sim.ports["smpp"]
+    await sim.stop()
+    adapter = SmppAdapter(host=HOST, port=port, system_id=SMPP_USER, password=SMPP_PASSWORD,
+                          timeout_s=0.3, reconnect_min_s=0.05, reconnect_max_s=0.2)
+    try:
+        await adapter.start(collector.on_receipt, collector.on_ack)
+        assert not adapter.bound
+        down = await adapter.send(sms(1))
+        assert not down.accepted and down.retryable
+        await sim_factory(smpp_port=port)
+        await eventually(lambda: adapter.bound, what="the bind once the carrier answers")
+        assert adapter.binds == 1
+        assert (await adapter.send(sms(2))).accepted
+    finally:
+        await adapter.close()
+
+
 async def test_send_waits_for_a_rebind_within_its_timeout(
     sim_factory: SimFactory, adapters: AdapterFactory,
 ) -> None:

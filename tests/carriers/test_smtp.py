@@ -143,16 +143,23 @@ async def test_messages_email_cannot_carry_are_refused_and_wiring_errors_raise(
     assert (await control.report())["email"]["received"] == 0
 
 
-async def test_start_fails_when_the_relay_is_unreachable(
+async def test_a_relay_down_at_start_is_a_channel_down_not_a_failed_start(
     sim_factory: SimFactory, collector: Collector,
 ) -> None:
+    """The node starts with its relay down (a site powered on boots both at once): sends fail
+    retryable until the relay answers, then go through."""
     sim = await sim_factory()
     port = sim.ports["smtp"]
     await sim.stop()
     adapter = SmtpAdapter(host=HOST, port=port, sender="a@b.test", timeout_s=1.0)
-    with pytest.raises(ConnectionError):
+    try:
         await adapter.start(collector.on_receipt, collector.on_ack)
-    await adapter.close()
+        down = await adapter.send(mail(1))
+        assert not down.accepted and down.retryable
+        await sim_factory(smtp_port=port)
+        assert (await adapter.send(mail(2))).accepted
+    finally:
+        await adapter.close()
 
 
 @pytest.mark.parametrize("reference", ["12:345:email:1", "a_b-c", "x"])

@@ -54,6 +54,7 @@ from replication.store_api import (
     Scenario,
     ScenarioIn,
 )
+from replication.store_campaigns import check_states
 from replication.store_events import check_event_kind
 from tests.fakes.memory_base import CampaignRow, required_name
 from tests.fakes.memory_dispatch import DispatchPart
@@ -225,10 +226,14 @@ class MemoryStore(LaunchPart, DispatchPart):
         self._enter("campaign_summary")
         return self._summary(self._campaign(campaign_id))
 
-    async def list_campaigns(self, limit: int = 50) -> list[CampaignSummary]:
+    async def list_campaigns(self, limit: int = 50,
+                             states: Sequence[CampaignState] | None = None,
+                             ) -> list[CampaignSummary]:
         self._enter("list_campaigns")
         _page(limit, 0)
-        newest_first = sorted(self._campaigns.values(), key=lambda c: -c.id)
+        check_states(states)
+        newest_first = sorted((c for c in self._campaigns.values()
+                               if states is None or c.state in states), key=lambda c: -c.id)
         return [self._summary(c) for c in newest_first[:limit]]
 
     async def recipient_outcomes(

@@ -1,8 +1,9 @@
 """A whole drill on a real PostgreSQL: the node app on the PostgreSQL store and ledger (served
-on loopback), the drill's campaign in the real store, delivered batch by batch by the live
-sites' "nodes" of the fake cluster, the chaos store observer reading it into the history (and
-reconnecting when its connection is cut), chaos's checkers judging recipients and RPO, and the
-record signed into the database's ledger and read back verified."""
+on loopback over HTTPS, as a node serves it, with a certificate of the test CA), the drill's
+campaign in the real store, delivered batch by batch by the live sites' "nodes" of the fake
+cluster, the chaos store observer reading it into the history (and reconnecting when its
+connection is cut), chaos's checkers judging recipients and RPO, and the record signed into the
+database's ledger and read back verified."""
 
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ import pytest
 from aiohttp import web
 
 from chaos.history import History
+from chaos.pg_observer import PgObserver
+from cluster import tls
 from cluster.httpjson import request_json
 from cluster.topology import load_topology
 from failover.drills import runner
 from failover.drills.book import DrillBook
-from failover.drills.collectors import ReconnectingObserver
 from failover.drills.real_cluster import NodeDrillApi, Nodes
 from failover.drills.runner import Context
 from failover.drills.service import DrillService
@@ -33,7 +35,7 @@ from nodes.metrics import Metrics
 from replication.store import PgCampaignStore
 from replication.store_api import ChannelStep, Outcome, ScenarioIn
 from tests.api.conftest import ONCALL, OPERATOR, make_app
-from tests.cli.support import LoopThread, write_inventory
+from tests.cli.support import PKI, LoopThread, write_inventory
 from tests.evidence_kit import ORIGIN, make_kit
 from tests.fakes.drill_cluster import SITES, FakeCluster
 from tests.unit.drills.support import settings, small
@@ -72,7 +74,8 @@ class PgNode(LoopThread):
         self.runner = web.AppRunner(make_app(self.store, Metrics(), evidence_service=evidence,
                                              drill_service=drills))
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site = web.TCPSite(self.runner, "127.0.0.1", 0,
+                           ssl_context=PKI.files("paris-node1").server_context())
         await site.start()
         self.task = asyncio.create_task(self._dispatch())
         server = site._server
@@ -119,7 +122,12 @@ class PgNode(LoopThread):
 
 
 @pytest.fixture
-def node(db_dsn: str, tmp_path: Path) -> Iterator[tuple[PgNode, FakeCluster]]:
+def node(db_dsn: str, tmp_path: Path,
+         monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[PgNode, FakeCluster]]:
+    # The drill's client (and this test's calls) verify the node by the test CA, as the CLI
+    # verifies a real node by the cluster's.
+    monkeypatch.setenv("TENIR_CA_FILE", str(PKI.pki.ca_cert_path))
+    tls.configure(None)
     cluster = FakeCluster(failover_s=0.5)
     with PgNode(db_dsn, tmp_path, cluster) as n:
         yield n, cluster
@@ -128,7 +136,7 @@ def node(db_dsn: str, tmp_path: Path) -> Iterator[tuple[PgNode, FakeCluster]]:
 def observed(dsn: str) -> Any:
     @contextlib.asynccontextmanager
     async def open_collectors(history: History) -> AsyncIterator[list[Any]]:
-        async with ReconnectingObserver(f"{dsn} application_name=drill-observer",
+        async with PgObserver(f"{dsn} application_name=drill-observer",
                                         history) as obs:
             yield [obs]
 
@@ -158,7 +166,7 @@ def test_a_drill_on_postgresql_is_judged_by_the_chaos_checkers_and_signed(
     ctx = Context(sites=SITES, make_session=make_session, control=api,
                   collectors=observed(db_dsn), say=lambda _: None, monitor_period_s=0.05,
                   collect_period_s=0.1)
-    _, approval = request_json("POST", f"http://127.0.0.1:{pg.port}/api/v1/drills/approvals",
+    _, approval = request_json("POST", f"https://127.0.0.1:{pg.port}/api/v1/drills/approvals",
                                {"drill": "lose-primary-site"}, bearer=OPERATOR,
                                accept_status=(201,), timeout=10)
 
@@ -199,7 +207,7 @@ def test_a_drill_on_postgresql_is_judged_by_the_chaos_checkers_and_signed(
     # it read again after its connection was cut, while the drill ran (not only at the end)
     assert killed and any(r.at > killed[0] and r.index < final[0].index for r in reads)
     assert result.stored_seq is not None
-    _, view = request_json("GET", f"http://127.0.0.1:{pg.port}/api/v1/drills/records/"
+    _, view = request_json("GET", f"https://127.0.0.1:{pg.port}/api/v1/drills/records/"
                            f"{result.run_id}", bearer=ONCALL, timeout=10)
     assert view["seq"] == result.stored_seq
     assert view["record"]["verdicts"] == record["verdicts"]

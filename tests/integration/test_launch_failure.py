@@ -52,7 +52,9 @@ async def test_a_launch_whose_writer_dies_half_way_ends_failed_with_what_was_sen
         state, launch_state, written = _written(lc, campaign)
         assert launch_state == "writing" and written == answer["recipients"]
 
-        async with aiohttp.ClientSession() as http, PgObserver(lc.dsn, h) as obs:
+        connector = aiohttp.TCPConnector(ssl=lc.client_ssl() or True)  # the control: HTTPS
+        async with aiohttp.ClientSession(connector=connector) as http, \
+                PgObserver(lc.dsn, h) as obs:
             carriers = [CarrierLog(site, sim.control, h, http) for site, sim in lc.sims.items()]
             row = await asyncio.to_thread(lc.wait_done, campaign, 120.0)
             assert row["completed_at"] is not None, survivor.proc.log_tail()

@@ -245,6 +245,10 @@ async def test_summary_counts_and_by_site(store: PgCampaignStore) -> None:
     assert s.by_site == {"marseille": 3, "paris": 3}
     listed = await store.list_campaigns()
     assert listed == [s]
+    assert await store.list_campaigns(states=["running", "paused"]) == [s]
+    assert await store.list_campaigns(states=["completed"]) == []
+    with pytest.raises(InvalidInput, match="'done' is not one of"):
+        await store.list_campaigns(states=["done"])  # type: ignore[list-item]
 
 
 async def test_recipient_outcomes_paginate(store: PgCampaignStore) -> None:

@@ -20,6 +20,7 @@ from chaos.report import RunRecord, save
 from chaos.runner import run_scenario
 from chaos.scenario import SCENARIO_DIR, FaultStep, Scenario, load_scenario
 from cluster.lab.access import site_haproxy
+from cluster.lab.health import patroni_client
 from cluster.lab.lab import Lab
 from cluster.settings import int_setting
 from replication.appdb import APP_DB, dsn
@@ -89,14 +90,26 @@ def superuser_dsn(lab: Lab, site: str | None = None) -> str:
     return dsn(str(host.address), port, "postgres", secrets["superuser"], APP_DB)
 
 
+def patroni_dynamic(lab: Lab) -> dict[str, Any]:
+    """Patroni's dynamic configuration (``GET /config``) from the first member that answers."""
+    errors = []
+    for host in lab.topo.hosts_running("postgres"):
+        try:
+            return patroni_client(lab.topo, host).config()
+        except Exception as exc:
+            errors.append(f"{host.name}: {exc}")
+    raise AssertionError(f"no Patroni answers GET /config: {'; '.join(errors)}")
+
+
 @contextmanager
-def deployed_with(lab: Lab, limit: str, extra: dict[str, Any]) -> Iterator[None]:
-    """``site.yml`` run on ``limit`` with test-only variables; run again without them after,
+def deployed_with(lab: Lab, limit: str, extra: dict[str, Any],
+                  playbook: str = "site.yml") -> Iterator[None]:
+    """``playbook`` run on ``limit`` with test-only variables; run again without them after,
     whatever happened (the roles restart what a changed configuration needs)."""
     secrets = lab.layout.load_or_create_secrets()
-    lab.deploy(secrets, limit=limit, extra_vars=extra)
+    lab.deploy(secrets, playbook=playbook, limit=limit, extra_vars=extra)
     try:
         yield
     finally:
-        lab.deploy(secrets, limit=limit)
+        lab.deploy(secrets, playbook=playbook, limit=limit)
         lab.up(timeout=300, deploy_mode="never")

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from cluster.lab import netns, procs
-from cluster.lab.lab import Lab
+from cluster.lab.lab import Lab, lab_coordination
 from cluster.lab.layout import Layout, lab_dir
 from cluster.lab.machines import MachinePaths, journal
-from cluster.topology import load_topology
+from cluster.topology import load_topology, with_coordination
 from tests.lab.support import INVENTORY, LabHandle, Leftovers
 
 
@@ -41,6 +41,21 @@ def _plant_leftovers(layout: Layout) -> Leftovers:
     log = layout.root / "stray.log"
     pid = procs.spawn(["ip", "netns", "exec", ns, "sleep", "600"], log)
     return Leftovers(pid, procs.start_time_of(pid), junk, link)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The lab changes state as few times as it can: the etcd lab's tests first, then the test
+    that takes it down for good (marker ``ends_lab``), then the ZooKeeper lab's (``zk_lab``,
+    brought up once for both of its modules). Items outside ``tests/lab`` keep their places."""
+    def rank(item: pytest.Item) -> int:
+        if "zk_lab" in getattr(item, "fixturenames", ()):
+            return 2
+        return 1 if item.get_closest_marker("ends_lab") else 0
+
+    slots = [i for i, item in enumerate(items) if "tests/lab/" in item.nodeid]
+    ordered = sorted((items[i] for i in slots), key=rank)
+    for i, item in zip(slots, ordered, strict=True):
+        items[i] = item
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +85,23 @@ def lab_env(live: Callable[[str], None]) -> Iterator[LabHandle]:
     leftovers = _plant_leftovers(layout)
     lab.up(timeout=900)
     yield LabHandle(topo, lab, layout, leftovers)
+    lab.down()
+
+
+@pytest.fixture(scope="session")
+def zk_lab(live: Callable[[str], None]) -> Iterator[LabHandle]:
+    """The lab with ZooKeeper as its coordination service, shared by ``test_zookeeper_lab.py``
+    and ``test_zookeeper_matrix.py``. Its tests run after every etcd lab test (see
+    ``pytest_collection_modifyitems``); it takes down whatever other lab still runs."""
+    if os.geteuid() != 0:
+        pytest.fail("the lab tests need root (network namespaces); run them with `make test`")
+    topo = with_coordination(load_topology(INVENTORY), "zookeeper")
+    layout = Layout(lab_dir())
+    lab = Lab(topo, layout, say=live)
+    if lab_coordination(topo, layout) != "zookeeper":
+        lab.down()
+    lab.up(timeout=900)
+    yield LabHandle(topo, lab, layout)
     lab.down()
 
 

@@ -1,6 +1,9 @@
-"""The node-kill and site-kill cases on the lab, mid-campaign, shared by the etcd lab
-(``test_failover.py``) and the ZooKeeper lab (``test_zookeeper_lab.py``): both coordination
-backends must pass the same cases. Each case leaves the lab healed (``lab.up``)."""
+"""The node-kill and site-kill cases on the lab, mid-campaign, with assertions of their own
+(the watchdog's reservation for the dead node's site, the surviving site's next delivery
+within 5 s). The etcd lab runs both (``test_failover.py``), the ZooKeeper lab the site case
+(``test_zookeeper_lab.py``); on both backends the chaos matrix's node-kill and primary-site
+power cut are judged by the checkers (recipients, RPO over every acknowledged outcome,
+duplicates, fencing, watchdog). Each case leaves the lab healed (``lab.up``)."""
 
 from __future__ import annotations
 
@@ -87,30 +90,4 @@ def site_without_primary_lost_mid_campaign(lab_env: LabHandle) -> None:
     assert resumed - killed_at <= 5.0
     c = wait_completed(lab_env, campaign)
     assert (c["delivered"], c["failed"], c["pending"]) == (20_000, 0, 0)
-    lab_env.lab.up(timeout=600)
-
-
-def primary_site_lost_mid_campaign(lab_env: LabHandle) -> None:
-    """Every process of the primary's site killed: Patroni promotes the other site, the
-    campaign completes, every outcome recorded before the kill is still there (RPO 0)."""
-    lost = primary_site(lab_env)
-    survivor = next(s.name for s in lab_env.topo.datacenter_sites if s.name != lost)
-    campaign = launch_until_delivered(lab_env, 20_000, 3_000)
-    dsn = app_dsn(lab_env.topo, survivor)
-    with psycopg.connect(dsn, autocommit=True) as conn:  # read from the primary, committed
-        before = dict(conn.execute("SELECT reference, state FROM attempts WHERE campaign_id = %s",
-                                   (campaign,)).fetchall())
-    lab_env.lab.kill_site(lost)
-    c = wait_completed(lab_env, campaign, timeout=300)
-    assert (c["delivered"], c["failed"], c["pending"]) == (20_000, 0, 0)
-    view = patroni_view(lab_env.topo)
-    assert view is not None and view.primary == lab_env.topo.postgres_host_of_site(survivor).name
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        after = dict(conn.execute("SELECT reference, state FROM attempts WHERE campaign_id = %s",
-                                  (campaign,)).fetchall())
-    assert before, "nothing was recorded before the kill"
-    missing = set(before) - set(after)
-    assert not missing, f"{len(missing)} outcomes recorded before the kill are gone (RPO > 0)"
-    print(f"{len(before)} outcomes recorded before {lost} died, all still there after the "
-          f"failover to {survivor}")
     lab_env.lab.up(timeout=600)

@@ -16,7 +16,14 @@ from __future__ import annotations
 import pytest
 
 from chaos.scenario import load_all
-from tests.lab.chaos_kit import assert_all_valid, ci_variant, deployed_with, run, verdict
+from tests.lab.chaos_kit import (
+    assert_all_valid,
+    ci_variant,
+    deployed_with,
+    patroni_dynamic,
+    run,
+    verdict,
+)
 from tests.lab.support import LabHandle
 
 pytestmark = [pytest.mark.lab, pytest.mark.chaos]
@@ -58,8 +65,13 @@ def test_every_fault_mid_campaign_on_etcd(lab_env: LabHandle, name: str) -> None
 
 def test_the_double_fault_with_strict_mode_loses_nothing(lab_env: LabHandle) -> None:
     scenario = ci_variant("double-fault")
-    with deployed_with(lab_env.lab, "postgres", {"patroni_synchronous_mode_strict": True}):
+    # as an operator would before a risky window: patroni_config.yml sets only Patroni's
+    # dynamic configuration (site.yml imports it)
+    with deployed_with(lab_env.lab, "postgres", {"patroni_synchronous_mode_strict": True},
+                       playbook="patroni_config.yml"):
+        assert patroni_dynamic(lab_env.lab)["synchronous_mode_strict"] is True
         record, _ = run(lab_env.lab, scenario)
+    assert patroni_dynamic(lab_env.lab).get("synchronous_mode_strict") is False
     assert_all_valid(record, scenario)
     figures = verdict(record, "rpo").figures
     assert figures["lost_exposed"] == 0, figures  # every write waited for a standby

@@ -1,6 +1,9 @@
-"""Failover on the etcd lab, mid-campaign: a node killed with SIGKILL, either site lost (the
-cases shared with the ZooKeeper lab, in ``failover_cases.py``), a site cut from the others, and a
-site whose SMS carrier refuses everything."""
+"""Failover on the etcd lab, mid-campaign: a node killed with SIGKILL and the site without the
+primary lost (``failover_cases.py``), a site cut from the others, and a site whose SMS carrier
+refuses everything. The primary's site lost mid-campaign is the chaos matrix's site-power-cut
+(``test_chaos_matrix.py``), whose RPO checker judges every outcome acknowledged before the
+fault; the reference comparison this module used to make could not see a lost outcome that a
+resend brought back under the same reference."""
 
 from __future__ import annotations
 
@@ -17,7 +20,6 @@ from cluster.lab.health import carriers_control_url
 from tests.lab.campaign_kit import launch_until_delivered, wait_completed
 from tests.lab.failover_cases import (
     node_killed_mid_campaign,
-    primary_site_lost_mid_campaign,
     site_without_primary_lost_mid_campaign,
 )
 from tests.lab.support import LabHandle
@@ -32,11 +34,6 @@ def test_kill_9_of_an_alert_node_mid_campaign_loses_nothing_and_sends_nothing_tw
 
 def test_losing_the_site_without_the_primary_mid_campaign(lab_env: LabHandle) -> None:
     site_without_primary_lost_mid_campaign(lab_env)
-
-
-def test_losing_the_primary_site_mid_campaign_keeps_every_recorded_outcome(
-        lab_env: LabHandle) -> None:
-    primary_site_lost_mid_campaign(lab_env)
 
 
 def _sms_received(lab: LabHandle, site: str) -> int:

@@ -184,6 +184,7 @@ def test_down_keep_data_then_up_keeps_rows(lab_env: LabHandle) -> None:
                             ).fetchone() == ("bonjour",)
 
 
+@pytest.mark.ends_lab
 def test_down_leaves_no_machine_mount_namespace_link_process_or_data(
         lab_env: LabHandle) -> None:
     records = lab_env.layout.load_state().machines

@@ -1,10 +1,11 @@
 """The lab with ZooKeeper as its coordination service (``tenir lab up --coordination zookeeper``):
 a three-member ensemble, one per site, holds Patroni's leader lock and the alert nodes'
-memberships, elections and drain flags. The node-kill and site-kill cases that the etcd lab
-passes (``failover_cases.py``) must pass here too.
+memberships, elections and drain flags. The faults the etcd lab survives must be survived here
+too: the site without the primary lost (``failover_cases.py``) here, a node's kill -9 and the
+primary's site power cut in ``test_zookeeper_matrix.py``, judged by the chaos checkers.
 
-The module brings its own lab: it takes down whatever lab runs, and takes its own down at the
-end. It runs after the etcd lab's modules (file order).
+The ZooKeeper lab (fixture ``zk_lab`` in ``conftest.py``) is shared with
+``test_zookeeper_matrix.py``; its tests run after every etcd lab test.
 """
 
 from __future__ import annotations
@@ -12,37 +13,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
-from collections.abc import Callable, Iterator
 
 import pytest
 from kazoo.client import KazooClient
 
 from cluster.lab import netns
 from cluster.lab.lab import Lab, LabError
-from cluster.lab.layout import Layout, lab_dir
 from cluster.settings import coordination_endpoints
 from cluster.status import gather
-from cluster.topology import load_topology, with_coordination
-from tests.lab.failover_cases import (
-    node_killed_mid_campaign,
-    primary_site_lost_mid_campaign,
-    site_without_primary_lost_mid_campaign,
-)
+from cluster.topology import load_topology
+from tests.lab.failover_cases import site_without_primary_lost_mid_campaign
 from tests.lab.support import INVENTORY, REPO, LabHandle
 
 pytestmark = pytest.mark.lab
 TENIR = str(REPO / ".venv" / "bin" / "tenir")
-
-
-@pytest.fixture(scope="module")
-def zk_lab(live: Callable[[str], None]) -> Iterator[LabHandle]:
-    topo = with_coordination(load_topology(INVENTORY), "zookeeper")
-    layout = Layout(lab_dir())
-    lab = Lab(topo, layout, say=live)
-    lab.down()
-    lab.up(timeout=900)
-    yield LabHandle(topo, lab, layout)
-    lab.down()
 
 
 def _zk(lab: LabHandle, cert: str = "paris-db") -> KazooClient:
@@ -102,16 +86,8 @@ def test_up_with_the_other_backend_is_refused_and_changes_nothing(zk_lab: LabHan
     assert len(netns.list_namespaces()) == len(zk_lab.topo.hosts)
 
 
-def test_kill_9_of_an_alert_node_mid_campaign(zk_lab: LabHandle) -> None:
-    node_killed_mid_campaign(zk_lab)
-
-
 def test_losing_the_site_without_the_primary_mid_campaign(zk_lab: LabHandle) -> None:
     site_without_primary_lost_mid_campaign(zk_lab)
-
-
-def test_losing_the_primary_site_mid_campaign(zk_lab: LabHandle) -> None:
-    primary_site_lost_mid_campaign(zk_lab)
 
 
 def test_a_node_cannot_touch_patronis_znodes_but_reaches_its_own(zk_lab: LabHandle) -> None:

@@ -13,11 +13,18 @@ Use::
         cid = lc.launch(population=10_000)
         lc.wait_done(cid)
 
-No synchronous replication and no HAProxy or Patroni here (the lab has them): figures are
-for the alert nodes, PostgreSQL and the carriers on one machine. A PostgreSQL failover as the
-nodes see it: ``stop_pg()`` (a crash: every connection cut) then ``start_pg_again()`` (same data,
-same port). Each node journals its outcomes under ``journal_dir``; ``restart_node`` starts a
-killed node again under the same name, as its service manager would.
+TLS as deployed: a throwaway cluster CA (``tests/tls_kit.TestPki``, the pki play's code) signs
+a certificate per node, per simulator and for etcd; the nodes serve their API over HTTPS, reach
+the simulators over TLS (SMPP over TLS, SMTP STARTTLS, voice and control over HTTPS) and etcd
+with their client certificate. A checkout whose node template has no ``tls`` section (a
+baseline from before TLS) runs in clear, as it was deployed then.
+
+No synchronous replication and no HAProxy or Patroni here (the lab has them), and PostgreSQL
+is reached in clear: figures are for the alert nodes, PostgreSQL and the carriers on one
+machine. A PostgreSQL failover as the nodes see it: ``stop_pg()`` (a crash: every connection
+cut) then ``start_pg_again()`` (same data, same port). Each node journals its outcomes under
+``journal_dir``; ``restart_node`` starts a killed node again under the same name, as its
+service manager would.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import os
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -45,6 +53,7 @@ from cluster.render import render
 from nodes.users import token_digest
 from tests.coordination.servers import EtcdServer, free_port
 from tests.integration.pgserver import PgServer, start_pg
+from tests.tls_kit import TestPki
 
 REPO = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -100,10 +109,11 @@ class Node:
     site: str
     port: int
     config: Path
+    scheme: str = "https"
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{self.scheme}://{HOST}:{self.port}"
 
 
 @dataclass
@@ -111,21 +121,28 @@ class Sim:
     proc: Proc
     site: str
     ports: dict[str, int]
+    scheme: str = "https"
 
     @property
     def control(self) -> str:
-        return f"http://{HOST}:{self.ports['control']}"
+        return f"{self.scheme}://{HOST}:{self.ports['control']}"
+
+
+def speaks_tls(code: Path) -> bool:
+    """Whether ``code``'s node template has a ``tls`` section (every checkout since TLS)."""
+    template = code / "ansible" / "roles" / "tenir_node" / "templates" / "node.yml.j2"
+    return any(line.startswith("tls:") for line in template.read_text().splitlines())
 
 
 def http_json(method: str, url: str, body: Any = None, token: str | None = None,
-              timeout: float = 30.0) -> Any:
+              timeout: float = 30.0, context: ssl.SSLContext | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
+    with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
         text = resp.read()
     return json.loads(text) if text else None
 
@@ -147,6 +164,8 @@ class LoopbackCluster:
     node_list: list[Node] = field(default_factory=list)
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tenir-lb-")))
+    pki: TestPki | None = None  # made at start when the checkout speaks TLS
+    _client_ssl: ssl.SSLContext | None = field(default=None, repr=False)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> LoopbackCluster:
@@ -174,7 +193,9 @@ class LoopbackCluster:
                         "migrate; asyncio.run(migrate(sys.argv[1]))", self.dsn],
                        cwd=self.code, env={**os.environ, "PYTHONPATH": str(self.code)},
                        check=True, capture_output=True, timeout=120)
-        self.etcd = EtcdServer()
+        if speaks_tls(self.code):
+            self.pki = TestPki(self.root / "pki")
+        self.etcd = EtcdServer(tls=self.pki.files("etcd") if self.pki else None)
         self.etcd.start()
         for site in SITES:
             self.sims[site] = self._start_sim(site)
@@ -232,6 +253,30 @@ class LoopbackCluster:
         assert self.pg is not None
         return self.pg.dsn(APP_DB)
 
+    @property
+    def scheme(self) -> str:
+        return "https" if self.pki is not None else "http"
+
+    def client_ssl(self) -> ssl.SSLContext | None:
+        """A client context verifying the nodes and simulators by the harness's CA (None in
+        clear); for aiohttp: ``TCPConnector(ssl=lc.client_ssl() or True)``."""
+        if self.pki is not None and self._client_ssl is None:
+            self._client_ssl = self.pki.ca_only().client_context()
+        return self._client_ssl
+
+    def _tls_dir(self, name: str) -> str:
+        """``name``'s certificate, key and the CA under the names the node role gives them."""
+        assert self.pki is not None
+        files = self.pki.files(name)
+        assert files.cert is not None and files.key is not None
+        directory = self.root / "tls" / name
+        directory.mkdir(parents=True, exist_ok=True)
+        for source, target in ((files.ca, "ca.crt"), (files.cert, "host.crt"),
+                               (files.key, "host.key")):
+            shutil.copyfile(source, directory / target)
+        (directory / "host.key").chmod(0o600)
+        return str(directory)
+
     # -- processes ---------------------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
         log = self.root / f"{name}.log"
@@ -243,10 +288,15 @@ class LoopbackCluster:
         return Proc(name, popen, log)
 
     def _start_sim(self, site: str) -> Sim:
+        tls: list[str] = []
+        if self.pki is not None:
+            files = self.pki.files(f"carriers-{site}")
+            tls = ["--tls-cert", str(files.cert), "--tls-key", str(files.key),
+                   "--tls-ca", str(files.ca)]
         proc = self._spawn(f"sim-{site}", [
             self.python, "-m", "nodes.carriers.sim", "--site", site, "--host", HOST,
             "--smpp-port", "0", "--smtp-port", "0", "--voice-port", "0", "--control-port", "0",
-            "--dedup", "--receipt-delay-ms", "50", "--system-id", SMPP_USER],
+            "--dedup", "--receipt-delay-ms", "50", "--system-id", SMPP_USER, *tls],
             {"TENIR_SIM_SMPP_PASSWORD": SMPP_PASSWORD,
              "TENIR_SIM_VOICE_CALLBACK_SECRET": VOICE_SECRET})
         deadline = time.monotonic() + 30
@@ -255,7 +305,8 @@ class LoopbackCluster:
                 with contextlib.suppress(ValueError):
                     event = json.loads(line)
                     if event.get("event") == "sim_ready":
-                        return Sim(proc, site, {k: int(v) for k, v in event["ports"].items()})
+                        return Sim(proc, site, {k: int(v) for k, v in event["ports"].items()},
+                                   self.scheme)
             if not proc.alive():
                 break
             time.sleep(0.05)
@@ -269,6 +320,10 @@ class LoopbackCluster:
             "tenir_node_port": port, "tenir_node_address": HOST, "tenir_node_dsn": self.dsn,
             "tenir_node_users": [{"name": "loopback-operator", "role": "operator",
                                   "token_sha256": token_digest(self.token)}],
+            # A baseline from before per-user tokens (its template has ``tokens``, in clear).
+            "tenir_node_token_operator": self.token,
+            "tenir_node_token_oncall": secrets.token_hex(16),
+            "tenir_node_token_auditor": secrets.token_hex(16),
             "tenir_node_ack_keys": [{"id": "lb", "secret": ACK_KEY}],
             "tenir_node_voice_callback_secrets": [VOICE_SECRET],
             "tenir_node_carriers_host": HOST, "tenir_node_smpp_port": sim.ports["smpp"],
@@ -285,6 +340,7 @@ class LoopbackCluster:
             "tenir_node_membership_ttl": 5, "tenir_node_coordination_retry_timeout": 1.5,
             "tenir_node_fencing_safety": 2, "tenir_node_watchdog_cycle_s": 0.5,
             "tenir_node_patroni_urls": [],
+            **({"tenir_node_tls_dir": self._tls_dir(name)} if self.pki is not None else {}),
         }, roles_dir=self.code / "ansible" / "roles")
         for key, value in self.node_extra.items():
             text += f"{key}: {json.dumps(value)}\n"
@@ -296,7 +352,7 @@ class LoopbackCluster:
         config.write_text(self.node_config(name, site, port))
         config.chmod(0o600)
         proc = self._spawn(name, [self.python, "-m", "nodes.main", "--config", str(config)])
-        return Node(proc, site, port, config)
+        return Node(proc, site, port, config, self.scheme)
 
     def _wait_ready(self, node: Node, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -304,14 +360,18 @@ class LoopbackCluster:
             if not node.proc.alive():
                 break
             with contextlib.suppress(OSError, urllib.error.URLError, ValueError):
-                http_json("GET", f"{node.url}/readyz", timeout=2)
+                http_json("GET", f"{node.url}/readyz", timeout=2, context=self.client_ssl())
                 return
             time.sleep(0.1)
         raise HarnessError(f"node {node.proc.name} not ready:\n{node.proc.log_tail()}")
 
     # -- the API and the simulators ----------------------------------------------------------
     def api(self, method: str, path: str, body: Any = None, node: int = 0) -> Any:
-        return http_json(method, f"{self.node_list[node].url}/api/v1{path}", body, self.token)
+        return http_json(method, f"{self.node_list[node].url}/api/v1{path}", body, self.token,
+                         context=self.client_ssl())
+
+    def _control(self, method: str, sim: Sim, path: str, body: Any = None) -> Any:
+        return http_json(method, f"{sim.control}{path}", body, context=self.client_ssl())
 
     def seed(self) -> None:
         existing = {s["name"] for s in self.api("GET", "/scenarios")["items"]}
@@ -326,8 +386,8 @@ class LoopbackCluster:
         """Clear the simulators' records; returns each one's last submission sequence number."""
         out = {}
         for site, sim in self.sims.items():
-            http_json("POST", f"{sim.control}/reset", {})
-            out[site] = int(http_json("GET", f"{sim.control}/submissions?after=0&limit=1")
+            self._control("POST", sim, "/reset", {})
+            out[site] = int(self._control("GET", sim, "/submissions?after=0&limit=1")
                             ["last"])
         return out
 
@@ -335,7 +395,7 @@ class LoopbackCluster:
         """The wall time of the earliest submission after the cursors, or None yet."""
         times = []
         for site, sim in self.sims.items():
-            page = http_json("GET", f"{sim.control}/submissions?after={after[site]}&limit=1")
+            page = self._control("GET", sim, f"/submissions?after={after[site]}&limit=1")
             if page["items"]:
                 times.append(float(page["items"][0]["at"]))
         return min(times) if times else None
@@ -347,10 +407,10 @@ class LoopbackCluster:
         for site, sim in self.sims.items():
             cursor = (after or {}).get(site, 0)
             while True:
-                page = http_json("GET", f"{sim.control}/submissions?after={cursor}&limit=10000")
+                page = self._control("GET", sim, f"/submissions?after={cursor}&limit=10000")
                 if page["lost"]:
                     raise HarnessError(f"{site}: {page['lost']} submissions left the ring")
-                out.extend(page["items"])
+                out.extend({"site": site, **s} for s in page["items"])
                 cursor = int(page["next"])
                 if not page["items"] or cursor >= int(page["last"]):
                     break

@@ -87,7 +87,7 @@ def test_preparing_clears_left_rules_resets_carriers_and_cancels_leftovers(
     ups: list[str] = []
     monkeypatch.setattr(env.lab, "up", lambda timeout, **_kw: ups.append("up"))
     http = Http({("POST", "/control"): {},
-                 ("GET", "/api/v1/campaigns?limit=500"): {"items": [
+                 ("GET", "/api/v1/campaigns?state=running,paused&limit=500"): {"items": [
                      {"id": 3, "state": "running"}, {"id": 2, "state": "completed"},
                      {"id": 1, "state": "paused"}]},
                  ("POST", "/cancel"): {}})

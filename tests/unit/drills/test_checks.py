@@ -102,6 +102,24 @@ def test_a_real_campaign_launched_meanwhile_is_named() -> None:
     assert found == "real campaign 3 (crue, priority 1) was launched during the drill"
 
 
+def test_campaigns_unreadable_for_a_minute_stop_the_drill_but_a_failover_does_not() -> None:
+    judge = StopJudge(LIMITS, priority=5, known_campaigns=set())
+    ok = (CampaignFact(4, "demo", "running", 2),)
+    # readable, then 30 s unreadable (a PostgreSQL failover answers 503): go on
+    history = [Sample(at=float(t), campaigns=ok if t < 10 else None) for t in range(40)]
+    assert judge.judge(history, own={4}, launched_at=0.0, fault_at=None) is None
+    # unreadable from 9 s to 70 s: the drill can no longer see a real campaign
+    history += [Sample(at=float(t)) for t in range(40, 71)]
+    assert judge.judge(history, own={4}, launched_at=0.0, fault_at=None) == (
+        "the running campaigns could not be read for 61 s: the drill cannot tell whether a real "
+        "campaign was launched")
+    # never readable since the first sample counts too; readable again clears it
+    assert judge.judge([Sample(at=0.0), Sample(at=60.0)], own=set(), launched_at=0.0,
+                       fault_at=None) is not None
+    assert judge.judge([*history, Sample(at=71.0, campaigns=ok)], own={4}, launched_at=0.0,
+                       fault_at=None) is None
+
+
 def test_lag_must_last_to_stop() -> None:
     assert lagging(samples(1, 3, lag=5000), LIMITS) is None  # 3 s < 5 s
     assert lagging(samples(1, 10, lag=5000), LIMITS) is not None

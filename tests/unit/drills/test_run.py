@@ -216,3 +216,37 @@ def test_a_run_keeps_its_journal_history_record_and_log(drill_dir: Path) -> None
     lines = [json.loads(x) for x in (folder / "drill.log").read_text().splitlines()]
     assert lines and all({"time", "level", "node", "site", "campaign"} <= set(x) for x in lines)
     assert any(x["logger"] == "chaostoolkit" for x in lines)
+
+
+def test_a_link_cut_names_the_side_cut_from_the_primary_as_failed(drill_dir: Path) -> None:
+    """The duplicates checker bounds resends by the failed side's batches: a link cut that
+    named no side gave a bound of 0, and the lab's drill failed on the standby site's resends
+    (its nodes fence themselves and their work moves)."""
+    import json
+
+    cluster = FakeCluster()
+    drill = small("cut-datacenter-link")
+    result = runner.run(context(cluster, drill, []), drill, approval="7")
+    assert result.outcome == "passed", result.reason
+    ops = [json.loads(x) for x in (drill_dir / (result.run_id or "") / "history.jsonl"
+                                   ).read_text().splitlines()]
+    [fault] = [op for op in ops if op["f"] == "fault" and op["type"] == "invoke"]
+    assert sorted(fault["value"]["sites"]) == ["marseille", "paris"]
+    assert fault["value"]["site"] == "marseille"  # paris holds the primary
+
+
+def test_a_lag_that_settles_within_seconds_passes_and_one_that_lasts_is_refused() -> None:
+    """Patroni's lag is a loop old: the check reads it again for a few seconds before refusing
+    (the lab's lose-primary-site drill once refused a standby 9 KB behind, caught up at once)."""
+    cluster = FakeCluster()
+    cluster.lag = 9224
+    threading.Timer(0.5, lambda: setattr(cluster, "lag", 0)).start()
+    drill = small("lose-witness")
+    result = runner.run(context(cluster, drill, []), drill, approval="7")
+    assert result.outcome == "passed", result.reason
+
+    lasting = FakeCluster()
+    lasting.lag = 9224
+    result = runner.run(context(lasting, drill, []), drill, approval="7")
+    assert result.outcome == "refused"
+    assert result.reason is not None and "lags 9,224 bytes" in result.reason
