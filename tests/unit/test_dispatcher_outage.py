@@ -62,6 +62,16 @@ async def until(cond: object, timeout: float = 5.0) -> None:
             await asyncio.sleep(0.005)
 
 
+async def quiet(count: Callable[[], int], for_s: float, timeout: float = 10.0) -> None:
+    """Until ``count()`` has not changed for ``for_s``."""
+    async with asyncio.timeout(timeout):
+        last, since = count(), time.monotonic()
+        while time.monotonic() - since < for_s:
+            await asyncio.sleep(0.01)
+            if count() != last:
+                last, since = count(), time.monotonic()
+
+
 async def test_a_node_sends_what_it_holds_and_its_reserve_through_an_outage(
         tmp_path: Path) -> None:
     store = MemoryStore()
@@ -80,13 +90,17 @@ async def test_a_node_sends_what_it_holds_and_its_reserve_through_an_outage(
     store.unavailable = True  # PostgreSQL fails over: nothing can be claimed or recorded
     outage = time.monotonic()
     sent_before, reserve, claimed = len(sms.sent), d.reserve, d.stats.batches_claimed
+    running = in_flight[campaign]["paris-node1"] - reserve
     assert reserve >= 3
-    await asyncio.sleep(0.8)
+    # the whole reserve goes out during the outage, then it stops: nothing more is held (waits
+    # on what happens, not on the clock: a loaded machine only makes it slower)
+    await until(lambda: d.reserve == 0)
+    await quiet(lambda: len(sms.sent), 0.3)
     during = sms.sent[sent_before:]
-    assert len(during) >= reserve * 20  # the whole reserve went out during the outage
-    assert d.stats.batches_claimed == claimed and d.reserve == 0
+    assert reserve * 20 <= len(during) <= (reserve + running) * 20
+    assert d.stats.batches_claimed == claimed
     assert journal.unsettled >= 4 * 20  # waiting in the journal, fsync'd
-    assert max(sms.times) - outage < 0.5  # and then it stops: nothing more is held
+    print(f"outage: {len(during)} sent in {max(sms.times) - outage:.2f} s from what was held")
     store.unavailable = False
     await until(lambda: journal.unsettled == 0 and not store.unavailable)
     async with asyncio.timeout(10):
