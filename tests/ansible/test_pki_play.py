@@ -79,6 +79,23 @@ def test_renewed_when_the_sans_change_or_expiry_is_near(tmp_path: Path) -> None:
                     "-e", "tenir_pki_renew_days=400").values()) == len(HOSTS) + 2 + len(DB)
 
 
+def test_keys_left_in_clear_by_an_earlier_run_are_encrypted_by_the_next(
+        tmp_path: Path) -> None:
+    """A run cut short between making a key and encrypting it (here: a first run before the
+    vault was set) leaves keys in clear; the next run with the vault encrypts every one."""
+    pki = tmp_path / "pki"
+    play(pki)
+    assert (pki / "paris-db.key").read_bytes().startswith(b"-----BEGIN PRIVATE KEY")
+    password = tmp_path / "vault-pass"
+    password.write_text("a-vault-password-for-the-test\n")
+    play(pki, "-e", f"tenir_pki_vault_password_file={password}")
+    for name in ("ca", "paris-db", "paris-db-gateway", "witness-quorum"):
+        assert (pki / f"{name}.key").read_bytes().startswith(VAULT_HEADER), name
+    assert (pki / "tenir-operator.key").read_bytes().startswith(b"-----BEGIN PRIVATE KEY")
+    again = play(pki, "-e", f"tenir_pki_vault_password_file={password}")
+    assert sum(again.values()) == 0  # nothing left to encrypt: a third run changes nothing
+
+
 def test_with_the_vault_every_new_key_is_encrypted(tmp_path: Path) -> None:
     pki = tmp_path / "pki"
     password = tmp_path / "vault-pass"
