@@ -49,11 +49,11 @@ def etcdctl_env(server: EtcdServer, files: TlsFiles) -> dict[str, str]:
             "ETCDCTL_KEY": str(files.key), "TENIR_ETCDCTL": str(ETCDCTL)}
 
 
-def run_rbac(server: EtcdServer, pki: TestPki, tmp: Path) -> str:
+def run_rbac(server: EtcdServer, pki: TestPki, tmp: Path, patroni_pw: str = PATRONI_PW) -> str:
     spec = tmp / "rbac.json"
     spec.write_text(json.dumps(SPEC))
     env = {**etcdctl_env(server, pki.files("etcd-member")),
-           "TENIR_ETCD_ROOT_PASSWORD": ROOT_PW, "TENIR_ETCD_PASSWORD_PATRONI": PATRONI_PW}
+           "TENIR_ETCD_ROOT_PASSWORD": ROOT_PW, "TENIR_ETCD_PASSWORD_PATRONI": patroni_pw}
     proc = subprocess.run([sys.executable, str(RBAC), str(spec)], env=env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -155,3 +155,25 @@ def test_the_json_gateway_refuses_a_certificate_with_a_common_name_and_takes_one
                                         tls=pki.files("op-gateway", common_name=False
                                                       ).client_context())
     assert health.healthy and health.leader, health.error
+
+
+def test_a_changed_password_in_the_inventory_is_set_and_the_old_one_refused(
+        rbac_runs: tuple[str, str], server: EtcdServer, pki: TestPki, tmp_path: Path) -> None:
+    """The vault's patroni_etcd_password rotated: the next run sets it; the old one no longer
+    logs in. Put back after, for the module's other tests."""
+    env = etcdctl_env(server, pki.files("etcd-member"))
+
+    def logs_in(password: str) -> bool:
+        return subprocess.run([str(ETCDCTL), "get", "/service/c1/x"],
+                              env={**env, "ETCDCTL_USER": f"patroni:{password}"},
+                              capture_output=True, text=True, timeout=30).returncode == 0
+
+    rotated = "patroni-pw-rotated-9876543210"
+    try:
+        out = run_rbac(server, pki, tmp_path, patroni_pw=rotated)
+        assert "user patroni: password changed" in out.splitlines(), out
+        assert logs_in(rotated) and not logs_in(PATRONI_PW)
+        assert "password changed" not in run_rbac(server, pki, tmp_path, patroni_pw=rotated)
+    finally:
+        run_rbac(server, pki, tmp_path)
+    assert logs_in(PATRONI_PW)
