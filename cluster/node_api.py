@@ -4,12 +4,11 @@ so an operator's command works whichever site is down."""
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
+from cluster.credentials import secret
 from cluster.httpjson import HttpError, request_json
 from cluster.lab.health import node_url
-from cluster.lab.layout import Layout, lab_dir
 from cluster.topology import Topology
 
 
@@ -19,11 +18,7 @@ class ApiError(RuntimeError):
 
 def operator_token(role: str = "operator") -> str:
     """``$TENIR_TOKEN``, else the lab's token for ``role``."""
-    token = os.environ.get("TENIR_TOKEN")
-    if token:
-        return token
-    secrets = Layout(lab_dir()).load_secrets() or {}
-    token = secrets.get(f"token_{role}")
+    token = secret("TENIR_TOKEN", f"token_{role}")
     if not token:
         raise ApiError("no API token: set TENIR_TOKEN (the lab's tokens exist once it is up)")
     return token

@@ -116,21 +116,29 @@ def coordination_settings(topo: Topology) -> CoordinationSettings:
     return CoordinationSettings(
         endpoints=tuple(coordination_endpoints(topo)),
         namespace=f"/tenir/{topo.name}/", ttl=t.membership_ttl, retry_timeout=t.retry_timeout,
-        tls=tls.current(), zk_digest=zk_digest() if topo.coordination == "zookeeper" else None)
+        tls=tls.current(), zk_digest=zk_digest(topo) if topo.coordination == "zookeeper" else None)
 
 
-def zk_digest() -> str | None:
+def zk_digest(topo: Topology | None = None) -> str | None:
     """The alert nodes' ZooKeeper digest user, ``user:password``: ``$TENIR_ZK_DIGEST``, else
-    the lab's secret (the operator acts on the nodes' znodes: drain flags)."""
+    the inventory's ``tenir_node_zookeeper_user`` with the lab's secret (the operator acts on
+    the nodes' znodes: drain flags)."""
     import os
 
-    from cluster.lab.layout import Layout, lab_dir
+    from cluster.credentials import secret
 
     given = os.environ.get("TENIR_ZK_DIGEST")
     if given:
         return given
-    password = (Layout(lab_dir()).load_secrets() or {}).get("zookeeper_nodes")
-    return f"tenir-nodes:{password}" if password else None
+    password = secret("TENIR_ZK_PASSWORD", "zookeeper_nodes")
+    if not password:
+        return None
+    user = "tenir-nodes"
+    if topo is not None:
+        from cluster.settings import setting
+
+        user = str(setting(topo, None, "tenir_node", "tenir_node_zookeeper_user"))
+    return f"{user}:{password}"
 
 
 class CoordinationDrains:

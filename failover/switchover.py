@@ -29,7 +29,6 @@ the unit tests use fakes and assert on the order of operations and the sentences
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -304,13 +303,11 @@ class Switchover:
 
 def patroni_auth(topo: Topology) -> tuple[str, str]:
     """Patroni's REST API credentials: ``$TENIR_PATRONI_PASSWORD``, else the lab's secret."""
-    from cluster.lab.layout import Layout, lab_dir
+    from cluster.credentials import secret
     from cluster.settings import setting
 
     user = str(setting(topo, None, "patroni", "patroni_restapi_username"))
-    password = os.environ.get("TENIR_PATRONI_PASSWORD")
-    if not password:
-        password = (Layout(lab_dir()).load_secrets() or {}).get("restapi")
+    password = secret("TENIR_PATRONI_PASSWORD", "restapi")
     if not password:
         raise OperationError("no password for Patroni's REST API: set TENIR_PATRONI_PASSWORD "
                              "(the lab's secret exists once it is up)")

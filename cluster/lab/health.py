@@ -98,13 +98,16 @@ def haproxy_stats(topo: Topology, host: Host) -> HAProxyStats:
 
 
 def haproxy_stats_password() -> str:
-    """``$TENIR_HAPROXY_STATS_PASSWORD``, else the lab's secret ("" if neither: refused)."""
-    import os
+    """``$TENIR_HAPROXY_STATS_PASSWORD``, else the lab's secret; a clear error if neither
+    (HAProxy's statistics page asks for it)."""
+    from cluster.credentials import secret
 
-    from cluster.lab.layout import Layout, lab_dir
-
-    return (os.environ.get("TENIR_HAPROXY_STATS_PASSWORD")
-            or (Layout(lab_dir()).load_secrets() or {}).get("haproxy_stats", ""))
+    password = secret("TENIR_HAPROXY_STATS_PASSWORD", "haproxy_stats")
+    if not password:
+        raise HttpError("HAProxy's statistics page", None,
+                        "no password for it: set TENIR_HAPROXY_STATS_PASSWORD (the lab's "
+                        "secret exists once it is up)")
+    return password
 
 
 def haproxy_routes(topo: Topology, host: Host) -> list[str]:
