@@ -106,6 +106,9 @@ def lab_coordination(topo: Topology, layout: Layout | None = None) -> str | None
     return None
 
 
+BOOT_ATTEMPTS = 5  # a machine whose nspawn exits while booting is booted again (_wait_booted)
+
+
 class Lab:
     def __init__(self, topo: Topology, layout: Layout | None = None, say: Say = _quiet) -> None:
         if topo.lab_network is None or topo.lab_bridge_address is None:
@@ -242,11 +245,15 @@ class Lab:
 
     def _wait_booted(self, state: LabState, rec: machines.MachineRecord) -> None:
         """Wait for a machine's boot. One whose nspawn exits while booting (after a power cut
-        the dead one's propagation directory may still be in /run) is booted again, twice at
-        most, saying so with its console's last lines."""
+        the dead one's propagation directory may still be in /run, or its mounts not yet gone)
+        is booted again, four times at most, 0.5 s then twice as long apart (7.5 s in all: a
+        drill's power-on met a boot that failed three times within a second and worked 7 s
+        later), saying so with its console's last lines."""
         paths = self.layout.machine(rec.host)
-        for attempt in range(3):
+        tail = ""
+        for attempt in range(BOOT_ATTEMPTS):
             if attempt:
+                time.sleep(0.5 * 2 ** (attempt - 1))
                 rec = self._boot(state, rec.host, Path(rec.image))
             try:
                 machines.wait_booted(rec, 120.0)
@@ -254,8 +261,10 @@ class Lab:
             except machines.MachineError as exc:
                 if rec.running():
                     raise
-                self.say(f"{exc} (console: {machines.console_tail(paths, 3)})")
-        raise LabError(f"machine {rec.host} does not boot: see {paths.console}")
+                tail = machines.console_tail(paths, 3)
+                self.say(f"{exc} (console: {tail})")
+        raise LabError(f"machine {rec.host} does not boot after {BOOT_ATTEMPTS} attempts: see "
+                       f"{paths.console} (last lines: {tail})")
 
     def deploy(self, secrets: dict[str, str], *, timeout: float = 1800.0,
                playbook: str = "site.yml", limit: str | None = None,

@@ -1,0 +1,75 @@
+"""A machine whose nspawn exits while booting (after a power cut) is booted again, 0.5 s then
+twice as long apart, five attempts in all; past them the error names the console's last lines.
+The machines module is replaced: no nspawn runs here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cluster.lab import lab as lab_mod
+from cluster.lab import machines
+from cluster.lab.lab import BOOT_ATTEMPTS, Lab, LabError
+from cluster.lab.layout import LabState, Layout
+from cluster.topology import load_topology
+
+pytestmark = pytest.mark.unit
+INVENTORY = Path(__file__).resolve().parents[2] / "inventories" / "lab"
+
+
+class Flaky:
+    """Boots that exit at once ``failures`` times, then one that comes up."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.boots = 0
+        self.sleeps: list[float] = []
+
+    def boot(self, paths: object, host: str, namespace: str, image: Path
+             ) -> machines.MachineRecord:
+        self.boots += 1
+        return machines.MachineRecord(host, 10_000 + self.boots, None, str(image))
+
+    def wait_booted(self, rec: machines.MachineRecord, timeout: float) -> None:
+        if rec.pid - 10_000 <= self.failures:
+            raise machines.MachineError(f"{rec.host}: nspawn exited while booting")
+
+
+@pytest.fixture
+def flaky(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Flaky:
+    f = Flaky(request.param)
+    monkeypatch.setattr(machines, "boot", f.boot)
+    monkeypatch.setattr(machines, "wait_booted", f.wait_booted)
+    monkeypatch.setattr(machines, "clear_stale", lambda host: None)
+    monkeypatch.setattr(machines, "console_tail", lambda paths, n: "Failed to mount /run")
+    monkeypatch.setattr(machines.MachineRecord, "running", lambda self: False)
+    monkeypatch.setattr(lab_mod.time, "sleep", f.sleeps.append)
+    return f
+
+
+def _lab(tmp_path: Path) -> tuple[Lab, LabState]:
+    lab = Lab(load_topology(INVENTORY), Layout(tmp_path))
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    return lab, LabState()
+
+
+@pytest.mark.parametrize("flaky", [3], indirect=True)
+def test_a_boot_that_fails_three_times_comes_up_on_the_fourth(flaky: Flaky,
+                                                              tmp_path: Path) -> None:
+    lab, state = _lab(tmp_path)
+    first = machines.MachineRecord("paris-node1", 10_001, None, "/img")
+    flaky.boots = 1
+    lab._wait_booted(state, first)
+    assert flaky.boots == 4 and flaky.sleeps == [0.5, 1.0, 2.0]
+    assert [m.pid for m in state.machines] == [10_004]  # the record kept is the live one
+
+
+@pytest.mark.parametrize("flaky", [99], indirect=True)
+def test_past_the_attempts_the_error_names_the_console(flaky: Flaky, tmp_path: Path) -> None:
+    lab, state = _lab(tmp_path)
+    flaky.boots = 1
+    with pytest.raises(LabError, match=r"paris-node1 does not boot after 5 attempts: .*"
+                                       r"last lines: Failed to mount /run"):
+        lab._wait_booted(state, machines.MachineRecord("paris-node1", 10_001, None, "/img"))
+    assert flaky.boots == BOOT_ATTEMPTS and sum(flaky.sleeps) == 7.5
