@@ -1,9 +1,11 @@
-"""Failover on the etcd lab, mid-campaign: a node killed with SIGKILL and the site without the
-primary lost (``failover_cases.py``), a site cut from the others, and a site whose SMS carrier
-refuses everything. The primary's site lost mid-campaign is the chaos matrix's site-power-cut
-(``test_chaos_matrix.py``), whose RPO checker judges every outcome acknowledged before the
-fault; the reference comparison this module used to make could not see a lost outcome that a
-resend brought back under the same reference."""
+"""Failover on the etcd lab, mid-campaign: a node killed with SIGKILL (``failover_cases.py``)
+and a site cut from the others. What else this module used to do runs elsewhere, judged more
+strictly: the primary's site lost is the chaos matrix's site-power-cut, whose RPO checker judges
+every outcome acknowledged before the fault (the reference comparison made here could not see a
+lost outcome that a resend brought back under the same reference); the site without the primary
+lost is the lose-standby-site drill (first message within 5 s, every invariant) and, on
+ZooKeeper, ``test_zookeeper_lab.py``; an SMS carrier that refuses everything is the matrix's
+carrier-refuse, which also asserts that paris's SMS work went to marseille."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import time
 import psycopg
 import pytest
 
-from chaos.faults import CarrierMisbehaves, IsolateSite, chaos_rules_left, faulted
+from chaos.faults import IsolateSite, chaos_rules_left, faulted
 from cluster.campaign_cli import cross_site_duplicates
 from cluster.httpjson import request_json
 from cluster.lab.access import app_dsn
@@ -20,7 +22,6 @@ from cluster.lab.health import carriers_control_url
 from tests.lab.campaign_kit import launch_until_delivered, wait_completed
 from tests.lab.failover_cases import (
     node_killed_mid_campaign,
-    site_without_primary_lost_mid_campaign,
 )
 from tests.lab.support import LabHandle
 
@@ -30,10 +31,6 @@ pytestmark = pytest.mark.lab
 def test_kill_9_of_an_alert_node_mid_campaign_loses_nothing_and_sends_nothing_twice(
         lab_env: LabHandle) -> None:
     node_killed_mid_campaign(lab_env)
-
-
-def test_losing_the_site_without_the_primary_mid_campaign(lab_env: LabHandle) -> None:
-    site_without_primary_lost_mid_campaign(lab_env)
 
 
 def _sms_received(lab: LabHandle, site: str) -> int:
@@ -77,26 +74,3 @@ def test_a_site_cut_from_the_others_stops_dispatching_within_its_lease(
     print(f"moved {moved_nodes or 'nothing'}; references delivered by both sites: {cross}")
     assert cross <= 2 * 8 * 100  # what the two isolated nodes could hold in flight
     lab_env.lab.up(timeout=600)
-
-
-def test_a_site_whose_sms_carrier_refuses_everything_hands_sms_work_to_the_other(
-        lab_env: LabHandle) -> None:
-    campaign = launch_until_delivered(lab_env, 20_000, 2_000)
-    with faulted(CarrierMisbehaves(lab_env.lab, "paris", "sms", "refuse")):
-        fault_at = time.time()
-        c = wait_completed(lab_env, campaign, timeout=240)
-    assert (c["delivered"], c["failed"], c["pending"]) == (20_000, 0, 0)
-    with psycopg.connect(app_dsn(lab_env.topo, "marseille"), autocommit=True) as conn:
-        after = dict(conn.execute(
-            "SELECT final_site || '/' || final_channel, count(*) FROM recipients "
-            "WHERE campaign_id = %s AND final_at > to_timestamp(%s) GROUP BY 1",
-            (campaign, fault_at)).fetchall())
-    print(f"final outcomes after paris's SMS carrier failed: {after}")
-    # What paris finished after the fault is what it had in flight then (SMS sent just before,
-    # recorded just after; refused ones falling back to e-mail) plus one batch per node at a
-    # half-open retry: 2 nodes x (8 batches + 1) x 100 recipients. Everything else moved to
-    # marseille, whose SMS carrier works.
-    in_paris = after.get("paris/sms", 0) + after.get("paris/email", 0)
-    assert in_paris <= 2 * 9 * 100
-    assert set(after) <= {"paris/sms", "paris/email", "marseille/sms"}
-    assert after.get("marseille/sms", 0) > 5 * in_paris
