@@ -133,7 +133,7 @@ def test_a_host_in_no_site_is_refused_by_name(tmp_path: Path) -> None:
 
 PLAYBOOKS = ["site.yml", "rolling_upgrade.yml", "add_node.yml", "remove_node.yml",
              "switchover.yml", "preflight.yml", "patroni_config.yml", "pki.yml",
-             "evidence_keys.yml", "drill.yml"]
+             "evidence_keys.yml", "drill.yml", "nodes.yml"]
 
 
 def test_the_list_names_every_playbook() -> None:

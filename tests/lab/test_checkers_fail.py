@@ -65,7 +65,7 @@ def test_with_the_watchdog_off_work_moves_at_lease_expiry_and_watchdog_says_inva
     lab = lab_env.lab
     switches = {"tenir_node_unsafe_test_switches": ["watchdog_off"],
                 "tenir_node_unsafe_test_environment": True}
-    with deployed_with(lab, "alert_nodes", switches):
+    with deployed_with(lab, "alert_nodes", switches, playbook="nodes.yml"):
         assert "NO WATCHDOG" in lab.service_log("paris-node2", "node")
         record, history = run(lab, ci_variant("node-kill"))
     assert record.error is None, record.error
