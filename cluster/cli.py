@@ -264,10 +264,11 @@ def main(argv: list[str] | None = None) -> int:
         from failover.drills.real_cluster import NodeError
         from failover.drills.runner import DrillRefused
         from failover.drills.schedule import IntervalError
+        from replication.haproxy import HAProxyError
 
         if isinstance(exc, LabError | WaitTimeout | ApiError | OperationError
                       | CoordinationError | HttpError | DrillError | DrillBusy | NodeError
-                      | DrillRefused | IntervalError):
+                      | DrillRefused | IntervalError | HAProxyError):
             _err(f"tenir: {exc}")
             return 1
         raise

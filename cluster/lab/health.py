@@ -10,7 +10,7 @@ from cluster.member_probe import MemberHealth, has_quorum
 from cluster.settings import coordination_port, int_setting, setting
 from cluster.topology import Host, Topology
 from cluster.wait import wait_for
-from replication.haproxy import HAProxyStats
+from replication.haproxy import HAProxyError, HAProxyStats
 from replication.patroni import PatroniClient, PatroniCluster
 
 
@@ -104,9 +104,8 @@ def haproxy_stats_password() -> str:
 
     password = secret("TENIR_HAPROXY_STATS_PASSWORD", "haproxy_stats")
     if not password:
-        raise HttpError("HAProxy's statistics page", None,
-                        "no password for it: set TENIR_HAPROXY_STATS_PASSWORD (the lab's "
-                        "secret exists once it is up)")
+        raise HAProxyError("no password for HAProxy's statistics page: set "
+                           "TENIR_HAPROXY_STATS_PASSWORD (the lab's secret exists once it is up)")
     return password
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from cluster.credentials import secret
-from cluster.httpjson import HttpError
 from cluster.lab.health import haproxy_stats_password
 from cluster.node_api import ApiError, operator_token
+from replication.haproxy import HAProxyError
 
 pytestmark = pytest.mark.unit
 
@@ -28,7 +28,7 @@ def test_the_environment_wins_then_the_lab_then_nothing(
     assert secret("TENIR_TOKEN", "token_operator") is None
     with pytest.raises(ApiError, match="set TENIR_TOKEN"):
         operator_token()
-    with pytest.raises(HttpError, match="set TENIR_HAPROXY_STATS_PASSWORD"):
+    with pytest.raises(HAProxyError, match="set TENIR_HAPROXY_STATS_PASSWORD"):
         haproxy_stats_password()
     from cluster.lab.layout import Layout
 
