@@ -40,6 +40,11 @@ POPULATION = 12_000
 OUTAGE_S = 8.0  # within what a 15 s lease covers (13/18 of it: 10.8 s)
 
 
+def controls(lc: LoopbackCluster) -> aiohttp.ClientSession:
+    """A session for the simulators' control ports (HTTPS under the harness's CA)."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=lc.client_ssl() or True))
+
+
 def journaled(lc: LoopbackCluster, node: str) -> list[Outcome]:
     """The outcomes ``node``'s journal holds unsettled, as they are on disk now."""
     path = lc.journal_dir / f"{node}.journal"
@@ -104,7 +109,7 @@ async def test_nodes_keep_sending_through_a_postgresql_outage_and_record_everyth
         ) -> None:
     with LoopbackCluster(nodes=4, rate_per_s=150, log_level="INFO") as lc:
         h = History()
-        async with aiohttp.ClientSession() as http, PgObserver(lc.dsn, h) as obs:
+        async with controls(lc) as http, PgObserver(lc.dsn, h) as obs:
             logs = [CarrierLog(site, sim.control, h, http) for site, sim in lc.sims.items()]
             for log in logs:
                 await log.skip_to_end()
@@ -148,7 +153,7 @@ async def test_a_node_killed_with_its_journal_unflushed_loses_nothing_and_record
         h = History()
         early, late = 0, 1  # paris-node1 restarted at once; marseille-node1 after the move
         names = [lc.node_list[i].proc.name for i in (early, late)]
-        async with aiohttp.ClientSession() as http, PgObserver(lc.dsn, h) as obs:
+        async with controls(lc) as http, PgObserver(lc.dsn, h) as obs:
             logs = [CarrierLog(site, sim.control, h, http) for site, sim in lc.sims.items()]
             for log in logs:
                 await log.skip_to_end()
