@@ -35,6 +35,7 @@ import pytest
 from cluster.httpjson import request_json
 from cluster.lab.access import owner_dsn
 from cluster.lab.health import node_url, patroni_view
+from replication.appdb import APP_DB
 from replication.appdb import dsn as make_dsn
 from tests.lab.campaign_kit import api
 from tests.lab.support import INVENTORY, REPO, LabHandle
@@ -161,7 +162,7 @@ def test_preflight_refuses_a_lagging_standby_and_says_why(drills_lab: LabHandle)
     secrets = drills_lab.layout.load_secrets()
     assert secrets is not None
     on_standby = make_dsn(str(standby.address), 5432, "postgres", secrets["superuser"],
-                          "postgres")
+                          APP_DB)  # the database the owner writes the table into
     on_primary = owner_dsn(topo, topo.hosts[view.primary].site)
     with psycopg.connect(on_primary, autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS drill_lag_probe (x text)")
