@@ -91,9 +91,8 @@ class LabEnv:
         token = operator_token("operator")
         items = self._api("GET", "/campaigns?state=running,paused&limit=500", token)["items"]
         for c in items:
-            if c["state"] in ("running", "paused"):
-                log.warning("cancelling campaign %s left by an earlier run", c["id"])
-                self._api("POST", f"/campaigns/{c['id']}/cancel", token)
+            log.warning("cancelling campaign %s left by an earlier run", c["id"])
+            self._api("POST", f"/campaigns/{c['id']}/cancel", token)
 
     def _api(self, method: str, path: str, token: str, body: Any = None) -> Any:
         errors = []

@@ -119,13 +119,14 @@ def coordination_settings(topo: Topology) -> CoordinationSettings:
         tls=tls.current(), zk_digest=zk_digest(topo) if topo.coordination == "zookeeper" else None)
 
 
-def zk_digest(topo: Topology | None = None) -> str | None:
+def zk_digest(topo: Topology) -> str | None:
     """The alert nodes' ZooKeeper digest user, ``user:password``: ``$TENIR_ZK_DIGEST``, else
     the inventory's ``tenir_node_zookeeper_user`` with the lab's secret (the operator acts on
     the nodes' znodes: drain flags)."""
     import os
 
     from cluster.credentials import secret
+    from cluster.settings import setting
 
     given = os.environ.get("TENIR_ZK_DIGEST")
     if given:
@@ -133,12 +134,7 @@ def zk_digest(topo: Topology | None = None) -> str | None:
     password = secret("TENIR_ZK_PASSWORD", "zookeeper_nodes")
     if not password:
         return None
-    user = "tenir-nodes"
-    if topo is not None:
-        from cluster.settings import setting
-
-        user = str(setting(topo, None, "tenir_node", "tenir_node_zookeeper_user"))
-    return f"{user}:{password}"
+    return f"{setting(topo, None, 'tenir_node', 'tenir_node_zookeeper_user')}:{password}"
 
 
 class CoordinationDrains:

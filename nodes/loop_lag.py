@@ -44,13 +44,14 @@ class LoopLag:
             self._recent.append((now, lag_s))
         while self._recent and self._recent[0][0] < now - self.window_s:
             self._recent.popleft()
-        self.metrics.loop_lag_max.set(max((lag for _, lag in self._recent), default=0.0))
+        self.metrics.loop_lag_max.set(self.worst_s)
         for threshold in STALL_THRESHOLDS_S:
             if lag_s > threshold:
                 self.metrics.loop_stalls.inc(over=f"{threshold:g}")
 
     @property
     def worst_s(self) -> float:
+        """The worst lag within the window (what ``tenir_event_loop_lag_max_seconds`` shows)."""
         return max((lag for _, lag in self._recent), default=0.0)
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -24,6 +24,10 @@ CAMPAIGN_STATES: tuple[CampaignState, ...] = ("running", "paused", "completed", 
 # The transitions an operator may ask for; "completed" is reached only by finishing the last
 # batch, "failed" only by a launch that could not be written to its end. Asking for the state a
 # campaign is already in is a no-op (a retried request).
+TRANSITIONS: frozenset[tuple[str, str]] = frozenset({
+    ("running", "paused"), ("paused", "running"),
+    ("running", "cancelled"), ("paused", "cancelled"),
+})
 
 
 def check_states(states: Sequence[str] | None) -> None:
@@ -31,12 +35,6 @@ def check_states(states: Sequence[str] | None) -> None:
     for state in states or ():
         if state not in CAMPAIGN_STATES:
             raise InvalidInput("state", f"{state!r} is not one of {', '.join(CAMPAIGN_STATES)}")
-
-
-TRANSITIONS: frozenset[tuple[str, str]] = frozenset({
-    ("running", "paused"), ("paused", "running"),
-    ("running", "cancelled"), ("paused", "cancelled"),
-})
 
 _SUMMARY_HEAD = """
 SELECT c.id, s.name, c.state, c.launched_by, c.recipients, c.launched_at, c.completed_at,
@@ -81,13 +79,11 @@ class CampaignPart(StoreBase):
         running ones are found however many finished campaigns came after them)."""
         check_page(limit, 0)
         check_states(states)
+        wanted = None if states is None else list(states)
         async with self._tx() as conn:
-            if states is None:
-                return await _summaries(conn, _SUMMARY_HEAD + " ORDER BY c.id DESC LIMIT %s",
-                                        (limit,))
             return await _summaries(
-                conn, _SUMMARY_HEAD + " WHERE c.state = ANY(%s::text[]) ORDER BY c.id DESC"
-                " LIMIT %s", (list(states), limit))
+                conn, _SUMMARY_HEAD + " WHERE %(s)s::text[] IS NULL OR c.state = ANY(%(s)s)"
+                " ORDER BY c.id DESC LIMIT %(n)s", {"s": wanted, "n": limit})
 
     async def recipient_outcomes(
         self, campaign_id: int, limit: int = 100, offset: int = 0,
@@ -110,7 +106,8 @@ class CampaignPart(StoreBase):
                                  reference=r[5], at=r[6]) for r in rows]
 
 
-async def _summaries(conn: Conn, head: str, params: tuple[Any, ...]) -> list[CampaignSummary]:
+async def _summaries(conn: Conn, head: str, params: tuple[Any, ...] | dict[str, Any]
+                     ) -> list[CampaignSummary]:
     cur = await conn.execute(head, params)
     heads = await cur.fetchall()
     if not heads:

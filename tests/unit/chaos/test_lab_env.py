@@ -87,9 +87,9 @@ def test_preparing_clears_left_rules_resets_carriers_and_cancels_leftovers(
     ups: list[str] = []
     monkeypatch.setattr(env.lab, "up", lambda timeout, **_kw: ups.append("up"))
     http = Http({("POST", "/control"): {},
+                 # what the nodes answer to that filter: the running and paused ones only
                  ("GET", "/api/v1/campaigns?state=running,paused&limit=500"): {"items": [
-                     {"id": 3, "state": "running"}, {"id": 2, "state": "completed"},
-                     {"id": 1, "state": "paused"}]},
+                     {"id": 3, "state": "running"}, {"id": 1, "state": "paused"}]},
                  ("POST", "/cancel"): {}})
     monkeypatch.setattr("chaos.lab_env.request_json", http)
     env.prepare()
