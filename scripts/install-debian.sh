@@ -187,30 +187,12 @@ row "Patroni $("$PATRONI_VENV/bin/python" -c 'import importlib.metadata as m; pr
   "$PATRONI_VENV"
 row "$("$VENV/bin/python" -c 'import importlib.metadata as m, platform
 print("tenir", m.version("tenir"), f"(Python {platform.python_version()})")')" "$VENV"
-# The other packages on at most two lines: tools by name, libraries and fonts counted.
-others=() libs=0
+# The other packages, counted (their names: APT_PACKAGES above).
+others=0
 for p in "${APT_PACKAGES[@]}"; do
-  case $p in
-    postgresql-*|etcd-*|zookeeper|haproxy|tmux) ;;
-    lib*|fonts-*) libs=$((libs + 1)) ;;
-    *) others+=("$p") ;;
-  esac
+  case $p in postgresql-*|etcd-*|zookeeper|haproxy|tmux) ;; *) others=$((others + 1)) ;; esac
 done
-line="  tools:" shown=0 row=1
-for p in "${others[@]}"; do
-  if (( ${#line} + 1 + ${#p} > WIDTH )); then
-    (( row == 2 )) && break
-    echo "$line"; line="        " row=2
-  fi
-  line+=" $p" shown=$((shown + 1))
-done
-rest=$(( ${#others[@]} - shown ))
-tail="+ $libs libraries"
-(( rest > 0 )) && tail="+ $rest more, $libs libraries"
-while (( ${#line} + 1 + ${#tail} > WIDTH )); do
-  line=${line% *} rest=$((rest + 1)); tail="+ $rest more, $libs libraries"
-done
-echo "$line $tail"
+echo "  tools: $others more Debian packages (APT_PACKAGES in scripts/install-debian.sh)"
 left=$(enabled_at_boot | tr '\n' ' ')
 if [[ -n $left ]]; then
   echo "  at boot: ${left% } STILL ENABLED (systemctl disable ${left% })"

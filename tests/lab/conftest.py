@@ -111,8 +111,8 @@ def zk_lab(live: Callable[[str], None]) -> Iterator[LabHandle]:
 @pytest.fixture(scope="session")
 def evidence_bundle(lab_env: LabHandle, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The continuity evidence of the etcd lab's session, exported once with ``tenir evidence
-    export`` while the lab runs (after the demo and the drills: ``test_drills.py`` asks for it
-    first); ``test_evidence_offline.py`` verifies a copy once the lab is down."""
+    export`` while the lab runs, first asked for by ``test_lab.py`` after the demo (the drills
+    ran before it); ``test_evidence_offline.py`` verifies a copy once the lab is down."""
     out = tmp_path_factory.mktemp("evidence") / "bundle"
     lab_env.lab.up(timeout=600)
     done = subprocess.run([str(REPO / ".venv" / "bin" / "tenir"), "-i", str(INVENTORY),

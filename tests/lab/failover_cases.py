@@ -1,7 +1,8 @@
 """The node-kill and site-kill cases on the lab, mid-campaign, with assertions of their own
 (the watchdog's reservation for the dead node's site, the surviving site's next delivery
-within 5 s). The etcd lab runs both (``test_failover.py``), the ZooKeeper lab the site case
-(``test_zookeeper_lab.py``); on both backends the chaos matrix's node-kill and primary-site
+within 5 s). The etcd lab runs the node kill (``test_failover.py``; its site case is the
+lose-standby-site drill there), the ZooKeeper lab the site case (``test_zookeeper_lab.py``);
+on both backends the chaos matrix's node-kill and primary-site
 power cut are judged by the checkers (recipients, RPO over every acknowledged outcome,
 duplicates, fencing, watchdog). Each case leaves the lab healed (``lab.up``)."""
 

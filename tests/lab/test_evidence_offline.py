@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from cluster.lab import netns
+from failover.evidence.bundle import entry_from_json
 from tests.lab.support import REPO, LabHandle
 
 pytestmark = [pytest.mark.lab, pytest.mark.after_lab]
@@ -40,9 +41,9 @@ def test_the_bundle_verifies_offline_on_a_copy_and_names_a_changed_entry(
     print(f"verified offline: {json.dumps(result)[:300]}")
 
     lines = (copy / "entries.jsonl").read_text().splitlines()
-    seq, item = next((i, json.loads(line)) for i, line in enumerate(lines)
-                     if "payload" in json.loads(line)
-                     and b'"drill.record"' in base64.b64decode(json.loads(line)["payload"]))
+    items = [json.loads(line) for line in lines]
+    seq, item = next((i, item) for i, item in enumerate(items)
+                     if (e := entry_from_json(item)) is not None and e.kind == "drill.record")
     payload = bytearray(base64.b64decode(item["payload"]))
     payload[len(payload) // 2] ^= 0x01  # one bit of one byte
     item["payload"] = base64.b64encode(bytes(payload)).decode()

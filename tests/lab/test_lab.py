@@ -8,7 +8,6 @@ test that takes the lab down and checks nothing is left runs after every other e
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import subprocess
@@ -22,6 +21,8 @@ from cluster.lab import machines, netns, procs
 from cluster.lab.access import owner_dsn
 from cluster.lab.health import patroni_view, wait_haproxy_routes_to
 from cluster.status import gather
+from failover.evidence import bundle
+from failover.evidence.bundle import entry_from_json
 from tests.lab.support import REPO, LabHandle
 
 pytestmark = pytest.mark.lab
@@ -173,11 +174,8 @@ def test_the_evidence_export_holds_the_demo_and_the_drills(evidence_bundle: Path
     the bundle verified at export, holds the demo's launches, the watchdog's moves, the drills'
     signed records, and the three reports. Its offline verification, on a copy with no lab
     running, is ``test_evidence_offline.py``."""
-    kinds: Counter[str] = Counter()
-    for line in (evidence_bundle / "entries.jsonl").read_text().splitlines():
-        item = json.loads(line)
-        if "payload" in item:
-            kinds[str(json.loads(base64.b64decode(item["payload"])).get("kind"))] += 1
+    whole = (entry_from_json(line) for line in bundle.read(evidence_bundle).entries)
+    kinds = Counter(e.kind for e in whole if e is not None)
     print(f"bundle: {sum(kinds.values())} whole entries, {dict(kinds.most_common(8))}")
     assert kinds["campaign.launch"] >= 2  # the demo's campaigns, among others
     assert kinds["watchdog.move"] >= 1  # the demo's site loss, among others
