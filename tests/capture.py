@@ -3,7 +3,13 @@ bytes each side sends (``tshark`` reads the capture). A connection is encrypted 
 with a TLS handshake record (or, opened before the capture, with TLS records both ways), or
 with PostgreSQL's SSLRequest answered ``S`` and then TLS; SSH
 (encrypted after its banner) is named as such; anything else is clear text, reported with the
-ports and the first bytes as text. ``tcpdump`` captures (Debian packages tcpdump and tshark)."""
+ports and the first bytes as text. ``tcpdump`` captures (Debian packages tcpdump and tshark).
+
+A connection opened before the capture (its SYN not captured) may show a segment in the
+middle of a TLS record first: TLS records span several segments. It is TLS when each side
+that spoke starts some segment with a TLS record; clear when a segment reads as text (HTTP,
+SMTP, SQL in the messages of PostgreSQL); otherwise "mid-stream", left to the callers who
+search the raw capture for SQL, keys and phone numbers."""
 
 from __future__ import annotations
 
@@ -31,6 +37,14 @@ PG_SSL_REQUEST = bytes.fromhex("0000000804d2162f")
 SSH = b"SSH-2.0-"
 
 
+def reads_as_text(data: bytes) -> bool:
+    """At least 16 bytes, four fifths of them printable ASCII or line ends."""
+    if len(data) < 16:
+        return False
+    printable = sum(1 for b in data if 32 <= b < 127 or b in (9, 10, 13))
+    return printable * 5 >= len(data) * 4
+
+
 @dataclass(frozen=True)
 class Stream:
     client: str  # address:port
@@ -38,9 +52,14 @@ class Stream:
     first_client: bytes
     first_server: bytes
     second_client: bytes
+    opened_in_capture: bool = True
+    client_segments: tuple[bytes, ...] = ()
+    server_segments: tuple[bytes, ...] = ()
 
     @property
     def verdict(self) -> str:
+        if not self.opened_in_capture:
+            return self._mid_stream_verdict()
         if self.first_client.startswith(TLS_RECORD):
             return "tls"
         if tls_record(self.first_client) and (not self.first_server
@@ -54,6 +73,16 @@ class Stream:
             return "ssh"
         return "clear"
 
+    def _mid_stream_verdict(self) -> str:
+        sides = [side for side in (self.client_segments or (self.first_client,),
+                                   self.server_segments or (self.first_server,))
+                 if any(side)]
+        if any(reads_as_text(data) for side in sides for data in side):
+            return "clear"
+        if sides and all(any(tls_record(data) for data in side) for side in sides):
+            return "tls"
+        return "mid-stream"
+
     def describe(self) -> str:
         text = self.first_client[:60].decode("ascii", "replace")
         return f"{self.client} -> {self.server}: {text!r}"
@@ -66,6 +95,10 @@ def streams(pcap: Path) -> list[Stream]:
          "-e", "tcp.stream", "-e", "ip.src", "-e", "tcp.srcport", "-e", "ip.dst",
          "-e", "tcp.dstport", "-e", "tcp.flags.syn", "-e", "tcp.payload"],
         capture_output=True, text=True, timeout=300, check=True).stdout
+    opened = set(subprocess.run(
+        ["tshark", "-r", str(pcap), "-Y", "tcp.flags.syn == 1 && tcp.flags.ack == 0",
+         "-T", "fields", "-e", "tcp.stream"],
+        capture_output=True, text=True, timeout=300, check=True).stdout.split())
     seen: dict[str, list[tuple[str, str, bytes]]] = {}
     for line in out.splitlines():
         fields = line.split("|")
@@ -76,13 +109,16 @@ def streams(pcap: Path) -> list[Stream]:
         seen.setdefault(stream, []).append((f"{src}:{sport}", f"{dst}:{dport}",
                                             bytes.fromhex(payload)))
     result = []
-    for packets in seen.values():
+    for number, packets in seen.items():
         client, server = packets[0][0], packets[0][1]
         from_client = [p for s, _, p in packets if s == client]
         from_server = [p for s, _, p in packets if s == server]
         result.append(Stream(client, server, from_client[0] if from_client else b"",
                              from_server[0] if from_server else b"",
-                             from_client[1] if len(from_client) > 1 else b""))
+                             from_client[1] if len(from_client) > 1 else b"",
+                             opened_in_capture=number in opened,
+                             client_segments=tuple(from_client),
+                             server_segments=tuple(from_server)))
     return result
 
 

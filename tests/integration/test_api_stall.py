@@ -100,11 +100,16 @@ class Probe:
 
 
 def in_thread(attack: Callable[[], Awaitable[Any]]) -> Any:
-    """Run ``attack`` on its own event loop in another thread; its result."""
+    """Run ``attack`` on its own event loop in another thread. The list it returns holds the
+    attack's result once the thread ends, or the exception it raised (so that a failed attack
+    fails the test with its own reason, not an empty list)."""
     result: list[Any] = []
 
     def target() -> None:
-        result.append(asyncio.run(attack()))  # type: ignore[arg-type]
+        try:
+            result.append(asyncio.run(attack()))  # type: ignore[arg-type]
+        except BaseException as exc:  # handed over to the test's thread
+            result.append(exc)
 
     thread = threading.Thread(target=target, name="attacker")
     thread.start()
@@ -112,9 +117,14 @@ def in_thread(attack: Callable[[], Awaitable[Any]]) -> Any:
 
 
 async def until_closed(reader: asyncio.StreamReader, started: float, limit_s: float) -> float:
-    """Seconds from ``started`` until the server closed the connection (reads what it says)."""
+    """Seconds from ``started`` until the server closed the connection (reads what it says).
+    A reset counts as closed: the kernel answers the client's next drip with RST once the
+    server has closed a socket that still had unread bytes."""
     async with asyncio.timeout(limit_s):
-        while await reader.read(4096):
+        try:
+            while await reader.read(4096):
+                pass
+        except ConnectionResetError:
             pass
     return time.monotonic() - started
 
@@ -149,6 +159,14 @@ async def slow_clients(port: int) -> tuple[list[float], list[float]]:
     bodies = [slow_client(port, limit, SLOW_BODY, b" ") for _ in range(SLOW)]
     done = await asyncio.gather(*headers, *bodies)
     return list(done[:SLOW]), list(done[SLOW:])
+
+
+def outcome(result: list[Any]) -> Any:
+    """What ``in_thread``'s attack returned; raises what it raised."""
+    assert result, "the attacker's thread ended without a result"
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]
 
 
 def big_requests() -> Iterator[tuple[str, str, dict[str, str], bytes]]:
@@ -218,11 +236,11 @@ async def test_slow_and_huge_requests_do_not_stall_the_node(
         thread, slow = in_thread(lambda: slow_clients(served.port))
         while thread.is_alive():
             await asyncio.sleep(0.1)
-        headers_closed, bodies_closed = slow[0]
+        headers_closed, bodies_closed = outcome(slow)
         thread, big = in_thread(lambda: big_clients(served.port))
         while thread.is_alive():
             await asyncio.sleep(0.1)
-        statuses = big[0]
+        statuses = outcome(big)
     finally:
         heartbeat.stop.set()
         probe.stop.set()
