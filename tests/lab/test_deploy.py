@@ -1,6 +1,7 @@
 """Deploying as an operator does, on the machine lab: a site's machines cut and booted again
 rejoin with no manual step and no playbook run; a rolling upgrade runs during a campaign and
-costs no recipient; every playbook run leaves an event in the ledger.
+costs no recipient; an alert node leaves and joins again mid-campaign (remove_node.yml,
+add_node.yml); every playbook run leaves an event in the ledger.
 
 Runs after test_chaos_matrix.py and before test_lab.py (file order); each test leaves the lab
 whole."""
@@ -17,6 +18,7 @@ from cluster.lab import deploy
 from cluster.lab.access import app_dsn
 from cluster.lab.health import patroni_view
 from cluster.status import gather
+from cluster.topology import Topology
 from tests.lab.campaign_kit import api, launch_until_delivered, wait_completed
 from tests.lab.support import LabHandle
 
@@ -95,3 +97,55 @@ def test_a_rolling_upgrade_during_a_campaign_costs_no_recipient(lab_env: LabHand
     # back to the checkout's version, as `lab up` would deploy it
     lab.up(timeout=900, deploy_mode="always")
     assert api(lab_env).call("GET", "/cluster")["members"]
+
+
+def _members(topo: Topology) -> dict[str, bool]:
+    return {n["name"]: n["member"] for n in gather(topo)["nodes"]}
+
+
+def _attempts_by(lab_env: LabHandle, campaign: int, node: str, after: float) -> int:
+    with psycopg.connect(app_dsn(lab_env.topo, "paris"), autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM attempts WHERE campaign_id = %s AND node = %s "
+                           "AND sent_at > to_timestamp(%s)", (campaign, node, after)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_an_alert_node_leaves_and_joins_again_mid_campaign(lab_env: LabHandle) -> None:
+    """remove_node.yml drains a node mid-campaign (it leaves the membership and sends nothing
+    after it stopped), add_node.yml brings it back (a member again, and it takes batches);
+    the campaign costs no recipient and both runs are in the ledger."""
+    lab, topo = lab_env.lab, lab_env.topo
+    lab.up(timeout=600)
+    secrets = lab.layout.load_or_create_secrets()
+    host = topo.hosts_running("alert_nodes")[-1].name
+    began = time.time()
+    campaign = launch_until_delivered(lab_env, 20_000, 2_000)
+    try:
+        removed = lab.deploy(secrets, playbook="remove_node.yml",
+                             extra_vars={"tenir_node_host": host})
+        stopped_at = time.time()
+        assert removed.ok, removed.summary()
+        assert not _members(topo)[host]
+        unit = lab.run_on(host, ["systemctl", "show", "-p", "ActiveState,UnitFileState",
+                                 "tenir-node"])
+        assert "ActiveState=inactive" in unit and "UnitFileState=disabled" in unit, unit
+        assert _attempts_by(lab_env, campaign, host, stopped_at) == 0
+    finally:
+        added = lab.deploy(secrets, playbook="add_node.yml", extra_vars={"tenir_node_host": host})
+    joined_at = time.time()
+    assert added.ok, added.summary()
+    assert _members(topo)[host]
+    c = wait_completed(lab_env, campaign)
+    assert (c["recipients"], c["delivered"], c["failed"], c["pending"]) == (20_000, 20_000, 0, 0)
+    after = launch_until_delivered(lab_env, 5_000, 100)
+    wait_completed(lab_env, after)
+    taken = _attempts_by(lab_env, after, host, joined_at)
+    print(f"{host} removed in {removed.seconds:.0f} s and added in {added.seconds:.0f} s "
+          f"mid-campaign; it sent {taken} of the next campaign's 5,000")
+    assert taken > 0, f"{host} joined but took no batch"
+    with psycopg.connect(app_dsn(topo, "paris"), autocommit=True) as conn:
+        playbooks = [r[0] for r in conn.execute(
+            "SELECT details->>'playbook' FROM events WHERE kind = 'operator.deploy' "
+            "AND at >= to_timestamp(%s) ORDER BY id", (began,))]
+    assert playbooks[-2:] == ["remove_node.yml", "add_node.yml"], playbooks
