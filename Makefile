@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST := $(BIN)/pytest
 
-.PHONY: install demo test test-quick test-lab lint typecheck lab-up lab-down bench-failover bench-resume bench-throughput bench-ledger bench-lab wheelhouse chaos-matrix lock clean
+.PHONY: install demo test test-quick test-lab lint typecheck lab-up lab-down bench-failover bench-resume bench-outage bench-throughput bench-ledger bench-lab wheelhouse chaos-matrix lock clean
 
 install:  ## Debian packages, the Patroni venv and the project venv (idempotent)
 	@./scripts/install-debian.sh
@@ -38,8 +38,11 @@ lab-down: install
 bench-failover: install  ## PostgreSQL failover time, Patroni defaults vs the lab's timings
 	$(BIN)/python bench/pg_failover.py
 
-bench-resume: install  ## time to resume deliveries per fault, beside PostgreSQL-only failover (COORDINATION=zookeeper for the ZooKeeper lab)
+bench-resume: install  ## primary's site lost: resume from the carrier's side and first outcome, beside PostgreSQL-only failover, 5 runs per backend (COORDINATION=etcd for one)
 	$(BIN)/python bench/failover_resume.py $(if $(COORDINATION),--coordination $(COORDINATION))
+
+bench-outage: install  ## PostgreSQL stopped 20 s mid-campaign on loopback: the journal beside the commit before it (no lab)
+	$(BIN)/python bench/pg_outage_loopback.py
 
 bench-throughput: install  ## campaign throughput, 10k / 100k / 1M recipients
 	$(BIN)/python bench/campaign_throughput.py --mode lab --sizes 10000 100000 1000000

@@ -1,18 +1,25 @@
-"""Time to resume deliveries after each fault, mid-campaign, beside PostgreSQL-only failover.
+"""Time to resume deliveries after a fault, mid-campaign, beside PostgreSQL-only failover.
 
-For each fault (kill -9 of an alert node, loss of the site without the PostgreSQL primary, loss
-of the primary's site, isolation of a site) and each of N runs: a 20,000-recipient campaign
-starts, the fault is injected once 2,000 are delivered, and we measure
+By default the fault is the loss of the site holding the PostgreSQL primary (a power cut of
+every machine of that site), 5 runs on each coordination backend (etcd, then ZooKeeper; the lab
+is brought up with each in turn). ``--all`` adds the kill -9 of an alert node, the loss of the
+site without the primary and the isolation of a site. In each run a 20,000-recipient campaign
+starts, the fault is injected once 2,000 are done, and we measure from the fault:
 
-* resume: seconds from the fault to the first delivery recorded afterwards by a node that
-  survived it (the database's clock; a delivery recorded means an outcome the platform keeps);
-* takeover: seconds until the failed side's work was moved (the watchdog's event), where
-  the fault has such a side;
-* complete: seconds until the campaign completed.
+* from the carrier's side (the surviving site's simulator submission log, ``GET /submissions``
+  on its control port): the first submission it received, the longest pause in its
+  submissions (until the campaign's last one) and when that pause ended: when sending resumed;
+* as before, the first outcome recorded by a node of the surviving site (the claim log's first
+  accepted write after the fault, the database's clock: an outcome the platform keeps);
+* takeover: when the failed side's work was moved (the watchdog's event);
+* complete: when the campaign completed.
 
-In the same run, the primary-site case also measures the PostgreSQL-only failover (first write
-that succeeds through the surviving site's HAProxy). Prints median and max per fault beside
-it, saves JSON under bench/results/. Root, after `make install`; about 15 minutes for N = 5.
+In the same runs, the primary-site case also measures the PostgreSQL-only failover (the first
+write that succeeds through the surviving site's HAProxy). Prints median and max per fault and
+backend beside it, saves JSON under bench/results/. Root, after `make install`; about
+25 minutes for the default (2 backends x 5 runs). The lab is driven only through
+``cluster.lab.lab.Lab``'s ``up``, ``kill_site``, ``kill_service`` and ``service_pid`` (and
+``down`` to change the coordination backend of a running lab).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from chaos.faults import Fault, IsolateSite, KillService, KillSite  # noqa: E402
+from chaos.resume import longest_pause  # noqa: E402
 from cluster.httpjson import request_json  # noqa: E402
 from cluster.lab.access import owner_dsn  # noqa: E402
 from cluster.lab.health import carriers_control_url, patroni_view  # noqa: E402
@@ -47,6 +55,10 @@ from cluster.topology import (  # noqa: E402
 
 POPULATION = 20_000
 KILL_AFTER = 2_000
+PRIMARY_LOST = "primary site lost"
+MEASURES = ("submit", "pause", "resumed", "resume", "takeover", "complete")
+HEADS = {"submit": "1st submit", "pause": "pause", "resumed": "sending back",
+         "resume": "1st outcome", "takeover": "work moved", "complete": "complete"}
 
 
 def primary_site(topo: Topology) -> str:
@@ -75,12 +87,34 @@ def first_write_after(dsn: str, t0: float, deadline: float) -> float | None:
     return None
 
 
+class CarrierLog:
+    """A site's simulator submission log read from a cursor (its control port)."""
+
+    def __init__(self, topo: Topology, site: str) -> None:
+        host = next(h for h in topo.hosts_running("carriers") if h.site == site)
+        self.url = f"{carriers_control_url(topo, host)}/submissions"
+        _, head = request_json("GET", f"{self.url}?after=0&limit=1")
+        self.cursor = int(head["last"])
+
+    def times_since(self) -> list[float]:
+        """The wall times of every submission after the cursor."""
+        times: list[float] = []
+        cursor = self.cursor
+        while True:
+            _, page = request_json("GET", f"{self.url}?after={cursor}&limit=10000",
+                                   timeout=10.0)
+            times += [float(s["at"]) for s in page["items"]]
+            cursor = int(page["next"])
+            if not page["items"] or cursor >= int(page["last"]):
+                return times
+
+
 def one_run(topo: Topology, lab: Lab, api: NodeApi, name: str,
             make: Callable[[], tuple[Fault, str, str | None]]) -> dict[str, Any]:
     for host in topo.hosts_running("carriers"):
-        url = carriers_control_url(topo, host)
-        request_json("POST", f"{url}/reset", {})
+        request_json("POST", f"{carriers_control_url(topo, host)}/reset", {})
     fault, survivor_site, failed_node_prefix = make()
+    carrier = CarrierLog(topo, survivor_site)
     campaign = int(api.call("POST", "/campaigns", {"scenario": "demo",
                                                   "population": POPULATION})["id"])
     while int(api.call("GET", f"/campaigns/{campaign}")["delivered"]) < KILL_AFTER:
@@ -89,22 +123,22 @@ def one_run(topo: Topology, lab: Lab, api: NodeApi, name: str,
     pg_only: dict[str, float | None] = {}
     probe: threading.Thread | None = None
     t0 = time.time()
-    if name == "primary site lost":
+    if name == PRIMARY_LOST:
         probe = threading.Thread(target=lambda: pg_only.update(
             s=first_write_after(dsn, t0, t0 + 120)), daemon=True)
         probe.start()
     fault.inject()
     try:
-        resume = takeover = None
+        resume = takeover = complete = None
         deadline = time.time() + 300
         while time.time() < deadline:
             try:
                 with psycopg.connect(dsn, autocommit=True, connect_timeout=1) as conn:
-                    if resume is None:
+                    if resume is None:  # the first outcome write accepted (its own time)
                         row = conn.execute(
-                            "SELECT extract(epoch FROM min(updated_at)) FROM attempts WHERE "
-                            "campaign_id = %s AND site = %s AND updated_at > to_timestamp(%s)",
-                            (campaign, survivor_site, t0)).fetchone()
+                            "SELECT extract(epoch FROM min(at)) FROM claim_log WHERE kind ="
+                            " 'write' AND site = %s AND at > to_timestamp(%s)",
+                            (survivor_site, t0)).fetchone()
                         if row and row[0] is not None:
                             resume = float(row[0]) - t0
                     if takeover is None and failed_node_prefix is not None:
@@ -124,15 +158,16 @@ def one_run(topo: Topology, lab: Lab, api: NodeApi, name: str,
                 complete = float(state[1]) - t0
                 break
             time.sleep(0.1)
-        else:
-            complete = None
+        times = [t for t in carrier.times_since() if t > t0]
     finally:
         fault.heal()
         lab.up(timeout=240)
     if probe is not None:
         probe.join(timeout=130)
-    return {"resume_s": resume, "takeover_s": takeover, "complete_s": complete,
-            "pg_only_s": pg_only.get("s")}
+    pause = longest_pause(times, t0, max(times, default=t0))
+    return {"submit_s": min(times) - t0 if times else None, "pause_s": round(pause.seconds, 3),
+            "resumed_s": round(pause.ended_s, 3), "resume_s": resume, "takeover_s": takeover,
+            "complete_s": complete, "pg_only_s": pg_only.get("s")}
 
 
 def cases(topo: Topology, lab: Lab) -> dict[str, Callable[[], tuple[Fault, str, str | None]]]:
@@ -151,7 +186,7 @@ def cases(topo: Topology, lab: Lab) -> dict[str, Callable[[], tuple[Fault, str, 
         return IsolateSite(lab, "marseille"), "paris", "marseille-node"
 
     return {"alert node killed": node, "site without primary lost": site_without_primary,
-            "primary site lost": primary_lost, "site isolated": isolation}
+            PRIMARY_LOST: primary_lost, "site isolated": isolation}
 
 
 def stats(values: list[float | None]) -> dict[str, float | None]:
@@ -160,30 +195,18 @@ def stats(values: list[float | None]) -> dict[str, float | None]:
             "max": round(max(got), 2) if got else None, "n": len(got)}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--only", help="run only the fault whose name contains this")
-    parser.add_argument("--inventory", type=Path, default=REPO / "inventories" / "lab")
-    parser.add_argument("--coordination", choices=COORDINATION_BACKENDS,
-                        help="coordination service (default: the running lab's, else the "
-                        "inventory's); a lab running with the other one is taken down first")
-    args = parser.parse_args()
-    if not 1 <= args.runs <= 20:
-        parser.error("--runs must be between 1 and 20")
-    topo = load_topology(args.inventory)
-    running = lab_coordination(topo)
-    backend = args.coordination or running or topo.coordination
-    topo = with_coordination(topo, backend)
+def run_backend(base: Topology, backend: str, args: argparse.Namespace) -> dict[str, Any]:
+    topo = with_coordination(base, backend)
     lab = Lab(topo, say=lambda s: None)
+    running = lab_coordination(base)
     if running not in (None, backend):
-        lab.down()  # asked for the other backend: a running lab does not change its DCS
-    print(f"coordination service: {topo.coordination}", flush=True)
+        lab.down()  # a running lab does not change its coordination service
+    print(f"coordination service: {backend}", flush=True)
     lab.up(timeout=300)
     api = NodeApi(topo, operator_token())
     results: dict[str, list[dict[str, Any]]] = {}
     for name, make in cases(topo, lab).items():
-        if args.only and args.only not in name:
+        if not (args.all or name == PRIMARY_LOST) or (args.only and args.only not in name):
             continue
         results[name] = []
         for i in range(args.runs):
@@ -192,25 +215,53 @@ def main() -> int:
             except ApiError as exc:
                 r = {"error": str(exc)}
             results[name].append(r)
-            print(f"  {name} #{i + 1}: {r}", flush=True)
-    pg = stats([r.get("pg_only_s") for r in results.get("primary site lost", [])])
-    print("\nTime to resume deliveries after a fault, mid-campaign (seconds; median / max)")
-    print(f"{'fault':<28} {'resume':>14} {'work moved':>14} {'complete':>14}")
-    summary = {}
-    for name, runs in results.items():
-        s = {k: stats([r.get(f"{k}_s") for r in runs]) for k in ("resume", "takeover",
-                                                                  "complete")}
-        summary[name] = s
-        cell = {k: f"{v['median']} / {v['max']}" for k, v in s.items()}
-        print(f"{name:<28} {cell['resume']:>14} {cell['takeover']:>14} {cell['complete']:>14}")
-    pg_cell = f"{pg['median']} / {pg['max']}"
-    print(f"{'PostgreSQL-only failover':<28} {pg_cell:>14}   (first write through the surviving"
-          " HAProxy, in the primary-site runs)")
-    out = REPO / "bench" / "results" / f"failover_resume-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    out.write_text(json.dumps({"benchmark": "failover_resume", "runs": args.runs,
-                               "coordination": topo.coordination,
-                               "summary": summary, "pg_only": pg, "raw": results}, indent=2))
-    print(f"results: {out.relative_to(REPO)}")
+            print(f"  {backend} {name} #{i + 1}: {r}", flush=True)
+    summary = {name: {k: stats([r.get(f"{k}_s") for r in runs]) for k in MEASURES}
+               for name, runs in results.items()}
+    pg = stats([r.get("pg_only_s") for r in results.get(PRIMARY_LOST, [])])
+    return {"summary": summary, "pg_only": pg, "raw": results}
+
+
+def render(backend: str, out: dict[str, Any]) -> None:
+    print(f"\n{backend}: seconds from the fault, median / max (carrier side: the surviving "
+          "site's simulator)")
+    print(f"{'fault':<27}" + "".join(f"{HEADS[k]:>13}" for k in MEASURES))
+    for name, s in out["summary"].items():
+        cells = "".join(f"{str(s[k]['median']) + '/' + str(s[k]['max']):>13}" for k in MEASURES)
+        print(f"{name:<27}{cells}")
+    pg = out["pg_only"]
+    print(f"{'PostgreSQL-only failover':<27}{str(pg['median']) + '/' + str(pg['max']):>13}"
+          "  (first write through the surviving HAProxy, in the primary-site runs)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--all", action="store_true",
+                        help="every fault (node kill, either site lost, isolation), not only "
+                        "the primary's site lost")
+    parser.add_argument("--only", help="of those, only the faults whose name contains this")
+    parser.add_argument("--inventory", type=Path, default=REPO / "inventories" / "lab")
+    parser.add_argument("--coordination", choices=COORDINATION_BACKENDS, nargs="+",
+                        help="coordination services, one after the other (default: both, the "
+                        "running lab's first); a lab running with another is taken down first")
+    args = parser.parse_args()
+    if not 1 <= args.runs <= 20:
+        parser.error("--runs must be between 1 and 20")
+    base = load_topology(args.inventory)
+    running = lab_coordination(base)
+    backends = args.coordination or sorted(COORDINATION_BACKENDS,
+                                           key=lambda b: (b != (running or base.coordination)))
+    outs = {backend: run_backend(base, backend, args) for backend in backends}
+    print("\nTime to resume deliveries after a fault, mid-campaign; 1st submit, pause and "
+          "sending back from the carrier's side, 1st outcome as recorded by PostgreSQL")
+    for backend, out in outs.items():
+        render(backend, out)
+    stamp = time.strftime('%Y%m%dT%H%M%S')
+    path = REPO / "bench" / "results" / f"failover_resume-{stamp}.json"
+    path.write_text(json.dumps({"benchmark": "failover_resume", "runs": args.runs,
+                                "backends": outs}, indent=2))
+    print(f"results: {path.relative_to(REPO)}")
     return 0
 
 

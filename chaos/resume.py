@@ -7,10 +7,16 @@ the run names (``value.site`` or ``value.sites`` of a cut link's side that lost 
 includes the outage. Submissions come from the carrier log (``submit``, the simulator's clock);
 accepted writes from the claim log (``claim`` ops of kind ``write``, the database's clock, to the
 millisecond), else from the observer's ``outcome`` ops (the snapshot's time, to its period).
+
+The first submission after a fault says little when the survivors were sending at that moment:
+they finish what they hold and may stop a second later (a PostgreSQL failover, before the
+journal). :func:`longest_pause` says how long the survivors' carriers then received nothing,
+and when that pause ended: the time a person waiting for an alert feels.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +38,25 @@ class Resume:
         def one(v: float | None) -> str:
             return "-" if v is None else f"{v:.1f}"
         return f"{one(self.submit_s)}/{one(self.outcome_s)}"
+
+
+@dataclass(frozen=True)
+class Pause:
+    seconds: float  # the longest stretch without a submission
+    ended_s: float  # when it ended, from the start (when sending resumed after it)
+
+
+def longest_pause(times: Iterable[float], start: float, end: float) -> Pause:
+    """Pure: the longest stretch of [start, end] without a time of ``times`` (submissions, one
+    clock), from ``start`` to the first submission, between two, or from the last to ``end``
+    (then ``ended_s`` is ``end - start``: sending had not resumed)."""
+    inside = sorted(t for t in times if start <= t <= end)
+    edges = [start, *inside, end]
+    best = Pause(0.0, 0.0)
+    for a, b in itertools.pairwise(edges):
+        if b - a > best.seconds:
+            best = Pause(b - a, b - start)
+    return best
 
 
 def failed_sites(history: History) -> set[str]:

@@ -58,7 +58,7 @@ class NodeTimings:
     retry_timeout: float  # every coordination call finishes within this
     fencing_safety: float  # a node stops acting once its membership is older than ttl - safety
     watchdog_cycle: float  # how often the watchdog leader looks
-    batch_lease: float  # a claimed batch's lease, renewed every third of it
+    batch_lease: float  # a claimed batch's lease, renewed every sixth of it
 
 
 @dataclass(frozen=True)

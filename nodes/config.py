@@ -36,6 +36,11 @@ T = TypeVar("T")
 # production node.
 UNSAFE_ENV = "TENIR_UNSAFE_TEST_SWITCHES"
 UNSAFE_SWITCHES = ("watchdog_off",)
+# Where a node journals its outcomes before the store has them (nodes/journal.py): its systemd
+# unit's StateDirectory, the only place it may write.
+DEFAULT_JOURNAL_DIR = "/var/lib/tenir/journal"
+DEFAULT_CLAIM_AHEAD_S = 25.0  # a Patroni failover takes up to ttl + loop_wait + ~1.5 s
+DEFAULT_CLAIM_AHEAD_MAX = 128
 
 
 class NodeConfigError(ValueError):
@@ -97,6 +102,11 @@ class NodeConfig:
     unsafe: frozenset[str] = frozenset()  # test-only switches on (UNSAFE_SWITCHES)
     evidence: EvidenceConfig | None = None  # the continuity ledger's keys and witness
     http: HttpLimits = field(default_factory=HttpLimits)
+    journal_dir: str = DEFAULT_JOURNAL_DIR  # outcomes written here first (nodes/journal.py)
+    # work held beyond what is being sent, to go on sending while no claim can be made (a
+    # PostgreSQL failover): seconds of it at the node's own rate, and at most this many batches
+    claim_ahead_s: float = DEFAULT_CLAIM_AHEAD_S
+    claim_ahead_max: int = DEFAULT_CLAIM_AHEAD_MAX
     # drill kind -> seconds between two drills (the inventory's tenir_drill_intervals)
     drill_intervals: Mapping[str, float] = dataclasses.field(default_factory=dict)
     tls: TlsFiles | None = None  # the API over HTTPS, TLS to Patroni, witness, coordination
@@ -302,6 +312,11 @@ def parse_node_config(data: Any, source: str = "<node config>",
         evidence=parse_evidence(data.get("evidence"),
                                 lambda key, problem: NodeConfigError(source, key, problem)),
         http=_http(data, source),
+        journal_dir=_journal_dir(data, source),
+        claim_ahead_s=(_get(data, "claim_ahead_s", float, source) if "claim_ahead_s" in data
+                       else DEFAULT_CLAIM_AHEAD_S),
+        claim_ahead_max=(_get(data, "claim_ahead_max", int, source)
+                         if "claim_ahead_max" in data else DEFAULT_CLAIM_AHEAD_MAX),
         drill_intervals=_drill_intervals(data.get("drills"), source),
         tls=parse_tls(data.get("tls"), lambda key, problem: NodeConfigError(source, key, problem)),
     )
@@ -346,7 +361,21 @@ def parse_node_config(data: Any, source: str = "<node config>",
         raise NodeConfigError(source, "lease_s", "must be at least 3 seconds")
     if not 1 <= cfg.max_batches <= 64:
         raise NodeConfigError(source, "max_batches", "must be between 1 and 64")
+    if not 0 <= cfg.claim_ahead_s <= 600:
+        raise NodeConfigError(source, "claim_ahead_s", "must be between 0 (no reserve) and 600")
+    if not 0 <= cfg.claim_ahead_max <= 1024:
+        raise NodeConfigError(source, "claim_ahead_max", "must be between 0 and 1024")
     return cfg
+
+
+def _journal_dir(data: dict[str, Any], source: str) -> str:
+    """``journal_dir``: an absolute directory (default DEFAULT_JOURNAL_DIR)."""
+    if data.get("journal_dir") is None:
+        return DEFAULT_JOURNAL_DIR
+    value: str = _get(data, "journal_dir", str, source)
+    if not value.startswith("/") or "\0" in value:
+        raise NodeConfigError(source, "journal_dir", "must be an absolute path")
+    return value.rstrip("/") or "/"
 
 
 def load_node_config(path: str | Path) -> NodeConfig:

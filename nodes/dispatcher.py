@@ -1,16 +1,28 @@
 """The dispatcher: claims batches, sends each recipient's messages through the carriers following
-the scenario (retries, then fallback to the next channel, waiting for receipts and
-acknowledgements), and records outcomes in bulk under the batch's fencing epoch.
+the scenario (``nodes/delivery.py``: retries, then fallback to the next channel, waiting for
+receipts and acknowledgements), and records outcomes in bulk under the batch's fencing epoch,
+each flush journaled first (``nodes/outcomes.py``, ``nodes/journal.py``).
 
-Ownership of tasks: the main loop owns one task per claimed batch (a tracked set, reaped when
-done); each batch runs its recipients and its lease renewal in a TaskGroup. Shutdown has two
-modes: ``drain`` stops claiming and lets running batches finish until a deadline, then cancels;
-``now`` cancels at once. Either way buffered outcomes are flushed (shielded) and unfinished
-batches are released so that another node takes them over.
+Held work: at most ``max_batches`` batches send at once; beyond them the node holds a reserve
+claimed ahead (``nodes/reserve.py``: enough for ``claim_ahead_s`` seconds at its own rate, at
+most ``claim_ahead_max`` batches), each under its renewed lease, started by campaign priority as
+send slots free. When the queue runs dry (a claim finds nothing) a reserve is given back and
+none is claimed for ``DRY_S``: a campaign's last batches go to the nodes with a free slot.
+While PostgreSQL fails over no claim can be made: the node goes on sending what it holds, its
+outcomes waiting in the journal, each batch only while its lease is usable (``nodes/lease.py``).
+A batch whose delivery ended frees its slot at once; its outcomes are flushed and the batch
+finished in the background, as soon as the store answers.
+
+Ownership of tasks: the main loop owns one task per held batch (a tracked set, reaped when
+done); each batch runs its lease renewal and its recipients in a TaskGroup; each batch's close
+(flush, then finish or release) is a tracked future of its own, shielded from cancellation.
+Shutdown has two modes: ``drain`` stops claiming, gives back the reserve at once and lets
+running batches finish until a deadline, then cancels; ``now`` cancels at once. Either way
+closes are awaited (bounded; what is not recorded stays in the journal for the next start).
 
 A node that may not dispatch (its membership lease is in doubt, or it is cut from the store
-while others reach it: see ``DispatchGate``) sends nothing more and stops claiming; the watchdog
-will hand its batches to others.
+while others reach it: see ``DispatchGate``), or may not claim (its site drained, a channel
+handed to another site), sends nothing more from its reserve and gives it back.
 
 Claims carry the node's site: a dead node's batches that the watchdog reserved for its site are
 taken by a node of that site during the hold (its carriers deduplicate the references the dead
@@ -21,38 +33,46 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from nodes.breaker import Breakers
-from nodes.carriers.base import Ack, CarrierAdapter, Message, Receipt
-from nodes.carriers.flow import within
+from nodes.carriers.base import Ack, CarrierAdapter, Receipt
+from nodes.delivery import (
+    ChannelDown,
+    Delivery,
+    DispatchGate,
+    FencedOff,
+    address_for,
+    reference_for,
+    text_for,
+)
+from nodes.journal import OutcomeJournal
+from nodes.lease import BatchLease, LeaseLost, keep_lease
 from nodes.metrics import Metrics
 from nodes.outcomes import OutcomeBuffer
+from nodes.reserve import ClaimAhead, SendSlots
 from nodes.signing import CallbackUrls
-from replication.store_api import (
-    AttemptState,
-    CampaignStore,
-    Channel,
-    ChannelStep,
-    ClaimedBatch,
-    Outcome,
-    Recipient,
-    StaleEpoch,
-)
+from replication.store_api import CampaignStore, Channel, ClaimedBatch, InvalidInput, StaleEpoch
+
+__all__ = ["AlwaysOpen", "ChannelDown", "ClaimGate", "DispatchGate", "Dispatcher",
+           "DispatcherConfig", "FencedOff", "LeaseLost", "StopMode", "address_for",
+           "reference_for", "text_for"]
 
 log = logging.getLogger("tenir.dispatcher")
 StopMode = Literal["drain", "now"]
-CLOSE_DEADLINE_S = 25.0  # how long shutdown waits for outcome flushes (OutcomeBuffer retries 20 s)
-
-
-class DispatchGate(Protocol):
-    """Whether this node may send right now (False once its membership lease is in doubt, or
-    while it is cut from the store: ``nodes/store_health.py``)."""
-
-    def may_dispatch(self) -> bool: ...
+CLOSE_DEADLINE_S = 25.0  # how long shutdown waits for outcome flushes (the journal keeps the rest)
+CLOSE_RETRY_S = 0.5
+# Once the queue has stayed dry (claims find nothing) for DRY_AFTER_S while a node holds a
+# reserve, it gives the reserve back and claims only for free send slots for DRY_S: the last
+# batches of a campaign go to whichever node has a slot free, as without a reserve, instead of
+# waiting in one node's reserve while others idle. (A streaming launch leaves the queue dry for
+# a moment between its first chunks: that is not the end.)
+DRY_AFTER_S = 2.0
+DRY_S = 5.0
 
 
 class ClaimGate(Protocol):
@@ -81,18 +101,6 @@ class AlwaysOpen:
         return True
 
 
-class LeaseLost(Exception):
-    pass
-
-
-class FencedOff(Exception):
-    pass
-
-
-class ChannelDown(Exception):
-    """A channel's carrier at this site is failing: the batch goes to a node that can send."""
-
-
 @dataclass(frozen=True)
 class DispatcherConfig:
     node: str
@@ -104,6 +112,8 @@ class DispatcherConfig:
     drain_deadline_s: float = 10.0
     breaker_threshold: int = 20  # consecutive failed sends that mark a channel down here
     breaker_cooldown_s: float = 15.0
+    claim_ahead_s: float = 0.0  # seconds of work held beyond what is being sent (0: none)
+    claim_ahead_max: int = 0  # at most this many batches held so
 
 
 @dataclass
@@ -119,45 +129,45 @@ class DispatchStats:
         self.sent[key] = self.sent.get(key, 0) + 1
 
 
-def address_for(channel: Channel, r: Recipient) -> str | None:
-    if channel == "sms":
-        return r.mobile or r.phone
-    if channel == "voice":
-        return r.phone or r.mobile
-    return r.email
-
-
-def reference_for(r: Recipient, channel: Channel, step: int, attempt: int) -> str:
-    """Idempotency reference: the same attempt always carries the same reference, whichever
-    node makes it, so a carrier that deduplicates delivers it once."""
-    return f"{r.campaign_id}:{r.id}:{channel}:{step}.{attempt}"
-
-
-def text_for(step: ChannelStep, r: Recipient) -> str:
-    template = step.templates.get(r.language) or step.templates.get("fr") or ""
-    return template.replace("{name}", r.name)
-
-
-class Dispatcher:
+class Dispatcher(Delivery):
     def __init__(self, store: CampaignStore, carriers: Mapping[Channel, CarrierAdapter],
                  config: DispatcherConfig, gate: DispatchGate | None = None,
                  metrics: Metrics | None = None, claim_gate: ClaimGate | None = None,
                  elsewhere: ChannelElsewhere | None = None,
-                 urls: CallbackUrls | None = None) -> None:
+                 urls: CallbackUrls | None = None,
+                 journal: OutcomeJournal | None = None) -> None:
         self.store = store
         self.urls = urls  # signed voice callback URLs and e-mail links to this node
         self.metrics = metrics
         self.carriers = dict(carriers)
         self.config = config
+        self.site = config.site
+        self.receipt_timeout_s = config.receipt_timeout_s
+        self.breaker_threshold = config.breaker_threshold
+        self.breaker_cooldown_s = config.breaker_cooldown_s
         self.gate = gate or AlwaysOpen()
         self.claim_gate = claim_gate or AlwaysOpen()
         self.breakers = Breakers(config.breaker_threshold, config.breaker_cooldown_s)
         self.elsewhere = elsewhere or Nowhere()
+        self.journal = journal
+        self.ahead = ClaimAhead(config.claim_ahead_s, config.claim_ahead_max)
         self.stats = DispatchStats()
         self._stopping = asyncio.Event()
         self._stop_mode: StopMode = "drain"
-        self._batches: set[asyncio.Task[None]] = set()
+        self._batches: set[asyncio.Task[None]] = set()  # held: waiting or sending
+        self._waiting: dict[asyncio.Task[None], ClaimedBatch] = {}  # waiting for a send slot
+        # claimed, their task not yet run: a task cancelled before it ran releases nothing
+        # itself (its coroutine never starts), so the reaper does; only a task that runs is
+        # given back (cancelled), so that a batch just claimed is not given back before it ran
+        self._unstarted: dict[asyncio.Task[None], tuple[ClaimedBatch, float]] = {}
         self._closing: set[asyncio.Future[None]] = set()
+        self._slots = SendSlots(config.max_batches)
+        self._changed = asyncio.Event()  # a batch ended or started sending
+        self._claims = itertools.count()
+        self._dry_until = 0.0  # loop time until which no reserve is claimed (DRY_S)
+        self._dry_since: float | None = None  # the first of the claims finding nothing in a row
+        self._held_ids: set[int] = set()  # batches this node knows it holds (until closed)
+        self._sweep = False  # a claim failed: its answer may be lost, see _release_unknown
         self._receipts: dict[str, asyncio.Future[Receipt]] = {}
         self._acks: dict[str, asyncio.Future[Ack]] = {}
 
@@ -184,43 +194,68 @@ class Dispatcher:
 
     @property
     def running_batches(self) -> int:
+        """Batches held (sending or waiting to)."""
         return len(self._batches)
+
+    @property
+    def reserve(self) -> int:
+        """Batches held waiting for a send slot (or for their task to run)."""
+        return len(self._waiting) + len(self._unstarted)
 
     async def run(self) -> None:
         """Claim and dispatch until ``request_stop``; then drain or cancel, and return."""
-        slots = asyncio.Semaphore(self.config.max_batches)
+        loop = asyncio.get_running_loop()
         try:
             while not self._stopping.is_set():
+                self._gauges()
                 if not self._may_claim():
+                    self._give_back_reserve()
                     await self._idle()
                     continue
-                await self._acquire(slots)
-                if self._stopping.is_set():
-                    slots.release()
-                    break
-                if not self._may_claim():
-                    slots.release()  # the gates may have closed while we waited for a slot
+                if not self._room():
+                    await self._wait_change()
                     continue
+                sent = loop.time()
                 try:
+                    if self._sweep:
+                        await self._release_unknown()
                     batch = await self.store.claim_batch(
                         self.config.node, self.config.lease_s, site=self.config.site)
                 except Exception as exc:  # database away (failover): back off and retry
-                    slots.release()
                     log.warning("claim failed: %s", exc, extra=self._extra())
+                    self._sweep = True
                     await self._idle(0.5)
                     continue
                 if batch is None:
-                    slots.release()
+                    self._dry_since = self._dry_since or sent
+                    if self._waiting and sent - self._dry_since >= DRY_AFTER_S:
+                        self._dry_until = loop.time() + DRY_S  # the last batches: to whoever
+                        self._give_back_reserve()  # has a free slot
                     await self._idle()
                     continue
+                self._dry_since = None
+                self._held_ids.add(batch.id)
                 self.stats.batches_claimed += 1
                 if self.metrics is not None:
                     self.metrics.batches_claimed.inc()
-                task = asyncio.create_task(self._run_batch(batch), name=f"batch-{batch.id}")
+                task = asyncio.create_task(self._run_batch(batch, sent), name=f"batch-{batch.id}")
                 self._batches.add(task)
-                task.add_done_callback(self._reaper(slots))
+                self._unstarted[task] = (batch, sent)
+                task.add_done_callback(self._reap)
         finally:
             await self._shutdown()
+
+    def _room(self) -> bool:
+        """Whether to claim one more batch now: a send slot is free, or the reserve wants
+        more. Bounded also by the closes under way (outcomes the store has not taken yet)."""
+        if len(self._closing) >= 2 * self.config.max_batches + self.config.claim_ahead_max:
+            return False
+        if len(self._batches) < self.config.max_batches:
+            return True
+        if asyncio.get_running_loop().time() < self._dry_until:
+            return False  # the queue ran dry: no reserve (see DRY_S)
+        held = [*self._waiting.values(), *(b for b, _ in self._unstarted.values())]
+        return self.ahead.wants_more(len(held), sum(len(b.recipients) for b in held))
 
     def _hand_off(self, channel: str) -> bool:
         """A channel failing here that works at another site: its work goes there."""
@@ -230,33 +265,43 @@ class Dispatcher:
         return (self.gate.may_dispatch() and self.claim_gate.may_claim()
                 and not any(self._hand_off(c) for c in self.breakers.open_channels()))
 
-    def _reaper(self, slots: asyncio.Semaphore) -> Callable[[asyncio.Task[None]], None]:
-        def reap(task: asyncio.Task[None]) -> None:
-            self._batches.discard(task)
-            slots.release()
-            if not task.cancelled() and task.exception() is not None:
-                log.error("batch task failed: %r", task.exception(), extra=self._extra())
+    def _give_back_reserve(self) -> None:
+        """Cancel the batches waiting for a send slot: their close releases them."""
+        for task in list(self._waiting):
+            task.cancel()
 
-        return reap
+    def _reap(self, task: asyncio.Task[None]) -> None:
+        self._batches.discard(task)
+        self._waiting.pop(task, None)
+        self._changed.set()
+        never_ran = self._unstarted.pop(task, None)
+        if never_ran is not None:  # cancelled before it ran: give its batch back here
+            batch, sent = never_ran
+            self._closing_of(batch, OutcomeBuffer(self.store, batch.id, batch.epoch, batch.node),
+                             False, BatchLease(self.config.lease_s, sent))
+        if not task.cancelled() and task.exception() is not None:
+            log.error("batch task failed: %r", task.exception(), extra=self._extra())
 
-    async def _acquire(self, slots: asyncio.Semaphore) -> None:
-        acquire = asyncio.ensure_future(slots.acquire())
+    async def _wait_change(self) -> None:
+        """Until a batch ends or starts sending, a stop, or the idle poll (the reserve's target
+        follows the rate)."""
+        self._changed.clear()
+        changed = asyncio.ensure_future(self._changed.wait())
         stop = asyncio.ensure_future(self._stopping.wait())
-        done, _ = await asyncio.wait({acquire, stop}, return_when=asyncio.FIRST_COMPLETED)
-        stop.cancel()
-        if acquire not in done:
-            acquire.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await acquire
-            if acquire.done() and not acquire.cancelled():
-                slots.release()
-            await asyncio.sleep(0)
+        try:
+            await asyncio.wait({changed, stop}, timeout=self.config.idle_poll_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for fut in (changed, stop):
+                fut.cancel()
+            await asyncio.gather(changed, stop, return_exceptions=True)
 
     async def _idle(self, delay: float | None = None) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), delay or self.config.idle_poll_s)
 
     async def _shutdown(self) -> None:
+        self._give_back_reserve()
         if self._batches and self._stop_mode == "drain":
             log.info("draining %d batches", len(self._batches), extra=self._extra())
             await asyncio.wait(set(self._batches), timeout=self.config.drain_deadline_s)
@@ -267,28 +312,41 @@ class Dispatcher:
         if self._closing:  # outcome flushes and releases still under way
             _, late = await asyncio.wait(set(self._closing), timeout=CLOSE_DEADLINE_S)
             for pending in late:
-                log.error("gave up flushing a batch's outcomes at shutdown", extra=self._extra())
+                log.error("gave up flushing a batch's outcomes at shutdown%s", (
+                    ": they stay in the journal, flushed at the next start"
+                    if self.journal is not None else ""), extra=self._extra())
                 pending.cancel()
             await asyncio.gather(*late, return_exceptions=True)
 
     # --- one batch -----------------------------------------------------------------------------
-    async def _run_batch(self, batch: ClaimedBatch) -> None:
+    async def _run_batch(self, batch: ClaimedBatch, sent: float) -> None:
         extra = self._extra(batch.campaign_id)
+        me = asyncio.current_task()
+        assert me is not None
+        self._unstarted.pop(me, None)
+        self._waiting[me] = batch  # until it has a send slot
         lost = asyncio.Event()
+        lease = BatchLease(self.config.lease_s, sent)
 
         def stale(exc: StaleEpoch) -> None:
             self._count_fencing()
             log.warning("outcome write refused: %s", exc, extra=extra)
             lost.set()
 
-        buffer = OutcomeBuffer(self.store, batch.id, batch.epoch, batch.node, on_stale=stale)
-        finished = False
-        # Until when the lease is known to hold (claimed just now: a full lease from here).
-        valid_until = [asyncio.get_running_loop().time() + self.config.lease_s]
+        buffer = OutcomeBuffer(self.store, batch.id, batch.epoch, batch.node, on_stale=stale,
+                               journal=self.journal)
+        finished = sending = False
         try:
             async with asyncio.TaskGroup() as tg:
-                renewer = tg.create_task(self._renew(batch, lost, valid_until))
-                workers = [tg.create_task(self._deliver(batch, r, buffer, lost))
+                renewer = tg.create_task(keep_lease(self.store, batch, lease, lost,
+                                                    self._count_fencing, extra))
+                try:
+                    await self._slots.acquire((batch.scenario.priority, next(self._claims)))
+                    sending = True
+                finally:
+                    self._waiting.pop(me, None)
+                    self._changed.set()
+                workers = [tg.create_task(self._deliver(batch, r, buffer, lost, lease))
                            for r in batch.recipients]
                 if workers:
                     await asyncio.gather(*workers)
@@ -297,177 +355,83 @@ class Dispatcher:
         except* (LeaseLost, FencedOff, ChannelDown) as group:
             log.warning("batch %d abandoned: %s", batch.id, group.exceptions[0], extra=extra)
         finally:
-            # Shielded: cancelling the batch does not cancel the writes that record its outcomes;
-            # shutdown waits for them (bounded) before returning.
-            closing = asyncio.ensure_future(self._close_batch(batch, buffer, finished))
-            self._closing.add(closing)
-            closing.add_done_callback(self._closing.discard)
-            await asyncio.shield(closing)
+            if sending:
+                self._slots.release()
+            # Its own future, shielded from this task's cancellation: the slot is free now,
+            # the outcomes are flushed and the batch closed as soon as the store answers.
+            self._closing_of(batch, buffer, finished, lease)
 
-    async def _close_batch(self, batch: ClaimedBatch, buffer: OutcomeBuffer,
-                           finished: bool) -> None:
-        complete = await buffer.close()
+    def _closing_of(self, batch: ClaimedBatch, buffer: OutcomeBuffer, finished: bool,
+                    lease: BatchLease) -> None:
+        closing = asyncio.ensure_future(self._close_batch(batch, buffer, finished, lease))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+        closing.add_done_callback(lambda _: self._held_ids.discard(batch.id))
+
+    async def _release_unknown(self) -> None:
+        """After a failed claim: the store may have committed it and lost the answer (it
+        failed as it replied). Release (fenced) what the store says this node holds and this
+        node does not know of, rather than leave it until its lease runs out."""
+        held = await self.store.held_by(self.config.node)
+        self._sweep = False
+        for batch_id, epoch in held.items():
+            if batch_id in self._held_ids:
+                continue
+            try:
+                await self.store.release_batch(batch_id, epoch, self.config.node)
+                self.stats.batches_released += 1
+                log.warning("released batch %d: claimed by this node as the store failed, its "
+                            "answer lost", batch_id, extra=self._extra())
+            except StaleEpoch:
+                continue  # moved meanwhile: not ours any more
+
+    async def _close_batch(self, batch: ClaimedBatch, buffer: OutcomeBuffer, finished: bool,
+                           lease: BatchLease) -> None:
+        """Flush (with a journal: until the store answers; its outcomes are safe meanwhile),
+        then finish the batch, or release it when not finished; retried while the store is
+        away and the lease lasts (past it the store refuses them: the batch moved on)."""
+        complete = await buffer.close(None if self.journal is not None else 20.0)
         if buffer.stale is not None:
             return
-        try:
-            if finished and complete:
-                await self.store.finish_batch(batch.id, batch.epoch, batch.node)
-                self.stats.batches_finished += 1
-            else:
-                await self.store.release_batch(batch.id, batch.epoch, batch.node)
-                self.stats.batches_released += 1
-        except StaleEpoch as exc:
-            self._count_fencing()
-            log.warning("closing batch refused: %s", exc, extra=self._extra(batch.campaign_id))
-        except Exception as exc:
-            log.warning("closing batch %d failed: %s", batch.id, exc,
-                        extra=self._extra(batch.campaign_id))
-
-    async def _renew(self, batch: ClaimedBatch, lost: asyncio.Event,
-                     valid_until: list[float]) -> None:
-        """Renew the batch lease every third of it (every second while failing). If it cannot
-        be renewed, stop this batch once less than a third of the lease is left, before the
-        lease can expire and another node take the batch over: one owner at a time."""
-        loop = asyncio.get_running_loop()
-        lease = self.config.lease_s
-        safety = lease / 3
-        wait = lease / 3
+        finish = finished and complete
+        extra = self._extra(batch.campaign_id)
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), wait)
-            if lost.is_set():
-                raise LeaseLost(f"batch {batch.id} epoch {batch.epoch} is no longer ours")
-            began = loop.time()
             try:
-                await self.store.renew_batch(batch.id, batch.epoch, batch.node, lease)
-                valid_until[0] = began + lease
-                wait = lease / 3
+                if finish:
+                    await self.store.finish_batch(batch.id, batch.epoch, batch.node)
+                    self.stats.batches_finished += 1
+                else:
+                    await self.store.release_batch(batch.id, batch.epoch, batch.node)
+                    self.stats.batches_released += 1
+                return
             except StaleEpoch as exc:
                 self._count_fencing()
-                raise LeaseLost(str(exc)) from exc
-            except Exception as exc:  # database away: retry soon, give up before expiry
-                wait = min(1.0, lease / 3)
-                left = valid_until[0] - loop.time()
-                log.warning("lease renewal of batch %d failed (%.1f s left): %s", batch.id,
-                            left, exc, extra=self._extra(batch.campaign_id))
-                if left <= safety:
-                    lost.set()
-                    raise LeaseLost(f"batch {batch.id}: lease not renewed, {left:.1f} s left; "
-                                    "stopping before it can expire") from exc
-
-    # --- one recipient -------------------------------------------------------------------------
-    async def _deliver(self, batch: ClaimedBatch, r: Recipient, buffer: OutcomeBuffer,
-                       lost: asyncio.Event) -> None:
-        steps = batch.scenario.steps
-        last_detail = "no channel could reach the recipient"
-        for step_no in range(r.step, len(steps)):
-            step = steps[step_no]
-            first_attempt = r.attempt if step_no == r.step else 0
-            for attempt in range(first_attempt, step.retries + 1):
-                if lost.is_set():
-                    raise LeaseLost(f"batch {batch.id} lost")
-                if not self.gate.may_dispatch():
-                    raise FencedOff("may not send: membership in doubt or cut from the store")
-                if self._hand_off(step.channel):
-                    raise ChannelDown(f"{step.channel} carrier failing at {self.config.site}: "
-                                      f"handing batch {batch.id} to a node that can send")
-                state, detail = await self._attempt(batch, r, step, step_no, attempt, buffer)
-                if state in ("delivered", "acknowledged"):
+                log.warning("closing batch refused: %s", exc, extra=extra)
+                return
+            except InvalidInput as exc:  # recipients left pending: release it instead
+                log.warning("finishing batch %d refused: %s", batch.id, exc, extra=extra)
+                if not finish:
                     return
-                last_detail = detail or last_detail
-                if state == "fallback":
-                    break
-                if attempt < step.retries:
-                    await asyncio.sleep(step.retry_interval_s)
-        last = self.carriers.get(steps[-1].channel)
-        # The store refuses an outcome without a carrier (a final failure was never written,
-        # and its batch never finished): name the last step's, or say there was none.
-        buffer.add(self._outcome(batch, r, steps[-1].channel, "failed", len(steps) - 1, 0,
-                                 final=True, carrier=last.name if last is not None else "none",
-                                 reference=f"{r.campaign_id}:{r.id}:final",
-                                 detail=last_detail))
+                finish = False
+            except Exception as exc:
+                if lease.clock() + CLOSE_RETRY_S >= lease.valid_until:
+                    log.warning("closing batch %d failed: %s", batch.id, exc, extra=extra)
+                    return
+                await asyncio.sleep(CLOSE_RETRY_S)
 
-    async def _attempt(self, batch: ClaimedBatch, r: Recipient, step: ChannelStep, step_no: int,
-                       attempt: int, buffer: OutcomeBuffer) -> tuple[str, str | None]:
-        """One send and its wait. Returns (state, detail): delivered/acknowledged (final,
-        recorded), failed (retry allowed) or fallback (go to the next step)."""
-        channel = step.channel
-        carrier = self.carriers.get(channel)
-        to = address_for(channel, r)
-        if carrier is None or to is None:
-            return "fallback", f"no {channel} {'carrier' if carrier is None else 'address'}"
-        ref = reference_for(r, channel, step_no, attempt)
-        loop = asyncio.get_running_loop()
-        receipt_fut: asyncio.Future[Receipt] = loop.create_future()
-        ack_fut: asyncio.Future[Ack] = loop.create_future()
-        self._receipts[ref] = receipt_fut
-        if step.ack != "none":
-            self._acks[ref] = ack_fut
-        try:
-            callback = None
-            if self.urls is not None:  # the call's status callback; the e-mail's link
-                callback = (self.urls.voice(ref) if channel == "voice"
-                            else self.urls.link(ref) if channel == "email" and step.ack == "link"
-                            else None)
-            result = await carrier.send(Message(ref, channel, to, text_for(step, r), step.ack,
-                                                callback))
-            outcome_of_send = ("accepted" if result.accepted else
-                               "throttled" if result.throttled else "refused")
-            self.stats.count_send(channel, carrier.name, outcome_of_send)
-            if self.breakers.of(channel).record(result.accepted):
-                log.warning("%s carrier %s failed %d sends in a row: channel down at %s for "
-                            "%.0f s, handing its work to the other site", channel, carrier.name,
-                            self.config.breaker_threshold, self.config.site,
-                            self.config.breaker_cooldown_s, extra=self._extra(batch.campaign_id))
-            if self.metrics is not None:
-                self.metrics.messages_sent.inc(channel=channel, carrier=carrier.name,
-                                               result=outcome_of_send)
-            if not result.accepted:
-                buffer.add(self._outcome(batch, r, channel, "failed", step_no, attempt,
-                                         carrier=carrier.name, reference=ref,
-                                         detail=result.error))
-                return ("failed" if result.retryable else "fallback"), result.error
-            try:
-                receipt = await within(receipt_fut, loop.time() + self.config.receipt_timeout_s)
-            except TimeoutError:
-                buffer.add(self._outcome(batch, r, channel, "failed", step_no, attempt,
-                                         carrier=carrier.name, reference=ref,
-                                         detail="no delivery receipt"))
-                return "failed", "no delivery receipt"
-            if receipt.state != "delivered":
-                buffer.add(self._outcome(batch, r, channel, "failed", step_no, attempt,
-                                         carrier=carrier.name, reference=ref,
-                                         detail=receipt.detail, msg_id=receipt.carrier_message_id))
-                return "failed", receipt.detail
-            if step.ack == "none":
-                buffer.add(self._outcome(batch, r, channel, "delivered", step_no, attempt,
-                                         final=True, carrier=carrier.name, reference=ref,
-                                         msg_id=receipt.carrier_message_id))
-                return "delivered", None
-            try:
-                ack = await within(ack_fut, loop.time() + step.ack_timeout_s)
-            except TimeoutError:
-                buffer.add(self._outcome(batch, r, channel, "delivered", step_no, attempt,
-                                         carrier=carrier.name, reference=ref,
-                                         detail="delivered, not acknowledged",
-                                         msg_id=receipt.carrier_message_id))
-                return "fallback", "delivered but not acknowledged"
-            buffer.add(self._outcome(batch, r, channel, "acknowledged", step_no, attempt,
-                                     final=True, carrier=carrier.name, reference=ref,
-                                     detail=f"acknowledged by {ack.via}",
-                                     msg_id=receipt.carrier_message_id))
-            return "acknowledged", None
-        finally:
-            self._receipts.pop(ref, None)
-            self._acks.pop(ref, None)
+    def _gauges(self) -> None:
+        if self.metrics is None:
+            return
+        self.metrics.batches_held.set(self.reserve, state="waiting")
+        self.metrics.batches_held.set(len(self._batches) - self.reserve, state="sending")
+        if self.journal is not None:
+            self.metrics.journal_unsettled.set(self.journal.unsettled)
 
-    def _outcome(self, batch: ClaimedBatch, r: Recipient, channel: Channel, state: AttemptState,
-                 step: int, attempt: int, *, final: bool = False, carrier: str = "",
-                 reference: str, detail: str | None = None,
-                 msg_id: str | None = None) -> Outcome:
-        return Outcome(recipient_id=r.id, channel=channel, carrier=carrier, reference=reference,
-                       state=state, step=step, attempt=attempt, final=final,
-                       site=self.config.site, carrier_message_id=msg_id, detail=detail)
+    # --- what the delivery mixin calls back --------------------------------------------------
+    def _count_send(self, channel: str, carrier: str, result: str) -> None:
+        self.stats.count_send(channel, carrier, result)
+        if self.metrics is not None:
+            self.metrics.messages_sent.inc(channel=channel, carrier=carrier, result=result)
 
     def _count_fencing(self) -> None:
         self.stats.fencing_rejections += 1

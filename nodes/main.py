@@ -1,16 +1,19 @@
 """``python -m nodes.main --config node.yml``: one alert node, API and dispatcher in one process.
 
-Start: JSON logging, the campaign store (the schema must be migrated: the node's role cannot,
+Start: JSON logging, the outcome journal (``nodes/journal.py``: what a previous life journaled
+and never recorded), the campaign store (the schema must be migrated: the node's role cannot,
 the owner runs ``tenir db migrate``; retried while PostgreSQL is away or the schema is behind),
-membership of the coordination service, the store's health (``nodes/store_health.py``: a node
-cut from the store while others reach it stops sending and says so), the carrier adapters of the
-node's site, the dispatcher (gated by self-fencing, by the store's health and by site drain:
-``nodes/drain.py``), the API, the
-drain-flag watch, the watchdog (which reads Patroni's ``/cluster`` at ``patroni_urls``) and,
+the journal's flush (``nodes/journal_flush.py``: fenced, before the node waits out of the
+membership for its previous life's batches to be moved), membership of the coordination
+service, the store's health (``nodes/store_health.py``: a node cut from the store while others
+reach it stops sending and says so), the carrier adapters of the node's site, the dispatcher
+(gated by self-fencing, by the store's health and by site drain: ``nodes/drain.py``), the API,
+the drain-flag watch, the watchdog (which reads Patroni's ``/cluster`` at ``patroni_urls``) and,
 with a site key, the checkpointer (``evidence``: signed checkpoints cosigned by the witness).
-Stop: the first SIGTERM/SIGINT drains (no new claims, running batches finish until the drain
-deadline, then are released), a second one stops at once; buffered outcomes are always flushed
-before the store closes.
+Stop: the first SIGTERM/SIGINT drains (no new claims, the reserve given back, running batches
+finish until the drain deadline, then are released), a second one stops at once; buffered
+outcomes are flushed before the store closes (bounded: what the store did not take stays in
+the journal, flushed at the next start).
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ from nodes.channels import ChannelView
 from nodes.config import UNSAFE_ENV, NodeConfig, NodeConfigError, load_node_config
 from nodes.dispatcher import Dispatcher, DispatcherConfig, StopMode
 from nodes.drain import CoordinationClusterView, SiteDrainGate
+from nodes.journal import FileJournal, JournalError, JournalGroup
+from nodes.journal_flush import flush_journal
 from nodes.launches import LaunchWriter
 from nodes.logs import configure_logging
 from nodes.loop_lag import LoopLag
@@ -157,7 +162,24 @@ async def serve(cfg: NodeConfig) -> int:
     metrics = Metrics()
     for name, expiry in certificate_expiries(cfg.tls, cfg.carriers.tls).items():
         metrics.certificate_expiry.set(expiry, certificate=name)
+    try:
+        journal, replayed = FileJournal.open(cfg.journal_dir, cfg.node)
+    except JournalError as exc:
+        log.critical("outcome journal unusable (journal_dir): %s", exc)
+        return 2
+    try:
+        return await serve_with(cfg, metrics, journal, replayed)
+    finally:
+        await journal.close()
+
+
+async def serve_with(cfg: NodeConfig, metrics: Metrics, journal: FileJournal,
+                     replayed: list[JournalGroup]) -> int:
     store = await open_store(cfg)
+    if replayed:
+        report = await flush_journal(store, journal, replayed, cfg.node, cfg.site)
+        if report.refused_writes:
+            metrics.fencing_rejections.inc(report.refused_writes)
     if cfg.coordination is not None:
         await wait_previous_life_moved(store, cfg.node, cfg.site, deadline_s=cfg.lease_s + 5)
     coordinator = await open_membership(cfg)
@@ -179,9 +201,10 @@ async def serve(cfg: NodeConfig) -> int:
         store, carriers,
         DispatcherConfig(node=cfg.node, site=cfg.site, lease_s=cfg.lease_s,
                          max_batches=cfg.max_batches, drain_deadline_s=cfg.drain_deadline_s,
-                         receipt_timeout_s=cfg.receipt_timeout_s),
+                         receipt_timeout_s=cfg.receipt_timeout_s,
+                         claim_ahead_s=cfg.claim_ahead_s, claim_ahead_max=cfg.claim_ahead_max),
         gate=gate, metrics=metrics, claim_gate=drains,
-        urls=CallbackUrls(cfg.public_url, signer),
+        urls=CallbackUrls(cfg.public_url, signer), journal=journal,
     )
     channels: ChannelView | None = None
     if coordinator is not None and cfg.coordination is not None:

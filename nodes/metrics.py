@@ -245,6 +245,15 @@ class Metrics:
         self.batches_claimed = r.counter(
             "tenir_batches_claimed_total", "Batches claimed by this node's dispatcher.",
         )
+        self.batches_held = r.gauge(
+            "tenir_batches_held", "Batches this node holds, sending or waiting to (the reserve "
+            "claimed ahead).", ("state",),
+        )
+        self.journal_unsettled = r.gauge(
+            "tenir_outcome_journal_unsettled",
+            "Outcomes in this node's journal that the store has not taken yet.",
+        )
+
         # failover drills (read back from the continuity ledger every minute)
         self.drill_last_run = r.gauge(
             "tenir_drill_last_run_timestamp_seconds",

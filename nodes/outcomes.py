@@ -1,26 +1,41 @@
 """Outcome buffering: outcomes of one batch are written in bulk, by size or after a short delay,
-and every write is shielded so that cancelling the dispatcher never loses one half-written."""
+and every write is shielded so that cancelling the dispatcher never loses one half-written.
+
+With a journal (``nodes/journal.py``), each flush first appends its rows to it (fsync'd), then
+writes them to the store: while the store is away (a PostgreSQL failover) they wait there, safe
+from the node's death, and are retried with whatever was added since, in one fenced write. The
+store's answer settles them in the journal: recorded, refused by fencing (``StaleEpoch``: the
+batch moved on, nothing more of ours may be written), or refused as invalid (logged, dropped).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 
-from replication.store_api import CampaignStore, Outcome, StaleEpoch
+from nodes.journal import OutcomeJournal, Verdict
+from replication.store_api import CampaignStore, InvalidInput, NotFound, Outcome, StaleEpoch
+
+log = logging.getLogger("tenir.outcomes")
 
 
 class OutcomeBuffer:
     def __init__(self, store: CampaignStore, batch_id: int, epoch: int, node: str, *,
                  max_rows: int = 500, max_delay_s: float = 0.2,
-                 on_stale: Callable[[StaleEpoch], None] | None = None) -> None:
+                 on_stale: Callable[[StaleEpoch], None] | None = None,
+                 journal: OutcomeJournal | None = None) -> None:
         self._store = store
         self._batch = batch_id
         self._epoch = epoch
         self._node = node
         self._max_rows = max_rows
         self._max_delay = max_delay_s
-        self._rows: list[Outcome] = []
+        self._rows: list[Outcome] = []  # added, not journaled yet
+        self._unrecorded: list[tuple[int | None, list[Outcome]]] = []  # (journal seq, rows)
+        self._journaling = 0  # rows taken from _rows, being journaled (not yet in _unrecorded)
+        self._journal = journal
         self._lock = asyncio.Lock()
         self._timer: asyncio.TimerHandle | None = None
         self._pending_flush: set[asyncio.Task[None]] = set()
@@ -28,6 +43,8 @@ class OutcomeBuffer:
         self.stale: StaleEpoch | None = None
         self.written = 0
         self.write_errors = 0
+        self.invalid = 0
+        self.journal_errors = 0
         self.last_error: str | None = None
         self._retry_delay = 0.5
 
@@ -53,35 +70,90 @@ class OutcomeBuffer:
         await asyncio.shield(self._flush())
 
     async def _flush(self) -> None:
-        async with self._lock:
-            if not self._rows or self.stale is not None:
-                self._rows.clear()
-                return
+        if self._rows and self.stale is None:  # journaled now, whatever the store is doing
             rows, self._rows = self._rows, []
+            self._journaling += len(rows)
             try:
-                await self._store.record_outcomes(self._batch, self._epoch, self._node, rows)
-                self.written += len(rows)
-            except StaleEpoch as exc:
-                self.stale = exc
-                if self._on_stale is not None:
-                    self._on_stale(exc)
-            except Exception as exc:  # the database is unreachable (failover): keep, retry
-                self._rows = rows + self._rows
-                self.write_errors += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                if self._timer is None:
-                    self._timer = asyncio.get_running_loop().call_later(
-                        self._retry_delay, self._spawn_flush)
+                seq = await self._journaled(rows)
+            finally:
+                self._journaling -= len(rows)
+            self._unrecorded.append((seq, rows))
+        if self.stale is not None:  # the batch moved on: nothing more of ours is written
+            self._rows.clear()
+            self._settle(list(self._unrecorded), "refused")
+            return
+        if self._lock.locked():
+            return  # a write is under way (the store may hang): it or its retry takes these
+        async with self._lock:
+            while self._unrecorded:
+                if self.stale is not None:
+                    self._settle(list(self._unrecorded), "refused")
+                    return
+                if not await self._write(list(self._unrecorded)):
+                    return
+
+    async def _write(self, groups: list[tuple[int | None, list[Outcome]]]) -> bool:
+        """One fenced write of ``groups``; whether the store answered (False: retry later)."""
+        rows = [o for _, group in groups for o in group]
+        try:
+            await self._store.record_outcomes(self._batch, self._epoch, self._node, rows)
+        except StaleEpoch as exc:
+            self._settle(list(self._unrecorded), "refused")  # nothing more of ours is written
+            self.stale = exc
+            if self._on_stale is not None:
+                self._on_stale(exc)
+        except (InvalidInput, NotFound) as exc:  # never storable: say it, do not retry
+            self._settle(groups, "invalid")
+            self.invalid += len(rows)
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.error("batch %d: %d outcomes refused by the store, dropped: %s",
+                      self._batch, len(rows), exc)
+        except Exception as exc:  # the database is unreachable (failover): keep, retry
+            self.write_errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            if self._timer is None:
+                self._timer = asyncio.get_running_loop().call_later(
+                    self._retry_delay, self._spawn_flush)
+            return False
+        else:
+            self._settle(groups, "recorded")
+            self.written += len(rows)
+        return True
+
+    async def _journaled(self, rows: list[Outcome]) -> int | None:
+        """Append ``rows`` to the journal: its sequence number, or None without one (or when
+        it fails: the rows then live in memory only, as without a journal, and it is logged)."""
+        if self._journal is None:
+            return None
+        try:
+            return await self._journal.append(self._batch, self._epoch, rows)
+        except Exception as exc:
+            self.journal_errors += 1
+            log.error("batch %d: outcome journal write failed, %d outcomes kept in memory "
+                      "only: %s", self._batch, len(rows), exc)
+            return None
+
+    def _settle(self, groups: list[tuple[int | None, list[Outcome]]], verdict: Verdict) -> None:
+        """These groups are done with: out of the buffer, settled in the journal."""
+        # in place: a flush that journals meanwhile appends to this same list
+        self._unrecorded[:] = [g for g in self._unrecorded if all(g is not d for d in groups)]
+        seqs = [s for s, _ in groups if s is not None]
+        if self._journal is not None and seqs:
+            self._journal.settle(seqs, verdict)
 
     @property
     def pending(self) -> int:
-        return len(self._rows)
+        """Outcomes not recorded yet (journaled, being journaled, or not yet)."""
+        return (len(self._rows) + self._journaling
+                + sum(len(g) for _, g in self._unrecorded))
 
-    async def close(self, deadline_s: float = 20.0) -> bool:
+    async def close(self, deadline_s: float | None = 20.0) -> bool:
         """Flush everything, including flushes under way, retrying while the database is away
-        for at most ``deadline_s``. Returns whether nothing is left unwritten."""
+        for at most ``deadline_s`` (None: until it answers; a caller cancels it at shutdown,
+        and the journal keeps what was not recorded). Returns whether nothing is left
+        unwritten."""
         loop = asyncio.get_running_loop()
-        until = loop.time() + deadline_s
+        until = None if deadline_s is None else loop.time() + deadline_s
         while True:
             if self._timer is not None:
                 self._timer.cancel()
@@ -90,6 +162,7 @@ class OutcomeBuffer:
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.shield(task)
             await self.flush()
-            if not self._rows or self.stale is not None or loop.time() >= until:
-                return not self._rows or self.stale is not None
+            done = not self.pending or self.stale is not None
+            if done or (until is not None and loop.time() >= until):
+                return done
             await asyncio.sleep(self._retry_delay)

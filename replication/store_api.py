@@ -35,6 +35,9 @@ Contract
   would deliver them again. Without, anyone may claim them at once.
 * ``owner_sites`` maps each node holding claimed batches to the site it claimed them for; a
   node that claimed without a site is left out.
+* ``held_by(node)`` maps each batch claimed by ``node`` to its epoch: a node whose claim's
+  answer was lost (the store failed while it came back) finds there what it holds unknowingly,
+  and releases it (fenced) instead of leaving it until its lease runs out.
 * A recipient has exactly one *final* outcome (delivered, acknowledged or failed); attempts
   before it are kept. ``recipient_outcomes`` returns the final one (or pending).
 * ``record_receipt`` and ``record_acknowledgement`` store nothing for a reference whose attempt
@@ -306,6 +309,7 @@ class CampaignStore(Protocol):
     ) -> None: ...  # StaleEpoch
     async def finish_batch(self, batch_id: int, epoch: int, node: str) -> None: ...  # StaleEpoch
     async def release_batch(self, batch_id: int, epoch: int, node: str) -> None: ...
+    async def held_by(self, node: str) -> dict[int, int]: ...  # claimed batch id -> epoch
     async def reassign_batches(
         self, node: str, reserve_for: str | None = None, hold_s: float = 0.0,
     ) -> int: ...  # -> batches put back to pending

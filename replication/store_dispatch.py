@@ -182,6 +182,14 @@ class DispatchPart(StoreBase):
         if status == "stale":
             raise StaleEpoch(batch_id, epoch, node)
 
+    async def held_by(self, node: str) -> dict[int, int]:
+        """The batches claimed by ``node`` now, each with its epoch."""
+        node = check_name("node", node)
+        async with self._statement() as conn:
+            cur = await conn.execute("SELECT id, epoch FROM batches WHERE state = 'claimed'"
+                                     " AND owner = %s", (node,))
+            return {int(b): int(e) for b, e in await cur.fetchall()}
+
     async def reassign_batches(self, node: str, reserve_for: str | None = None,
                                hold_s: float = 0.0) -> int:
         """Put every batch claimed by ``node`` back to pending; returns how many. With

@@ -95,6 +95,19 @@ def test_a_patroni_timing_that_breaks_its_rule_is_refused(tmp_path: Path) -> Non
     assert "loop_wait + 2 * retry_timeout <= ttl" in proc.stdout
 
 
+def test_a_batch_lease_shorter_than_a_patroni_failover_is_refused(tmp_path: Path) -> None:
+    inv = copy.deepcopy(LAB)
+    inv["all"]["vars"]["tenir_node_lease_s"] = 15  # 13/18 of 15 = 10.8 s < 20 + 2 + 2
+    proc = preflight(tmp_path, inv)
+    assert proc.returncode != 0
+    text = " ".join(proc.stdout.split())
+    assert "tenir_node_lease_s 15: a node sends from a batch it cannot renew for 13/18 of its " \
+           "lease (10.8 s), less than a Patroni failover (ttl + loop_wait + 2 = 24 s): set it " \
+           "to at least 34" in text, text
+    inv["all"]["vars"]["tenir_node_lease_s"] = 34
+    assert preflight(tmp_path, inv).returncode == 0
+
+
 def test_a_missing_secret_is_refused_by_name(tmp_path: Path) -> None:
     extra = {k: v for k, v in SECRETS.items() if k != "patroni_replication_password"}
     proc = preflight(tmp_path, LAB, extra)

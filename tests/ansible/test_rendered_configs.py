@@ -225,6 +225,9 @@ def test_strictness_grace_journal_and_the_test_environment_by_default(
     node = yaml.safe_load(lab["paris-node1"]["node.yml"])
     assert node["coordination"]["store_grace_s"] == 3
     assert "TENIR_UNSAFE_TEST_SWITCHES" not in lab["paris-node1"]["tenir-node.service"]
+    # the outcome journal: where the node writes it, and the unit lets it write there
+    assert node["journal_dir"] == "/var/lib/tenir/journal"
+    assert "\nReadWritePaths=/var/lib/tenir/journal\n" in lab["paris-node1"]["tenir-node.service"]
     # an alert node is restarted however often it failed (systemd's start limit once kept a
     # node down for good after its site powered on)
     unit = lab["paris-node1"]["tenir-node.service"]
@@ -249,3 +252,16 @@ def test_strict_mode_and_the_test_switches_environment_when_asked(tmp_path: Path
     assert yaml.safe_load(files["marseille-node2"]["node.yml"])["unsafe_test_switches"] == [
         "watchdog_off"]
     assert "--journal" not in files["paris-carriers"]["tenir-carriers.service"]
+
+
+def test_the_role_creates_the_journal_directory_for_the_node_alone() -> None:
+    tasks = yaml.safe_load((REPO / "ansible/roles/tenir_node/tasks/main.yml").read_text())
+    made = [t["ansible.builtin.file"] for t in tasks if "ansible.builtin.file" in t
+            and t["ansible.builtin.file"].get("path") == "{{ tenir_node_journal_dir }}"]
+    assert made == [{"path": "{{ tenir_node_journal_dir }}", "state": "directory",
+                     "owner": "{{ tenir_node_user }}", "group": "{{ tenir_node_user }}",
+                     "mode": "0700"}]
+    names = [t.get("name", "") for t in tasks]
+    # before the configuration's check and the unit, which need it
+    assert names.index(next(n for n in names if "journal" in n)) < names.index(
+        next(n for n in names if n.startswith("Install the unit")))

@@ -178,6 +178,20 @@ async def test_release_gives_the_batch_back_to_anyone(store: CampaignStore) -> N
     assert (b.id, b.epoch) == (a.id, a.epoch + 1)
 
 
+async def test_held_by_names_a_nodes_batches_with_their_epochs(store: CampaignStore) -> None:
+    await launch(store, population=6, batch_size=2)
+    a = await claim(store, "paris-node1")
+    b = await claim(store, "paris-node1")
+    c = await claim(store, "marseille-node1", "marseille")
+    assert await store.held_by("paris-node1") == {a.id: a.epoch, b.id: b.epoch}
+    assert await store.held_by("marseille-node1") == {c.id: c.epoch}
+    await store.release_batch(a.id, a.epoch, "paris-node1")
+    assert await store.held_by("paris-node1") == {b.id: b.epoch}
+    assert await store.held_by("nobody") == {}
+    with pytest.raises(InvalidInput, match="node"):
+        await store.held_by(" ")
+
+
 async def test_events_are_listed_newest_first(store: CampaignStore) -> None:
     first = await store.record_event("watchdog.move", "moved 2 batches", "paris-node2",
                                      "paris", None, {"moved": {"paris-node1": 2}})

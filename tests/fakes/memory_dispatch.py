@@ -176,6 +176,12 @@ class DispatchPart(MemoryBase):
         batch.node = batch.owner_site = None
         batch.lease_until = None
 
+    async def held_by(self, node: str) -> dict[int, int]:
+        self._enter("held_by")
+        node = required_name("node", node)
+        return {b.id: b.epoch for b in self._batches.values()
+                if b.state == "claimed" and b.node == node}
+
     async def reassign_batches(self, node: str, reserve_for: str | None = None,
                                hold_s: float = 0.0) -> int:
         self._enter("reassign_batches")

@@ -3,6 +3,8 @@
 ``start_pg()`` runs initdb into a fresh directory under /tmp, starts ``postgres`` on a free
 loopback port (TCP only, no Unix socket), waits until it accepts connections (bounded) and
 returns a handle; ``PgServer.stop()`` stops that postmaster by its PID and removes the directory.
+``halt(immediate=True)`` then ``start_again()`` stop it as a crash does (no checkpoint, every
+connection cut) and start it on the same directory and port: a failover as its clients see it.
 As root, both run as user ``postgres`` (setpriv); as another user, as that user.
 """
 
@@ -17,7 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -36,6 +38,7 @@ class PgServer:
     port: int
     process: subprocess.Popen[bytes]
     log: Path
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def pid(self) -> int:
@@ -51,18 +54,27 @@ class PgServer:
         except OSError:
             return "(no log)"
 
-    def halt(self, timeout: float = 20.0) -> None:
-        """Fast shutdown (SIGINT) of our postmaster by its PID, SIGKILL after ``timeout``."""
+    def halt(self, timeout: float = 20.0, *, immediate: bool = False) -> None:
+        """Fast shutdown (SIGINT) of our postmaster by its PID, SIGKILL after ``timeout``;
+        ``immediate``: SIGQUIT, as a crash (recovery at the next start)."""
         if self.process.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGINT)
+            os.kill(self.pid, signal.SIGQUIT if immediate else signal.SIGINT)
         try:
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
+
+    def start_again(self, timeout: float = 60.0) -> None:
+        """Start the halted postmaster on the same directory and port; wait until it answers."""
+        if self.process.poll() is None:
+            raise PgServerError("postgres is still running")
+        again = _launch(self.root, self.root / "data", self.port, self.settings)
+        self.process, self.log = again.process, again.log
+        _wait_ready(self, timeout)
 
     def stop(self, timeout: float = 20.0) -> None:
         """Halt the postmaster, then remove the directory."""
@@ -148,14 +160,14 @@ def start_pg(*, durable: bool = False, timeout: float = 60.0,
 
 
 def _launch(root: Path, data: Path, port: int, settings: dict[str, str]) -> PgServer:
-    log = root / f"postgres-{port}.log"
+    log = root / f"postgres-{port}-{time.monotonic_ns()}.log"
     args = [*_as_pg_user(), str(PG_BIN / "postgres"), "-D", str(data), "-p", str(port)]
     for k, v in settings.items():
         args += ["-c", f"{k}={v}"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(args, cwd=root, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-    return PgServer(root, port, proc, log)
+    return PgServer(root, port, proc, log, dict(settings))
 
 
 def _wait_ready(server: PgServer, timeout: float) -> None:

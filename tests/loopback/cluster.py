@@ -21,7 +21,10 @@ baseline from before TLS) runs in clear, as it was deployed then.
 
 No synchronous replication and no HAProxy or Patroni here (the lab has them), and PostgreSQL
 is reached in clear: figures are for the alert nodes, PostgreSQL and the carriers on one
-machine.
+machine. A PostgreSQL failover as the nodes see it: ``stop_pg()`` (a crash: every connection
+cut) then ``start_pg_again()`` (same data, same port). Each node journals its outcomes under
+``journal_dir``; ``restart_node`` starts a killed node again under the same name, as its
+service manager would.
 """
 
 from __future__ import annotations
@@ -203,6 +206,33 @@ class LoopbackCluster:
             self._wait_ready(node)
         self.seed()
 
+    @property
+    def journal_dir(self) -> Path:
+        return self.root / "journal"
+
+    def stop_pg(self) -> None:
+        """PostgreSQL stops as a crashed primary does: every connection cut, no checkpoint."""
+        assert self.pg is not None
+        self.pg.halt(immediate=True)
+
+    def start_pg_again(self) -> None:
+        assert self.pg is not None
+        self.pg.start_again()
+
+    def restart_node(self, index: int) -> Node:
+        """Start the (killed) node ``index`` again with the same name and configuration; does
+        not wait for it (it waits for the store, flushes its journal, then joins)."""
+        old = self.node_list[index]
+        if old.proc.alive():
+            raise HarnessError(f"{old.proc.name} is still running")
+        lives = sum(1 for p in self.root.glob(f"{old.proc.name}*.log"))
+        proc = self._spawn(f"{old.proc.name}.{lives}", [self.python, "-m", "nodes.main",
+                                                        "--config", str(old.config)])
+        proc.name = old.proc.name
+        node = Node(proc, old.site, old.port, old.config)
+        self.node_list[index] = node
+        return node
+
     def stop(self) -> None:
         for node in self.node_list:
             node.proc.kill(signal.SIGTERM)
@@ -302,6 +332,7 @@ class LoopbackCluster:
             "tenir_node_carrier_rate_per_s": self.rate_per_s,
             "tenir_node_carrier_window": self.window,
             "tenir_node_lease_s": self.lease_s, "tenir_node_max_batches": self.max_batches,
+            "tenir_node_journal_dir": str(self.journal_dir),
             "tenir_node_log_level": self.log_level,
             "tenir_node_coordination_backend": "etcd",
             "tenir_node_coordination_endpoints": [self.etcd.endpoint],
@@ -369,20 +400,27 @@ class LoopbackCluster:
                 times.append(float(page["items"][0]["at"]))
         return min(times) if times else None
 
+    def submissions(self, after: dict[str, int] | None = None) -> list[dict[str, Any]]:
+        """Every submission the simulators logged after the cursors (all without), each as the
+        simulator says it (site, channel, reference, at: its wall time, ...)."""
+        out: list[dict[str, Any]] = []
+        for site, sim in self.sims.items():
+            cursor = (after or {}).get(site, 0)
+            while True:
+                page = self._control("GET", sim, f"/submissions?after={cursor}&limit=10000")
+                if page["lost"]:
+                    raise HarnessError(f"{site}: {page['lost']} submissions left the ring")
+                out.extend({"site": site, **s} for s in page["items"])
+                cursor = int(page["next"])
+                if not page["items"] or cursor >= int(page["last"]):
+                    break
+        return out
+
     def submitted_references(self) -> dict[str, list[str]]:
         """channel|reference -> the sites that received it, once per submission."""
         out: dict[str, list[str]] = {}
-        for site, sim in self.sims.items():
-            after = 0
-            while True:
-                page = self._control("GET", sim, f"/submissions?after={after}&limit=10000")
-                if page["lost"]:
-                    raise HarnessError(f"{site}: {page['lost']} submissions left the ring")
-                for s in page["items"]:
-                    out.setdefault(f"{s['channel']}|{s['reference']}", []).append(site)
-                after = int(page["next"])
-                if not page["items"] or after >= int(page["last"]):
-                    break
+        for s in self.submissions():
+            out.setdefault(f"{s['channel']}|{s['reference']}", []).append(s["site"])
         return out
 
     # -- the store, read directly ------------------------------------------------------------
