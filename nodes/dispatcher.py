@@ -56,6 +56,7 @@ from nodes.metrics import Metrics
 from nodes.outcomes import OutcomeBuffer
 from nodes.reserve import ClaimAhead, SendSlots
 from nodes.signing import CallbackUrls
+from nodes.store_watch import StoreWatch
 from replication.store_api import CampaignStore, Channel, ClaimedBatch, InvalidInput, StaleEpoch
 
 __all__ = ["AlwaysOpen", "ChannelDown", "ClaimGate", "DispatchGate", "Dispatcher",
@@ -73,6 +74,22 @@ CLOSE_RETRY_S = 0.5
 # a moment between its first chunks: that is not the end.)
 DRY_AFTER_S = 2.0
 DRY_S = 5.0
+# The store lags when this node's last write to it went unanswered, or one has waited longer
+# than STORE_LAG_S (normally a few ms; ``nodes/store_watch.py``). Then a batch starts only on
+# proof of membership fresher than FRESH_S, asked of the coordination service (retried every
+# FRESH_RETRY_S until the membership gate closes): during a PostgreSQL failover the survivors
+# reach a quorum and go on; a site cut from the others (store and coordination) stops starting
+# batches it could not record within about STORE_LAG_S + FRESH_S, not when its membership
+# lease runs out (docs/failover-timings.md).
+STORE_LAG_S = 0.25
+FRESH_S = 0.25
+FRESH_RETRY_S = 0.2
+
+
+class Freshness(Protocol):
+    """Fresh proof of membership (``nodes.membership.FreshMembership``)."""
+
+    async def fresh(self, within_s: float) -> bool: ...
 
 
 class ClaimGate(Protocol):
@@ -135,7 +152,8 @@ class Dispatcher(Delivery):
                  metrics: Metrics | None = None, claim_gate: ClaimGate | None = None,
                  elsewhere: ChannelElsewhere | None = None,
                  urls: CallbackUrls | None = None,
-                 journal: OutcomeJournal | None = None) -> None:
+                 journal: OutcomeJournal | None = None,
+                 freshness: Freshness | None = None) -> None:
         self.store = store
         self.urls = urls  # signed voice callback URLs and e-mail links to this node
         self.metrics = metrics
@@ -150,6 +168,7 @@ class Dispatcher(Delivery):
         self.breakers = Breakers(config.breaker_threshold, config.breaker_cooldown_s)
         self.elsewhere = elsewhere or Nowhere()
         self.journal = journal
+        self.freshness = freshness
         self.ahead = ClaimAhead(config.claim_ahead_s, config.claim_ahead_max)
         self.stats = DispatchStats()
         self._stopping = asyncio.Event()
@@ -161,6 +180,7 @@ class Dispatcher(Delivery):
         # given back (cancelled), so that a batch just claimed is not given back before it ran
         self._unstarted: dict[asyncio.Task[None], tuple[ClaimedBatch, float]] = {}
         self._closing: set[asyncio.Future[None]] = set()
+        self.store_watch = StoreWatch()  # whether the store answers this node's writes
         self._slots = SendSlots(config.max_batches)
         self._changed = asyncio.Event()  # a batch ended or started sending
         self._claims = itertools.count()
@@ -216,16 +236,19 @@ class Dispatcher(Delivery):
                     await self._wait_change()
                     continue
                 sent = loop.time()
+                write = self.store_watch.begin()
                 try:
                     if self._sweep:
                         await self._release_unknown()
                     batch = await self.store.claim_batch(
                         self.config.node, self.config.lease_s, site=self.config.site)
                 except Exception as exc:  # database away (failover): back off and retry
+                    self.store_watch.failed(write)
                     log.warning("claim failed: %s", exc, extra=self._extra())
                     self._sweep = True
                     await self._idle(0.5)
                     continue
+                self.store_watch.answered(write)
                 if batch is None:
                     self._dry_since = self._dry_since or sent
                     if self._waiting and sent - self._dry_since >= DRY_AFTER_S:
@@ -277,7 +300,8 @@ class Dispatcher(Delivery):
         never_ran = self._unstarted.pop(task, None)
         if never_ran is not None:  # cancelled before it ran: give its batch back here
             batch, sent = never_ran
-            self._closing_of(batch, OutcomeBuffer(self.store, batch.id, batch.epoch, batch.node),
+            self._closing_of(batch, OutcomeBuffer(self.store, batch.id, batch.epoch, batch.node,
+                                                  watch=self.store_watch),
                              False, BatchLease(self.config.lease_s, sent))
         if not task.cancelled() and task.exception() is not None:
             log.error("batch task failed: %r", task.exception(), extra=self._extra())
@@ -334,7 +358,7 @@ class Dispatcher(Delivery):
             lost.set()
 
         buffer = OutcomeBuffer(self.store, batch.id, batch.epoch, batch.node, on_stale=stale,
-                               journal=self.journal)
+                               journal=self.journal, watch=self.store_watch)
         finished = sending = False
         try:
             async with asyncio.TaskGroup() as tg:
@@ -346,6 +370,7 @@ class Dispatcher(Delivery):
                 finally:
                     self._waiting.pop(me, None)
                     self._changed.set()
+                await self._fresh_enough_to_start()
                 workers = [tg.create_task(self._deliver(batch, r, buffer, lost, lease))
                            for r in batch.recipients]
                 if workers:
@@ -360,6 +385,18 @@ class Dispatcher(Delivery):
             # Its own future, shielded from this task's cancellation: the slot is free now,
             # the outcomes are flushed and the batch closed as soon as the store answers.
             self._closing_of(batch, buffer, finished, lease)
+
+    async def _fresh_enough_to_start(self) -> None:
+        """See STORE_LAG_S: while the store lags, start only on fresh proof of membership;
+        FencedOff once the membership gate closes without it."""
+        if self.freshness is None:
+            return
+        while self.store_watch.lagging(STORE_LAG_S):
+            if await self.freshness.fresh(FRESH_S):
+                return
+            if not self.gate.may_dispatch():
+                raise FencedOff("the store lags and the membership could not be confirmed")
+            await asyncio.sleep(FRESH_RETRY_S)
 
     def _closing_of(self, batch: ClaimedBatch, buffer: OutcomeBuffer, finished: bool,
                     lease: BatchLease) -> None:
@@ -396,12 +433,23 @@ class Dispatcher(Delivery):
         finish = finished and complete
         extra = self._extra(batch.campaign_id)
         while True:
+            write = self.store_watch.begin()
             try:
+                try:
+                    if finish:
+                        await self.store.finish_batch(batch.id, batch.epoch, batch.node)
+                    else:
+                        await self.store.release_batch(batch.id, batch.epoch, batch.node)
+                except (StaleEpoch, InvalidInput):
+                    self.store_watch.answered(write)
+                    raise
+                except BaseException:
+                    self.store_watch.failed(write)
+                    raise
+                self.store_watch.answered(write)
                 if finish:
-                    await self.store.finish_batch(batch.id, batch.epoch, batch.node)
                     self.stats.batches_finished += 1
                 else:
-                    await self.store.release_batch(batch.id, batch.epoch, batch.node)
                     self.stats.batches_released += 1
                 return
             except StaleEpoch as exc:

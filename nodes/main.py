@@ -58,7 +58,12 @@ from nodes.launches import LaunchWriter
 from nodes.logs import configure_logging
 from nodes.loop_lag import LoopLag
 from nodes.member_publish import Publication
-from nodes.membership import MembershipGate, open_and_join, wait_previous_life_moved
+from nodes.membership import (
+    FreshMembership,
+    MembershipGate,
+    open_and_join,
+    wait_previous_life_moved,
+)
 from nodes.metrics import Metrics
 from nodes.signing import AckSigner, CallbackUrls
 from nodes.store_health import AllGates, PgProbe, StoreHealth
@@ -205,6 +210,8 @@ async def serve_with(cfg: NodeConfig, metrics: Metrics, journal: FileJournal,
                          claim_ahead_s=cfg.claim_ahead_s, claim_ahead_max=cfg.claim_ahead_max),
         gate=gate, metrics=metrics, claim_gate=drains,
         urls=CallbackUrls(cfg.public_url, signer), journal=journal,
+        freshness=(FreshMembership(coordinator, cfg.node, cfg.site)
+                   if coordinator is not None else None),
     )
     channels: ChannelView | None = None
     if coordinator is not None and cfg.coordination is not None:

@@ -75,6 +75,35 @@ async def open_and_join(open_coordinator: Callable[[], Awaitable[Coordinator]],
             await asyncio.sleep(pause_s)
 
 
+class FreshMembership:
+    """Fresh proof of membership, asked of the server when needed: ``fresh(within_s)`` is True
+    when the server confirmed this member less than ``within_s`` ago, asking it now if not (one
+    request at a time, the waiters behind it served by its answer); False when the server did
+    not confirm within its retry timeout. The dispatcher asks before it starts a batch that it
+    cannot record yet (``nodes/dispatcher.py``): a node whose site is cut off loses its quorum
+    with the store, so it stops at once rather than when its membership lease runs out."""
+
+    def __init__(self, coordinator: Coordinator, node: str, site: str) -> None:
+        self.coordinator = coordinator
+        self.extra = {"node": node, "site": site}
+        self._lock = asyncio.Lock()
+        self.refused = 0
+
+    async def fresh(self, within_s: float) -> bool:
+        if self.coordinator.membership_age() < within_s:
+            return True
+        async with self._lock:
+            if self.coordinator.membership_age() < within_s:
+                return True  # confirmed by the request this one waited behind
+            try:
+                await self.coordinator.confirm()
+            except CoordinationError as exc:
+                self.refused += 1
+                log.warning("membership not confirmed on demand: %s", exc, extra=self.extra)
+                return False
+            return True
+
+
 class HeldBatches(Protocol):
     async def batches_in_flight(self) -> dict[str, int]: ...
 

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 
 from nodes.journal import OutcomeJournal, Verdict
+from nodes.store_watch import StoreWatch
 from replication.store_api import CampaignStore, InvalidInput, NotFound, Outcome, StaleEpoch
 
 log = logging.getLogger("tenir.outcomes")
@@ -25,7 +26,8 @@ class OutcomeBuffer:
     def __init__(self, store: CampaignStore, batch_id: int, epoch: int, node: str, *,
                  max_rows: int = 500, max_delay_s: float = 0.2,
                  on_stale: Callable[[StaleEpoch], None] | None = None,
-                 journal: OutcomeJournal | None = None) -> None:
+                 journal: OutcomeJournal | None = None,
+                 watch: StoreWatch | None = None) -> None:
         self._store = store
         self._batch = batch_id
         self._epoch = epoch
@@ -36,6 +38,7 @@ class OutcomeBuffer:
         self._unrecorded: list[tuple[int | None, list[Outcome]]] = []  # (journal seq, rows)
         self._journaling = 0  # rows taken from _rows, being journaled (not yet in _unrecorded)
         self._journal = journal
+        self._watch = watch
         self._lock = asyncio.Lock()
         self._timer: asyncio.TimerHandle | None = None
         self._pending_flush: set[asyncio.Task[None]] = set()
@@ -96,7 +99,7 @@ class OutcomeBuffer:
         """One fenced write of ``groups``; whether the store answered (False: retry later)."""
         rows = [o for _, group in groups for o in group]
         try:
-            await self._store.record_outcomes(self._batch, self._epoch, self._node, rows)
+            await self._record(rows)
         except StaleEpoch as exc:
             self._settle(list(self._unrecorded), "refused")  # nothing more of ours is written
             self.stale = exc
@@ -119,6 +122,20 @@ class OutcomeBuffer:
             self._settle(groups, "recorded")
             self.written += len(rows)
         return True
+
+    async def _record(self, rows: list[Outcome]) -> None:
+        """The fenced write, told to the store watch: answered (recorded or refused), or not."""
+        write = self._watch.begin() if self._watch is not None else -1
+        answered = False
+        try:
+            await self._store.record_outcomes(self._batch, self._epoch, self._node, rows)
+            answered = True
+        except (StaleEpoch, InvalidInput, NotFound):
+            answered = True
+            raise
+        finally:
+            if self._watch is not None:
+                (self._watch.answered if answered else self._watch.failed)(write)
 
     async def _journaled(self, rows: list[Outcome]) -> int | None:
         """Append ``rows`` to the journal: its sequence number, or None without one (or when

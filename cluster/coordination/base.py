@@ -18,6 +18,12 @@ alive in the background. ``membership_age()`` is the number of seconds since the
 server confirmed: a member must stop acting (self-fencing) once that age reaches
 ``ttl - safety``, before the server can expire it and others take its work. If the key is lost
 (expired lease, expired session), the backend re-joins by itself when it can, with a new lease.
+``confirm()`` renews now rather than at the next background renewal (a lease keepalive, a
+session round trip to a server that has quorum) and returns once the server confirmed it, so
+that ``membership_age()`` then counts from this call; it raises :class:`CoordinationUnavailable`
+when the server did not confirm within ``retry_timeout``. A node asks for it when it needs
+fresh proof that it is still a member of a quorum, not its last renewal (seconds old): during a
+PostgreSQL outage, before it sends more of what it cannot record yet.
 
 Election. ``campaign(election)`` tries once to become the leader of ``election`` (a key created
 only if absent, bound to this member's lease/session); it returns whether this member now leads.
@@ -143,6 +149,11 @@ class Coordinator(abc.ABC):
     @abc.abstractmethod
     def membership_age(self) -> float:
         """Seconds since the server last confirmed this member's lease/session (inf if never)."""
+
+    @abc.abstractmethod
+    async def confirm(self) -> None:
+        """Renew the membership now; returns once the server confirmed it (see the module
+        docstring), raises CoordinationUnavailable within ``retry_timeout`` otherwise."""
 
     @abc.abstractmethod
     async def members(self) -> list[MemberInfo]: ...

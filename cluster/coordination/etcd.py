@@ -330,6 +330,15 @@ class EtcdCoordinator(Coordinator):
             raise CoordinationError(f"etcd join: members/{member.name} is held by another "
                                     "lease; retrying in the background until it expires")
 
+    async def confirm(self) -> None:
+        if self._member is None:
+            raise CoordinationError("etcd confirm: join first")
+        with self._unavailable_on_timeout("confirm"):
+            async with asyncio.timeout(self.settings.retry_timeout):
+                await self._renew()
+        if self._lease_acked is None or not self._published:
+            raise CoordinationUnavailable("etcd confirm: membership lost, re-joining")
+
     async def _renew(self) -> None:
         async with self._lock:
             if self._member is None:

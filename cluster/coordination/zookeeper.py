@@ -270,6 +270,20 @@ class ZooKeeperCoordinator(Coordinator):
             return math.inf
         return time.monotonic() - self._confirmed_at
 
+    async def confirm(self) -> None:
+        """A sync first: a follower cut from its leader still answers reads from what it
+        has until it gives up on the leader (ZooKeeper's syncLimit), and a sync goes through the
+        leader. Then the member node checked in this session, as the background check does."""
+        if self._member is None:
+            raise CoordinationError("zookeeper confirm: join first")
+        try:
+            async with asyncio.timeout(self.settings.retry_timeout):
+                await self._call("confirm", lambda zk: zk.sync_async(self._path("members")))
+                await self._confirm()
+        except TimeoutError as e:
+            raise CoordinationUnavailable(
+                f"zookeeper confirm: no answer within {self.settings.retry_timeout}s") from e
+
     async def _confirm(self, *, update: bool = False) -> None:
         """Check that our member node exists in this session, (re)create it if not."""
         member = self._member

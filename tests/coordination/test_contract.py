@@ -144,6 +144,19 @@ async def test_membership_age_and_self_fencing_when_server_frozen(backend: Backe
     await eventually(lambda: _fresh_member(a, "a"), 15, "membership confirmed after thaw")
 
 
+async def test_confirm_renews_the_membership_now(backend: Backend) -> None:
+    a = await backend.open()
+    with pytest.raises(CoordinationError):
+        await a.confirm()  # not a member yet
+    await a.join(member("a"))
+    await asyncio.sleep(TTL / 3 * 0.8)  # the background renewal not due yet
+    before = a.membership_age()
+    assert before >= 0.5
+    await a.confirm()
+    assert a.membership_age() < min(0.3, before - 0.3), (before, a.membership_age())
+    assert "a" in await names(a)
+
+
 async def _fresh_member(c: Coordinator, name: str) -> bool:
     return c.may_act(SAFETY) and c.membership_age() < TTL / 3 + 0.5 and name in await names(c)
 
@@ -157,6 +170,7 @@ async def test_every_call_unavailable_within_budget_while_server_frozen(
     version = (await a.get("k")).version  # type: ignore[union-attr]
     calls: dict[str, Callable[[], Awaitable[object]]] = {
         "join": lambda: a.join(member("a")),
+        "confirm": a.confirm,
         "members": a.members,
         "campaign": lambda: a.campaign("other"),
         "leader": lambda: a.leader("watchdog"),

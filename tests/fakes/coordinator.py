@@ -89,6 +89,12 @@ class FakeCoordinator(Coordinator):
             s.leases[self.name] = s.now + self.settings.ttl
             self.renewed_at = s.now
 
+    async def confirm(self) -> None:
+        s = self._check()
+        if self.name not in s.leases:
+            raise CoordinationUnavailable("fake: membership lost")
+        await self.renew()
+
     def membership_age(self) -> float:
         return math.inf if self.renewed_at is None else self.server.now - self.renewed_at
 

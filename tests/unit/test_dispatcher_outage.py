@@ -15,10 +15,13 @@ from pathlib import Path
 import pytest
 
 from nodes.carriers.base import Message
-from nodes.dispatcher import Dispatcher, DispatcherConfig
+from cluster.coordination.base import MemberInfo
+from nodes.dispatcher import Dispatcher, DispatcherConfig, Freshness
 from nodes.journal import FileJournal
+from nodes.membership import FreshMembership
 from replication.store_api import CampaignStore, ChannelStep, ScenarioIn
 from tests.fakes.carriers import FakeCarrier, Script
+from tests.fakes.coordinator import FakeCoordinationServer, FakeCoordinator
 from tests.fakes.memory_store import MemoryStore
 from tests.fakes.partition import PartitionedView
 
@@ -48,12 +51,12 @@ class Timed(FakeCarrier):
 
 
 def make(store: CampaignStore, node: str, carrier: FakeCarrier, journal: FileJournal | None = None,
-         **config: float) -> Dispatcher:
+         freshness: Freshness | None = None, **config: float) -> Dispatcher:
     settings: dict[str, float] = {"idle_poll_s": 0.01, "lease_s": 5.0, "max_batches": 2,
                                   "claim_ahead_s": 5.0, "claim_ahead_max": 4, **config}
     return Dispatcher(store, {"sms": carrier},
                       DispatcherConfig(node=node, site=node.split("-")[0], **settings),  # type: ignore[arg-type]
-                      journal=journal)
+                      journal=journal, freshness=freshness)
 
 
 async def until(cond: object, timeout: float = 5.0) -> None:
@@ -86,7 +89,8 @@ async def test_a_node_sends_what_it_holds_and_its_reserve_through_an_outage(
     held = {b for b, n in (await store.batches_in_flight()).items()}
     assert held == {"paris-node1"}
     in_flight = await store.batches_in_flight_by_campaign()
-    assert in_flight[campaign]["paris-node1"] == 6  # 2 sending + 4 claimed ahead
+    # 2 sending + 4 claimed ahead, and (on a loaded machine) up to 2 whose close is under way
+    assert 6 <= in_flight[campaign]["paris-node1"] <= 8
     store.unavailable = True  # PostgreSQL fails over: nothing can be claimed or recorded
     outage = time.monotonic()
     sent_before, reserve, claimed = len(sms.sent), d.reserve, d.stats.batches_claimed
@@ -112,6 +116,52 @@ async def test_a_node_sends_what_it_holds_and_its_reserve_through_an_outage(
     assert (summary.delivered, summary.state) == (600, "completed")
     counts = Counter(m.reference for m in sms.sent)
     assert len(counts) == 600 and max(counts.values()) == 1  # each sent once, recorded once
+
+
+async def test_with_the_store_away_the_reserve_starts_only_on_fresh_proof_of_membership(
+        tmp_path: Path) -> None:
+    """A PostgreSQL failover (the coordination service still answers): the reserve goes out.
+    The site cut off (the store and the coordination service both away): at most one more
+    round of batches starts (those that took a slot before a write had failed), the rest of
+    the reserve waits, and nothing is sent twice once both come back."""
+    sent: dict[str, int] = {}
+    for coordination in ("answers", "cut"):
+        server = FakeCoordinationServer()
+        coordinator = FakeCoordinator(server, "paris-node1", ttl=60.0)
+        await coordinator.join(MemberInfo("paris-node1", "paris", "h", ("sms",), 4, "u"))
+        fresh = FreshMembership(coordinator, "paris-node1", "paris")
+        store = MemoryStore()
+        await store.create_scenario(ScenarioIn("sms", (SMS,)))
+        campaign = await store.launch_campaign("sms", "op", population=600, batch_size=20)
+        journal, _ = FileJournal.open(tmp_path / coordination, "paris-node1")
+        sms = Timed("sms-paris")
+        d = make(store, "paris-node1", sms, journal, freshness=fresh, claim_ahead_max=6)
+        await sms.start(d.on_receipt, d.on_ack)
+        task = asyncio.create_task(d.run())
+        await until(lambda: d.reserve == 6)
+        server.advance(1.0)  # renewed a second ago: a member (ttl 60 s), not a fresh proof
+        server.reachable = coordination == "answers"
+        store.unavailable = True
+        before, reserve = len(sms.sent), d.reserve
+        await quiet(lambda: len(sms.sent), 0.5)
+        sent[coordination] = len(sms.sent) - before
+        if coordination == "answers":
+            assert d.reserve == 0 and sent[coordination] >= reserve * 20
+        else:
+            # running + one round of max_batches, not the whole reserve (which the batches
+            # stuck waiting for a proof no longer count in: they hold a send slot)
+            assert sent[coordination] <= (2 + 2) * 20 < reserve * 20
+            assert fresh.refused > 0
+        server.reachable, store.unavailable = True, False
+        async with asyncio.timeout(10):
+            while (await store.campaign_summary(campaign)).pending:
+                await asyncio.sleep(0.02)
+        d.request_stop("drain")
+        await task
+        counts = Counter(m.reference for m in sms.sent)
+        assert len(counts) == 600 and max(counts.values()) == 1, coordination
+    print(f"sent while the store was away: {sent}")
+    assert sent["cut"] < sent["answers"]
 
 
 async def test_the_reserve_is_bounded_and_none_without_claim_ahead() -> None:
