@@ -214,3 +214,8 @@ def test_down_leaves_no_machine_mount_namespace_link_process_or_data(
     assert not Path(lab_env.layout.root).exists()
     assert subprocess.run(["pgrep", "-f", "systemd-nspawn.*tenir"], capture_output=True
                           ).stdout == b""
+    # and the CLI says so, with its own exit code (issue 15), instead of listing every service
+    # DOWN and exiting 0
+    status = subprocess.run([TENIR, "lab", "status"], capture_output=True, text=True, timeout=60)
+    assert status.returncode == 3, status
+    assert "the lab is down" in status.stdout + status.stderr
