@@ -38,6 +38,7 @@ from replication.store_api import (
     Channel,
     ChannelStep,
     ClaimedBatch,
+    InvalidInput,
     Outcome,
     Recipient,
     StaleEpoch,
@@ -46,6 +47,7 @@ from replication.store_api import (
 log = logging.getLogger("tenir.dispatcher")
 StopMode = Literal["drain", "now"]
 CLOSE_DEADLINE_S = 25.0  # how long shutdown waits for outcome flushes (OutcomeBuffer retries 20 s)
+CLOSE_RETRY_S = 0.5  # between attempts to finish or release a batch while the store is away
 
 
 class DispatchGate(Protocol):
@@ -299,29 +301,50 @@ class Dispatcher:
         finally:
             # Shielded: cancelling the batch does not cancel the writes that record its outcomes;
             # shutdown waits for them (bounded) before returning.
-            closing = asyncio.ensure_future(self._close_batch(batch, buffer, finished))
+            closing = asyncio.ensure_future(self._close_batch(batch, buffer, finished,
+                                                              valid_until))
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
             await asyncio.shield(closing)
 
     async def _close_batch(self, batch: ClaimedBatch, buffer: OutcomeBuffer,
-                           finished: bool) -> None:
+                           finished: bool, valid_until: list[float]) -> None:
+        """Flush, then finish the batch (or release it when not finished), retried every
+        CLOSE_RETRY_S while the store does not answer and the lease lasts: past it the store
+        would refuse, and the batch is anyone's. Tried once only, a pooled connection broken
+        by a restarted HAProxy left a finished batch claimed until its lease ran out (the
+        soak of 2026-11-30: a campaign completed 24 s late)."""
         complete = await buffer.close()
         if buffer.stale is not None:
             return
-        try:
-            if finished and complete:
-                await self.store.finish_batch(batch.id, batch.epoch, batch.node)
-                self.stats.batches_finished += 1
-            else:
-                await self.store.release_batch(batch.id, batch.epoch, batch.node)
-                self.stats.batches_released += 1
-        except StaleEpoch as exc:
-            self._count_fencing()
-            log.warning("closing batch refused: %s", exc, extra=self._extra(batch.campaign_id))
-        except Exception as exc:
-            log.warning("closing batch %d failed: %s", batch.id, exc,
-                        extra=self._extra(batch.campaign_id))
+        finish = finished and complete
+        extra = self._extra(batch.campaign_id)
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                if finish:
+                    await self.store.finish_batch(batch.id, batch.epoch, batch.node)
+                    self.stats.batches_finished += 1
+                else:
+                    await self.store.release_batch(batch.id, batch.epoch, batch.node)
+                    self.stats.batches_released += 1
+                return
+            except StaleEpoch as exc:
+                self._count_fencing()
+                log.warning("closing batch refused: %s", exc, extra=extra)
+                return
+            except InvalidInput as exc:  # recipients left pending: release it instead
+                log.warning("finishing batch %d refused: %s", batch.id, exc, extra=extra)
+                if not finish:
+                    return
+                finish = False
+            except Exception as exc:
+                if loop.time() + CLOSE_RETRY_S >= valid_until[0]:
+                    log.warning("closing batch %d failed, its lease runs out: %s", batch.id,
+                                exc, extra=extra)
+                    return
+                log.info("closing batch %d failed, retrying: %s", batch.id, exc, extra=extra)
+                await asyncio.sleep(CLOSE_RETRY_S)
 
     async def _renew(self, batch: ClaimedBatch, lost: asyncio.Event,
                      valid_until: list[float]) -> None:

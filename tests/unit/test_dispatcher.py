@@ -378,3 +378,38 @@ async def test_a_channel_down_everywhere_falls_back_instead_of_stalling() -> Non
     assert paris.breakers.of("sms").is_open()
     outcomes = await store.recipient_outcomes(campaign, limit=100)
     assert {(o.state, o.channel) for o in outcomes} == {("delivered", "email")}
+
+
+class FinishFailsOnce(MemoryStore):
+    """The first ``finish_batch`` of each batch fails as on a pooled connection that a
+    restarted HAProxy broke: nothing done, an error raised."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed: set[int] = set()
+
+    async def finish_batch(self, batch_id: int, epoch: int, node: str) -> None:
+        if batch_id not in self.failed:
+            self.failed.add(batch_id)
+            raise ConnectionError("server closed the connection unexpectedly")
+        await super().finish_batch(batch_id, epoch, node)
+
+
+async def test_a_batch_whose_finish_fails_once_is_finished_by_a_retry_not_left_to_its_lease(
+        ) -> None:
+    store = FinishFailsOnce()
+    await store.create_scenario(ScenarioIn("sms-only", (SMS,)))
+    campaign = await store.launch_campaign("sms-only", "op", population=60, batch_size=20)
+    sms = FakeCarrier("sms-paris", "sms")
+    d = dispatcher(store, "paris-node1", sms, lease_s=60.0)  # its lease would outlast the test
+    await start(d, sms)
+    task = asyncio.create_task(d.run())
+    try:
+        async with asyncio.timeout(10):
+            while (await store.campaign_summary(campaign)).state != "completed":
+                await asyncio.sleep(0.02)
+    finally:
+        d.request_stop("drain")
+        await task
+    assert len(store.failed) == 3
+    assert d.stats.batches_finished == 3 and not await store.batches_in_flight()
