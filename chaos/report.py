@@ -94,8 +94,8 @@ def _cells(record: RunRecord) -> list[str]:
 
 
 def table(records: Sequence[RunRecord]) -> list[str]:
-    """The verdict table, one line per run (at most 78 columns), then the legend."""
-    head = (f"{'scenario':<24} {'moment':<6} {'coord':<5}"
+    """The verdict table, one line per run (at most 79 columns), then the legend."""
+    head = (f"{'scenario':<24} {'moment':<6} {'coord':<5} "
             + "".join(f"{SHORT[n]:<4}" for n in INVARIANTS) + f"{'resume s':<11} {'dup':>5}")
     lines = [head]
     for r in records:
@@ -103,7 +103,7 @@ def table(records: Sequence[RunRecord]) -> list[str]:
         dup = "-" if r.duplicates is None else str(r.duplicates)
         cells = _cells(r) if r.error is None else ["ERR"] + ["."] * (len(INVARIANTS) - 1)
         lines.append(f"{r.scenario[:24]:<24} {MOMENT.get(r.moment, r.moment)[:6]:<6} "
-                     f"{BACKEND.get(r.backend, r.backend)[:5]:<5}"
+                     f"{BACKEND.get(r.backend, r.backend)[:5]:<5} "
                      + "".join(f"{c:<4}" for c in cells) + f"{resume:<11} {dup:>5}")
     return [*lines, LEGEND]
 

@@ -107,6 +107,13 @@ def lab_coordination(topo: Topology, layout: Layout | None = None) -> str | None
 
 
 BOOT_ATTEMPTS = 5  # a machine whose nspawn exits while booting is booted again (_wait_booted)
+# How long a machine's boot may take: its systemd has finished starting up once every unit has
+# started. A PostgreSQL member's Patroni unit counts as started once PostgreSQL runs (its
+# ExecStartPost waits up to 600 s, TimeoutStartSec 660): after a power cut of the primary's
+# site, an old primary whose pg_rewind fails is removed and copied again from the new primary,
+# which took more than 120 s on the lab (the chaos matrix, 2026-11-30).
+BOOT_WAIT_S = 120.0
+BOOT_WAIT_POSTGRES_S = 660.0
 
 
 class Lab:
@@ -250,13 +257,16 @@ class Lab:
         drill's power-on met a boot that failed three times within a second and worked 7 s
         later), saying so with its console's last lines."""
         paths = self.layout.machine(rec.host)
+        host = self.topo.hosts.get(rec.host)
+        wait_s = (BOOT_WAIT_POSTGRES_S if host is not None and host.runs("postgres")
+                  else BOOT_WAIT_S)
         tail = ""
         for attempt in range(BOOT_ATTEMPTS):
             if attempt:
                 time.sleep(0.5 * 2 ** (attempt - 1))
                 rec = self._boot(state, rec.host, Path(rec.image))
             try:
-                machines.wait_booted(rec, 120.0)
+                machines.wait_booted(rec, wait_s, slow_after=BOOT_WAIT_S, say=self.say)
                 return
             except machines.MachineError as exc:
                 if rec.running():

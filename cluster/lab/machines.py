@@ -26,7 +26,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,11 +206,24 @@ def run(rec: MachineRecord, argv: Sequence[str], timeout: float = 30.0,
     return proc
 
 
-def wait_booted(rec: MachineRecord, timeout: float) -> str:
-    """Wait until the machine's systemd finished starting up; return its state."""
-    deadline = time.monotonic() + timeout
+def wait_booted(rec: MachineRecord, timeout: float, slow_after: float | None = None,
+                say: Callable[[str], None] | None = None) -> str:
+    """Wait until the machine's systemd finished starting up; return its state. Past
+    ``slow_after`` seconds, ``say`` is told once which units are still starting."""
+    started = time.monotonic()
+    deadline = started + timeout
     last = ""
+    told = False
     while time.monotonic() < deadline:
+        if (not told and say is not None and slow_after is not None
+                and time.monotonic() - started > slow_after and leader(rec) is not None):
+            told = True
+            jobs = run(rec, ["systemctl", "list-jobs", "--no-legend", "--no-pager"], timeout=10)
+            units = sorted({line.split()[1] for line in jobs.stdout.splitlines()
+                            if len(line.split()) > 1})
+            say(f"machine {rec.host} still starting after {slow_after:.0f} s "
+                f"({', '.join(units[:4]) or 'no job listed'}); waiting up to "
+                f"{timeout:.0f} s")
         if not rec.running():
             raise MachineError(f"machine {rec.host} stopped while booting; see its console log")
         if leader(rec) is not None:

@@ -108,6 +108,16 @@ def test_a_batch_lease_shorter_than_a_patroni_failover_is_refused(tmp_path: Path
     assert preflight(tmp_path, inv).returncode == 0
 
 
+def test_too_little_wal_kept_for_a_rewound_primary_is_refused(tmp_path: Path) -> None:
+    inv = copy.deepcopy(LAB)
+    inv["all"]["vars"]["patroni_max_wal_size_mb"] = 1024
+    inv["all"]["vars"]["patroni_wal_keep_size_mb"] = 256  # the lab's before 2026-11-30
+    proc = preflight(tmp_path, inv)
+    assert proc.returncode != 0
+    assert "patroni_wal_keep_size_mb 256 is below" in proc.stdout
+    assert "patroni_max_wal_size_mb 1024" in proc.stdout
+
+
 def test_a_missing_secret_is_refused_by_name(tmp_path: Path) -> None:
     extra = {k: v for k, v in SECRETS.items() if k != "patroni_replication_password"}
     proc = preflight(tmp_path, LAB, extra)

@@ -82,6 +82,10 @@ def test_patroni_knows_its_site_timings_and_secrets(lab: dict[str, dict[str, str
         dcs = conf["bootstrap"]["dcs"]
         assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (20, 2, 4)
         assert dcs["synchronous_mode"] is True
+        # an old primary rewound after a failover finds the WAL it replays (up to a
+        # checkpoint distance, max_wal_size, back)
+        params = dcs["postgresql"]["parameters"]
+        assert (params["max_wal_size"], params["wal_keep_size"]) == ("512MB", "1024MB")
         assert conf["etcd3"]["hosts"] == ["10.213.0.11:2379", "10.213.0.21:2379",
                                           "10.213.0.31:2379"]
         pg = conf["postgresql"]

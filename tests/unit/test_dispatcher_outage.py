@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from nodes.carriers.base import Message
 from cluster.coordination.base import MemberInfo
+from nodes.carriers.base import Message
 from nodes.dispatcher import Dispatcher, DispatcherConfig, Freshness
 from nodes.journal import FileJournal
 from nodes.membership import FreshMembership
@@ -138,12 +138,12 @@ async def test_with_the_store_away_the_reserve_starts_only_on_fresh_proof_of_mem
         d = make(store, "paris-node1", sms, journal, freshness=fresh, claim_ahead_max=6)
         await sms.start(d.on_receipt, d.on_ack)
         task = asyncio.create_task(d.run())
-        await until(lambda: d.reserve == 6)
+        await until(lambda d=d: d.reserve == 6)
         server.advance(1.0)  # renewed a second ago: a member (ttl 60 s), not a fresh proof
         server.reachable = coordination == "answers"
         store.unavailable = True
         before, reserve = len(sms.sent), d.reserve
-        await quiet(lambda: len(sms.sent), 0.5)
+        await quiet(lambda sms=sms: len(sms.sent), 0.5)
         sent[coordination] = len(sms.sent) - before
         if coordination == "answers":
             assert d.reserve == 0 and sent[coordination] >= reserve * 20

@@ -60,6 +60,7 @@ async def test_a_run_injects_at_its_moment_heals_and_judges(topo: Topology,
     lines = table([record])
     assert all(len(line) <= 80 for line in lines[:-1])
     assert lines[1].split()[:9] == ["t", "middle", "etcd", "ok", "ok", "ok", ".", ".", "ok"]
+    assert lines[0].split()[:4] == ["scenario", "moment", "coord", "rcp"]  # was "coordrcp"
 
 
 async def test_a_fault_that_cannot_be_injected_is_healed_and_fails_the_run(
