@@ -313,13 +313,17 @@ class Dispatcher:
         CLOSE_RETRY_S while the store does not answer and the lease lasts: past it the store
         would refuse, and the batch is anyone's. Tried once only, a pooled connection broken
         by a restarted HAProxy left a finished batch claimed until its lease ran out (the
-        soak of 2026-11-30: a campaign completed 24 s late)."""
-        complete = await buffer.close()
+        soak of 2026-11-30: a campaign completed 24 s late). The outcomes are flushed while
+        the lease lasts too, not for a fixed 20 s: a PostgreSQL failover of 21 s made a
+        surviving node give up its batch's outcomes and release it, and another node of its
+        site sent those 100 recipients again (the chaos matrix's site-power-cut, re-run)."""
+        loop = asyncio.get_running_loop()
+        complete = await buffer.close(
+            max(CLOSE_RETRY_S, valid_until[0] - loop.time() - CLOSE_RETRY_S))
         if buffer.stale is not None:
             return
         finish = finished and complete
         extra = self._extra(batch.campaign_id)
-        loop = asyncio.get_running_loop()
         while True:
             try:
                 if finish:
