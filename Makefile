@@ -56,7 +56,7 @@ wheelhouse: install  ## tenir's wheel and its pinned dependencies, and Patroni's
 bench-ledger: install  ## continuity ledger: appends/s beside plain INSERTs, verify time of 100,000 entries
 	$(BIN)/python bench/ledger.py
 
-chaos-matrix: install  ## every chaos scenario at the start, middle and end of a campaign on etcd and ZooKeeper (about 3 h); the table goes into docs/chaos.md
+chaos-matrix: install  ## every chaos scenario at the start, middle and end of a campaign on etcd and ZooKeeper (about 75 min); the table goes into docs/chaos.md
 	$(BIN)/tenir chaos matrix --doc docs/chaos.md
 
 lock:  ## re-resolve the pinned dependencies of the project venv

@@ -427,7 +427,9 @@ class Dispatcher(Delivery):
         """Flush (with a journal: until the store answers; its outcomes are safe meanwhile),
         then finish the batch, or release it when not finished; retried while the store is
         away and the lease lasts (past it the store refuses them: the batch moved on)."""
-        complete = await buffer.close(None if self.journal is not None else 20.0)
+        complete = await buffer.close(  # without a journal: while the lease lasts
+            None if self.journal is not None
+            else max(CLOSE_RETRY_S, lease.valid_until - lease.clock() - CLOSE_RETRY_S))
         if buffer.stale is not None:
             return
         finish = finished and complete

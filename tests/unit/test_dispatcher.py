@@ -413,3 +413,30 @@ async def test_a_batch_whose_finish_fails_once_is_finished_by_a_retry_not_left_t
         await task
     assert len(store.failed) == 3
     assert d.stats.batches_finished == 3 and not await store.batches_in_flight()
+
+
+async def test_outcomes_are_flushed_for_as_long_as_the_lease_lasts_not_a_fixed_20_s(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PostgreSQL failover longer than 20 s must not make a surviving node give up the
+    outcomes of a batch it sent (and release it for another node to send again): the flush is
+    retried while the batch's lease lasts."""
+    from nodes.outcomes import OutcomeBuffer
+
+    deadlines: list[float | None] = []
+    close = OutcomeBuffer.close
+
+    async def spy(self: OutcomeBuffer, deadline_s: float | None = 20.0) -> bool:
+        deadlines.append(deadline_s)
+        return await close(self, deadline_s)
+
+    monkeypatch.setattr(OutcomeBuffer, "close", spy)
+    store = MemoryStore()
+    await store.create_scenario(ScenarioIn("sms-only", (SMS,)))
+    campaign = await store.launch_campaign("sms-only", "op", population=40, batch_size=20)
+    sms = FakeCarrier("sms-paris", "sms")
+    d = dispatcher(store, "paris-node1", sms, lease_s=60.0)
+    await start(d, sms)
+    await run_until_done(store, campaign, d)
+    # without a journal: while the lease lasts; with one (none here): until the store answers
+    assert len(deadlines) == 2 and all(s is None or 55.0 < s <= 60.0 for s in deadlines), \
+        deadlines
