@@ -46,7 +46,7 @@ from replication.store_api import (
 
 log = logging.getLogger("tenir.dispatcher")
 StopMode = Literal["drain", "now"]
-CLOSE_DEADLINE_S = 25.0  # how long shutdown waits for outcome flushes (retried while the lease lasts)
+CLOSE_DEADLINE_S = 25.0  # how long shutdown waits for outcome flushes (retried while leases last)
 CLOSE_RETRY_S = 0.5  # between attempts to finish or release a batch while the store is away
 
 
