@@ -1,18 +1,21 @@
-"""What a packet capture says about clear text: every TCP connection is judged by the first
-bytes each side sends (``tshark`` reads the capture). A connection is encrypted when it opens
-with a TLS handshake record (or, opened before the capture, with TLS records both ways), or
-with PostgreSQL's SSLRequest answered ``S`` and then TLS; SSH
-(encrypted after its banner) is named as such; anything else is clear text, reported with the
-ports and the first bytes as text. ``tcpdump`` captures (Debian packages tcpdump and tshark).
+"""What a packet capture says about clear text: every TCP connection is judged by the bytes
+each side sends (``tshark`` reads the capture). A connection opened in the capture is encrypted
+when it opens with a TLS handshake record, or with PostgreSQL's SSLRequest answered ``S`` and
+then TLS; SSH (encrypted after its banner) is named as such; anything else is clear text,
+reported with the ports and the first bytes as text. ``tcpdump`` captures (Debian packages
+tcpdump and tshark).
 
-A connection opened before the capture (its SYN not captured) may show a segment in the
-middle of a TLS record first: TLS records span several segments. It is TLS when each side
-that spoke starts some segment with a TLS record; clear when a segment reads as text (HTTP,
-SMTP, SQL in the messages of PostgreSQL); otherwise "mid-stream", left to the callers who
-search the raw capture for SQL, keys and phone numbers."""
+A connection opened before the capture (its SYN not captured: an SMPP session or a pool
+connection lives for hours) may show a segment in the middle of a TLS record first, since TLS
+records span several segments. It is TLS when each side that spoke starts some segment with a
+TLS record; clear when a segment reads as text (HTTP, SMTP, SQL in PostgreSQL's messages);
+otherwise "mid-stream". What a mid-stream connection carries is judged by searching the raw
+capture: ``clear_numbers`` finds a recipient's number (a clear SMPP submit_sm carries it as
+digits, a clear query or replication stream as text)."""
 
 from __future__ import annotations
 
+import re
 import select
 import signal
 import subprocess
@@ -23,18 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TLS_RECORD = bytes.fromhex("1603")  # handshake, TLS 1.x
+PG_SSL_REQUEST = bytes.fromhex("0000000804d2162f")
+SSH = b"SSH-2.0-"
+# A French number as digits, with or without its +: 33, a digit 1-9, eight more digits.
+NUMBER = re.compile(rb"33[1-9]\d{8}")
 
 
 def tls_record(data: bytes) -> bool:
     """A TLS record header: content type 20-23 (change cipher spec, alert, handshake,
-    application data), version 3.1-3.4, a length TLS allows. A connection opened before the
-    capture (an SMPP session lives for hours) shows an application data record first; no
-    clear-text protocol of ours starts so (SMPP's first word is a PDU length, 0x17030303 would
-    be 386 MB)."""
+    application data), version 3.1-3.4, a length TLS allows. No clear-text protocol of ours
+    starts so (SMPP's first word is a PDU length, 0x17030303 would be 386 MB)."""
     return (len(data) >= 5 and 20 <= data[0] <= 23 and data[1] == 3 and 1 <= data[2] <= 4
             and int.from_bytes(data[3:5], "big") <= 2**14 + 2048)
-PG_SSL_REQUEST = bytes.fromhex("0000000804d2162f")
-SSH = b"SSH-2.0-"
 
 
 def reads_as_text(data: bytes) -> bool:
@@ -45,16 +48,26 @@ def reads_as_text(data: bytes) -> bool:
     return printable * 5 >= len(data) * 4
 
 
+def clear_numbers(raw: bytes) -> list[bytes]:
+    """The recipients' numbers found as digits in ``raw`` (a capture file's bytes)."""
+    return NUMBER.findall(raw)
+
+
 @dataclass(frozen=True)
 class Stream:
-    client: str  # address:port
+    client: str  # address:port (the SYN's sender; else the first to send)
     server: str
-    first_client: bytes
-    first_server: bytes
-    second_client: bytes
-    opened_in_capture: bool = True
-    client_segments: tuple[bytes, ...] = ()
+    client_segments: tuple[bytes, ...]
     server_segments: tuple[bytes, ...] = ()
+    opened_in_capture: bool = True
+
+    @property
+    def first_client(self) -> bytes:
+        return self.client_segments[0] if self.client_segments else b""
+
+    @property
+    def first_server(self) -> bytes:
+        return self.server_segments[0] if self.server_segments else b""
 
     @property
     def verdict(self) -> str:
@@ -62,11 +75,9 @@ class Stream:
             return self._mid_stream_verdict()
         if self.first_client.startswith(TLS_RECORD):
             return "tls"
-        if tls_record(self.first_client) and (not self.first_server
-                                              or tls_record(self.first_server)):
-            return "tls"  # opened before the capture: mid-session records
         if self.first_client.startswith(PG_SSL_REQUEST):
-            if self.first_server[:1] == b"S" and self.second_client.startswith(TLS_RECORD):
+            second = self.client_segments[1] if len(self.client_segments) > 1 else b""
+            if self.first_server[:1] == b"S" and second.startswith(TLS_RECORD):
                 return "tls"
             return "clear"  # refused TLS ("N") and went on in clear, or nothing after
         if self.first_client.startswith(SSH) or self.first_server.startswith(SSH):
@@ -74,9 +85,7 @@ class Stream:
         return "clear"
 
     def _mid_stream_verdict(self) -> str:
-        sides = [side for side in (self.client_segments or (self.first_client,),
-                                   self.server_segments or (self.first_server,))
-                 if any(side)]
+        sides = [side for side in (self.client_segments, self.server_segments) if side]
         if any(reads_as_text(data) for side in sides for data in side):
             return "clear"
         if sides and all(any(tls_record(data) for data in side) for side in sides):
@@ -89,36 +98,35 @@ class Stream:
 
 
 def streams(pcap: Path) -> list[Stream]:
-    """Every TCP connection of the capture with payload, in order."""
+    """Every TCP connection of the capture with payload, in order (one tshark pass: the
+    segments with payload and the opening SYNs)."""
     out = subprocess.run(
-        ["tshark", "-r", str(pcap), "-Y", "tcp.len > 0", "-T", "fields", "-E", "separator=|",
+        ["tshark", "-r", str(pcap), "-Y", "tcp.len > 0 || (tcp.flags.syn == 1 && "
+         "tcp.flags.ack == 0)", "-T", "fields", "-E", "separator=|",
          "-e", "tcp.stream", "-e", "ip.src", "-e", "tcp.srcport", "-e", "ip.dst",
          "-e", "tcp.dstport", "-e", "tcp.flags.syn", "-e", "tcp.payload"],
         capture_output=True, text=True, timeout=300, check=True).stdout
-    opened = set(subprocess.run(
-        ["tshark", "-r", str(pcap), "-Y", "tcp.flags.syn == 1 && tcp.flags.ack == 0",
-         "-T", "fields", "-e", "tcp.stream"],
-        capture_output=True, text=True, timeout=300, check=True).stdout.split())
-    seen: dict[str, list[tuple[str, str, bytes]]] = {}
+    ends: dict[str, tuple[str, str]] = {}  # stream -> (client, server)
+    opened: set[str] = set()
+    sent: dict[str, list[tuple[str, bytes]]] = {}
     for line in out.splitlines():
         fields = line.split("|")
-        if len(fields) != 7 or not fields[6]:
+        if len(fields) != 7:
             continue
-        stream, src, sport, dst, dport, _syn, payload = fields
-        payload = payload.split(",")[0].replace(":", "")
-        seen.setdefault(stream, []).append((f"{src}:{sport}", f"{dst}:{dport}",
-                                            bytes.fromhex(payload)))
+        stream, src, sport, dst, dport, syn, payload = fields
+        ends.setdefault(stream, (f"{src}:{sport}", f"{dst}:{dport}"))
+        if syn in ("1", "True"):
+            opened.add(stream)
+        if payload:
+            data = bytes.fromhex(payload.split(",")[0].replace(":", ""))
+            sent.setdefault(stream, []).append((f"{src}:{sport}", data))
     result = []
-    for number, packets in seen.items():
-        client, server = packets[0][0], packets[0][1]
-        from_client = [p for s, _, p in packets if s == client]
-        from_server = [p for s, _, p in packets if s == server]
-        result.append(Stream(client, server, from_client[0] if from_client else b"",
-                             from_server[0] if from_server else b"",
-                             from_client[1] if len(from_client) > 1 else b"",
-                             opened_in_capture=number in opened,
-                             client_segments=tuple(from_client),
-                             server_segments=tuple(from_server)))
+    for stream, segments in sent.items():
+        client, server = ends[stream]
+        result.append(Stream(client, server,
+                             tuple(p for who, p in segments if who == client),
+                             tuple(p for who, p in segments if who == server),
+                             opened_in_capture=stream in opened))
     return result
 
 

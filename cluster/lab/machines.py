@@ -206,24 +206,31 @@ def run(rec: MachineRecord, argv: Sequence[str], timeout: float = 30.0,
     return proc
 
 
+def starting_units(rec: MachineRecord) -> list[str]:
+    """The units the machine's systemd is still starting (its job queue); [] if it cannot
+    say."""
+    try:
+        jobs = run(rec, ["systemctl", "list-jobs", "--no-legend", "--no-pager"], timeout=10)
+    except (MachineError, subprocess.TimeoutExpired):
+        return []
+    return sorted({line.split()[1] for line in jobs.stdout.splitlines()
+                   if len(line.split()) > 1})
+
+
 def wait_booted(rec: MachineRecord, timeout: float, slow_after: float | None = None,
                 say: Callable[[str], None] | None = None) -> str:
-    """Wait until the machine's systemd finished starting up; return its state. Past
-    ``slow_after`` seconds, ``say`` is told once which units are still starting."""
+    """Wait until the machine's systemd finished starting up; return its state. Once, past
+    ``slow_after`` seconds, ``say`` is told which units are still starting."""
     started = time.monotonic()
     deadline = started + timeout
     last = ""
-    told = False
+    slow_at = None if say is None or slow_after is None else started + slow_after
     while time.monotonic() < deadline:
-        if (not told and say is not None and slow_after is not None
-                and time.monotonic() - started > slow_after and leader(rec) is not None):
-            told = True
-            jobs = run(rec, ["systemctl", "list-jobs", "--no-legend", "--no-pager"], timeout=10)
-            units = sorted({line.split()[1] for line in jobs.stdout.splitlines()
-                            if len(line.split()) > 1})
-            say(f"machine {rec.host} still starting after {slow_after:.0f} s "
-                f"({', '.join(units[:4]) or 'no job listed'}); waiting up to "
-                f"{timeout:.0f} s")
+        if slow_at is not None and say is not None and time.monotonic() > slow_at:
+            slow_at = None
+            units = ", ".join(starting_units(rec)[:4]) or "no job listed"
+            say(f"machine {rec.host} still starting after {slow_after:.0f} s ({units}); "
+                f"waiting up to {timeout:.0f} s")
         if not rec.running():
             raise MachineError(f"machine {rec.host} stopped while booting; see its console log")
         if leader(rec) is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +117,19 @@ def test_too_little_wal_kept_for_a_rewound_primary_is_refused(tmp_path: Path) ->
     assert proc.returncode != 0
     assert "patroni_wal_keep_size_mb 256 is below" in proc.stdout
     assert "patroni_max_wal_size_mb 1024" in proc.stdout
+
+
+def test_the_preflights_fallbacks_are_the_roles_defaults() -> None:
+    """The preflight runs before any role, so it cannot see their defaults and repeats them
+    (``patroni_wal_keep_size_mb | default(1024)``); a role default changed alone would leave
+    the preflight checking another value."""
+    text = (ANSIBLE / "preflight.yml").read_text()
+    fallbacks = set(re.findall(r"\b(patroni_\w+) \| default\((\d+)\)", text))
+    defaults = yaml.safe_load((ANSIBLE / "roles" / "patroni" / "defaults" / "main.yml"
+                               ).read_text())
+    assert fallbacks, "the preflight names no patroni default"
+    for name, value in fallbacks:
+        assert defaults[name] == int(value), (name, value, defaults[name])
 
 
 def test_a_missing_secret_is_refused_by_name(tmp_path: Path) -> None:

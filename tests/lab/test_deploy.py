@@ -31,6 +31,10 @@ def _primary_site(lab_env: LabHandle) -> str:
     return lab_env.topo.hosts[view.primary].site
 
 
+def _members(topo: Topology) -> dict[str, bool]:
+    return {n["name"]: n["member"] for n in gather(topo)["nodes"]}
+
+
 def test_a_sites_machines_cut_and_booted_again_rejoin_with_no_manual_step(
         lab_env: LabHandle) -> None:
     lab, topo = lab_env.lab, lab_env.topo
@@ -47,7 +51,7 @@ def test_a_sites_machines_cut_and_booted_again_rejoin_with_no_manual_step(
     view = patroni_view(topo)
     assert view is not None
     assert view.sync_standby == topo.postgres_host_of_site(lost).name  # the synchronous standby
-    nodes = {n["name"]: n["member"] for n in gather(topo)["nodes"]}
+    nodes = _members(topo)
     assert all(nodes[h.name] for h in topo.site_hosts(lost) if h.runs("alert_nodes"))
     print(f"{lost} cut mid-campaign, booted again and rejoined in {rejoined:.1f} s, "
           "no playbook run")
@@ -97,10 +101,6 @@ def test_a_rolling_upgrade_during_a_campaign_costs_no_recipient(lab_env: LabHand
     # back to the checkout's version, as `lab up` would deploy it
     lab.up(timeout=900, deploy_mode="always")
     assert api(lab_env).call("GET", "/cluster")["members"]
-
-
-def _members(topo: Topology) -> dict[str, bool]:
-    return {n["name"]: n["member"] for n in gather(topo)["nodes"]}
 
 
 def _attempts_by(lab_env: LabHandle, campaign: int, node: str, after: float) -> int:

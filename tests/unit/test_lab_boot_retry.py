@@ -90,3 +90,9 @@ def test_a_postgresql_member_may_take_as_long_to_boot_as_its_patroni_unit_to_sta
     unit = (INVENTORY.parents[1] / "ansible" / "roles" / "patroni" / "templates"
             / "patroni.service.j2").read_text()
     assert f"TimeoutStartSec={lab_mod.BOOT_WAIT_POSTGRES_S:.0f}" in unit
+
+
+def test_a_machine_gone_while_its_units_are_asked_for_lists_none() -> None:
+    """The slow boot's message must never end the wait itself."""
+    gone = machines.MachineRecord("paris-db", 2**22 + 12_345, None, "/img")  # no such process
+    assert machines.starting_units(gone) == []
