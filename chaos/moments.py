@@ -1,9 +1,11 @@
 """When to inject, and when a campaign is over, read from the history as the collectors fill it.
 
 Moments (``Scenario.moments``): ``start`` once the campaign's first final outcome is recorded
-(it is sending: batches are held), ``middle`` once half its recipients have a final outcome,
-``end`` at 90 %, ``during-pg-failover`` at the middle too (the runner first makes PostgreSQL fail
-over, then injects the scenario's fault while the other site is being promoted).
+(it is sending: batches are held), ``early`` at 10 % (the nodes' reserves have grown with
+their rate and most of the campaign is still to send), ``middle`` once half its recipients
+have a final outcome, ``end`` at 90 %, ``during-pg-failover`` at the middle too (the runner
+first makes PostgreSQL fail over, then injects the scenario's fault while the other site is
+being promoted).
 
 :class:`CampaignWatch` reads the history incrementally (each call looks only at the operations
 added since the previous one), so polling it is cheap however long the history grows.
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 
 from chaos.history import History
 
-FRACTION = {"start": 0.0, "middle": 0.5, "end": 0.9, "during-pg-failover": 0.5}
+FRACTION = {"start": 0.0, "early": 0.1, "middle": 0.5, "end": 0.9, "during-pg-failover": 0.5}
 
 
 def threshold(moment: str, recipients: int) -> int:

@@ -24,7 +24,8 @@ from chaos.scenario import INVARIANTS
 SHORT = {"recipients": "rcp", "rpo": "rpo", "duplicates": "dup", "fencing": "fen",
          "watchdog": "wdg", "progress": "prg"}
 MARK = {"valid": "ok", "invalid": "BAD", "unknown": "?"}
-MOMENT = {"start": "start", "middle": "middle", "end": "end", "during-pg-failover": "pg-fo"}
+MOMENT = {"start": "start", "early": "early", "middle": "middle", "end": "end",
+          "during-pg-failover": "pg-fo"}
 BACKEND = {"etcd": "etcd", "zookeeper": "zk"}
 LEGEND = ("ok valid, BAD invalid, ? unknown, . not checked; resume: seconds from the fault to "
           "the first submission / accepted outcome write at a surviving site; dup: duplicate "

@@ -34,7 +34,7 @@ from typing import Any, Final
 import yaml
 
 SCENARIO_DIR: Final = Path(__file__).resolve().parent / "scenarios"
-MOMENTS: Final = ("start", "middle", "end", "during-pg-failover")
+MOMENTS: Final = ("start", "early", "middle", "end", "during-pg-failover")
 INVARIANTS: Final = ("recipients", "rpo", "duplicates", "fencing", "watchdog", "progress")
 BACKENDS: Final = ("etcd", "zookeeper")
 CHANNELS: Final = ("sms", "email", "voice", "all")

@@ -21,6 +21,7 @@ from tests.lab.chaos_kit import assert_all_valid, ci_variant, run
 from tests.lab.support import LabHandle
 
 pytestmark = [pytest.mark.lab, pytest.mark.chaos]
+POPULATION = 120_000  # about 35 s of sending on the lab
 RESUME_BOUND_S = 5.0  # issue 14: submissions resume within 5 s (the moonshot: no pause)
 
 
@@ -29,7 +30,12 @@ def test_the_surviving_site_keeps_sending_when_the_primarys_site_is_lost(
     base = ci_variant("site-power-cut")
     cut = replace(base.faults[0], params={**base.faults[0].params, "site": "primary",
                                           "silence_s": 0})
-    scenario = replace(base, faults=(cut,))
+    # Early (10 %) in a campaign big enough that each node's reserve (25 s at its rate) is
+    # full and most of the work is still to send: with 10,000 recipients the survivors had
+    # sent their whole share 4 s after the fault and waited 14 s for the rest, which only the
+    # store (claims, the watchdog's moves) can give them.
+    scenario = replace(base, faults=(cut,), population=POPULATION,
+                       moments=(*base.moments, "early")).at("early")
     record, history = run(lab_env.lab, scenario)
     assert_all_valid(record, scenario)
     assert record.resume is not None and record.resume.submit_s is not None, record.resume

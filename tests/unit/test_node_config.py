@@ -209,7 +209,7 @@ def test_the_unsafe_environment_line_is_rendered_only_when_asked() -> None:
 def test_the_journal_and_the_reserve_are_rendered_loaded_and_bounded() -> None:
     cfg = parse_node_config(rendered())
     assert cfg.journal_dir == "/var/lib/tenir/journal"  # under the unit's StateDirectory=tenir
-    assert (cfg.claim_ahead_s, cfg.claim_ahead_max) == (25.0, 128)
+    assert (cfg.claim_ahead_s, cfg.claim_ahead_max) == (25.0, 256)
     cfg = parse_node_config(rendered(tenir_node_journal_dir="/srv/j/", tenir_node_claim_ahead_s=0,
                                      tenir_node_claim_ahead_max=3))
     assert (cfg.journal_dir, cfg.claim_ahead_s, cfg.claim_ahead_max) == ("/srv/j", 0.0, 3)
@@ -217,7 +217,7 @@ def test_the_journal_and_the_reserve_are_rendered_loaded_and_bounded() -> None:
     del data["journal_dir"], data["claim_ahead_s"], data["claim_ahead_max"]
     cfg = parse_node_config(data)  # a config rendered before them: the defaults
     assert (cfg.journal_dir, cfg.claim_ahead_s, cfg.claim_ahead_max) == (
-        "/var/lib/tenir/journal", 25.0, 128)
+        "/var/lib/tenir/journal", 25.0, 256)
     for key, value, problem in (("journal_dir", "journal", "absolute path"),
                                 ("journal_dir", 3, "must be a string"),
                                 ("claim_ahead_s", -1, "between 0"),
