@@ -357,3 +357,27 @@ async def test_a_reserve_held_when_the_queue_runs_dry_goes_to_a_node_with_a_free
     assert a.stats.batches_released >= 1 and len(idle.sent) >= 1
     refs = [m.reference for m in slow.sent + idle.sent]
     assert len(refs) == len(set(refs)) == 5  # each sent once
+
+
+@pytest.mark.parametrize("given_back", [True, False])
+async def test_a_reserve_given_back_is_not_taken_into_another_reserve(given_back: bool) -> None:
+    """A busy node that claims a batch another node gave back claims only for free slots (the
+    queue runs dry); fresh batches it takes into its reserve (shown: the test sees hoarding)."""
+    store = MemoryStore()
+    await store.create_scenario(ScenarioIn("sms", (SMS,)))
+    await store.launch_campaign("sms", "op", population=5, batch_size=1)
+    if given_back:  # another node claimed the whole campaign and gave it back
+        for _ in range(5):
+            b = await store.claim_batch("marseille-node1", 30.0, site="marseille")
+            assert b is not None
+            await store.release_batch(b.id, b.epoch, b.node)
+    slow = Timed("sms", delay_s=2.0)
+    d = make(store, "paris-node1", slow, max_batches=1, claim_ahead_s=30.0, claim_ahead_max=4)
+    d.ahead.wants_more = lambda *_: True  # type: ignore[method-assign]  # a full rate: wants
+    await slow.start(d.on_receipt, d.on_ack)
+    task = asyncio.create_task(d.run())
+    await until(lambda: len(slow.sent) == 1)
+    await asyncio.sleep(0.2)  # time to claim the rest, were it to
+    assert d.reserve == (0 if given_back else 4)
+    d.request_stop("now")
+    await task
