@@ -11,7 +11,8 @@ we measure from the fault:
   on its control port): the first submission it received, the longest pause in its
   submissions (until the campaign's last one) and when that pause ended: when sending resumed;
 * as before, the first outcome recorded by a node of the surviving site (the claim log's first
-  accepted write after the fault, the database's clock: an outcome the platform keeps);
+  accepted write once the fault is in place, the database's clock: an outcome the platform
+  keeps), counted from the fault;
 * takeover: when the failed side's work was moved (the watchdog's event);
 * complete: when the campaign completed.
 
@@ -137,6 +138,7 @@ def one_run(topo: Topology, lab: Lab, api: NodeApi, name: str,
             s=first_write_after(dsn, t0, t0 + 120)), daemon=True)
         probe.start()
     fault.inject()
+    in_place = time.time()  # a write the doomed primary commits during the kill is no resume
     try:
         resume = takeover = complete = None
         deadline = time.time() + 300
@@ -147,7 +149,7 @@ def one_run(topo: Topology, lab: Lab, api: NodeApi, name: str,
                         row = conn.execute(
                             "SELECT extract(epoch FROM min(at)) FROM claim_log WHERE kind ="
                             " 'write' AND site = %s AND at > to_timestamp(%s)",
-                            (survivor_site, t0)).fetchone()
+                            (survivor_site, in_place)).fetchone()
                         if row and row[0] is not None:
                             resume = float(row[0]) - t0
                     if takeover is None and failed_node_prefix is not None:
