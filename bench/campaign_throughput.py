@@ -47,6 +47,9 @@ from cluster.node_api import NodeApi, operator_token  # noqa: E402
 from cluster.topology import Topology, load_topology  # noqa: E402
 
 REFERENCE_PER_HOUR = 410_000
+# The lab's figures when issue 13 was filed (the process lab, before the cuts): a commit that old
+# cannot be deployed on today's machine lab, so the lab mode prints its stored figures beside.
+LAB_REFERENCE = REPO / "bench" / "results" / "campaign_throughput-20261128T210144.json"
 CLK_TCK = 100
 
 
@@ -146,10 +149,59 @@ def run_size(topo: Topology, api: NodeApi, size: int, timeout: float) -> dict[st
     }
 
 
+def per_alert_us(r: dict[str, Any]) -> dict[str, float]:
+    """CPU µs per delivered alert for each component, and nodes + PostgreSQL."""
+    done = r.get("delivered") or 0
+    if not done:
+        return {}
+    us = {k: v / done * 1e6 for k, v in r["cpu_s"].items()}
+    us["nodes+postgresql"] = us.get("alert nodes", 0.0) + us.get("postgresql", 0.0)
+    return us
+
+
+def reference_results(path: Path) -> dict[int, dict[str, Any]]:
+    """An earlier lab run's figures by campaign size (the reference printed beside)."""
+    data = json.loads(path.read_text())
+    return {int(r["size"]): {"us": per_alert_us(r), "aph": r.get("alerts_per_hour"),
+                             "first": r.get("first_message_s")} for r in data["results"]}
+
+
+def launch_only(topo: Topology, api: NodeApi, size: int, timeout: float) -> dict[str, Any]:
+    """A launch of ``size`` recipients: first message, when every recipient was written, peak
+    memory per component; then the campaign is cancelled (dispatching millions to the end on
+    this lab takes longer than a run is worth)."""
+    sampler = Sampler(topo)
+    sampler.start()
+    t0 = time.time()
+    campaign = int(api.call("POST", "/campaigns", {"scenario": "demo", "population": size})["id"])
+    api_s = time.time() - t0
+    dsn = app_dsn(topo, topo.datacenter_sites[0].name)
+    written = None
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute("SELECT launch_state, recipients FROM campaigns WHERE id = %s",
+                               (campaign,)).fetchone()
+            if row is not None and row[0] != "writing":
+                written = time.time() - t0
+                break
+            time.sleep(0.2)
+        state = row[0] if row else None
+        count = int(row[1]) if row else 0
+    api.call("POST", f"/campaigns/{campaign}/cancel", {})
+    sampler.stop.set()
+    sampler.join()
+    return {"size": size, "campaign": campaign, "launch_only": True, "api_s": round(api_s, 3),
+            "first_message_s": first_message_s(dsn, campaign), "written_s": written,
+            "launch_state": state, "recipients_written": count, "cpu_s": sampler.cpu(),
+            "peak_rss_mib": {k: round(v / 2**20) for k, v in sorted(sampler.peak.items())}}
+
+
 def lab_main(args: argparse.Namespace) -> int:
     """The lab mode: the lab's Lab API is changing, so everything lab-specific is here."""
     if any(not 1 <= s <= 2_000_000 for s in args.sizes):
-        raise SystemExit("--sizes must be between 1 and 2,000,000 on the lab")
+        raise SystemExit("--sizes must be between 1 and 2,000,000 on the lab (--big for a "
+                         "launch only, up to 9,999,999)")
     with tempfile.TemporaryDirectory() as tmp:
         data = yaml.safe_load((args.inventory / "hosts.yml").read_text())
         data["all"]["vars"]["tenir_node_carrier_rate_per_s"] = args.rate
@@ -172,6 +224,13 @@ def lab_main(args: argparse.Namespace) -> int:
         print(f"  {size:>9,} recipients: {r['state']}, {r['alerts_per_s'] or 0:,.0f} alerts/s, "
               f"first message {r['first_message_s']:.2f} s, complete {r['complete_s']} s, "
               f"duplicates {r['carrier_duplicates']}", flush=True)
+    big = []
+    for size in args.big:
+        r = launch_only(topo, api, size, args.timeout)
+        big.append(r)
+        print(f"  {size:>9,} recipients (launch only): first message {r['first_message_s']} s, "
+              f"written {r['written_s']} s ({r['launch_state']}, {r['recipients_written']:,}), "
+              f"peak RSS MiB {r['peak_rss_mib']}", flush=True)
     print("\nEnd-to-end throughput (both sites dispatching, synchronous replication)")
     print(f"{'recipients':>10} {'alerts/hour':>12} {'x ref 410k/h':>12} {'x raw limit':>11} "
           f"{'first msg s':>11} {'complete s':>10}")
@@ -183,10 +242,24 @@ def lab_main(args: argparse.Namespace) -> int:
     for r in results:
         print(f"  {r['size']:,}: CPU s {r['cpu_s']}; peak RSS MiB (sum per component) "
               f"{r['peak_rss_mib']}")
+    print("\nCPU µs per delivered alert" + (f", beside {args.reference.name} (ratio new/old)"
+                                          if args.reference else ""))
+    before = reference_results(args.reference) if args.reference else {}
+    for r in results:
+        old = before.get(r["size"])
+        print(f"  {r['size']:,}: " + "; ".join(
+            f"{k} {v:.0f}" + (f" (was {old['us'][k]:.0f}, x{v / old['us'][k]:.2f})"
+                              if old and old["us"].get(k) else "")
+            for k, v in per_alert_us(r).items()))
+        if old and old["aph"] and r["alerts_per_hour"]:
+            print(f"    alerts/hour x{r['alerts_per_hour'] / old['aph']:.2f} "
+                  f"({r['alerts_per_hour']:,.0f} against {old['aph']:,.0f}); first message "
+                  f"{r['first_message_s'] or 0:.2f} s against {old['first'] or 0:.2f} s")
     out = REPO / "bench" / "results" / f"campaign_throughput-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps({"benchmark": "campaign_throughput", "reference_per_hour":
                                REFERENCE_PER_HOUR, "raw_updates_per_s": raw,
-                               "node_rate_per_s": args.rate, "results": results}, indent=2))
+                               "node_rate_per_s": args.rate, "results": results,
+                               "launch_only": big}, indent=2))
     print(f"results: {out.relative_to(REPO)}")
     return 0
 
@@ -197,7 +270,7 @@ def main() -> int:
                         help="loopback (default): every process on 127.0.0.1; lab: the lab")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000])
     parser.add_argument("--big", type=int, nargs="*", default=[],
-                        help="launch-only sizes (loopback), e.g. --big 5000000")
+                        help="launch-only sizes, e.g. --big 5000000")
     parser.add_argument("--rate", type=int, default=3000,
                         help="per-adapter rate limit of each node, messages/s (default 3000)")
     parser.add_argument("--nodes", type=int, default=4, help="alert nodes (loopback)")
@@ -206,6 +279,8 @@ def main() -> int:
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--timeout", type=float, default=1800.0, help="per campaign, seconds")
     parser.add_argument("--inventory", type=Path, default=REPO / "inventories" / "lab")
+    parser.add_argument("--reference", type=Path, default=LAB_REFERENCE,
+                        help="lab mode: an earlier run's JSON printed beside, as ratios")
     args = parser.parse_args()
     if any(not 1 <= s <= 9_999_999 for s in args.sizes + args.big):
         parser.error("sizes must be between 1 and 9,999,999")
