@@ -241,12 +241,12 @@ def run_backend(base: Topology, backend: str, args: argparse.Namespace) -> dict[
 def render(backend: str, out: dict[str, Any]) -> None:
     print(f"\n{backend}: seconds from the fault, median / max (carrier side: the surviving "
           "site's simulator)")
-    print(f"{'fault':<27}" + "".join(f"{HEADS[k]:>13}" for k in MEASURES))
+    print(f"{'fault':<27}" + "".join(f" {HEADS[k]:>13}" for k in MEASURES))
     for name, s in out["summary"].items():
-        cells = "".join(f"{str(s[k]['median']) + '/' + str(s[k]['max']):>13}" for k in MEASURES)
+        cells = "".join(f" {str(s[k]['median']) + '/' + str(s[k]['max']):>13}" for k in MEASURES)
         print(f"{name:<27}{cells}")
     pg = out["pg_only"]
-    print(f"{'PostgreSQL-only failover':<27}{str(pg['median']) + '/' + str(pg['max']):>13}"
+    print(f"{'PostgreSQL-only failover':<27} {str(pg['median']) + '/' + str(pg['max']):>13}"
           "  (first write through the surviving HAProxy, in the primary-site runs)")
 
 
