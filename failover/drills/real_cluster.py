@@ -24,6 +24,7 @@ from failover.drills.facts import (
 )
 
 T = TypeVar("T")
+NEWEST_CAMPAIGNS = 3  # the newest campaigns read each sample, whatever their state
 
 
 class NodeError(RuntimeError):
@@ -114,12 +115,17 @@ class RealCluster:
     def _campaigns(self) -> tuple[CampaignFact, ...]:
         scenarios = {s["name"]: int(s["priority"])
                      for s in self.nodes.call("GET", "/scenarios")["items"]}
-        # Only the running and paused ones: summing every finished campaign's outcomes each
-        # second outgrew the call's timeout on a lab with a few million outcomes.
-        items = self.nodes.call("GET", "/campaigns?state=running,paused&limit=500")["items"]
-        return tuple(CampaignFact(int(c["id"]), str(c["scenario"]), str(c["state"]),
+        # The running and paused ones, and the newest few whatever their state (a real alert
+        # to a small group may be launched and completed between two samples). Not every
+        # finished one: summing their outcomes each second outgrew the call's timeout on a lab
+        # with a few million outcomes.
+        items = {int(c["id"]): c for c in self.nodes.call(
+            "GET", f"/campaigns?limit={NEWEST_CAMPAIGNS}")["items"]}
+        items.update((int(c["id"]), c) for c in self.nodes.call(
+            "GET", "/campaigns?state=running,paused&limit=500")["items"])
+        return tuple(CampaignFact(i, str(c["scenario"]), str(c["state"]),
                                   scenarios.get(str(c["scenario"])))
-                     for c in items)
+                     for i, c in sorted(items.items()))
 
     def facts(self) -> Facts:
         errors: list[str] = []

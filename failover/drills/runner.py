@@ -263,7 +263,7 @@ def _run_accepted(ctx: Context, drill: Drill, session: Session, run_id: str, run
     say = ctx.say
     folder = run_folder(run_id)
     judge = StopJudge(drill.stop, session.settings.real_campaign_priority,
-                      {c.id for c in session.facts().campaigns or () if c.state == "running"})
+                      {c.id for c in session.facts().campaigns or ()})
     monitor = Monitor(session, run_id, judge=judge, lever=ctx.lever,
                       collectors=ctx.collectors,
                       display=ctx.display(session) if ctx.display else None,

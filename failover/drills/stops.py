@@ -3,9 +3,9 @@ them stops the drill: it heals and records "aborted" with the sentence returned 
 
 * the drill's own campaign delivers under ``min_rate_per_s`` for ``min_rate_for_s`` seconds
   (judged only while it runs, once it has run that long);
-* a real campaign (not the drill's, not running when the drill started) of the configured
-  priority or a more urgent one is launched meanwhile, or the running campaigns cannot be read
-  for a minute (the drill could no longer see one);
+* a real campaign (not the drill's, not seen when the drill started) of the configured
+  priority or a more urgent one is launched meanwhile, even one that ended between samples,
+  or the running campaigns cannot be read for a minute (the drill could no longer see one);
 * the synchronous standby lags more than ``max_lag_bytes`` for ``max_lag_for_s`` seconds;
 * the abort lever (``lever.py``) names this run.
 """
@@ -61,9 +61,11 @@ def low_rate(samples: Sequence[Sample], limits: StopLimits, launched_at: float |
 
 def real_campaign(campaigns: Iterable[CampaignFact] | None, known: set[int], own: set[int],
                   priority: int) -> str | None:
-    """A campaign running now that was not running when the drill began and is not its own."""
+    """A campaign the drill did not see when it began and is not its own, whatever its state:
+    a real alert to a small group can be launched and completed between two samples (the lab's
+    on-call group: well under a second), and it was launched during the drill all the same."""
     for c in campaigns or ():
-        if c.id in known or c.id in own or c.state != "running":
+        if c.id in known or c.id in own:
             continue
         if c.priority is None or c.priority <= priority:
             return (f"real campaign {c.id} ({c.scenario}, priority "
@@ -102,7 +104,7 @@ class StopJudge:
 
     limits: StopLimits
     priority: int
-    known_campaigns: set[int] = field(default_factory=set)  # running when the drill began
+    known_campaigns: set[int] = field(default_factory=set)  # seen when the drill began
     # Longer than a PostgreSQL failover (the nodes answer 503 meanwhile), short enough that a
     # real alert is not left to compete with the drill for long.
     blind_limit_s: float = 60.0

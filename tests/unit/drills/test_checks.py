@@ -97,9 +97,17 @@ def test_a_low_rate_is_judged_only_once_the_window_has_passed() -> None:
 def test_a_real_campaign_launched_meanwhile_is_named() -> None:
     running = [CampaignFact(3, "crue", "running", 1), CampaignFact(4, "demo", "running", 2),
                CampaignFact(5, "info", "running", 8), CampaignFact(6, "x", "completed", 1)]
-    assert real_campaign(running, known={3}, own={4}, priority=5) is None
+    assert real_campaign(running, known={3, 6}, own={4}, priority=5) is None
     found = real_campaign(running, known=set(), own={4}, priority=5)
     assert found == "real campaign 3 (crue, priority 1) was launched during the drill"
+
+
+def test_a_real_campaign_launched_and_completed_between_two_samples_is_named() -> None:
+    # the lab's on-call group: launched and completed within a second, never seen running
+    seen = [CampaignFact(4, "demo", "running", 2), CampaignFact(6, "astreinte", "completed", 1)]
+    assert real_campaign(seen, known={2}, own={4}, priority=5) == (
+        "real campaign 6 (astreinte, priority 1) was launched during the drill")
+    assert real_campaign(seen, known={2, 6}, own={4}, priority=5) is None  # seen at the start
 
 
 def test_campaigns_unreadable_for_a_minute_stop_the_drill_but_a_failover_does_not() -> None:
