@@ -6,7 +6,7 @@ lab's own module, so the lab changes backend once). Then the double fault again 
 
 Campaigns of 10,000 recipients, faults held 10 s (``chaos_kit.ci_variant``). Expected duration on
 the 2-core lab machine: about 40 s a run for a process fault, 1.5 min for a site's power cut,
-isolation or the double fault (the site boots again): about 16 min for the 18 scenarios, and 3
+isolation or the double fault (the site boots again): about 15 min for the 17 scenarios, and 3
 more for the strict double fault (two deploys of the postgres hosts). Each run's history and
 verdicts are kept under ``$TENIR_CHAOS_RESULTS/lab-tests`` (default ``chaos-results``).
 """
@@ -29,7 +29,11 @@ from tests.lab.chaos_kit import (
 from tests.lab.support import LabHandle
 
 pytestmark = [pytest.mark.lab, pytest.mark.chaos]
-ON_ETCD = [s.name for s in load_all() if "etcd" in s.backends]
+# The primary site's power cut is judged by test_pg_outage.py (the same fault, early in a bigger
+# campaign: every checker, and the survivors' longest pause); `make chaos-matrix` runs it at
+# every moment. Left out here to keep CI within its 40 minutes.
+JUDGED_ELSEWHERE = {"site-power-cut"}
+ON_ETCD = [s.name for s in load_all() if "etcd" in s.backends and s.name not in JUDGED_ELSEWHERE]
 
 
 def test_the_matrix_covers_issue_9s_faults() -> None:
