@@ -105,21 +105,29 @@ def judged(h: History) -> dict[str, Any]:
     return {name: v.figures for name, v in verdicts.items()}
 
 
+async def stop_pg_mid_campaign(lc: LoopbackCluster, h: History, http: aiohttp.ClientSession,
+                               obs: PgObserver) -> tuple[list[CarrierLog], int]:
+    """The carriers' logs followed, a campaign launched and 1,000 of it done, then PostgreSQL
+    stopped as a crash does (the fault in the history)."""
+    logs = [CarrierLog(site, sim.control, h, http) for site, sim in lc.sims.items()]
+    for log in logs:
+        await log.skip_to_end()
+    await obs.skip_existing()
+    campaign = await launched(lc, h, after=1_000)
+    await obs.read()
+    h.add("nemesis", "invoke", "fault", {"name": "postgres-outage", "target": "postgres",
+                                         "params": {}})
+    lc.stop_pg()
+    return logs, campaign
+
+
 async def test_nodes_keep_sending_through_a_postgresql_outage_and_record_everything_after(
         ) -> None:
     with LoopbackCluster(nodes=4, rate_per_s=150, log_level="INFO") as lc:
         h = History()
         async with controls(lc) as http, PgObserver(lc.dsn, h) as obs:
-            logs = [CarrierLog(site, sim.control, h, http) for site, sim in lc.sims.items()]
-            for log in logs:
-                await log.skip_to_end()
-            await obs.skip_existing()
-            campaign = await launched(lc, h, after=1_000)
-            await obs.read()
-            h.add("nemesis", "invoke", "fault", {"name": "postgres-outage", "target": "postgres",
-                                                 "params": {}})
+            logs, campaign = await stop_pg_mid_campaign(lc, h, http, obs)
             down = time.time()
-            lc.stop_pg()
             await asyncio.sleep(OUTAGE_S / 2)
             half = {n.proc.name: len(journaled(lc, n.proc.name)) for n in lc.node_list}
             await asyncio.sleep(OUTAGE_S / 2)
@@ -154,15 +162,7 @@ async def test_a_node_killed_with_its_journal_unflushed_loses_nothing_and_record
         early, late = 0, 1  # paris-node1 restarted at once; marseille-node1 after the move
         names = [lc.node_list[i].proc.name for i in (early, late)]
         async with controls(lc) as http, PgObserver(lc.dsn, h) as obs:
-            logs = [CarrierLog(site, sim.control, h, http) for site, sim in lc.sims.items()]
-            for log in logs:
-                await log.skip_to_end()
-            await obs.skip_existing()
-            campaign = await launched(lc, h, after=1_000)
-            await obs.read()
-            h.add("nemesis", "invoke", "fault", {"name": "postgres-outage", "target": "postgres",
-                                                 "params": {}})
-            lc.stop_pg()
+            logs, campaign = await stop_pg_mid_campaign(lc, h, http, obs)
             async with asyncio.timeout(OUTAGE_S):
                 while not all(len(journaled(lc, n)) >= 50 for n in names):
                     await asyncio.sleep(0.05)
