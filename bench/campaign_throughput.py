@@ -123,15 +123,21 @@ def run_size(topo: Topology, api: NodeApi, size: int, timeout: float) -> dict[st
     campaign = int(api.call("POST", "/campaigns", {"scenario": "demo", "population": size})["id"])
     launch_s = time.monotonic() - t0
     deadline = t0 + timeout
-    while True:
-        c = dict(api.call("GET", f"/campaigns/{campaign}"))
-        if c["state"] == "completed" or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    dsn = app_dsn(topo, topo.datacenter_sites[0].name)
+    # The campaign row, not the API's summary: that one aggregates every recipient of the
+    # campaign, and asked every half second at 1,000,000 it cost PostgreSQL more than the
+    # campaign's own writes (and the benchmark measured itself).
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.monotonic() <= deadline:
+            row = conn.execute("SELECT state FROM campaigns WHERE id = %s",
+                               (campaign,)).fetchone()
+            if row is not None and row[0] == "completed":
+                break
+            time.sleep(0.5)
     wall = time.monotonic() - t0
     sampler.stop.set()
     sampler.join()
-    dsn = app_dsn(topo, topo.datacenter_sites[0].name)
+    c = dict(api.call("GET", f"/campaigns/{campaign}"))
     with psycopg.connect(dsn) as conn:
         row = conn.execute("SELECT extract(epoch FROM completed_at - launched_at) FROM campaigns "
                            "WHERE id = %s", (campaign,)).fetchone()
