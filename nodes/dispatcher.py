@@ -367,8 +367,9 @@ class Dispatcher(Delivery):
         finished = sending = False
         try:
             async with asyncio.TaskGroup() as tg:
+                sent_all = asyncio.Event()
                 renewer = tg.create_task(keep_lease(self.store, batch, lease, lost,
-                                                    self._count_fencing, extra))
+                                                    self._count_fencing, extra, sent_all))
                 try:
                     await self._slots.acquire((batch.scenario.priority, next(self._claims)))
                     sending = True
@@ -380,6 +381,7 @@ class Dispatcher(Delivery):
                            for r in batch.recipients]
                 if workers:
                     await asyncio.gather(*workers)
+                sent_all.set()  # ends the renewer even if its cancellation is lost
                 renewer.cancel()
             finished = True
         except* (LeaseLost, FencedOff, ChannelDown) as group:
