@@ -40,7 +40,7 @@ UNSAFE_SWITCHES = ("watchdog_off",)
 # unit's StateDirectory, the only place it may write.
 DEFAULT_JOURNAL_DIR = "/var/lib/tenir/journal"
 DEFAULT_CLAIM_AHEAD_S = 25.0  # a Patroni failover takes up to ttl + loop_wait + ~1.5 s
-DEFAULT_CLAIM_AHEAD_MAX = 256  # 25 s at the lab's 1,000 recipients/s per node
+DEFAULT_CLAIM_AHEAD_MAX = 256  # 25 s at 1,000 recipients/s per node (batches of 100)
 
 
 class NodeConfigError(ValueError):

@@ -64,7 +64,7 @@ class BatchLease:
 
 async def keep_lease(store: CampaignStore, batch: ClaimedBatch, lease: BatchLease,
                      lost: asyncio.Event, on_stale: Callable[[], None],
-                     extra: dict[str, Any], done: asyncio.Event | None = None) -> None:
+                     extra: dict[str, Any], done: asyncio.Event) -> None:
     """Renew ``batch``'s lease until ``done`` is set (or until cancelled). Raises LeaseLost when
     the store refuses a renewal (the batch moved on), when ``lost`` is set (a refused write),
     or once the lease is no longer usable (not renewed in time: ``lost`` is set then too).
@@ -76,8 +76,7 @@ async def keep_lease(store: CampaignStore, batch: ClaimedBatch, lease: BatchLeas
     once ``done`` is set whatever became of the cancellation."""
     every = renew_every(lease.lease_s)
     wait = every
-    done = done or asyncio.Event()
-    while not done.is_set():
+    while True:
         left = lease.usable_until - lease.clock()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(0.0, min(wait, left))):

@@ -1,5 +1,6 @@
 """Every fault of the chaos matrix, once, in the middle of a campaign, on the etcd lab, judged by
-the checkers over the recorded history (``chaos/``): every verdict valid. The node-kill and
+the checkers over the recorded history (``chaos/``): every verdict valid; the primary site's
+power cut is judged by ``test_pg_outage.py`` instead. The node-kill and
 site-loss faults on ZooKeeper are in ``test_zookeeper_matrix.py`` (it runs after the ZooKeeper
 lab's own module, so the lab changes backend once). Then the double fault again with Patroni's
 ``synchronous_mode_strict``: nothing acknowledged lost.
