@@ -72,8 +72,8 @@ def resume(history: History, datacenter_sites: Iterable[str]) -> Resume | None:
     faults = history.of("fault", "invoke")
     if not faults:
         return None
-    at = min(op.at for op in faults)
     first = min(faults, key=lambda op: op.at)
+    at = first.at
     in_place = min((op.at for op in history.of("fault", "ok")
                     if op.at >= at and op.value.get("name") == first.value.get("name")),
                    default=at)
