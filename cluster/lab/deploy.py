@@ -279,6 +279,21 @@ def failure_excerpt(run: PlaybookRun, lines: int = 30) -> str:
     return "\n".join(text[j][:600] for j in keep)
 
 
+_FAILED_SERVICE = re.compile(
+    r'^fatal: \[([^\]]+)\]: FAILED! => .*"Unable to \w+ service ([\w@.-]+)')
+
+
+def failed_services(excerpt: str) -> list[tuple[str, str]]:
+    """(host, unit) of each service a failed run could not start, stop or restart, in order:
+    their journals say why, which Ansible's message ("see journalctl") does not."""
+    found: list[tuple[str, str]] = []
+    for line in excerpt.splitlines():
+        m = _FAILED_SERVICE.match(line)
+        if m and (m[1], m[2]) not in found:
+            found.append((m[1], m[2]))
+    return found
+
+
 def recap_json(run: PlaybookRun) -> str:
     return json.dumps([h.to_json() for h in run.recap])
 

@@ -295,7 +295,12 @@ class Lab:
                                       timeout=timeout)
         self.last_run = run
         if not run.ok:
-            raise LabError(f"{run.summary()}; log {run.log}:\n{deploy.failure_excerpt(run)}")
+            excerpt = deploy.failure_excerpt(run)
+            for host, unit in deploy.failed_services(excerpt)[:3]:
+                if host in self.topo.hosts:
+                    tail = machines.journal(self.layout.machine(host), unit, lines=25)
+                    excerpt += f"\n--- journal of {unit} on {host} ---\n{tail.rstrip()}"
+            raise LabError(f"{run.summary()}; log {run.log}:\n{excerpt}")
         return run
 
     def _stopped(self) -> list[str]:
