@@ -61,17 +61,14 @@ def quorum_has_spare() -> bool:
     return _record(s, preflight.quorum_has_spare(s.facts(max_age_s=2.0)))
 
 
-LAG_SETTLE_S = 6.0  # Patroni publishes positions each loop_wait: a lag seen once may be stale
-
-
 def sync_standby_streaming(max_lag_bytes: int | None = None) -> bool:
     """The synchronous standby streams within the lag allowed. A lag alone is read again for up
-    to LAG_SETTLE_S (fresh facts each second): Patroni's figure is as old as its last loop, and a
-    drill that follows a write-heavy one found 9 KB left on a standby already caught up."""
+    to ``lag_settle_s`` (fresh facts each second): Patroni's figure is as old as its last loop,
+    and a drill that follows a write-heavy one found 9 KB left on a standby already caught up."""
     s = current()
     limit = s.settings.max_lag_bytes if max_lag_bytes is None else int(max_lag_bytes)
     facts = s.facts(max_age_s=2.0)
-    deadline = time.monotonic() + LAG_SETTLE_S
+    deadline = time.monotonic() + s.settings.lag_settle_s
     while _only_lagging(facts, limit) and time.monotonic() < deadline:
         if s.stop.event.wait(s.settings.poll_s):
             break  # the drill is being stopped: judge on what was seen

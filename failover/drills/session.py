@@ -108,6 +108,9 @@ class Settings:
     wait_timeout_s: float = 600.0  # each wait of the campaign (a step's timeout_s overrides)
     heal_timeout_s: float = 600.0  # the wait until the cluster is whole again
     poll_s: float = 1.0
+    # Patroni publishes positions each loop_wait: a lag seen once may be stale, so a lag alone
+    # is read again for this long before the precondition says no.
+    lag_settle_s: float = 6.0
 
 
 class Session:

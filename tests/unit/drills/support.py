@@ -27,7 +27,7 @@ def small(kind: str, *, population: int = 600, stop: StopLimits | None = None) -
 
 def settings(**targets: float | None) -> Settings:
     return Settings(targets={**TARGETS, **targets}, real_campaign_priority=5, poll_s=0.02,
-                    wait_timeout_s=15.0, heal_timeout_s=15.0)
+                    wait_timeout_s=15.0, heal_timeout_s=15.0, lag_settle_s=0.2)
 
 
 def lever_on(server: FakeCoordinationServer) -> Callable[[], Any]:
