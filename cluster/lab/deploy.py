@@ -195,12 +195,16 @@ class PlaybookRun:
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not any(h.failed or h.unreachable for h in self.recap)
+        """It ran on some host and failed on none (a run that matched no host, say an
+        inventory path Ansible could not parse, exits 0 having done nothing)."""
+        return (self.returncode == 0 and bool(self.recap)
+                and not any(h.failed or h.unreachable for h in self.recap))
 
     def summary(self) -> str:
         bad = [h.host for h in self.recap if h.failed or h.unreachable]
         return (f"{self.playbook}: {len(self.recap)} hosts, {self.changed} changes"
                 + (f", FAILED on {', '.join(bad)}" if bad else "")
+                + (", NO HOST MATCHED (is the inventory path right?)" if not self.recap else "")
                 + f" in {self.seconds:.0f} s")
 
 
