@@ -51,7 +51,7 @@ from nodes.delivery import (
     text_for,
 )
 from nodes.journal import OutcomeJournal
-from nodes.lease import BatchLease, LeaseLost, keep_lease
+from nodes.lease import BatchLease, LeaseLost, Renewals, keep_lease
 from nodes.metrics import Metrics
 from nodes.outcomes import OutcomeBuffer
 from nodes.reserve import ClaimAhead, SendSlots
@@ -173,6 +173,7 @@ class Dispatcher(Delivery):
         self.journal = journal
         self.freshness = freshness
         self.ahead = ClaimAhead(config.claim_ahead_s, config.claim_ahead_max)
+        self.renewals = Renewals(store, config.node, config.lease_s)  # one call per tick
         self.stats = DispatchStats()
         self._stopping = asyncio.Event()
         self._stop_mode: StopMode = "drain"
@@ -346,6 +347,7 @@ class Dispatcher(Delivery):
                     if self.journal is not None else ""), extra=self._extra())
                 pending.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        await self.renewals.close()
 
     # --- one batch -----------------------------------------------------------------------------
     async def _run_batch(self, batch: ClaimedBatch, sent: float) -> None:
@@ -368,7 +370,7 @@ class Dispatcher(Delivery):
         try:
             async with asyncio.TaskGroup() as tg:
                 sent_all = asyncio.Event()
-                renewer = tg.create_task(keep_lease(self.store, batch, lease, lost,
+                renewer = tg.create_task(keep_lease(self.renewals, batch, lease, lost,
                                                     self._count_fencing, extra, sent_all))
                 try:
                     await self._slots.acquire((batch.scenario.priority, next(self._claims)))

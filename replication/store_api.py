@@ -304,6 +304,9 @@ class CampaignStore(Protocol):
         self, node: str, lease_s: float, site: str | None = None,
     ) -> ClaimedBatch | None: ...
     async def renew_batch(self, batch_id: int, epoch: int, node: str, lease_s: float) -> None: ...
+    async def renew_batches(
+        self, node: str, held: Sequence[tuple[int, int]], lease_s: float,
+    ) -> set[int]: ...  # (batch id, epoch) each, in one transaction -> the ids refused (stale)
     async def record_outcomes(
         self, batch_id: int, epoch: int, node: str, outcomes: Sequence[Outcome],
     ) -> None: ...  # StaleEpoch

@@ -149,6 +149,31 @@ class DispatchPart(StoreBase):
         if row is None:
             raise StaleEpoch(batch_id, epoch, node)
 
+    async def renew_batches(self, node: str, held: Sequence[tuple[int, int]],
+                            lease_s: float) -> set[int]:
+        """Renew each (batch id, epoch) of ``node`` in one statement (migrations/0009): each
+        fenced as by ``renew_batch``. Returns the ids refused (stale, counted); the others are
+        renewed. NotFound (nothing renewed) for a batch that does not exist."""
+        for batch_id, epoch in held:
+            _fenced_args(batch_id, epoch, node)
+        check_name("node", node)
+        lease = _lease(lease_s)
+        if not held:
+            return set()
+        try:
+            async with self._statement() as conn:
+                cur = await conn.execute(
+                    "SELECT out_batch_id, out_lease_until"
+                    " FROM tenir_renew_batches(%s, %s::bigint[], %s::bigint[], %s)",
+                    (node, [b for b, _ in held], [e for _, e in held], lease))
+                rows = await cur.fetchall()
+        except psycopg.Error as e:
+            mapped = db_error(e)
+            if mapped is e:
+                raise
+            raise mapped from None
+        return {int(b) for b, until in rows if until is None}
+
     async def record_outcomes(
         self, batch_id: int, epoch: int, node: str, outcomes: Sequence[Outcome],
     ) -> None:

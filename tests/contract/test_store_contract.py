@@ -68,6 +68,28 @@ async def test_a_stale_holder_is_refused_everywhere_and_counted(store: CampaignS
         await store.record_outcomes(9999, 1, "paris-node1", [])
 
 
+async def test_renewing_together_renews_what_is_held_and_refuses_only_the_stale(
+        store: CampaignStore) -> None:
+    await launch(store, population=9, batch_size=3)
+    first = [await claim(store, "paris-node1") for _ in range(3)]
+    await store.reassign_batches("paris-node1")  # all three back to pending: none ours now
+    a = await claim(store, "paris-node1", lease_s=1.0)
+    b = await claim(store, "paris-node1", lease_s=1.0)
+    taken = await claim(store, "marseille-node1", "marseille")
+    assert {a.id, b.id, taken.id} == {x.id for x in first}
+    before = await store.fencing_rejections()
+    refused = await store.renew_batches(
+        "paris-node1", [(a.id, a.epoch), (taken.id, taken.epoch - 1), (b.id, b.epoch)], LEASE)
+    assert refused == {taken.id}
+    assert await store.fencing_rejections() == before + 1
+    assert await store.renew_batches("paris-node1", [], LEASE) == set()
+    await asyncio.sleep(1.3)  # past the 1 s they were claimed for: renewed, nobody takes them
+    assert await store.claim_batch("marseille-node2", LEASE, site="marseille") is None
+    assert await store.held_by("paris-node1") == {a.id: a.epoch, b.id: b.epoch}
+    with pytest.raises(NotFound):
+        await store.renew_batches("paris-node1", [(a.id, a.epoch), (9999, 1)], LEASE)
+
+
 async def test_an_expired_lease_is_taken_over_and_the_late_holder_refused(
         store: CampaignStore) -> None:
     campaign = await launch(store, population=3, batch_size=3)

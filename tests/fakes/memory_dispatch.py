@@ -101,6 +101,21 @@ class DispatchPart(MemoryBase):
         batch = self._owned(batch_id, epoch, node)
         batch.lease_until = self.clock() + lease
 
+    async def renew_batches(self, node: str, held: Sequence[tuple[int, int]],
+                            lease_s: float) -> set[int]:
+        self._enter("renew_batches")
+        lease = self._lease(lease_s)
+        for batch_id, _ in held:
+            if batch_id not in self._batches:
+                raise NotFound(f"batch {batch_id} not found")
+        refused: set[int] = set()
+        for batch_id, epoch in held:
+            try:
+                self._owned(batch_id, epoch, node).lease_until = self.clock() + lease
+            except StaleEpoch:
+                refused.add(batch_id)
+        return refused
+
     async def record_outcomes(
         self, batch_id: int, epoch: int, node: str, outcomes: Sequence[Outcome],
     ) -> None:
