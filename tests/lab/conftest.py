@@ -44,16 +44,19 @@ def _plant_leftovers(layout: Layout) -> Leftovers:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The lab changes state as few times as it can: the etcd lab's tests first, then the test
-    that takes it down for good (marker ``ends_lab``), then those that check what it left with
-    no lab running (``after_lab``), then the ZooKeeper lab's (``zk_lab``, brought up once for
-    both of its modules). Items outside ``tests/lab`` keep their places."""
+    """The lab changes state as few times as it can: the etcd lab's tests first, those that
+    leave it on another version last among them (marker ``upgrades_lab``), then the test that
+    takes it down for good (``ends_lab``), then those that check what it left with no lab
+    running (``after_lab``), then the ZooKeeper lab's (``zk_lab``, brought up once for both of
+    its modules). Items outside ``tests/lab`` keep their places."""
     def rank(item: pytest.Item) -> int:
         if "zk_lab" in getattr(item, "fixturenames", ()):
-            return 3
+            return 4
         if item.get_closest_marker("after_lab"):
+            return 3
+        if item.get_closest_marker("ends_lab"):
             return 2
-        return 1 if item.get_closest_marker("ends_lab") else 0
+        return 1 if item.get_closest_marker("upgrades_lab") else 0
 
     slots = [i for i, item in enumerate(items) if "tests/lab/" in item.nodeid]
     ordered = sorted((items[i] for i in slots), key=rank)
