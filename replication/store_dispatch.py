@@ -27,6 +27,7 @@ Conventions the dispatcher relies on:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import Any, cast
@@ -56,11 +57,12 @@ RECEIPT_STATES = ("sent", "delivered", "failed")
 # The claimed batch comes back once per pending recipient (one row with NULL recipient columns
 # when none is pending). The recipients are read per claimed batch (LATERAL, and the claim
 # function declared ROWS 1 in migrations/0008): a plan joining them by hash scanned the whole
-# table on every claim while its statistics were stale.
+# table on every claim while its statistics were stale. The scenario's steps come as text, decoded
+# once: as jsonb, every row's copy was decoded (100 per claim, 1.3 % of a node's CPU).
 _CLAIM = """
 WITH k AS MATERIALIZED (SELECT * FROM tenir_claim_batch(%s, %s, %s))
 SELECT k.out_batch_id, k.out_campaign_id, k.out_epoch, k.out_lease_until,
-       s.id, s.name, s.priority, s.steps,
+       s.id, s.name, s.priority, s.steps::text,
        r.id, r.campaign_id, r.name, r.phone, r.mobile, r.email, r.language, r.step, r.attempt
   FROM k
   JOIN campaigns c ON c.id = k.out_campaign_id
@@ -137,7 +139,8 @@ class DispatchPart(StoreBase):
         recipients = tuple(Recipient(id=r[0], campaign_id=r[1], name=r[2], phone=r[3],
                                      mobile=r[4], email=r[5], language=r[6], step=r[7],
                                      attempt=r[8]) for row in rows if (r := row[8:])[0] is not None)
-        scenario = Scenario(id=sid, name=sname, priority=sprio, steps=steps_from_json(steps))
+        scenario = Scenario(id=sid, name=sname, priority=sprio,
+                            steps=steps_from_json(json.loads(steps)))
         return ClaimedBatch(id=batch_id, campaign_id=campaign_id, epoch=epoch, node=node,
                             lease_until=lease_until, scenario=scenario, recipients=recipients)
 
