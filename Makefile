@@ -14,7 +14,7 @@ demo: install  ## bring the lab up and lose the PostgreSQL primary's whole site
 
 test: install lint typecheck  ## every test: unit, then real servers (PostgreSQL, etcd, ZooKeeper, carriers, the lab)
 	$(PYTEST) -m "unit" -q
-	$(PYTEST) -m "not unit" -v --durations=40
+	$(PYTEST) -m "not unit" -v --durations=60
 
 test-quick: install lint typecheck  ## the fast loop: no root, no server
 	$(PYTEST) -m unit -q
