@@ -49,6 +49,7 @@ class NodeApi:
     def call(self, method: str, path: str, body: Any = None,
              accept: tuple[int, ...] = (200, 201)) -> Any:
         errors = []
+        unavailable: ApiError | None = None
         for base in self.bases:
             try:
                 _, data = request_json(method, f"{base}/api/v1{path}", body,
@@ -56,7 +57,12 @@ class NodeApi:
                                        accept_status=accept)
                 return data
             except HttpError as exc:
+                if exc.status == 503:  # that node cannot serve now (cut from its store): the next
+                    unavailable = unavailable or ApiError(refusal(method, path, base, exc))
+                    continue
                 if exc.status is not None:  # the node answered: its answer is the answer
                     raise ApiError(refusal(method, path, base, exc)) from exc
                 errors.append(str(exc))
+        if unavailable is not None:
+            raise unavailable
         raise ApiError(f"no alert node answered: {'; '.join(errors)}")

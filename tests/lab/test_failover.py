@@ -18,7 +18,7 @@ from chaos.faults import IsolateSite, chaos_rules_left, faulted
 from cluster.campaign_cli import cross_site_duplicates
 from cluster.httpjson import request_json
 from cluster.lab.access import app_dsn
-from cluster.lab.health import carriers_control_url
+from cluster.lab.health import carriers_control_url, patroni_view
 from tests.lab.campaign_kit import launch_until_delivered, wait_completed
 from tests.lab.failover_cases import (
     node_killed_mid_campaign,
@@ -43,13 +43,17 @@ def _sms_received(lab: LabHandle, site: str) -> int:
 def test_a_site_cut_from_the_others_stops_dispatching_within_its_lease(
         lab_env: LabHandle) -> None:
     topo = lab_env.topo
-    isolated = "marseille"
+    view = patroni_view(topo)  # the site without the primary: PostgreSQL stays where it is
+    assert view is not None and view.primary is not None
+    primary_site = topo.hosts[view.primary].site
+    isolated = next(s for s in topo.sites if s != primary_site and any(
+        h.site == s for h in topo.hosts_running("alert_nodes")))
     ttl = topo.node_timings.membership_ttl
     campaign = launch_until_delivered(lab_env, 20_000, 2_000)
     nodes = [h.name for h in topo.hosts_running("alert_nodes") if h.site == isolated]
     with faulted(IsolateSite(lab_env.lab, isolated)):
         cut_at = time.time()
-        in_flight = _held_recipients(lab_env, nodes)  # cut off: they claim nothing more
+        in_flight = _held_recipients(lab_env, primary_site, nodes)  # they claim no more
         samples: list[tuple[float, int]] = []
         while time.time() - cut_at < ttl + 10:
             samples.append((time.time(), _sms_received(lab_env, isolated)))
@@ -63,7 +67,7 @@ def test_a_site_cut_from_the_others_stops_dispatching_within_its_lease(
         c = wait_completed(lab_env, campaign, timeout=300)
     assert (c["delivered"], c["failed"], c["pending"]) == (20_000, 0, 0)
     assert chaos_rules_left(lab_env.lab) == []
-    with psycopg.connect(app_dsn(topo, "paris"), autocommit=True) as conn:
+    with psycopg.connect(app_dsn(topo, primary_site), autocommit=True) as conn:
         moves = conn.execute(
             "SELECT extract(epoch FROM at), details FROM events WHERE kind = 'watchdog.move' "
             "AND at >= to_timestamp(%s) ORDER BY id", (cut_at,)).fetchall()
@@ -81,8 +85,8 @@ def test_a_site_cut_from_the_others_stops_dispatching_within_its_lease(
     lab_env.lab.up(timeout=600)
 
 
-def _held_recipients(lab_env: LabHandle, nodes: list[str]) -> int:
-    with psycopg.connect(app_dsn(lab_env.topo, "paris"), autocommit=True) as conn:
+def _held_recipients(lab_env: LabHandle, site: str, nodes: list[str]) -> int:
+    with psycopg.connect(app_dsn(lab_env.topo, site), autocommit=True) as conn:
         row = conn.execute(
             "SELECT count(*) FROM recipients r JOIN batches b ON b.id = r.batch_id"
             " WHERE b.state = 'claimed' AND b.owner = ANY(%s)", (nodes,)).fetchone()
