@@ -83,7 +83,6 @@ class Renewals:
         self._asked: dict[int, tuple[int, asyncio.Future[None]]] = {}
         self._sending: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self.calls = 0  # store calls made (each renews every batch asked for at the time)
 
     async def renew(self, batch_id: int, epoch: int) -> None:
         loop = asyncio.get_running_loop()
@@ -106,7 +105,6 @@ class Renewals:
         try:
             await asyncio.sleep(COALESCE_S)  # the other renewers of this tick ask meanwhile
             asked = self._take()
-            self.calls += 1
             refused = await self._store.renew_batches(
                 self._node, sorted((b, e) for b, (e, _) in asked.items()), self._lease_s)
         except BaseException as exc:

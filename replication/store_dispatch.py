@@ -163,18 +163,10 @@ class DispatchPart(StoreBase):
         lease = _lease(lease_s)
         if not held:
             return set()
-        try:
-            async with self._statement() as conn:
-                cur = await conn.execute(
-                    "SELECT out_batch_id, out_lease_until"
-                    " FROM tenir_renew_batches(%s, %s::bigint[], %s::bigint[], %s)",
-                    (node, [b for b, _ in held], [e for _, e in held], lease))
-                rows = await cur.fetchall()
-        except psycopg.Error as e:
-            mapped = db_error(e)
-            if mapped is e:
-                raise
-            raise mapped from None
+        rows = await self._rows(
+            "SELECT out_batch_id, out_lease_until"
+            " FROM tenir_renew_batches(%s, %s::bigint[], %s::bigint[], %s)",
+            (node, [b for b, _ in held], [e for _, e in held], lease))
         return {int(b) for b, until in rows if until is None}
 
     async def record_outcomes(
@@ -276,16 +268,20 @@ class DispatchPart(StoreBase):
     async def fencing_rejections(self) -> int:
         return int(await self._call("SELECT count(*) FROM fencing_rejections", ()))
 
-    async def _call(self, query: str, params: Sequence[Any]) -> Any:
-        """One statement returning one value, in its own transaction; our functions' refusals
-        become store_api errors."""
+    async def _rows(self, query: str, params: Sequence[Any]) -> list[Any]:
+        """One statement in its own transaction, its rows; our functions' refusals become
+        store_api errors."""
         try:
             async with self._statement() as conn:
                 cur = await conn.execute(cast(Any, query), params)
-                row = await cur.fetchone()
+                return await cur.fetchall()
         except psycopg.Error as e:
             mapped = db_error(e)
             if mapped is e:
                 raise
             raise mapped from None
-        return None if row is None else row[0]
+
+    async def _call(self, query: str, params: Sequence[Any]) -> Any:
+        """One statement returning one value (see ``_rows``)."""
+        rows = await self._rows(query, params)
+        return rows[0][0] if rows else None
