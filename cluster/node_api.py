@@ -1,5 +1,6 @@
 """A client of the alert nodes' REST API for the CLI: it talks to the first node that answers,
-so an operator's command works whichever site is down."""
+so an operator's command works whichever site is down. A node that answers 503 (cut from its
+store: "retry later") passes the call to the next one."""
 
 from __future__ import annotations
 
