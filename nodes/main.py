@@ -232,7 +232,8 @@ async def serve_with(cfg: NodeConfig, metrics: Metrics, journal: FileJournal,
                      on_receipt=dispatcher.on_receipt, limits=cfg.http,
                      cluster_view=(CoordinationClusterView(coordinator, drains)
                                    if coordinator is not None and drains is not None else None),
-                     evidence_service=evidence, launches=launches, drill_service=drill_service)
+                     evidence_service=evidence, launches=launches, drill_service=drill_service,
+                     dispatch=gate)
     served = await serve_api(app, cfg.listen_host, cfg.listen_port,
                              tls=cfg.tls.server_context() if cfg.tls is not None else None)
     log.info("node %s of site %s serving on %s:%d", cfg.node, cfg.site, cfg.listen_host,

@@ -126,11 +126,25 @@ def wait_haproxy_routes_to(topo: Topology, primary: str, timeout: float,
 
 
 def _http_ok(url: str) -> bool:
+    return _probe(url)[0]
+
+
+def _probe(url: str) -> tuple[bool, object]:
+    """(answered 200, the JSON body or None)."""
     try:
-        status, _ = request_json("GET", url, timeout=1.0, accept_status=(200, 503))
+        status, body = request_json("GET", url, timeout=1.0, accept_status=(200, 503))
     except HttpError:
-        return False
-    return status == 200
+        return False, None
+    return status == 200, body
+
+
+def node_state(topo: Topology, host: Host) -> str:
+    """``dispatching``, ``ready`` (serving, not sending: membership in doubt or cut from the
+    store), or ``unready`` (no answer, or the store unreachable)."""
+    ok, body = _probe(f"{node_url(topo, host)}/readyz")
+    if not ok:
+        return "unready"
+    return "dispatching" if isinstance(body, dict) and body.get("dispatching") else "ready"
 
 
 def node_url(topo: Topology, host: Host) -> str:
@@ -143,13 +157,16 @@ def carriers_control_url(topo: Topology, host: Host) -> str:
 
 
 def wait_nodes(topo: Topology, timeout: float) -> None:
+    """Until every alert node is ready and dispatching: a node back from a fault (frozen,
+    cut, its site powered off) answers as soon as it reaches the store, and sends again only
+    once its membership is confirmed. A campaign launched before would run without it."""
     hosts = topo.hosts_running("alert_nodes")
 
     def probe() -> tuple[bool, None, str]:
-        ready = {h.name: _http_ok(f"{node_url(topo, h)}/readyz") for h in hosts}
-        return all(ready.values()), None, str(ready)
+        state = {h.name: node_state(topo, h) for h in hosts}
+        return all(s == "dispatching" for s in state.values()), None, str(state)
 
-    wait_for("every alert node ready", probe, timeout)
+    wait_for("every alert node ready and dispatching", probe, timeout)
 
 
 def wait_carriers(topo: Topology, timeout: float) -> None:

@@ -32,7 +32,7 @@ from nodes.api import (
 )
 from nodes.api.auth import UserTable, auth_middleware
 from nodes.api.bodies import BodyLimit, body_limit_middleware
-from nodes.api.context import CONTEXT, ApiContext, ClusterView, InFlight
+from nodes.api.context import CONTEXT, ApiContext, ClusterView, DispatchState, InFlight
 from nodes.api.errors import error_middleware
 from nodes.api.identity import TABLE
 from nodes.api.limits import HttpLimits
@@ -89,6 +89,7 @@ def create_app(
     evidence_service: EvidenceService | None = None,
     launches: LaunchWriter | None = None,
     drill_service: DrillService | None = None,
+    dispatch: DispatchState | None = None,
 ) -> web.Application:
     """The API of node ``node`` of site ``site``, serving ``store``.
 
@@ -103,7 +104,9 @@ def create_app(
     given). ``evidence_service`` serves ``/evidence`` (the ledger, proofs, bundles, reports,
     records). ``launches`` writes the launches past their first chunk (a node passes the one it
     closes at shutdown; by default one of this app's own). ``drill_service`` serves ``/drills``
-    (approvals, runs, records, findings, abort, schedule).
+    (approvals, runs, records, findings, abort, schedule). ``dispatch`` says whether the
+    dispatcher may send (its membership confirmed, not cut from the store): ``/readyz``
+    reports it as ``dispatching`` (always true without it: nothing gates the dispatcher).
     """
     limits = limits or HttpLimits()
     table = UserTable(users)
@@ -136,6 +139,6 @@ def create_app(
         on_receipt=on_receipt, limits=limits, openapi=document, signer=signer,
         carrier_auth=carrier_auth, in_flight=in_flight, cluster=cluster_view,
         evidence=evidence_service, launches=launches or LaunchWriter(store, node),
-        drills=drill_service,
+        drills=drill_service, dispatch=dispatch,
     )
     return app

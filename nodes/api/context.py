@@ -40,6 +40,13 @@ class InFlight(Protocol):
     def awaiting(self, reference: str) -> bool: ...
 
 
+class DispatchState(Protocol):
+    """Whether this node's dispatcher may send now (``nodes.delivery.DispatchGate``: its
+    membership confirmed, not cut from the store). ``/readyz`` reports it."""
+
+    def may_dispatch(self) -> bool: ...
+
+
 class ClusterView(Protocol):
     """What ``GET /api/v1/cluster`` reads from the coordination service (the node wires the
     implementation: ``nodes.drain.CoordinationClusterView``). Each call returns within the
@@ -67,6 +74,7 @@ class ApiContext:
     evidence: EvidenceService | None = None
     launches: LaunchWriter | None = None
     drills: DrillService | None = None
+    dispatch: DispatchState | None = None
 
 
 CONTEXT = web.AppKey("tenir.api", ApiContext)

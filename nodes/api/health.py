@@ -3,7 +3,10 @@
 * ``/healthz``: the process answers (liveness; never touches the store);
 * ``/readyz``: the campaign store answers its cheapest query within READY_TIMEOUT_S
   (readiness: HAProxy or an orchestrator stops sending work to a node that cannot reach
-  PostgreSQL);
+  PostgreSQL). Its body also says whether the node is ``dispatching``: a member of the
+  coordination service with its membership confirmed, not cut from the store (the API serves
+  without it: launches and callbacks need only the store). Deployments wait for both, and so
+  does the lab: a node back from a fault may answer before it sends again;
 * ``/metrics``: Prometheus text exposition; each scrape also reads the store's cluster-wide
   fencing rejection count (``tenir_store_up`` says whether that worked);
 * ``/api/v1/openapi.json``: the OpenAPI 3.1 document, generated from the route table.
@@ -43,7 +46,9 @@ async def readyz(request: web.Request) -> web.Response:
         return json_response({"status": "unready", "node": ctx.node, "site": ctx.site,
                               "error": "campaign store unreachable"}, 503)
     ctx.metrics.store_up.set(1)
-    return json_response({"status": "ready", "node": ctx.node, "site": ctx.site})
+    dispatching = ctx.dispatch is None or ctx.dispatch.may_dispatch()
+    return json_response({"status": "ready", "node": ctx.node, "site": ctx.site,
+                          "dispatching": dispatching})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -71,7 +76,11 @@ SCHEMAS: dict[str, JSON] = {
         "type": "object", "required": ["status", "node", "site"],
         "properties": {"status": {"enum": ["alive", "ready", "unready"]},
                        "node": {"type": "string"}, "site": {"type": "string"},
-                       "error": {"type": "string"}},
+                       "error": {"type": "string"},
+                       "dispatching": {
+                           "type": "boolean",
+                           "description": "readyz: this node may send now (its coordination "
+                                          "membership confirmed, not cut from the store)"}},
     },
 }
 

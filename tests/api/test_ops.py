@@ -8,10 +8,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from cluster.coordination.base import MemberInfo
 from nodes.api.limits import HttpLimits
 from nodes.api.spec import ALLOWED, ROLES
+from nodes.membership import MembershipGate
 from nodes.metrics import Metrics
 from tests.api.conftest import OPERATOR, Client, auth, make_app, seed
+from tests.fakes.coordinator import FakeCoordinationServer, FakeCoordinator
 from tests.fakes.memory_store import MemoryStore
 
 pytestmark = pytest.mark.unit
@@ -29,13 +32,36 @@ async def test_healthz_and_readyz(client: Client, store: MemoryStore) -> None:
     assert (r.status, (await r.json())["status"]) == (200, "alive")
     r = await client.get("/readyz")
     assert (r.status, await r.json()) == (200, {"status": "ready", "node": "paris-node1",
-                                                "site": "paris"})
+                                                "site": "paris", "dispatching": True})
     store.unavailable = True
     r = await client.get("/readyz")
     assert r.status == 503
     assert (await r.json())["status"] == "unready"
     r = await client.get("/healthz")  # alive all the same
     assert r.status == 200
+
+
+@pytest.mark.asyncio
+async def test_readyz_says_whether_the_node_may_send(store: MemoryStore,
+                                                     metrics: Metrics) -> None:
+    """Ready (the store answers) but not dispatching while the membership is in doubt: what a
+    frozen node woken past its ttl, or one whose site just booted again, looks like before it
+    renews. Deployments and the lab wait for ``dispatching``."""
+    server = FakeCoordinationServer()
+    coordinator = FakeCoordinator(server, "paris-node1", ttl=6.0)
+    await coordinator.join(MemberInfo("paris-node1", "paris", "10.0.0.1"))
+    app = make_app(store, metrics, dispatch=MembershipGate(coordinator, 2.0, "paris-node1",
+                                                           "paris"))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        async def state() -> tuple[int, object]:
+            r = await client.get("/readyz")
+            return r.status, (await r.json())["dispatching"]
+
+        assert await state() == (200, True)
+        server.advance(4.5)  # past ttl - safety without a renewal
+        assert await state() == (200, False)
+        await coordinator.join(MemberInfo("paris-node1", "paris", "10.0.0.1"))
+        assert await state() == (200, True)
 
 
 @pytest.mark.asyncio
