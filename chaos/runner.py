@@ -9,7 +9,11 @@ campaign, judge.
    (:mod:`chaos.moments`).
 4. The PostgreSQL roles are read (which site holds the primary), each fault step is planned
    (:mod:`chaos.matrix`) and injected by the nemesis (which reads every collector first, so that
-   what was committed up to the fault is in the history), ``after_s`` apart; for the
+   what was committed up to the fault is in the history), ``after_s`` apart. A fault aimed at
+   alert nodes waits first (at most HOLDER_WAIT_S) until each of them holds a batch: killing or
+   freezing a node that holds nothing tests nothing (its checkers would say unknown). At the
+   middle of a short campaign, a node may have sent its share while the others still work
+   through their reserves; for the
    ``during-pg-failover`` moment the primary's Patroni is stopped first. The last fault is kept
    for its hold, then every fault is healed, the last first.
 5. The runner waits for the campaign to complete (until the scenario's ``timeout_s`` from the
@@ -25,12 +29,15 @@ failure. Every injected fault is healed, whatever happened.
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
+from chaos.checkers.holdings import held_at
 from chaos.checkers.run import check_all
 from chaos.history import History
 from chaos.labops import LabOps
@@ -42,6 +49,11 @@ from chaos.report import RunRecord
 from chaos.resume import resume
 from chaos.scenario import Scenario
 from chaos.workload import Workload
+
+log = logging.getLogger("tenir.chaos.runner")
+
+HOLDER_WAIT_S = 10.0
+HOLDER_POLL_S = 0.1
 
 
 class RunError(RuntimeError):
@@ -123,7 +135,8 @@ async def _drive(env: RunEnv, scenario: Scenario, moment: str, record: RunRecord
                        f"{scenario.timeout_s:g} s")
     roles = await asyncio.to_thread(env.roles)
     nemesis = Nemesis(history, barrier=collectors.read_all)
-    problems = await inject_and_heal(env, scenario, moment, roles, nemesis, rng, sleep)
+    problems = await inject_and_heal(env, scenario, moment, roles, nemesis, rng, sleep,
+                                     collectors.read_all)
     healed = time.monotonic()
     bound = float(scenario.tolerances.get("progress_bound_s", 0.0))
     deadline = max(launched_at + scenario.timeout_s, healed + bound + scenario.settle_s)
@@ -135,10 +148,27 @@ async def _drive(env: RunEnv, scenario: Scenario, moment: str, record: RunRecord
         raise RunError("; ".join(problems))
 
 
+async def until_holding(history: History, nodes: Sequence[str], read: Callable[[], Awaitable[None]],
+                        sleep: Sleep, timeout_s: float = HOLDER_WAIT_S) -> bool:
+    """Read the collectors until each of ``nodes`` holds a batch in the history (True), for at
+    most ``timeout_s`` (False: the fault goes in all the same, and the checkers that need a
+    holder say unknown)."""
+    for _ in range(max(1, int(timeout_s / HOLDER_POLL_S))):
+        await read()
+        holding = {h.node for h in held_at(history, math.inf).values()}
+        if set(nodes) <= holding:
+            return True
+        await sleep(HOLDER_POLL_S)
+    return False
+
+
 async def inject_and_heal(env: RunEnv, scenario: Scenario, moment: str, roles: Roles,
-                          nemesis: Nemesis, rng: random.Random, sleep: Sleep) -> list[str]:
+                          nemesis: Nemesis, rng: random.Random, sleep: Sleep,
+                          read: Callable[[], Awaitable[None]] | None = None) -> list[str]:
     """Inject the scenario's steps (after the PostgreSQL failover for that moment), hold the
-    last, heal them all, the last first. Returns what went wrong (nothing: [])."""
+    last, heal them all, the last first. With ``read`` (the collectors), a fault aimed at
+    alert nodes first waits until they hold a batch (:func:`until_holding`). Returns what went
+    wrong (nothing: [])."""
     injected: list[Planned] = []
     problems: list[str] = []
     try:
@@ -152,6 +182,11 @@ async def inject_and_heal(env: RunEnv, scenario: Scenario, moment: str, roles: R
             planned = plan(step, env.lab, roles, rng, scenario.fault_s, env.tools)
             if i:
                 await sleep(step.after_s)
+            nodes = planned.value.get("nodes")
+            if read is not None and nodes and not await until_holding(
+                    nemesis.history, nodes, read, sleep):
+                log.warning("%s: %s held no batch after %.0f s; injecting all the same",
+                            planned.name, ", ".join(nodes), HOLDER_WAIT_S)
             injected.append(planned)
             await nemesis.inject(planned.name, planned.fault, planned.value)
             hold = planned.hold_s

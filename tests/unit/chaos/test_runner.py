@@ -11,7 +11,7 @@ import pytest
 
 from chaos.history import History
 from chaos.report import problems, save, table
-from chaos.runner import run_scenario
+from chaos.runner import run_scenario, until_holding
 from chaos.scenario import Scenario, parse_scenario
 from cluster.topology import Topology, load_topology
 from tests.fakes.lab import FakeLab
@@ -105,3 +105,33 @@ async def test_a_run_stops_waiting_for_a_moment_that_never_comes(topo: Topology)
     record, _ = await run_scenario(env, scenario)
     assert record.error is not None and "did not reach its end within 0.3 s" in record.error
     assert "signal" not in " ".join(env.lab.log)
+
+
+async def test_a_node_fault_waits_until_its_node_holds_a_batch() -> None:
+    """At the middle of a short campaign a node may hold nothing (its share sent, the rest in
+    the others' reserves): freezing it would test nothing. The runner reads on until it holds
+    a batch, within a bound."""
+    h = History()
+    reads = 0
+
+    async def read() -> None:
+        nonlocal reads
+        reads += 1
+        if reads == 3:
+            h.add("node:paris-node1", "ok", "claim", {
+                "batch": 7, "epoch": 1, "node": "paris-node1", "site": "paris",
+                "kind": "claim", "lease_until": None, "prev_owner": None, "prev_epoch": None})
+        if reads == 5:
+            h.add("node:paris-node1", "ok", "claim", {
+                "batch": 7, "epoch": 1, "node": "paris-node1", "site": "paris",
+                "kind": "finish", "lease_until": None})
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    assert await until_holding(h, ["paris-node1"], read, no_sleep)
+    assert reads == 3
+    assert await until_holding(h, ["paris-node1"], read, no_sleep)  # still holds it
+    reads = 4
+    assert not await until_holding(h, ["paris-node1"], read, no_sleep, timeout_s=0.5)
+    assert reads == 4 + 5  # bounded: timeout / poll reads, then False
