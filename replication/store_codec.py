@@ -2,11 +2,12 @@
 
 Everything here is pure Python: what the store checks before it touches the database (the
 database checks again with its own constraints), how scenarios map to jsonb, and how a flush of
-outcomes is packed into the column arrays of ``tenir_record_outcomes``.
+outcomes is packed into rows, sent as JSON to ``tenir_record_outcomes_json`` (migration 0010).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -147,16 +148,42 @@ def steps_from_json(data: Any) -> tuple[ChannelStep, ...]:
 
 @dataclass
 class PackedOutcomes:
-    """The column arrays of one tenir_record_outcomes call."""
+    """One flush, merged: a row per attempt and a row per recipient."""
 
-    attempts: list[list[Any]]  # reference, recipient, channel, carrier, state, site, step,
+    attempt_rows: list[list[Any]]  # reference, recipient, channel, carrier, state, site, step,
     # attempt, carrier_message_id, detail, at
-    recipients: list[list[Any]]  # id, step, next_attempt, final_state, final_channel,
+    recipient_rows: list[list[Any]]  # id, step, next_attempt, final_state, final_channel,
     # final_site, final_reference, final_at
 
     @property
     def count(self) -> int:
-        return len(self.attempts[0])
+        return len(self.attempt_rows)
+
+    @property
+    def attempts(self) -> list[list[Any]]:
+        """The 11 attempt columns (the arrays of ``tenir_record_outcomes``)."""
+        return _columns(self.attempt_rows, 11)
+
+    @property
+    def recipients(self) -> list[list[Any]]:
+        """The 8 recipient columns."""
+        return _columns(self.recipient_rows, 8)
+
+    def to_json(self) -> tuple[str, str]:
+        """The two parameters of ``tenir_record_outcomes_json``: encoded in C, where psycopg
+        adapts array elements one by one in Python (8 µs an outcome)."""
+        return (json.dumps(self.attempt_rows, default=_iso, separators=(",", ":")),
+                json.dumps(self.recipient_rows, default=_iso, separators=(",", ":")))
+
+
+def _columns(rows: list[list[Any]], width: int) -> list[list[Any]]:
+    return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+def _iso(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} in an outcome")
 
 
 def _check_outcome(i: int, o: Outcome) -> None:
@@ -187,43 +214,25 @@ def pack_outcomes(outcomes: Sequence[Outcome]) -> PackedOutcomes:
     receipt) merge into one attempt: the state only moves up (sent < delivered, failed <
     acknowledged; the first of equals stays), the latest carrier message id and detail win.
     Per recipient: the furthest (step, attempt + 1) and the first final outcome."""
-    refs: list[Any] = []
-    rec: list[Any] = []
-    chan: list[Any] = []
-    carrier: list[Any] = []
-    state: list[Any] = []
-    site: list[Any] = []
-    step: list[Any] = []
-    attempt: list[Any] = []
-    cmid: list[Any] = []
-    detail: list[Any] = []
-    at: list[Any] = []
-    by_ref: dict[str, int] = {}
+    rows: list[list[Any]] = []
+    by_ref: dict[str, list[Any]] = {}
     progress: dict[int, list[Any]] = {}
     for i, o in enumerate(outcomes):
         _check_outcome(i, o)
-        k = by_ref.get(o.reference)
-        if k is None:
-            by_ref[o.reference] = len(refs)
-            refs.append(o.reference)
-            rec.append(o.recipient_id)
-            chan.append(o.channel)
-            carrier.append(o.carrier)
-            state.append(o.state)
-            site.append(o.site)
-            step.append(o.step)
-            attempt.append(o.attempt)
-            cmid.append(o.carrier_message_id)
-            detail.append(o.detail)
-            at.append(o.at)
+        row = by_ref.get(o.reference)
+        if row is None:
+            by_ref[o.reference] = row = [o.reference, o.recipient_id, o.channel, o.carrier,
+                                         o.state, o.site, o.step, o.attempt,
+                                         o.carrier_message_id, o.detail, o.at]
+            rows.append(row)
         else:
-            if rec[k] != o.recipient_id:
+            if row[1] != o.recipient_id:
                 raise InvalidInput(f"outcomes[{i}].reference",
-                                   f"{o.reference!r} already used for recipient {rec[k]}")
-            if _rank(o.state) > _rank(state[k]):
-                state[k] = o.state
-            cmid[k] = o.carrier_message_id or cmid[k]
-            detail[k] = o.detail or detail[k]
+                                   f"{o.reference!r} already used for recipient {row[1]}")
+            if _rank(o.state) > _rank(row[4]):
+                row[4] = o.state
+            row[8] = o.carrier_message_id or row[8]
+            row[9] = o.detail or row[9]
         nxt = o.attempt + 1
         p = progress.get(o.recipient_id)
         if p is None:
@@ -233,7 +242,4 @@ def pack_outcomes(outcomes: Sequence[Outcome]) -> PackedOutcomes:
             p[1], p[2] = o.step, nxt
         if o.final and p[3] is None:
             p[3:] = [o.state, o.channel, o.site, o.reference, o.at]
-    r_cols: list[list[Any]] = [list(col) for col in zip(*progress.values(), strict=True)] \
-        if progress else [[] for _ in range(8)]
-    return PackedOutcomes([refs, rec, chan, carrier, state, site, step, attempt, cmid, detail, at],
-                          r_cols)
+    return PackedOutcomes(rows, list(progress.values()))

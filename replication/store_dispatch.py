@@ -72,13 +72,7 @@ SELECT k.out_batch_id, k.out_campaign_id, k.out_epoch, k.out_lease_until,
  ORDER BY r.id
 """
 
-_RECORD = """
-SELECT tenir_record_outcomes(%s, %s, %s,
-    %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::int[],
-    %s::int[], %s::text[], %s::text[], %s::timestamptz[],
-    %s::bigint[], %s::int[], %s::int[], %s::text[], %s::text[], %s::text[], %s::text[],
-    %s::timestamptz[])
-"""
+_RECORD = "SELECT tenir_record_outcomes_json(%s, %s, %s, %s::json, %s::json)"
 
 
 # The watchdog's move, and its 'move' rows in the claim log (migrations/0006), in one statement.
@@ -172,13 +166,13 @@ class DispatchPart(StoreBase):
     async def record_outcomes(
         self, batch_id: int, epoch: int, node: str, outcomes: Sequence[Outcome],
     ) -> None:
-        """Write a flush of outcomes in one round trip (column arrays unnested server-side).
-        All or nothing: StaleEpoch if the database refused the claim (counted there),
-        InvalidInput for a bad outcome or one for a recipient outside the batch."""
+        """Write a flush of outcomes in one round trip (its rows as two JSON parameters,
+        unpacked server-side: migration 0010). All or nothing: StaleEpoch if the database
+        refused the claim (counted there), InvalidInput for a bad outcome or one for a
+        recipient outside the batch."""
         _fenced_args(batch_id, epoch, node)
-        packed = pack_outcomes(outcomes)
-        status = await self._call(_RECORD, (batch_id, epoch, node, *packed.attempts,
-                                            *packed.recipients))
+        status = await self._call(_RECORD, (batch_id, epoch, node,
+                                            *pack_outcomes(outcomes).to_json()))
         if status == "stale":
             raise StaleEpoch(batch_id, epoch, node)
 

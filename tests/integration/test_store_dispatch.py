@@ -4,12 +4,16 @@ acknowledgements, completion."""
 from __future__ import annotations
 
 import asyncio
+import json
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
 
 from replication.store import PgCampaignStore
 from replication.store_api import ClaimedBatch, ContactIn, InvalidInput, NotFound, StaleEpoch
+from replication.store_codec import pack_outcomes
 from tests.integration.support import (
     AConn,
     finals,
@@ -162,6 +166,35 @@ async def test_database_itself_refuses_a_stale_write(store: PgCampaignStore,
     assert await scalar(sql_conn, "SELECT count(*) FROM attempts") == 0
     assert await scalar(sql_conn, "SELECT count(*) FROM fencing_rejections") == 1
     assert await raw_record(sql_conn, b.id, b.epoch, "n1", finals(b)) == "ok"
+    assert await scalar(sql_conn, "SELECT count(*) FROM attempts") == 5
+
+
+async def test_the_json_flush_is_fenced_and_refuses_rows_of_the_wrong_shape(
+        store: PgCampaignStore, sql_conn: AConn) -> None:
+    """The store's flush (two JSON parameters, migration 0010) called directly: fenced like
+    the arrays; a row of the wrong length or a non-array is refused by name and writes
+    nothing."""
+    await _launch(store, population=5, batch_size=5)
+    b = await _claim(store, "n1")
+    at = datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=timezone(timedelta(hours=1)))
+    attempts, recipients = pack_outcomes([replace(o, at=at) for o in finals(b)]).to_json()
+    call = "SELECT tenir_record_outcomes_json(%s, %s, %s, %s::json, %s::json)"
+    assert await scalar(sql_conn, call, b.id, b.epoch + 1, "n1", attempts, recipients) \
+        == "stale"
+    assert await scalar(sql_conn, "SELECT count(*) FROM fencing_rejections") == 1
+    short = json.dumps([row[:10] for row in json.loads(attempts)])
+    for bad_attempts, bad_recipients, said in (
+            (short, recipients, "outcome row 1 has the wrong shape"),
+            (attempts, '{"id": 1}', "two JSON arrays of rows expected")):
+        with pytest.raises(psycopg.Error, match=said):
+            await scalar(sql_conn, call, b.id, b.epoch, "n1", bad_attempts, bad_recipients)
+    assert await scalar(sql_conn, "SELECT count(*) FROM attempts") == 0
+    assert await scalar(sql_conn, call, b.id, b.epoch, "n1", attempts, recipients) == "ok"
+    rows = await (await sql_conn.execute(
+        "SELECT r.state, r.final_at, a.sent_at FROM recipients r"
+        " JOIN attempts a ON a.reference = r.final_reference"
+        " WHERE r.batch_id = %s ORDER BY r.id", (b.id,))).fetchall()
+    assert rows == [("delivered", at, at)] * 5  # the times as the node stamped them
     assert await scalar(sql_conn, "SELECT count(*) FROM attempts") == 5
 
 
