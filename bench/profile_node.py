@@ -1,0 +1,124 @@
+"""Where an alert node's CPU goes: a loopback campaign (``tests/loopback``: a throwaway
+PostgreSQL with pg_stat_statements, one etcd, a carrier simulator per site, two nodes with the
+lab's lease and reserve), one node sampled by py-spy, and PostgreSQL's statements.
+
+Prints, per campaign size: the CPU µs per delivered alert of each component, PostgreSQL's top
+statements (total ms, calls, ms per call), then the node's functions by self time and by
+inclusive time (percent of its samples). Keeps py-spy's raw stacks under ``--out``.
+
+    .venv/bin/python bench/profile_node.py --sizes 20000,200000 [--code DIR] [--no-spy]
+
+Root is not needed; py-spy needs ptrace (root, or ``kernel.yama.ptrace_scope`` 0). It is stopped
+with SIGINT, the only way it writes its output while the process it samples lives on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.loopback.cluster import LoopbackCluster  # noqa: E402
+from tests.loopback.cpu import usage  # noqa: E402
+
+PY_SPY = ROOT / ".venv" / "bin" / "py-spy"
+LAB_NODE = {"claim_ahead_s": 25, "claim_ahead_max": 256}  # as inventories/lab
+TOP = 25
+
+
+def top_statements(dsn: str, limit: int = 14) -> list[tuple[object, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT round(total_exec_time::numeric, 0), calls,"
+            " round(mean_exec_time::numeric, 3),"
+            " left(regexp_replace(query, '\\s+', ' ', 'g'), 100)"
+            " FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT %s",
+            (limit,)).fetchall()
+
+
+def spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(PY_SPY), "record", "-p", str(pid), "-f", "raw", "-r", "100", "-o", str(out),
+         "--nonblocking", "--subprocesses"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def summarize(raw: Path) -> list[str]:
+    """py-spy's raw output (``frame;frame;... count`` a line) as two rankings."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        k = int(count)
+        total += k
+        frames = stack.split(";")
+        own[frames[-1]] += k
+        for frame in set(frames):
+            inclusive[frame] += k
+    lines = [f"== {raw.name}: {total} samples", "self:"]
+    lines += [f"  {k / total * 100:5.1f}%  {f[:140]}" for f, k in own.most_common(TOP)]
+    lines.append("inclusive:")
+    lines += [f"  {k / total * 100:5.1f}%  {f[:140]}" for f, k in inclusive.most_common(TOP)]
+    return lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="20000,200000", help="campaign sizes, comma-separated")
+    ap.add_argument("--code", type=Path, default=ROOT, help="the checkout the nodes run")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "profile")
+    ap.add_argument("--no-spy", action="store_true", help="figures only, no py-spy")
+    args = ap.parse_args()
+    sizes = [int(x) for x in args.sizes.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
+    raws = []
+    with LoopbackCluster(nodes=2, code=args.code, rate_per_s=3000, lease_s=45.0,
+                         node_extra=LAB_NODE) as lc:
+        for n in sizes:
+            with psycopg.connect(lc.dsn, autocommit=True) as conn:
+                conn.execute("SELECT pg_stat_statements_reset()")
+            before = usage(lc.components())
+            started = time.time()
+            campaign = lc.launch(n)
+            sampler = None
+            if not args.no_spy:
+                raw = args.out / f"node-{n}.raw"
+                raws.append(raw)
+                sampler = spy(lc.node_list[0].proc.pid, raw)
+            row = lc.wait_done(campaign, 900)
+            if sampler is not None:
+                sampler.send_signal(signal.SIGINT)
+                sampler.wait(60)
+            after = usage(lc.components())
+            wall = time.time() - started
+            with psycopg.connect(lc.dsn) as conn:
+                got = conn.execute(
+                    "SELECT count(*) FROM recipients WHERE campaign_id = %s"
+                    " AND state IN ('delivered', 'acknowledged')", (campaign,)).fetchone()
+            delivered = int(got[0]) if got else 0
+            print(f"== {n:,} recipients: {delivered:,} delivered in {wall:.1f} s "
+                  f"({delivered / wall * 3600:,.0f}/h), campaign {row['state']}")
+            for name in before:
+                cpu = after[name].cpu_s - before[name].cpu_s
+                print(f"  {name}: {cpu:.2f} s CPU, {cpu / max(delivered, 1) * 1e6:.0f} µs/alert")
+            for total, calls, mean, query in top_statements(lc.dsn):
+                print(f"  PG {total:>8} ms {calls:>7} calls {mean:>8} ms/call  {query}")
+            sys.stdout.flush()
+    for raw in raws:
+        if raw.exists():
+            print("\n".join(summarize(raw)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
