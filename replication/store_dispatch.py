@@ -72,7 +72,7 @@ SELECT k.out_batch_id, k.out_campaign_id, k.out_epoch, k.out_lease_until,
  ORDER BY r.id
 """
 
-_RECORD = "SELECT tenir_record_outcomes_json(%s, %s, %s, %s::json, %s::json)"
+_RECORD = "SELECT tenir_record_outcomes_json(%s, %s, %s, %s::jsonb, %s::jsonb)"
 
 
 # The watchdog's move, and its 'move' rows in the claim log (migrations/0006), in one statement.

@@ -178,7 +178,7 @@ async def test_the_json_flush_is_fenced_and_refuses_rows_of_the_wrong_shape(
     b = await _claim(store, "n1")
     at = datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=timezone(timedelta(hours=1)))
     attempts, recipients = pack_outcomes([replace(o, at=at) for o in finals(b)]).to_json()
-    call = "SELECT tenir_record_outcomes_json(%s, %s, %s, %s::json, %s::json)"
+    call = "SELECT tenir_record_outcomes_json(%s, %s, %s, %s::jsonb, %s::jsonb)"
     assert await scalar(sql_conn, call, b.id, b.epoch + 1, "n1", attempts, recipients) \
         == "stale"
     assert await scalar(sql_conn, "SELECT count(*) FROM fencing_rejections") == 1
