@@ -14,8 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 
@@ -102,29 +101,51 @@ class FlowControl:
     def in_flight(self) -> int:
         return self._in_flight
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    def slot(self) -> _Slot:
         """Hold one window slot (and one rate token) for the duration of the block.
 
         Raises :class:`LocalBusy` when they could not be had within ``max_wait_s``."""
-        try:
-            async with asyncio.timeout(self.max_wait_s):
-                await self._semaphore.acquire()
-                try:
-                    if self._bucket is not None:
-                        await self._bucket.acquire()
-                except BaseException:
-                    self._semaphore.release()
-                    raise
-        except TimeoutError:
-            raise LocalBusy(f"no send slot within {self.max_wait_s} s "
-                            f"(window {self.window}, {self._in_flight} in flight)") from None
+        return _Slot(self)
+
+    async def _enter(self) -> None:
+        if self._bucket is None and not self._semaphore.locked():
+            # A free slot and no rate limit: taken at once, without the timer of the wait
+            # below (an asyncio.timeout per message was most of a slot's cost).
+            await self._semaphore.acquire()
+        else:
+            try:
+                async with asyncio.timeout(self.max_wait_s):
+                    await self._semaphore.acquire()
+                    try:
+                        if self._bucket is not None:
+                            await self._bucket.acquire()
+                    except BaseException:
+                        self._semaphore.release()
+                        raise
+            except TimeoutError:
+                raise LocalBusy(f"no send slot within {self.max_wait_s} s "
+                                f"(window {self.window}, {self._in_flight} in flight)") from None
         self._in_flight += 1
-        try:
-            yield
-        finally:
-            self._in_flight -= 1
-            self._semaphore.release()
+
+    def _exit(self) -> None:
+        self._in_flight -= 1
+        self._semaphore.release()
+
+
+class _Slot:
+    """``FlowControl.slot()``: a class, not an ``asynccontextmanager`` (whose generator cost
+    about as much as the rest of a slot)."""
+
+    __slots__ = ("_flow",)
+
+    def __init__(self, flow: FlowControl) -> None:
+        self._flow = flow
+
+    async def __aenter__(self) -> None:
+        await self._flow._enter()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._flow._exit()
 
 
 T = TypeVar("T")
