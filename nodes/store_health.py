@@ -17,14 +17,16 @@ every ``probe_s``) and publishes what it finds in its membership (``MemberInfo.s
   ``cut``; the watchdog leader (a node that reaches the store) moves its batches.
 
 Why the margin: a heartbeat seen late may come from a probe that succeeded before the store
-went away (the other node published it, this one read the members later). It covers the probe
-period, this node's read period (``probe_s`` both) and a coordination call (``retry_timeout``):
-a heartbeat seen after ``last answer + margin`` was made after the store stopped answering this
-node, so during a PostgreSQL failover (nobody answers) no node judges itself cut. At its end,
-the first node to reach the new primary publishes a heartbeat that the others may read before
-their own next probe: so before judging itself cut a node probes once more (up to the probe's
-timeout), and the answer keeps it ``ok``. Its batches, with the outcomes it journaled through
-the outage, stay its own.
+went away (the other node published it, this one read the members later). An advance is dated
+by the member read before the one that showed it (:class:`Peers`), so a read that comes late,
+after reads that failed, proves nothing about when the heartbeat was made. The margin covers
+the probe period, this node's read period (``probe_s`` both) and a coordination call
+(``retry_timeout``): a heartbeat seen after ``last answer + margin`` was made after the store
+stopped answering this node, so during a PostgreSQL failover (nobody answers) no node judges
+itself cut. At its end, the first node to reach the new primary publishes a heartbeat that the
+others may read before their own next probe: so before judging itself cut a node probes once
+more (up to the probe's timeout), and the answer keeps it ``ok``. Its batches, with the
+outcomes it journaled through the outage, stay its own.
 
 Back: the first answer makes it ``ok`` again (sending resumes, its heartbeat too). Its batches
 were moved meanwhile: what it still tries to write is refused by their newer epoch (fencing).
@@ -107,13 +109,19 @@ def judge(age_s: float, grace_s: float, others_reach: bool) -> str:
 
 @dataclass
 class Peers:
-    """When (this node's clock) each other member's store heartbeat last advanced."""
+    """When (this node's clock) each other member's store heartbeat last advanced, at the
+    latest time it surely had: an advance seen in a read was made after the read before it,
+    not when this read came. Dated by this read, a heartbeat published just before the store
+    went away and read late (this node's member reads failing meanwhile, as when its etcd
+    endpoint died with the primary's site) looked fresh and cut a node that was not."""
 
     me: str
     seen: dict[str, tuple[int, float]] = field(default_factory=dict)  # name -> (seq, at)
+    last_read: float | None = None
 
     def update(self, members: Iterable[MemberInfo], now: float) -> None:
         live = set()
+        made_after = self.last_read
         for m in members:
             if m.name == self.me:
                 continue
@@ -121,9 +129,11 @@ class Peers:
             before = self.seen.get(m.name)
             if m.store == OK and (before is None or m.store_seq != before[0]):
                 # first sight counts as old: only an advance seen here proves a fresh answer
-                self.seen[m.name] = (m.store_seq, now if before is not None else -1.0)
+                self.seen[m.name] = (m.store_seq, made_after if before is not None
+                                     and made_after is not None else -1.0)
         for gone in set(self.seen) - live:
             del self.seen[gone]
+        self.last_read = now
 
     def reaching_since(self, t: float) -> list[str]:
         return sorted(n for n, (_seq, at) in self.seen.items() if at > t)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.coordination.base import MemberInfo
+from cluster.coordination.base import CoordinationUnavailable, MemberInfo
 from nodes.member_publish import Publication
 from nodes.store_health import CUT, OK, UNREACHABLE, AllGates, Peers, StoreHealth, judge
 from tests.fakes.clock import Monotonic
@@ -121,13 +121,45 @@ async def test_a_heartbeat_seen_late_from_before_the_failure_does_not_cut() -> N
     assert all(s[0] != CUT for s in states), states
 
 
+async def test_heartbeats_read_late_because_member_reads_failed_do_not_cut() -> None:
+    """Seen on the lab (test_pg_outage, CI-sized): the primary's site died with the etcd member
+    marseille-node1 read from. Its member reads failed for 3 s while it switched endpoints;
+    the first one to answer showed the heartbeats the others had published just before the
+    store went away. It judged itself cut and its batches moved: their messages in flight were
+    sent twice. A heartbeat read late was not made late: it is dated by the read before."""
+    clock, nodes = await _cluster(("marseille-node1", "marseille-node2", "paris-node1"))
+    await _run(clock, nodes, 2.0)
+    me, *others = nodes
+    for n in nodes:
+        n.probe.answers = False
+    members = me.coordinator.members
+
+    async def endpoint_gone() -> list[MemberInfo]:
+        raise CoordinationUnavailable("etcd: no answer within 1.5s")
+
+    me.coordinator.members = endpoint_gone  # type: ignore[method-assign]
+    clock.now += 0.4
+    for other in others:  # their last answer, published as the store went away
+        other.health.last_ok = clock.now
+        other.health.seq += 1
+        other.health._published_at = -1e9
+        await other.health.decide_once()
+    states = await _run(clock, [me], 3.5)
+    me.coordinator.members = members  # type: ignore[method-assign]
+    states += await _run(clock, nodes, 6.0)
+    assert all(s[0] != CUT for s in states), states
+    assert me.health.state == UNREACHABLE and me.health.may_dispatch()
+
+
 async def test_the_first_sight_of_a_peer_is_no_proof_and_gone_peers_are_forgotten() -> None:
     peers = Peers("paris-node1")
     ok = MemberInfo("marseille-node1", "marseille", "h", store="ok", store_seq=7)
     peers.update([ok], now=10.0)
     assert peers.reaching_since(0.0) == []
     peers.update([MemberInfo("marseille-node1", "marseille", "h", store_seq=8)], now=11.0)
-    assert peers.reaching_since(10.5) == ["marseille-node1"]
+    # made after the read at 10.0 (not before it): dated 10.0, however late this read came
+    assert peers.reaching_since(10.5) == []
+    assert peers.reaching_since(9.5) == ["marseille-node1"]
     peers.update([MemberInfo("marseille-node1", "marseille", "h", store="unreachable",
                              store_seq=9)], now=12.0)
     assert peers.reaching_since(11.5) == []  # unreachable is no answer
