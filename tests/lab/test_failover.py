@@ -18,10 +18,11 @@ from chaos.faults import IsolateSite, chaos_rules_left, faulted
 from cluster.campaign_cli import cross_site_duplicates
 from cluster.httpjson import request_json
 from cluster.lab.access import app_dsn
-from cluster.lab.health import carriers_control_url, patroni_view
+from cluster.lab.health import carriers_control_url
 from tests.lab.campaign_kit import launch_until_delivered, wait_completed
 from tests.lab.failover_cases import (
     node_killed_mid_campaign,
+    primary_site,
 )
 from tests.lab.support import LabHandle
 
@@ -43,17 +44,15 @@ def _sms_received(lab: LabHandle, site: str) -> int:
 def test_a_site_cut_from_the_others_stops_dispatching_within_its_lease(
         lab_env: LabHandle) -> None:
     topo = lab_env.topo
-    view = patroni_view(topo)  # the site without the primary: PostgreSQL stays where it is
-    assert view is not None and view.primary is not None
-    primary_site = topo.hosts[view.primary].site
-    isolated = next(s for s in topo.sites if s != primary_site and any(
+    on_primary = primary_site(lab_env)  # isolate the other site: PostgreSQL stays put
+    isolated = next(s for s in topo.sites if s != on_primary and any(
         h.site == s for h in topo.hosts_running("alert_nodes")))
     ttl = topo.node_timings.membership_ttl
     campaign = launch_until_delivered(lab_env, 20_000, 2_000)
     nodes = [h.name for h in topo.hosts_running("alert_nodes") if h.site == isolated]
     with faulted(IsolateSite(lab_env.lab, isolated)):
         cut_at = time.time()
-        in_flight = _held_recipients(lab_env, primary_site, nodes)  # they claim no more
+        in_flight = _held_recipients(lab_env, on_primary, nodes)  # they claim no more
         samples: list[tuple[float, int]] = []
         while time.time() - cut_at < ttl + 10:
             samples.append((time.time(), _sms_received(lab_env, isolated)))
@@ -67,7 +66,7 @@ def test_a_site_cut_from_the_others_stops_dispatching_within_its_lease(
         c = wait_completed(lab_env, campaign, timeout=300)
     assert (c["delivered"], c["failed"], c["pending"]) == (20_000, 0, 0)
     assert chaos_rules_left(lab_env.lab) == []
-    with psycopg.connect(app_dsn(topo, primary_site), autocommit=True) as conn:
+    with psycopg.connect(app_dsn(topo, on_primary), autocommit=True) as conn:
         moves = conn.execute(
             "SELECT extract(epoch FROM at), details FROM events WHERE kind = 'watchdog.move' "
             "AND at >= to_timestamp(%s) ORDER BY id", (cut_at,)).fetchall()
