@@ -14,7 +14,12 @@ from cluster.topology import Topology
 
 
 class ApiError(RuntimeError):
-    pass
+    """A call the nodes refused (``status``: the HTTP status of the refusal, when one answered)
+    or could not make."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def operator_token(role: str = "operator") -> str:
@@ -59,10 +64,10 @@ class NodeApi:
                 return data
             except HttpError as exc:
                 if exc.status == 503:  # that node cannot serve now (cut from its store): the next
-                    unavailable = unavailable or ApiError(refusal(method, path, base, exc))
+                    unavailable = unavailable or ApiError(refusal(method, path, base, exc), 503)
                     continue
                 if exc.status is not None:  # the node answered: its answer is the answer
-                    raise ApiError(refusal(method, path, base, exc)) from exc
+                    raise ApiError(refusal(method, path, base, exc), exc.status) from exc
                 errors.append(str(exc))
         if unavailable is not None:
             raise unavailable

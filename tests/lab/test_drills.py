@@ -264,7 +264,7 @@ def _launch_real_alert(drills_lab: LabHandle) -> int:
             return int(api(drills_lab).call("POST", "/campaigns", {"scenario": "astreinte",
                                                                     "group": "astreinte"})["id"])
         except ApiError as exc:
-            if "503" not in str(exc) or time.monotonic() > deadline:
+            if exc.status != 503 or time.monotonic() > deadline:
                 raise
             time.sleep(1)
 

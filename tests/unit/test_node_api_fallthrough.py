@@ -40,11 +40,12 @@ def test_a_503_passes_the_call_to_the_next_node(lab_topology: Topology,
 def test_another_refusal_is_the_answer_and_all_503_raise_the_first(
         lab_topology: Topology, monkeypatch: pytest.MonkeyPatch) -> None:
     api, asked = client(lab_topology, monkeypatch, [403, 200])
-    with pytest.raises(ApiError, match="403"):
+    with pytest.raises(ApiError, match="403") as forbidden:
         api.call("POST", "/campaigns", {})
-    assert len(asked) == 1
+    assert len(asked) == 1 and forbidden.value.status == 403
     n = len(api.bases)
     api, asked = client(lab_topology, monkeypatch, [503] * n)
     with pytest.raises(ApiError, match="503") as refused:
         api.call("POST", "/campaigns", {})
     assert len(asked) == n and asked[0].split("/api")[0] in str(refused.value)
+    assert refused.value.status == 503
