@@ -24,7 +24,7 @@ Contract
   reservation expires; ``site=None`` states no site and takes reserved batches too (tools and
   tests; alert nodes always pass theirs). The claim clears the reservation and remembers
   ``site`` as the owner's site (``owner_sites``).
-* ``record_outcomes`` writes many outcomes at once (``unnest``/COPY). The database itself
+* ``record_outcomes`` writes many outcomes at once (one statement). The database itself
   refuses a write whose (batch, epoch, node) is no longer current: :class:`StaleEpoch` is raised,
   nothing of that call is stored, and the refusal is counted (``fencing_rejections``).
 * ``reassign_batches`` (the watchdog) puts a dead node's batches back to pending; their epoch

@@ -156,10 +156,6 @@ class PackedOutcomes:
     # final_site, final_reference, final_at
 
     @property
-    def count(self) -> int:
-        return len(self.attempt_rows)
-
-    @property
     def attempts(self) -> list[list[Any]]:
         """The 11 attempt columns (the arrays of ``tenir_record_outcomes``)."""
         return _columns(self.attempt_rows, 11)
@@ -214,17 +210,15 @@ def pack_outcomes(outcomes: Sequence[Outcome]) -> PackedOutcomes:
     receipt) merge into one attempt: the state only moves up (sent < delivered, failed <
     acknowledged; the first of equals stays), the latest carrier message id and detail win.
     Per recipient: the furthest (step, attempt + 1) and the first final outcome."""
-    rows: list[list[Any]] = []
-    by_ref: dict[str, list[Any]] = {}
+    by_ref: dict[str, list[Any]] = {}  # in the order first seen: the attempt rows
     progress: dict[int, list[Any]] = {}
     for i, o in enumerate(outcomes):
         _check_outcome(i, o)
         row = by_ref.get(o.reference)
         if row is None:
-            by_ref[o.reference] = row = [o.reference, o.recipient_id, o.channel, o.carrier,
-                                         o.state, o.site, o.step, o.attempt,
-                                         o.carrier_message_id, o.detail, o.at]
-            rows.append(row)
+            by_ref[o.reference] = [o.reference, o.recipient_id, o.channel, o.carrier,
+                                   o.state, o.site, o.step, o.attempt,
+                                   o.carrier_message_id, o.detail, o.at]
         else:
             if row[1] != o.recipient_id:
                 raise InvalidInput(f"outcomes[{i}].reference",
@@ -242,4 +236,4 @@ def pack_outcomes(outcomes: Sequence[Outcome]) -> PackedOutcomes:
             p[1], p[2] = o.step, nxt
         if o.final and p[3] is None:
             p[3:] = [o.state, o.channel, o.site, o.reference, o.at]
-    return PackedOutcomes(rows, list(progress.values()))
+    return PackedOutcomes(list(by_ref.values()), list(progress.values()))
