@@ -1,7 +1,8 @@
 """A fake environment for the chaos runner's unit tests: a fake lab and firewall, and
 collectors that play each launched campaign into the history (claims, submissions, outcomes,
 completion), holding at 3/4 until the faults are healed so that a fault lands between the middle
-and the end however slow the machine."""
+and the end however slow the machine. ``late``: a node that claims its batch only some reads
+after the 3/4, to test that a node fault waits for its node to hold one."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from cluster.topology import Topology
 from tests.fakes.lab import FakeFirewall, FakeLab
 
 RECIPIENTS = 40
+LATE_READS = 50  # 0.5 s of the collectors' loop: after the runner has seen the middle
 
 
 class PlayedCampaign:
@@ -28,9 +30,11 @@ class PlayedCampaign:
 
     NODES = ("paris-node1", "paris-node2", "marseille-node1", "marseille-node2")
 
-    def __init__(self, history: History, stall: bool = False) -> None:
+    def __init__(self, history: History, stall: bool = False, late: str | None = None) -> None:
         self.h = history
         self.stall = stall
+        self.late = late  # a node that claims only LATE_READS reads after the 3/4
+        self._held_reads = 0
         self.done: dict[int, int] = {}
         self.attempts: dict[int, dict[str, dict[str, Any]]] = {}
         self.batches = 0
@@ -53,12 +57,13 @@ class PlayedCampaign:
         attempts = self.attempts.setdefault(campaign, {})
         if done == 0:
             for node in self.NODES:
-                self.batches += 1
-                self.h.add(f"node:{node}", "ok", "claim", {
-                    "batch": self.batches, "epoch": 1, "node": node,
-                    "site": node.split("-")[0], "kind": "claim",
-                    "lease_until": self.h.ops[-1].at + 45, "prev_owner": None,
-                    "prev_epoch": None})
+                if node != self.late:
+                    self._claim(node)
+        elif done == RECIPIENTS * 3 // 4 and self.late is not None:
+            self._held_reads += 1
+            if self._held_reads >= LATE_READS:
+                self._claim(self.late)
+                self.late = None
         for _ in range(8):
             if done >= limit:
                 break
@@ -83,6 +88,13 @@ class PlayedCampaign:
                                                       "state": "completed",
                                                       "completed_at": 0.0})
 
+    def _claim(self, node: str) -> None:
+        self.batches += 1
+        self.h.add(f"node:{node}", "ok", "claim", {
+            "batch": self.batches, "epoch": 1, "node": node, "site": node.split("-")[0],
+            "kind": "claim", "lease_until": self.h.ops[-1].at + 45, "prev_owner": None,
+            "prev_epoch": None})
+
     async def read_all(self) -> None:
         self.tick()
         self.h.add("observer", "ok", "read", {"db_time": 0.0})
@@ -96,9 +108,11 @@ class PlayedCampaign:
 
 
 class FakeEnv:
-    def __init__(self, lab: FakeLab, refuse: bool = False, stall: bool = False) -> None:
+    def __init__(self, lab: FakeLab, refuse: bool = False, stall: bool = False,
+                 late: str | None = None) -> None:
         self.lab = lab
         self.stall = stall
+        self.late = late
         self.backend = "etcd"
         self.tools = Tools(firewall=FakeFirewall(log=lab.log), probe=leader)
         self.refuse = refuse
@@ -118,7 +132,7 @@ class FakeEnv:
 
     @contextlib.asynccontextmanager
     async def collect(self, history: History) -> AsyncIterator[PlayedCampaign]:
-        self.played = PlayedCampaign(history, self.stall)
+        self.played = PlayedCampaign(history, self.stall, self.late)
         stop = asyncio.Event()
 
         async def loop() -> None:

@@ -107,6 +107,15 @@ async def test_a_run_stops_waiting_for_a_moment_that_never_comes(topo: Topology)
     assert "signal" not in " ".join(env.lab.log)
 
 
+async def test_a_node_fault_is_injected_once_its_node_holds_a_batch(topo: Topology) -> None:
+    """The runner's wiring: paris-node1 claims only after the middle; the kill waits for it."""
+    record, h = await run_scenario(FakeEnv(FakeLab(topo), late="paris-node1"),
+                                   _scenario("kill_node", {"node": "paris-node1"}))
+    assert record.error is None, record
+    claim = next(op for op in h.of("claim") if op.value["node"] == "paris-node1")
+    assert claim.index < h.of("fault", "invoke")[0].index
+
+
 async def test_a_node_fault_waits_until_its_node_holds_a_batch() -> None:
     """At the middle of a short campaign a node may hold nothing (its share sent, the rest in
     the others' reserves): freezing it would test nothing. The runner reads on until it holds
