@@ -3,10 +3,11 @@ PostgreSQL with pg_stat_statements, one etcd, a carrier simulator per site, two 
 lab's lease and reserve), one node sampled by py-spy, and PostgreSQL's statements.
 
 Prints, per campaign size: the CPU µs per delivered alert of each component, PostgreSQL's top
-statements (total ms, calls, ms per call), then the node's functions by self time and by
-inclusive time (percent of its samples). Only samples holding the GIL count (``--gil``): CPU
-spent in Python, not a C call waiting on a socket (a statement's send looked like 9 % of the
-node without it). Keeps py-spy's raw stacks under ``--out``.
+statements (``throughput_loopback.pg_top_statements``: total ms, calls, ms per call), then the
+node's functions by self time and by inclusive time (percent of its samples). Only samples
+holding the GIL count (``--gil``): CPU spent in Python, not a C call waiting on a socket (a
+statement's send looked like 9 % of the node without it). Keeps py-spy's raw stacks under
+``--out``.
 
     .venv/bin/python bench/profile_node.py --sizes 20000,200000 [--code DIR] [--no-spy]
 
@@ -29,22 +30,13 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.throughput_loopback import pg_top_statements  # noqa: E402
 from tests.loopback.cluster import LoopbackCluster  # noqa: E402
 from tests.loopback.cpu import usage  # noqa: E402
 
 PY_SPY = ROOT / ".venv" / "bin" / "py-spy"
 LAB_NODE = {"claim_ahead_s": 25, "claim_ahead_max": 256}  # as inventories/lab
 TOP = 25
-
-
-def top_statements(dsn: str, limit: int = 14) -> list[tuple[object, ...]]:
-    with psycopg.connect(dsn) as conn:
-        return conn.execute(
-            "SELECT round(total_exec_time::numeric, 0), calls,"
-            " round(mean_exec_time::numeric, 3),"
-            " left(regexp_replace(query, '\\s+', ' ', 'g'), 100)"
-            " FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT %s",
-            (limit,)).fetchall()
 
 
 def spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
@@ -113,8 +105,9 @@ def main() -> int:
             for name in before:
                 cpu = after[name].cpu_s - before[name].cpu_s
                 print(f"  {name}: {cpu:.2f} s CPU, {cpu / max(delivered, 1) * 1e6:.0f} µs/alert")
-            for total, calls, mean, query in top_statements(lc.dsn):
-                print(f"  PG {total:>8} ms {calls:>7} calls {mean:>8} ms/call  {query}")
+            for st in pg_top_statements(lc, limit=14):
+                print(f"  PG {st['total_ms']:>9,.0f} ms {st['calls']:>7} calls "
+                      f"{st['total_ms'] / max(st['calls'], 1):>8.3f} ms/call  {st['query']}")
             sys.stdout.flush()
     for raw in raws:
         if raw.exists():
