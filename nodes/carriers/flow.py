@@ -65,6 +65,11 @@ class TokenBucket:
             return True
         return False
 
+    def try_acquire_now(self) -> bool:
+        """Take one token now if one is there and nobody waits for one (``acquire``'s order:
+        a caller here never overtakes one queued there); never waits."""
+        return not self._lock.locked() and self.try_acquire()
+
     async def acquire(self, n: float = 1.0) -> None:
         """Wait until ``n`` tokens are there and take them; callers are served in order."""
         if self.rate_per_s <= 0 or n > self.capacity:
@@ -108,24 +113,31 @@ class FlowControl:
         return _Slot(self)
 
     async def _enter(self) -> None:
-        if self._bucket is None and not self._semaphore.locked():
-            # A free slot and no rate limit: taken at once, without the timer of the wait
-            # below (an asyncio.timeout per message was most of a slot's cost).
+        bucket = self._bucket
+        if not self._semaphore.locked() and (bucket is None or bucket.try_acquire_now()):
+            # A free slot and a token at hand: taken at once, without the timer of the wait
+            # below (an asyncio.timeout per message was most of a slot's cost). The window is
+            # taken after the token here, with nothing awaited between: the same as below.
             await self._semaphore.acquire()
+        elif self.max_wait_s is None:
+            await self._wait_for_slot()
         else:
             try:
                 async with asyncio.timeout(self.max_wait_s):
-                    await self._semaphore.acquire()
-                    try:
-                        if self._bucket is not None:
-                            await self._bucket.acquire()
-                    except BaseException:
-                        self._semaphore.release()
-                        raise
+                    await self._wait_for_slot()
             except TimeoutError:
                 raise LocalBusy(f"no send slot within {self.max_wait_s} s "
                                 f"(window {self.window}, {self._in_flight} in flight)") from None
         self._in_flight += 1
+
+    async def _wait_for_slot(self) -> None:
+        await self._semaphore.acquire()
+        try:
+            if self._bucket is not None:
+                await self._bucket.acquire()
+        except BaseException:
+            self._semaphore.release()
+            raise
 
     def _exit(self) -> None:
         self._in_flight -= 1

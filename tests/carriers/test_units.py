@@ -61,6 +61,18 @@ async def test_flow_control_bounds_the_window_and_the_wait() -> None:
         assert flow.in_flight == 1
 
 
+@pytest.mark.asyncio
+async def test_flow_control_rate_limits_slots_taken_at_once() -> None:
+    """A free window slot is taken without waiting only with a token: the rate still holds."""
+    flow = FlowControl(window=10, rate_per_s=10)  # a burst of 10, then one per 0.1 s
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for _ in range(12):
+        async with flow.slot():
+            pass
+    assert loop.time() - started >= 0.15  # two waits of 0.1 s after the burst
+
+
 def test_masking() -> None:
     assert mask_phone("+33612345678") == "+*********78"
     assert mask_phone("0612345678") == "********78"
