@@ -57,6 +57,11 @@ class Ack:
 
 
 class ReceiptSink(Protocol):
+    """Where an adapter hands a delivery receipt. It must return at once (the dispatcher's
+    wakes the attempt waiting for it): an adapter may call it from the loop reading its
+    connection, which reads nothing more until it returns. Raising asks the carrier to deliver
+    the receipt again, where the protocol allows it."""
+
     async def __call__(self, receipt: Receipt) -> None: ...
 
 

@@ -14,7 +14,10 @@ contract here needs ``send`` to return the carrier's verdict, within a timeout.
   anything else refused for good. No answer within ``timeout_s`` is retryable.
 * deliver_sm receipts go to the receipt sink (reference from the ``TLV_TENIR_REFERENCE`` TLV,
   else from the message_id the carrier gave at submission); a mobile-originated "OK <reference>"
-  goes to the ack sink with ``via="reply"``. The deliver_sm_resp is sent after the sink returned,
+  goes to the ack sink with ``via="reply"``. A receipt in the form the fast path reads
+  (``smpp_fast``) is handed over in the read loop itself: no task per receipt (the receipt sink
+  answers at once, see ``ReceiptSink``); any other deliver_sm runs in a task of its own, at most
+  ``MAX_CONCURRENT_DELIVERIES`` at once. The deliver_sm_resp is sent after the sink returned,
   ESME_RX_T_APPN if it raised, so that the carrier redelivers (at least once).
 * enquire_link every ``enquire_link_s``; no answer within ``timeout_s`` drops the connection.
 * A message SMS cannot carry (an ack rule other than none/reply, a reference that is not short
@@ -304,6 +307,13 @@ class SmppAdapter:
             if header.is_response:
                 self._on_response(header, raw)
             elif command is Command.DELIVER_SM:
+                fast = smpp_fast.read_receipt(raw)
+                if fast is not None:  # a receipt: its sink answers at once (see ReceiptSink)
+                    status = await self._sink(self._on_fast_receipt(*fast))
+                    if not writer.is_closing():
+                        self._out.write(writer, pdu.encode_deliver_sm_resp(header.sequence,
+                                                                           status))
+                    continue
                 await self._delivery_slots.acquire()
                 self._deliveries.spawn(self._on_deliver(header, raw, writer),
                                        name=f"{self.name}-deliver")
@@ -335,22 +345,19 @@ class SmppAdapter:
 
     async def _on_deliver(self, header: Header, raw: bytes,
                           writer: asyncio.StreamWriter) -> None:
+        """A deliver_sm the fast path could not read (a reply, a receipt in another form)."""
         try:
             status: int = Status.ROK
-            fast = smpp_fast.read_receipt(raw)
-            if fast is not None:
-                status = await self._sink(self._on_fast_receipt(*fast))
+            try:
+                sm = pdu.decode_short_message(header, raw)
+            except PduError as exc:
+                log.error("undecodable deliver_sm", extra={"event": "smpp_bad_deliver",
+                                                           "carrier": self.name,
+                                                           "error": str(exc)})
+                status = Status.RX_P_APPN
             else:
-                try:
-                    sm = pdu.decode_short_message(header, raw)
-                except PduError as exc:
-                    log.error("undecodable deliver_sm", extra={"event": "smpp_bad_deliver",
-                                                               "carrier": self.name,
-                                                               "error": str(exc)})
-                    status = Status.RX_P_APPN
-                else:
-                    status = await self._sink(self._on_receipt_pdu(sm) if sm.is_receipt
-                                              else self._on_mo(sm))
+                status = await self._sink(self._on_receipt_pdu(sm) if sm.is_receipt
+                                          else self._on_mo(sm))
             if not writer.is_closing():
                 self._out.write(writer, pdu.encode_deliver_sm_resp(header.sequence, status))
         finally:
