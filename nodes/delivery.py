@@ -144,10 +144,10 @@ class Delivery:
         ref = reference_for(r, channel, step_no, attempt)
         loop = asyncio.get_running_loop()
         receipt_fut: asyncio.Future[Receipt] = loop.create_future()
-        ack_fut: asyncio.Future[Ack] = loop.create_future()
         self._receipts[ref] = receipt_fut
+        ack_fut: asyncio.Future[Ack] | None = None
         if step.ack != "none":
-            self._acks[ref] = ack_fut
+            self._acks[ref] = ack_fut = loop.create_future()
 
         def outcome(state: AttemptState, *, final: bool = False, detail: str | None = None,
                     msg_id: str | None = None) -> Outcome:
@@ -184,7 +184,7 @@ class Delivery:
                 buffer.add(outcome("failed", detail=receipt.detail,
                                    msg_id=receipt.carrier_message_id))
                 return "failed", receipt.detail
-            if step.ack == "none":
+            if ack_fut is None:
                 buffer.add(outcome("delivered", final=True, msg_id=receipt.carrier_message_id))
                 return "delivered", None
             try:
@@ -198,7 +198,8 @@ class Delivery:
             return "acknowledged", None
         finally:
             self._receipts.pop(ref, None)
-            self._acks.pop(ref, None)
+            if ack_fut is not None:
+                self._acks.pop(ref, None)
 
     def _outcome(self, r: Recipient, channel: Channel, state: AttemptState, step: int,
                  attempt: int, *, final: bool = False, carrier: str = "", reference: str,
