@@ -133,7 +133,9 @@ def add_parsers(sub: Any) -> None:
     target = launch.add_mutually_exclusive_group(required=True)
     target.add_argument("--group", help="a contact group")
     target.add_argument("--population", type=int, help="N generated test recipients")
-    launch.add_argument("--batch-size", type=int, default=100)
+    launch.add_argument("--batch-size", type=int, default=None,
+                        help="recipients per batch (default: 100, larger past 200,000 "
+                        "recipients: see docs/campaigns.md)")
     launch.add_argument("--wait", action="store_true", help="follow it until it completes "
                         "(exit 1 if it still runs at --timeout)")
     launch.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits")

@@ -38,7 +38,8 @@ class LaunchWriter:
         return len(self._tasks)
 
     async def launch(self, scenario: str, launched_by: str, *, group: str | None = None,
-                     population: int | None = None, batch_size: int = 100) -> LaunchCursor:
+                     population: int | None = None,
+                     batch_size: int | None = None) -> LaunchCursor:
         """Write the campaign and its first chunk; the rest follows in the background."""
         cursor = await self.store.start_launch(
             scenario, launched_by, node=self.node, group=group, population=population,

@@ -279,11 +279,11 @@ class CampaignStore(Protocol):
     # campaigns
     async def launch_campaign(
         self, scenario: str, launched_by: str, *, group: str | None = None,
-        population: int | None = None, batch_size: int = 100,
+        population: int | None = None, batch_size: int | None = None,
     ) -> int: ...
     async def start_launch(
         self, scenario: str, launched_by: str, *, node: str, group: str | None = None,
-        population: int | None = None, batch_size: int = 100, first: int = 1000,
+        population: int | None = None, batch_size: int | None = None, first: int = 1000,
     ) -> LaunchCursor: ...
     async def continue_launch(self, cursor: LaunchCursor, chunk: int) -> LaunchCursor: ...
     async def fail_launch(self, campaign_id: int, node: str, error: str) -> bool: ...

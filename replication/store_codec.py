@@ -38,6 +38,19 @@ ACK_RULES: tuple[AckRule, ...] = ("none", "dtmf", "reply", "link")
 ACK_FOR_CHANNEL: dict[Channel, AckRule] = {"voice": "dtmf", "sms": "reply", "email": "link"}
 MAX_POPULATION = 9_999_999  # synthetic numbers are +33639 followed by 7 digits
 MAX_BATCH_SIZE = 10_000
+# A launch that names no batch size: batches of 100 up to 200,000 recipients, then larger, so that
+# a campaign has about AUTO_BATCHES of them, up to 500 recipients each. Each batch costs a claim,
+# at least one outcome write and a finish, each a commit waited for by the synchronous standby:
+# at 1,000,000 recipients, batches of 500 cut PostgreSQL's CPU per alert by a third (bench/).
+# Small campaigns keep small batches: spread over every node at once, moved in small pieces.
+AUTO_BATCH_MIN = 100
+AUTO_BATCH_MAX = 500
+AUTO_BATCHES = 2000
+
+
+def auto_batch_size(recipients: int) -> int:
+    """The batch size of a launch of ``recipients`` that names none (a multiple of 100)."""
+    return max(AUTO_BATCH_MIN, min(AUTO_BATCH_MAX, recipients // AUTO_BATCHES // 100 * 100))
 MAX_TEXT = 1000
 
 

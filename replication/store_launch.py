@@ -23,7 +23,13 @@ from replication.store_api import (
     StalledLaunch,
 )
 from replication.store_base import Conn, StoreBase
-from replication.store_codec import MAX_BATCH_SIZE, MAX_POPULATION, UnknownName, check_name
+from replication.store_codec import (
+    MAX_BATCH_SIZE,
+    MAX_POPULATION,
+    UnknownName,
+    auto_batch_size,
+    check_name,
+)
 
 MAX_CHUNK = 200_000
 
@@ -95,7 +101,7 @@ def _chunk_size(chunk: int, batch_size: int) -> int:
 class LaunchPart(StoreBase):
     async def launch_campaign(
         self, scenario: str, launched_by: str, *, group: str | None = None,
-        population: int | None = None, batch_size: int = 100,
+        population: int | None = None, batch_size: int | None = None,
     ) -> int:
         """Every recipient written before returning (tools and tests): a streaming launch
         driven to its end here. If a chunk fails, the launch is failed and the error raised."""
@@ -112,7 +118,7 @@ class LaunchPart(StoreBase):
 
     async def start_launch(
         self, scenario: str, launched_by: str, *, node: str, group: str | None = None,
-        population: int | None = None, batch_size: int = 100, first: int = 1000,
+        population: int | None = None, batch_size: int | None = None, first: int = 1000,
     ) -> LaunchCursor:
         """The campaign and its first ``first`` recipients (whole batches), committed together:
         claimable when this returns. An unknown scenario or group raises UnknownName."""
@@ -122,8 +128,9 @@ class LaunchPart(StoreBase):
             raise InvalidInput("group", "give either a group or a population, exactly one")
         if population is not None:
             _count(population, "population", MAX_POPULATION)
-        _count(batch_size, "batch_size", MAX_BATCH_SIZE)
-        size = _chunk_size(first, batch_size)
+        if batch_size is not None:
+            _count(batch_size, "batch_size", MAX_BATCH_SIZE)
+        _count(first, "chunk", MAX_CHUNK)
         async with self._tx() as conn:
             cur = await conn.execute("SELECT id, priority FROM scenarios WHERE name = %s",
                                      (scenario,))
@@ -143,6 +150,9 @@ class LaunchPart(StoreBase):
                     raise InvalidInput("group", f"group {group!r} has no contact")
             else:
                 n = cast(int, population)
+            if batch_size is None:
+                batch_size = auto_batch_size(n)
+            size = _chunk_size(first, batch_size)
             cur = await conn.execute(
                 "INSERT INTO campaigns (scenario_id, priority, launched_by, group_id, recipients,"
                 " batch_size, requested, launch_state, launch_node, launch_heartbeat)"

@@ -82,7 +82,7 @@ class LaunchFields:
     scenario: str
     group: str | None
     population: int | None
-    batch_size: int
+    batch_size: int | None  # None: the store's automatic size (``auto_batch_size``)
 
 
 def launch_fields(body: dict[str, Any], max_population: int = MAX_POPULATION) -> LaunchFields:
@@ -91,7 +91,7 @@ def launch_fields(body: dict[str, Any], max_population: int = MAX_POPULATION) ->
     f = Fields(body, ("scenario", "group", "population", "batch_size"))
     launch = LaunchFields(f.req_str("scenario", MAX_SCENARIO), f.opt_str("group", MAX_GROUP),
                           f.opt_int("population", 1, max_population),
-                          f.integer("batch_size", 100, 1, MAX_BATCH_SIZE))
+                          f.opt_int("batch_size", 1, MAX_BATCH_SIZE))
     if (launch.group is None) == (launch.population is None):
         raise invalid("group", "give either a group or a population, not both")
     return launch
@@ -202,8 +202,11 @@ def launch_schema(max_population: int) -> JSON:
                 "description": "N generated test recipients (synthetic names, fictional "
                                "numbers, example.invalid addresses), for drills and "
                                "benchmarks"}),
-            "batch_size": nullable({"type": "integer", "minimum": 1,
-                                    "maximum": MAX_BATCH_SIZE, "default": 100}),
+            "batch_size": nullable({
+                "type": "integer", "minimum": 1, "maximum": MAX_BATCH_SIZE,
+                "description": "recipients per batch (the unit a node claims, and the watchdog "
+                               "moves); omitted or null: 100, larger past 200,000 recipients "
+                               "(about 2,000 batches, at most 500 recipients each)"}),
         },
         "oneOf": [
             {"required": ["group"], "properties": {"group": {"type": "string"},

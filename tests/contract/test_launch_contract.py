@@ -66,3 +66,24 @@ async def test_a_live_writer_is_not_failed_and_may_fail_its_own_launch(
     assert await store.fail_launch(cursor.campaign_id, "paris-node1", "chunk refused")
     s = await store.campaign_summary(cursor.campaign_id)
     assert (s.launch_state, s.launch_error) == ("failed", "chunk refused")
+
+
+async def test_a_launch_without_a_batch_size_gets_larger_batches_past_200000(
+        store: CampaignStore) -> None:
+    """No batch size named: 100 up to 200,000 recipients, then about 2,000 batches of at most
+    500 (only the first chunk is written here: nothing is sent)."""
+    await launch(store, population=1, batch_size=1, name="seed")
+    await finish_all(store, await claim(store, "marseille-node1", "marseille"))
+    sizes = {}
+    for population in (50_000, 1_000_000):
+        cursor = await store.start_launch("seed", "op", node="paris-node1",
+                                          population=population, first=1000)
+        sizes[population] = cursor.batch_size
+        held = await claim(store, "paris-node2")
+        assert held.campaign_id == cursor.campaign_id
+        assert len(held.recipients) == cursor.batch_size  # the batches written are that size
+        await store.set_campaign_state(cursor.campaign_id, "cancelled")
+    assert sizes == {50_000: 100, 1_000_000: 500}
+    named = await store.start_launch("seed", "op", node="paris-node1", population=1_000_000,
+                                     batch_size=100, first=1000)
+    assert named.batch_size == 100  # a size named is kept

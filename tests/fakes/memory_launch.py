@@ -17,6 +17,7 @@ from replication.store_api import (
     Recipient,
     StalledLaunch,
 )
+from replication.store_codec import auto_batch_size
 from tests.fakes.memory_base import BatchRow, CampaignRow, MemoryBase, RecipientRow, required_name
 
 MAX_POPULATION = 9_999_999
@@ -32,7 +33,7 @@ class UnknownName(InvalidInput, NotFound):
 class LaunchPart(MemoryBase):
     async def launch_campaign(
         self, scenario: str, launched_by: str, *, group: str | None = None,
-        population: int | None = None, batch_size: int = 100,
+        population: int | None = None, batch_size: int | None = None,
     ) -> int:
         cursor = await self.start_launch(scenario, launched_by, node=launched_by, group=group,
                                          population=population, batch_size=batch_size,
@@ -43,7 +44,7 @@ class LaunchPart(MemoryBase):
 
     async def start_launch(
         self, scenario: str, launched_by: str, *, node: str, group: str | None = None,
-        population: int | None = None, batch_size: int = 100, first: int = 1000,
+        population: int | None = None, batch_size: int | None = None, first: int = 1000,
     ) -> LaunchCursor:
         self._enter("start_launch")
         launched_by = required_name("launched_by", launched_by)
@@ -53,7 +54,8 @@ class LaunchPart(MemoryBase):
         if population is not None and (isinstance(population, bool)
                                        or not 1 <= population <= MAX_POPULATION):
             raise InvalidInput("population", f"must be an integer from 1 to {MAX_POPULATION}")
-        if isinstance(batch_size, bool) or not 1 <= batch_size <= MAX_BATCH_SIZE:
+        if batch_size is not None and (isinstance(batch_size, bool)
+                                       or not 1 <= batch_size <= MAX_BATCH_SIZE):
             raise InvalidInput("batch_size", f"must be an integer from 1 to {MAX_BATCH_SIZE}")
         if scenario not in self._scenarios:
             raise UnknownName("scenario", f"no scenario named {scenario!r}")
@@ -68,6 +70,8 @@ class LaunchPart(MemoryBase):
         else:
             assert population is not None
             requested = population
+        if batch_size is None:
+            batch_size = auto_batch_size(requested)
         campaign_id = len(self._campaigns) + 1
         self._campaigns[campaign_id] = CampaignRow(
             id=campaign_id, scenario=self._scenarios[scenario], state="running",
