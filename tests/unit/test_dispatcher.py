@@ -440,3 +440,29 @@ async def test_outcomes_are_flushed_for_as_long_as_the_lease_lasts_not_a_fixed_2
     # without a journal: while the lease lasts; with one (none here): until the store answers
     assert len(deadlines) == 2 and all(s is None or 55.0 < s <= 60.0 for s in deadlines), \
         deadlines
+
+
+async def test_a_batch_keeps_its_lease_while_its_last_recipients_wait_for_receipts() -> None:
+    """One recipient is done at once, the other's receipt takes longer than the lease: the
+    lease is renewed until both are done, so no other node takes the batch and sends again."""
+    store = MemoryStore()
+    await store.create_scenario(ScenarioIn("sms-only", (SMS,)))
+    campaign = await store.launch_campaign("sms-only", "op", population=2, batch_size=2)
+    sms = FakeCarrier("sms-paris", "sms", decide=lambda m: Script(
+        delay_s=0.0 if recipient_of(m) % 2 else 4.5))
+    first = dispatcher(store, "paris-node1", sms, lease_s=3.0, receipt_timeout_s=10.0)
+    other = dispatcher(store, "paris-node2", sms, lease_s=3.0, receipt_timeout_s=10.0)
+    await start(first, sms)
+    running = asyncio.create_task(first.run())
+    try:
+        async with asyncio.timeout(5):
+            while len(sms.sent) < 2:
+                await asyncio.sleep(0.01)
+        # the other node claims whatever is claimable until the campaign is done
+        await run_until_done(store, campaign, other)
+    finally:
+        first.request_stop("drain")
+        await running
+    summary = await store.campaign_summary(campaign)
+    assert (summary.delivered, summary.state) == (2, "completed")
+    assert len(sms.references()) == len(set(sms.references())) == 2
