@@ -72,11 +72,13 @@ def main() -> int:
     ap.add_argument("--code", type=Path, default=ROOT, help="the checkout the nodes run")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "profile")
     ap.add_argument("--no-spy", action="store_true", help="figures only, no py-spy")
+    ap.add_argument("--nodes", type=int, default=2,
+                    help="alert nodes (4: CPU-bound on two cores, as the lab; 2: rate-bound)")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     raws = []
-    with LoopbackCluster(nodes=2, code=args.code, rate_per_s=3000, lease_s=45.0,
+    with LoopbackCluster(nodes=args.nodes, code=args.code, rate_per_s=3000, lease_s=45.0,
                          node_extra=LAB_NODE) as lc:
         for n in sizes:
             with psycopg.connect(lc.dsn, autocommit=True) as conn:
