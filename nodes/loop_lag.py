@@ -29,7 +29,10 @@ class LoopLag:
     period_s: float = 0.05
     window_s: float = 60.0
     clock: Callable[[], float] = time.monotonic
-    # (when, lag) of the wakes later than a millisecond within the window, oldest first
+    # (when, lag) of wakes later than a millisecond within the window, oldest first, each lag
+    # larger than every one after it (a wake later than the newer ones is dropped: it can
+    # never be the worst again): the first is the worst, read in O(1) at each wake, where a
+    # max over a minute of wakes cost a scan of 1,200 at each wake of a busy node
     _recent: deque[tuple[float, float]] = field(default_factory=deque)
 
     def __post_init__(self) -> None:
@@ -41,6 +44,8 @@ class LoopLag:
         """One wake ``lag_s`` later than asked."""
         now = self.clock()
         if lag_s > 0.001:
+            while self._recent and self._recent[-1][1] <= lag_s:
+                self._recent.pop()
             self._recent.append((now, lag_s))
         while self._recent and self._recent[0][0] < now - self.window_s:
             self._recent.popleft()
@@ -52,7 +57,7 @@ class LoopLag:
     @property
     def worst_s(self) -> float:
         """The worst lag within the window (what ``tenir_event_loop_lag_max_seconds`` shows)."""
-        return max((lag for _, lag in self._recent), default=0.0)
+        return self._recent[0][1] if self._recent else 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()

@@ -57,3 +57,18 @@ async def test_a_blocking_call_on_the_loop_shows_and_stop_ends_the_task() -> Non
     assert metrics.loop_stalls.value(over="0.1") == 1
     stop.set()
     await asyncio.wait_for(task, 1.0)
+
+
+def test_the_worst_lag_after_one_expires_is_the_worst_of_the_newer_ones() -> None:
+    metrics, clock = Metrics(), Clock()
+    lag = LoopLag(metrics, clock=clock)
+    for step, seconds in ((0, 0.5), (10, 0.3), (10, 0.4), (10, 0.05)):
+        clock.now += step
+        lag.record(seconds)
+    assert lag.worst_s == 0.5
+    clock.now += 35  # the 0.5 s wake is now 65 s old; 0.3, 0.4 and 0.05 are 55, 45 and 35
+    lag.record(0.0)
+    assert lag.worst_s == 0.4
+    clock.now += 20  # 0.4 is 65 s old now
+    lag.record(0.0)
+    assert lag.worst_s == 0.05
