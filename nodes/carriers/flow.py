@@ -116,8 +116,9 @@ class FlowControl:
         bucket = self._bucket
         if not self._semaphore.locked() and (bucket is None or bucket.try_acquire_now()):
             # A free slot and a token at hand: taken at once, without the timer of the wait
-            # below (an asyncio.timeout per message was most of a slot's cost). The window is
-            # taken after the token here, with nothing awaited between: the same as below.
+            # below (an asyncio.timeout per message was most of a slot's cost). The token is
+            # taken first here, then the free window slot with nothing awaited between: the
+            # same result as the wait below, which holds a slot while it waits for a token.
             await self._semaphore.acquire()
         elif self.max_wait_s is None:
             await self._wait_for_slot()
