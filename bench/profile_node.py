@@ -9,7 +9,13 @@ holding the GIL count (``--gil``): CPU spent in Python, not a C call waiting on 
 statement's send looked like 9 % of the node without it). Keeps py-spy's raw stacks under
 ``--out``.
 
-    .venv/bin/python bench/profile_node.py --sizes 20000,200000 [--code DIR] [--no-spy]
+    .venv/bin/python bench/profile_node.py --sizes 20000,200000 [--nodes 4] [--code DIR] [--no-spy]
+
+With 2 nodes (the default) the campaign runs at the carriers' rate limit and each send waits for
+a token; with 4, two cores are CPU-bound as on the lab. On busy cores a thread preempted while
+it holds the GIL is still sampled as holding it: the percentages rank places, and overstate
+what a cut saves (a ``gather`` at 5 % of the samples was 2 % of the CPU). Measure a cut with
+``bench/campaign_throughput.py``'s same-run A/B.
 
 Root is not needed; py-spy needs ptrace (root, or ``kernel.yama.ptrace_scope`` 0). It is stopped
 with SIGINT, the only way it writes its output while the process it samples lives on.
