@@ -130,7 +130,6 @@ class LaunchPart(StoreBase):
             _count(population, "population", MAX_POPULATION)
         if batch_size is not None:
             _count(batch_size, "batch_size", MAX_BATCH_SIZE)
-        _count(first, "chunk", MAX_CHUNK)
         async with self._tx() as conn:
             cur = await conn.execute("SELECT id, priority FROM scenarios WHERE name = %s",
                                      (scenario,))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from replication.store_api import CampaignStore, LaunchCursor, LaunchStopped
+from replication.store_api import CampaignStore, InvalidInput, LaunchCursor, LaunchStopped
 from tests.contract.kit import claim, finish_all, launch
 
 pytestmark = pytest.mark.asyncio
@@ -87,3 +87,15 @@ async def test_a_launch_without_a_batch_size_gets_larger_batches_past_200000(
     named = await store.start_launch("seed", "op", node="paris-node1", population=1_000_000,
                                      batch_size=100, first=1000)
     assert named.batch_size == 100  # a size named is kept
+
+
+@pytest.mark.parametrize("batch_size", [None, 100])
+async def test_a_first_chunk_out_of_range_is_refused_by_name_and_nothing_is_stored(
+        store: CampaignStore, batch_size: int | None) -> None:
+    await launch(store, population=1, batch_size=1, name="seed")
+    before = await store.list_campaigns()
+    with pytest.raises(InvalidInput) as refused:
+        await store.start_launch("seed", "op", node="paris-node1", population=10,
+                                 batch_size=batch_size, first=0)
+    assert refused.value.field == "chunk"
+    assert await store.list_campaigns() == before

@@ -57,6 +57,8 @@ class LaunchPart(MemoryBase):
         if batch_size is not None and (isinstance(batch_size, bool)
                                        or not 1 <= batch_size <= MAX_BATCH_SIZE):
             raise InvalidInput("batch_size", f"must be an integer from 1 to {MAX_BATCH_SIZE}")
+        if isinstance(first, bool) or not 1 <= first <= MAX_CHUNK:  # before anything is stored
+            raise InvalidInput("chunk", f"must be an integer from 1 to {MAX_CHUNK}")
         if scenario not in self._scenarios:
             raise UnknownName("scenario", f"no scenario named {scenario!r}")
         group_id: int | None = None
