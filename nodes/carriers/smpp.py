@@ -309,10 +309,8 @@ class SmppAdapter:
             elif command is Command.DELIVER_SM:
                 fast = smpp_fast.read_receipt(raw)
                 if fast is not None:  # a receipt: its sink answers at once (see ReceiptSink)
-                    status = await self._sink(self._on_fast_receipt(*fast))
-                    if not writer.is_closing():
-                        self._out.write(writer, pdu.encode_deliver_sm_resp(header.sequence,
-                                                                           status))
+                    self._answer_deliver(writer, header.sequence,
+                                         await self._sink(self._on_fast_receipt(*fast)))
                     continue
                 await self._delivery_slots.acquire()
                 self._deliveries.spawn(self._on_deliver(header, raw, writer),
@@ -358,10 +356,15 @@ class SmppAdapter:
             else:
                 status = await self._sink(self._on_receipt_pdu(sm) if sm.is_receipt
                                           else self._on_mo(sm))
-            if not writer.is_closing():
-                self._out.write(writer, pdu.encode_deliver_sm_resp(header.sequence, status))
+            self._answer_deliver(writer, header.sequence, status)
         finally:
             self._delivery_slots.release()
+
+    def _answer_deliver(self, writer: asyncio.StreamWriter, sequence: int, status: int) -> None:
+        """The deliver_sm_resp, once the sink returned (a connection closing meanwhile gets
+        none: the carrier delivers again on the next one)."""
+        if not writer.is_closing():
+            self._out.write(writer, pdu.encode_deliver_sm_resp(sequence, status))
 
     async def _sink(self, handled: Awaitable[None]) -> int:
         """The deliver_sm_resp status: ESME_RX_T_APPN if the sink failed (redelivered)."""
