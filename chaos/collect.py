@@ -45,7 +45,7 @@ class Collecting:
             took = 0.0
             for c in self.collectors:
                 took = await self._read(c)
-            for _ in range(FRESH_RETRIES if self.collectors else 0):
+            for _ in range(FRESH_RETRIES):  # none read: took is 0.0
                 if took <= FRESH_READ_S:
                     break
                 took = await self._read(self.collectors[-1])
