@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from nodes.api.campaigns import launch_fields
 from replication.store_codec import auto_batch_size
 
 pytestmark = pytest.mark.unit
@@ -16,3 +17,12 @@ pytestmark = pytest.mark.unit
 def test_batches_of_100_then_about_2000_batches_of_at_most_500(recipients: int,
                                                                 size: int) -> None:
     assert auto_batch_size(recipients) == size
+
+
+def test_the_api_leaves_the_size_to_the_store_when_the_launch_names_none() -> None:
+    """The API, the CLI and a drill's test campaign read one body (``launch_fields``): no
+    ``batch_size`` (or null) is passed on as None, for the store to size by its rule."""
+    assert launch_fields({"scenario": "s", "population": 1_000_000}).batch_size is None
+    assert launch_fields({"scenario": "s", "population": 9, "batch_size": None}).batch_size \
+        is None
+    assert launch_fields({"scenario": "s", "group": "g", "batch_size": 250}).batch_size == 250
