@@ -34,15 +34,15 @@ import re
 import ssl
 from collections import OrderedDict
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import Final
 
 from nodes.carriers import smpp_fast
 from nodes.carriers import smpp_pdu as pdu
 from nodes.carriers.base import Ack, AckSink, Message, Receipt, ReceiptSink, SendResult
-from nodes.carriers.flow import FlowControl, LocalBusy, WriteCoalescer, within
+from nodes.carriers.flow import WriteCoalescer
 from nodes.carriers.redact import mask_phone
 from nodes.carriers.smpp_pdu import Command, Header, PduError, ShortMessage, Status
+from nodes.carriers.submit_queue import Done, Submission, SubmitQueue
 from nodes.carriers.tasks import TaskSet
 from replication.store_api import Channel
 
@@ -56,7 +56,6 @@ MESSAGE_STATE_NAMES: Final = {1: "ENROUTE", 2: "DELIVRD", 3: "EXPIRED", 4: "DELE
                               5: "UNDELIV", 6: "ACCEPTD", 7: "UNKNOWN", 8: "REJECTD"}
 MAX_TRACKED: Final = 200_000
 MAX_CONCURRENT_DELIVERIES: Final = 64
-WRITE_HIGH_WATER: Final = 256 * 1024  # wait for the socket only past this much unsent
 _REPLY: Final = re.compile(r"^\s*OK\s+(\S+)\s*$", re.IGNORECASE)
 
 
@@ -64,12 +63,6 @@ class BindError(ConnectionError):
     def __init__(self, status: int) -> None:
         super().__init__(f"bind refused: {pdu.status_name(status)}")
         self.status = status
-
-
-@dataclass
-class _Pending:
-    future: asyncio.Future[tuple[int, str]]
-    reference: str | None = None
 
 
 def _bounded_put(table: OrderedDict[str, str], key: str, value: str) -> None:
@@ -109,8 +102,10 @@ class SmppAdapter:
         self.reconnect_min_s = reconnect_min_s
         self.reconnect_max_s = reconnect_max_s
         self.tls = tls  # SMPP over TLS, the carrier verified by name or address
-        self._flow = FlowControl(window, rate_per_s, max_wait_s)
-        self._pending: dict[int, _Pending] = {}
+        self._queue = SubmitQueue(window=window, rate_per_s=rate_per_s, max_wait_s=max_wait_s,
+                                  timeout_s=timeout_s, write=self._write_submission,
+                                  on_finish=self._submitted)
+        self._pending: dict[int, asyncio.Future[tuple[int, str]]] = {}  # enquire_link, unbind
         self._ids: OrderedDict[str, str] = OrderedDict()  # carrier message_id -> reference
         self._reply_from: OrderedDict[str, str] = OrderedDict()  # reference -> recipient
         self._bound = asyncio.Event()
@@ -132,7 +127,7 @@ class SmppAdapter:
     @property
     def in_flight(self) -> int:
         """Messages sent and not yet answered by the carrier (at most ``window``)."""
-        return self._flow.in_flight
+        return self._queue.in_flight
 
     def _next_seq(self) -> int:
         self._seq = self._seq % 0x7FFFFFFF + 1
@@ -180,6 +175,7 @@ class SmppAdapter:
         if writer is not None:
             writer.close()
         self._fail_pending("adapter closed")
+        self._queue.close()
         await self._deliveries.close()
         log.info("smpp adapter closed", extra={"event": "smpp_closed", "carrier": self.name})
 
@@ -226,6 +222,7 @@ class SmppAdapter:
                 reader, writer = connection
                 self._writer = writer
                 self._bound.set()
+                self._queue.bound()  # what took a slot while unbound goes out now
                 try:
                     await self._serve(reader, writer)
                 finally:
@@ -233,6 +230,7 @@ class SmppAdapter:
                     self._writer = None
                     writer.close()
                     self._fail_pending("connection lost")
+                    self._queue.lost("connection lost")
                 if self._closed:
                     return
                 log.warning("connection lost, reconnecting", extra={"event": "smpp_lost",
@@ -261,9 +259,9 @@ class SmppAdapter:
 
     def _fail_pending(self, why: str) -> None:
         pending, self._pending = self._pending, {}
-        for entry in pending.values():
-            if not entry.future.done():
-                entry.future.set_exception(ConnectionResetError(why))
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(ConnectionResetError(why))
 
     async def _keepalive(self, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -281,7 +279,7 @@ class SmppAdapter:
         """Send a body-less request and wait for its response's status."""
         seq = self._next_seq()
         future: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
-        self._pending[seq] = _Pending(future)
+        self._pending[seq] = future
         try:
             writer.write(pdu.encode_simple(command, seq))
             await writer.drain()
@@ -329,17 +327,23 @@ class SmppAdapter:
                                                Status.RINVCMDID))
 
     def _on_response(self, header: Header, raw: bytes) -> None:
-        entry = self._pending.pop(header.sequence, None)
-        if entry is None or entry.future.done():
+        if header.command is Command.SUBMIT_SM_RESP or header.command is Command.GENERIC_NACK:
+            sub = self._queue.answered(header.sequence)
+            if sub is not None:
+                status = header.status
+                message_id = ""
+                if status == Status.ROK and header.command is Command.SUBMIT_SM_RESP:
+                    with contextlib.suppress(PduError):
+                        message_id = pdu.decode_message_id(header, raw)
+                    if message_id:
+                        # Recorded before the sender hears: a receipt read next maps already.
+                        _bounded_put(self._ids, message_id, sub.reference)
+                self._queue.finish(sub, _result_of(status, message_id))
+                return
+        future = self._pending.pop(header.sequence, None)
+        if future is None or future.done():
             return  # answered after its timeout: the sender has already given up
-        message_id = ""
-        if header.command is Command.SUBMIT_SM_RESP and header.status == Status.ROK:
-            with contextlib.suppress(PduError):
-                message_id = pdu.decode_message_id(header, raw)
-            if message_id and entry.reference is not None:
-                # Recorded before the sender resumes: a receipt read next maps already.
-                _bounded_put(self._ids, message_id, entry.reference)
-        entry.future.set_result((header.status, message_id))
+        future.set_result((header.status, ""))
 
     async def _on_deliver(self, header: Header, raw: bytes,
                           writer: asyncio.StreamWriter) -> None:
@@ -432,6 +436,25 @@ class SmppAdapter:
     # -- sending ---------------------------------------------------------------------------
 
     async def send(self, message: Message) -> SendResult:
+        future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
+
+        def settle(result: SendResult) -> None:
+            if not future.done():
+                future.set_result(result)
+
+        submitted = self.submit(message, settle)
+        if isinstance(submitted, SendResult):
+            return submitted
+        try:
+            return await future
+        except asyncio.CancelledError:
+            submitted.cancel()  # not written yet: never written
+            raise
+
+    def submit(self, message: Message, done: Done) -> SendResult | Submission:
+        """``send`` without a coroutine (``nodes.carriers.base.Submits``): the result when it
+        is known at once (a message SMS cannot carry, the adapter closed), else the queued
+        submission, whose ``done`` gets what ``send`` would have returned."""
         if message.channel != "sms":
             raise ValueError(f"channel: {self.name} sends SMS, not {message.channel!r}")
         if self._runner is None:
@@ -445,20 +468,28 @@ class SmppAdapter:
             return SendResult(False, error=f"invalid message: {exc}", retryable=False)
         if self._closed:
             return SendResult(False, error="adapter closed", retryable=True)
-        try:
-            async with self._flow.slot():
-                result = await self._submit(encoded, message.reference)
-        except LocalBusy as exc:
-            return SendResult(False, error=str(exc), retryable=True)
+        return self._queue.put(encoded, message.reference, message.to, message.ack == "reply",
+                               done)
+
+    def _write_submission(self, sub: Submission) -> int:
+        """The submission's submit_sm written now, under a new sequence number; 0 while not
+        bound (the queue holds it until the bind). The window bounds what is unsent."""
+        writer = self._writer
+        if not self._bound.is_set() or writer is None or writer.is_closing():
+            return 0
+        seq = self._next_seq()
+        self._out.write(writer, smpp_fast.with_sequence(sub.payload, seq))
+        return seq
+
+    def _submitted(self, sub: Submission, result: SendResult) -> None:
         if result.accepted:
-            if message.ack == "reply":
-                _bounded_put(self._reply_from, message.reference, message.to)
+            if sub.reply:
+                _bounded_put(self._reply_from, sub.reference, sub.to)
         else:
             log.info("submit_sm not accepted", extra={
-                "event": "sms_not_sent", "carrier": self.name, "reference": message.reference,
-                "to": mask_phone(message.to), "error": result.error,
+                "event": "sms_not_sent", "carrier": self.name, "reference": sub.reference,
+                "to": mask_phone(sub.to), "error": result.error,
                 "retryable": result.retryable, "throttled": result.throttled})
-        return result
 
     def _encode(self, message: Message) -> bytes:
         """The message's submit_sm (sequence 0), encoded once: ValueError if it cannot be (an
@@ -478,36 +509,12 @@ class SmppAdapter:
             encoded = pdu.encode_submit_sm(0, sm)
         return encoded
 
-    async def _submit(self, encoded: bytes, reference: str) -> SendResult:
-        seq = 0
-        waiting_for = "bind to the carrier"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout_s
-        try:
-            if not self._bound.is_set():
-                async with asyncio.timeout_at(deadline):
-                    await self._bound.wait()
-            waiting_for = "submit_sm_resp"
-            writer = self._writer
-            if writer is None or writer.is_closing():
-                return SendResult(False, error="not bound", retryable=True)
-            seq = self._next_seq()
-            future: asyncio.Future[tuple[int, str]] = loop.create_future()
-            self._pending[seq] = _Pending(future, reference)
-            self._out.write(writer, smpp_fast.with_sequence(encoded, seq))
-            if writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
-                await writer.drain()
-            status, message_id = await within(future, deadline)
-        except TimeoutError:
-            return SendResult(False, error=f"no {waiting_for} within {self.timeout_s} s",
-                              retryable=True)
-        except (ConnectionError, OSError) as exc:
-            return SendResult(False, error=f"connection lost: {exc}", retryable=True)
-        finally:
-            self._pending.pop(seq, None)
-        if status == Status.ROK:
-            return SendResult(True, carrier_message_id=message_id or None)
-        error = pdu.status_name(status)
-        if status == Status.RTHROTTLED:
-            return SendResult(False, error=error, retryable=True, throttled=True)
-        return SendResult(False, error=error, retryable=status in RETRYABLE)
+
+def _result_of(status: int, message_id: str) -> SendResult:
+    """A submit_sm_resp's status as a result (see the module's docstring)."""
+    if status == Status.ROK:
+        return SendResult(True, carrier_message_id=message_id or None)
+    error = pdu.status_name(status)
+    if status == Status.RTHROTTLED:
+        return SendResult(False, error=error, retryable=True, throttled=True)
+    return SendResult(False, error=error, retryable=status in RETRYABLE)
