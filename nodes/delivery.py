@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from nodes.breaker import Breakers
-from nodes.carriers.base import Ack, CarrierAdapter, Message, Receipt
+from nodes.carriers.base import Ack, CarrierAdapter, Message, Receipt, SendResult, Submits
 from nodes.carriers.flow import within
 from nodes.lease import BatchLease, LeaseLost
 from nodes.metrics import Metrics
@@ -32,6 +33,9 @@ from replication.store_api import (
     Outcome,
     Recipient,
 )
+
+if TYPE_CHECKING:
+    from nodes.callback_attempts import CallbackAttempt
 
 log = logging.getLogger("tenir.dispatcher")
 
@@ -70,6 +74,17 @@ def text_for(step: ChannelStep, r: Recipient) -> str:
     return template.replace("{name}", r.name)
 
 
+@dataclass(frozen=True)
+class Ended:
+    """How an attempt made by callbacks ended (``nodes/callback_attempts.py``), for
+    ``_deliver`` to go on from."""
+
+    step: int
+    attempt: int
+    state: str  # "failed": a retry is allowed; "fallback": the next step
+    detail: str | None
+
+
 class Delivery:
     """What the dispatcher provides to deliver (set by ``Dispatcher.__init__``)."""
 
@@ -83,7 +98,9 @@ class Delivery:
     receipt_timeout_s: float
     breaker_threshold: int
     breaker_cooldown_s: float
+    submitters: dict[Channel, Submits]  # the carriers that can send by callbacks
     _receipts: dict[str, asyncio.Future[Receipt]]
+    _receipt_calls: dict[str, CallbackAttempt]
     _acks: dict[str, asyncio.Future[Ack]]
 
     def _hand_off(self, channel: str) -> bool:
@@ -96,12 +113,23 @@ class Delivery:
         raise NotImplementedError
 
     async def _deliver(self, batch: ClaimedBatch, r: Recipient, buffer: OutcomeBuffer,
-                       lost: asyncio.Event, lease: BatchLease) -> None:
+                       lost: asyncio.Event, lease: BatchLease, after: Ended | None = None
+                       ) -> None:
+        """``r``'s scenario from where it stands; ``after``: from the end of an attempt made
+        by callbacks (its outcome recorded already), as if this loop had made it."""
         steps = batch.scenario.steps
         last_detail = "no channel could reach the recipient"
-        for step_no in range(r.step, len(steps)):
+        start_step, start_attempt = r.step, r.attempt
+        if after is not None:
+            last_detail = after.detail or last_detail
+            start_step, start_attempt = after.step, after.attempt + 1
+            if after.state == "fallback" or start_attempt > steps[start_step].retries:
+                start_step, start_attempt = start_step + 1, 0
+            else:
+                await asyncio.sleep(steps[start_step].retry_interval_s)
+        for step_no in range(start_step, len(steps)):
             step = steps[step_no]
-            first_attempt = r.attempt if step_no == r.step else 0
+            first_attempt = start_attempt if step_no == start_step else 0
             for attempt in range(first_attempt, step.retries + 1):
                 if lost.is_set():
                     raise LeaseLost(f"batch {batch.id} lost")
@@ -157,21 +185,9 @@ class Delivery:
                                  msg_id=msg_id)
 
         try:
-            callback = None
-            if self.urls is not None:  # the call's status callback; the e-mail's link
-                callback = (self.urls.voice(ref) if channel == "voice"
-                            else self.urls.link(ref) if channel == "email" and step.ack == "link"
-                            else None)
             result = await carrier.send(Message(ref, channel, to, text_for(step, r), step.ack,
-                                                callback))
-            outcome_of_send = ("accepted" if result.accepted else
-                               "throttled" if result.throttled else "refused")
-            self._count_send(channel, carrier.name, outcome_of_send)
-            if self.breakers.of(channel).record(result.accepted):
-                log.warning("%s carrier %s failed %d sends in a row: channel down at %s for "
-                            "%.0f s, handing its work to the other site", channel, carrier.name,
-                            self.breaker_threshold, self.site, self.breaker_cooldown_s,
-                            extra=self._extra(batch.campaign_id))
+                                                self.callback_url(step, ref)))
+            self._count_result(batch, channel, carrier.name, result)
             if not result.accepted:
                 buffer.add(outcome("failed", detail=result.error))
                 return ("failed" if result.retryable else "fallback"), result.error
@@ -200,6 +216,25 @@ class Delivery:
             self._receipts.pop(ref, None)
             if ack_fut is not None:
                 self._acks.pop(ref, None)
+
+    def callback_url(self, step: ChannelStep, ref: str) -> str | None:
+        """The call's status callback; the e-mail's acknowledgement link; None for an SMS."""
+        if self.urls is None:
+            return None
+        channel = step.channel
+        return (self.urls.voice(ref) if channel == "voice"
+                else self.urls.link(ref) if channel == "email" and step.ack == "link" else None)
+
+    def _count_result(self, batch: ClaimedBatch, channel: Channel, carrier: str,
+                      result: SendResult) -> None:
+        """A send's result in the counters and the channel's breaker."""
+        self._count_send(channel, carrier, "accepted" if result.accepted else
+                         "throttled" if result.throttled else "refused")
+        if self.breakers.of(channel).record(result.accepted):
+            log.warning("%s carrier %s failed %d sends in a row: channel down at %s for "
+                        "%.0f s, handing its work to the other site", channel, carrier,
+                        self.breaker_threshold, self.site, self.breaker_cooldown_s,
+                        extra=self._extra(batch.campaign_id))
 
     def _outcome(self, r: Recipient, channel: Channel, state: AttemptState, step: int,
                  attempt: int, *, final: bool = False, carrier: str = "", reference: str,

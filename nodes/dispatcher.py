@@ -40,11 +40,13 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from nodes.breaker import Breakers
-from nodes.carriers.base import Ack, CarrierAdapter, Receipt
+from nodes.callback_attempts import CallbackAttempt, CallbackAttempts
+from nodes.carriers.base import Ack, CarrierAdapter, Receipt, Submits
 from nodes.delivery import (
     ChannelDown,
     Delivery,
     DispatchGate,
+    Ended,
     FencedOff,
     address_for,
     reference_for,
@@ -57,7 +59,14 @@ from nodes.outcomes import OutcomeBuffer
 from nodes.reserve import ClaimAhead, SendSlots
 from nodes.signing import CallbackUrls
 from nodes.store_watch import StoreWatch
-from replication.store_api import CampaignStore, Channel, ClaimedBatch, InvalidInput, StaleEpoch
+from replication.store_api import (
+    CampaignStore,
+    Channel,
+    ClaimedBatch,
+    InvalidInput,
+    Recipient,
+    StaleEpoch,
+)
 
 __all__ = ["AlwaysOpen", "ChannelDown", "ClaimGate", "DispatchGate", "Dispatcher",
            "DispatcherConfig", "FencedOff", "LeaseLost", "StopMode", "address_for",
@@ -193,10 +202,17 @@ class Dispatcher(Delivery):
         self._held_ids: set[int] = set()  # batches this node knows it holds (until closed)
         self._sweep = False  # a claim failed: its answer may be lost, see _release_unknown
         self._receipts: dict[str, asyncio.Future[Receipt]] = {}
+        self._receipt_calls: dict[str, CallbackAttempt] = {}  # attempts made by callbacks
         self._acks: dict[str, asyncio.Future[Ack]] = {}
+        self.submitters = {channel: carrier for channel, carrier in self.carriers.items()
+                           if isinstance(carrier, Submits)}
 
     # --- sinks handed to the carrier adapters and the API ----------------------------------
     async def on_receipt(self, receipt: Receipt) -> None:
+        call = self._receipt_calls.get(receipt.reference)
+        if call is not None:
+            call.owner.on_receipt(call, receipt)
+            return
         fut = self._receipts.get(receipt.reference)
         if fut is not None and not fut.done():
             fut.set_result(receipt)
@@ -209,7 +225,8 @@ class Dispatcher(Delivery):
     def awaiting(self, reference: str) -> bool:
         """Whether an attempt of this dispatcher waits on ``reference``'s receipt or
         acknowledgement (the API keeps such a callback although the attempt is not recorded)."""
-        return reference in self._receipts or reference in self._acks
+        return (reference in self._receipts or reference in self._acks
+                or reference in self._receipt_calls)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def request_stop(self, mode: StopMode = "drain") -> None:
@@ -381,21 +398,35 @@ class Dispatcher(Delivery):
                 await self._fresh_enough_to_start()
                 # The TaskGroup owns the recipients' tasks (one failing cancels the others and
                 # this body); a countdown says when they are all done, cheaper than a gather
-                # (its future, dict entry and callbacks per task: 2 % of a node's CPU).
+                # (its future, dict entry and callbacks per task: 2 % of a node's CPU). Most
+                # first attempts need no task: see nodes/callback_attempts.py.
                 left = len(batch.recipients)
                 every_one_done = asyncio.Event()
 
-                def one_done(_: asyncio.Task[None]) -> None:
+                def one_done(_: object = None) -> None:
                     nonlocal left
                     left -= 1
                     if left == 0:
                         every_one_done.set()
 
-                for r in batch.recipients:
-                    tg.create_task(self._deliver(batch, r, buffer, lost, lease)) \
-                        .add_done_callback(one_done)
-                if left:
-                    await every_one_done.wait()
+                def deliver(r: Recipient, after: Ended | None = None) -> None:
+                    coro = self._deliver(batch, r, buffer, lost, lease, after)
+                    try:
+                        task = tg.create_task(coro)
+                    except RuntimeError:  # the group is stopping: the batch is abandoned
+                        coro.close()
+                        return
+                    task.add_done_callback(one_done)
+
+                attempts = CallbackAttempts(self, batch, buffer, lost, lease, deliver, one_done)
+                try:
+                    for r in batch.recipients:
+                        if not attempts.begin(r):
+                            deliver(r)
+                    if left:
+                        await every_one_done.wait()
+                finally:
+                    attempts.close()
                 sent_all.set()  # ends the renewer even if its cancellation is lost
                 renewer.cancel()
             finished = True

@@ -15,8 +15,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from replication.store_api import AckRule, Channel
 
@@ -76,3 +77,24 @@ class CarrierAdapter(Protocol):
     async def start(self, on_receipt: ReceiptSink, on_ack: AckSink) -> None: ...
     async def send(self, message: Message) -> SendResult: ...
     async def close(self) -> None: ...
+
+
+class Submitted(Protocol):
+    def cancel(self) -> None:
+        """Not written yet: never written, and its callback never called. Written already:
+        the message is out, only its callback is dropped."""
+
+
+@runtime_checkable
+class Submits(Protocol):
+    """An adapter that can also send without a coroutine (the SMPP adapter): the dispatcher
+    then completes an attempt by callbacks, without a task per recipient
+    (``nodes/callback_attempts.py``)."""
+
+    def submit(self, message: Message,
+               done: Callable[[SendResult], None]) -> SendResult | Submitted:
+        """What ``send`` does, returning at once: the result when it is known at once (then
+        ``done`` is never called), else a submission whose ``done`` is called exactly once,
+        later, from the event loop (never from within ``submit``), with what ``send`` would
+        have returned. Raises only where ``send`` raises."""
+        ...

@@ -35,6 +35,9 @@ class FakeCarrier:
         self._receipt, self._ack = on_receipt, on_ack
 
     async def send(self, message: Message) -> SendResult:
+        return self._send_now(message)
+
+    def _send_now(self, message: Message) -> SendResult:
         self.sent.append(message)
         script = self.decide(message)
         if not script.accept:
@@ -60,3 +63,31 @@ class FakeCarrier:
 
     def references(self) -> list[str]:
         return [m.reference for m in self.sent]
+
+
+class _Queued:
+    """A fake submission: sent at the next turn of the loop unless cancelled first."""
+
+    def __init__(self, carrier: SubmittingCarrier, message: Message,
+                 done: Callable[[SendResult], None]) -> None:
+        self._handle = asyncio.get_running_loop().call_soon(self._go, carrier, message, done)
+        self._done: Callable[[SendResult], None] | None = done
+
+    def _go(self, carrier: SubmittingCarrier, message: Message,
+            done: Callable[[SendResult], None]) -> None:
+        result = carrier._send_now(message)
+        if self._done is not None:
+            self._done(result)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+        self._done = None
+
+
+@dataclass
+class SubmittingCarrier(FakeCarrier):
+    """The fake carrier with ``submit`` (``nodes.carriers.base.Submits``), as the SMPP adapter:
+    the dispatcher makes first attempts by callbacks with it."""
+
+    def submit(self, message: Message, done: Callable[[SendResult], None]) -> _Queued:
+        return _Queued(self, message, done)

@@ -15,17 +15,26 @@ from pathlib import Path
 import pytest
 
 from cluster.coordination.base import MemberInfo
-from nodes.carriers.base import Message
+from nodes.carriers.base import Message, SendResult
 from nodes.dispatcher import Dispatcher, DispatcherConfig, Freshness
 from nodes.journal import FileJournal
 from nodes.membership import FreshMembership
 from replication.store_api import CampaignStore, ChannelStep, ClaimedBatch, ScenarioIn
-from tests.fakes.carriers import FakeCarrier, Script
+from tests.fakes.carriers import FakeCarrier, Script, SubmittingCarrier
 from tests.fakes.coordinator import FakeCoordinationServer, FakeCoordinator
 from tests.fakes.memory_store import MemoryStore
 from tests.fakes.partition import PartitionedView
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
+
+
+@pytest.fixture(autouse=True, params=["send", "submit"])
+def _carriers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test twice: with carriers that only ``send`` (every attempt a coroutine), and with
+    carriers that ``submit`` too, as the SMPP adapter (first attempts made by callbacks,
+    ``nodes/callback_attempts.py``)."""
+    if request.param == "submit":
+        monkeypatch.setitem(globals(), "Timed", TimedSubmitting)
 SMS = ChannelStep("sms", {"fr": "Alerte"}, retries=0)
 
 
@@ -45,9 +54,13 @@ class Timed(FakeCarrier):
         super().__init__(name, "sms", decide=decide or (lambda m: Script(delay_s=delay_s)))
         self.times: list[float] = []
 
-    async def send(self, message: Message):  # type: ignore[no-untyped-def]
+    def _send_now(self, message: Message) -> SendResult:
         self.times.append(time.monotonic())
-        return await super().send(message)
+        return super()._send_now(message)
+
+
+class TimedSubmitting(Timed, SubmittingCarrier):
+    """``Timed`` with ``submit``, as the SMPP adapter."""
 
 
 def make(store: CampaignStore, node: str, carrier: FakeCarrier, journal: FileJournal | None = None,
