@@ -8,8 +8,12 @@ contract here needs ``send`` to return the carrier's verdict, within a timeout.
 * ``start`` connects and binds (``ConnectionError`` if that fails); afterwards a lost connection
   is re-established in the background with exponential backoff, and a ``send`` issued meanwhile
   waits for the new bind within its timeout.
-* Up to ``window`` submit_sm are outstanding at once, correlated by sequence number; the rate is
-  capped at ``rate_per_s``. submit_sm_resp maps to the result: ESME_ROK accepted,
+* ``submit`` queues a message and calls back with its result (``SubmitQueue``,
+  ``submit_queue.py``: no task or waiter per message); ``send`` awaits one. Up to ``window``
+  submit_sm are outstanding at once, correlated by sequence number, the next written from the
+  read loop as an answer frees a slot; the rate is capped at ``rate_per_s``; a message waits for
+  a slot at most ``max_wait_s`` (None: as long as it takes). Cancelling a ``send`` withdraws a
+  message not written yet. submit_sm_resp maps to the result: ESME_ROK accepted,
   ESME_RTHROTTLED throttled and retryable, ESME_RSYSERR/RMSGQFUL/RX_T_APPN/RINVBNDSTS retryable,
   anything else refused for good. No answer within ``timeout_s`` is retryable.
 * deliver_sm receipts go to the receipt sink (reference from the ``TLV_TENIR_REFERENCE`` TLV,
