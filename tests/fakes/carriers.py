@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
 
 from nodes.carriers.base import Ack, AckSink, Message, Receipt, ReceiptSink, SendResult
 from replication.store_api import Channel
@@ -91,3 +94,19 @@ class SubmittingCarrier(FakeCarrier):
 
     def submit(self, message: Message, done: Callable[[SendResult], None]) -> _Queued:
         return _Queued(self, message, done)
+
+
+def both_kinds(**submitting: type) -> Any:
+    """An autouse fixture running each test of the module twice: with carriers that only
+    ``send`` (every attempt a coroutine), and with carriers that ``submit`` too, as the SMPP
+    adapter (first attempts made by callbacks, ``nodes/callback_attempts.py``). ``submitting``
+    names the module's carrier classes and what replaces each in the second run, e.g.
+    ``_carriers = both_kinds(FakeCarrier=SubmittingCarrier)``."""
+
+    @pytest.fixture(autouse=True, params=["send", "submit"])
+    def carriers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+        if request.param == "submit":
+            for name, replacement in submitting.items():
+                monkeypatch.setattr(request.module, name, replacement)
+
+    return carriers

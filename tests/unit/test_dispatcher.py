@@ -12,20 +12,12 @@ import pytest
 from nodes.carriers.base import Message
 from nodes.dispatcher import Dispatcher, DispatcherConfig
 from replication.store_api import ChannelStep, ScenarioIn
-from tests.fakes.carriers import FakeCarrier, Script, SubmittingCarrier
+from tests.fakes.carriers import FakeCarrier, Script, SubmittingCarrier, both_kinds
 from tests.fakes.clock import Clock
 from tests.fakes.memory_store import MemoryStore
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
-
-
-@pytest.fixture(autouse=True, params=["send", "submit"])
-def _carriers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test twice: with carriers that only ``send`` (every attempt a coroutine), and with
-    carriers that ``submit`` too, as the SMPP adapter (first attempts made by callbacks,
-    ``nodes/callback_attempts.py``)."""
-    if request.param == "submit":
-        monkeypatch.setitem(globals(), "FakeCarrier", SubmittingCarrier)
+_carriers = both_kinds(FakeCarrier=SubmittingCarrier)  # every test with both kinds
 
 SMS = ChannelStep("sms", {"fr": "Alerte pour {name}", "en": "Alert for {name}"}, retries=0)
 EMAIL = ChannelStep("email", {"fr": "Alerte"}, retries=0)

@@ -20,21 +20,13 @@ from nodes.dispatcher import Dispatcher, DispatcherConfig, Freshness
 from nodes.journal import FileJournal
 from nodes.membership import FreshMembership
 from replication.store_api import CampaignStore, ChannelStep, ClaimedBatch, ScenarioIn
-from tests.fakes.carriers import FakeCarrier, Script, SubmittingCarrier
+from tests.fakes.carriers import FakeCarrier, Script, SubmittingCarrier, both_kinds
 from tests.fakes.coordinator import FakeCoordinationServer, FakeCoordinator
 from tests.fakes.memory_store import MemoryStore
 from tests.fakes.partition import PartitionedView
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
 
-
-@pytest.fixture(autouse=True, params=["send", "submit"])
-def _carriers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test twice: with carriers that only ``send`` (every attempt a coroutine), and with
-    carriers that ``submit`` too, as the SMPP adapter (first attempts made by callbacks,
-    ``nodes/callback_attempts.py``)."""
-    if request.param == "submit":
-        monkeypatch.setitem(globals(), "Timed", TimedSubmitting)
 SMS = ChannelStep("sms", {"fr": "Alerte"}, retries=0)
 
 
@@ -61,6 +53,9 @@ class Timed(FakeCarrier):
 
 class TimedSubmitting(Timed, SubmittingCarrier):
     """``Timed`` with ``submit``, as the SMPP adapter."""
+
+
+_carriers = both_kinds(Timed=TimedSubmitting)
 
 
 def make(store: CampaignStore, node: str, carrier: FakeCarrier, journal: FileJournal | None = None,

@@ -22,20 +22,13 @@ from failover.drain import (
 from nodes.dispatcher import Dispatcher, DispatcherConfig
 from nodes.drain import CoordinationClusterView, SiteDrainGate, drain_key, site_of_key
 from replication.store_api import ChannelStep, ScenarioIn
-from tests.fakes.carriers import FakeCarrier, Script, SubmittingCarrier
+from tests.fakes.carriers import FakeCarrier, Script, SubmittingCarrier, both_kinds
 from tests.fakes.coordinator import FakeCoordinationServer, FakeCoordinator
 from tests.fakes.memory_store import MemoryStore
 
 pytestmark = pytest.mark.unit
+_carriers = both_kinds(FakeCarrier=SubmittingCarrier)  # every test with both kinds
 
-
-@pytest.fixture(autouse=True, params=["send", "submit"])
-def _carriers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test twice: with carriers that only ``send`` (every attempt a coroutine), and with
-    carriers that ``submit`` too, as the SMPP adapter (first attempts made by callbacks,
-    ``nodes/callback_attempts.py``)."""
-    if request.param == "submit":
-        monkeypatch.setitem(globals(), "FakeCarrier", SubmittingCarrier)
 SITES = ("paris", "marseille")
 
 
