@@ -207,8 +207,8 @@ class Metrics:
         )
         self.http_connections_refused = r.counter(
             "tenir_http_connections_refused_total",
-            "Connections closed at once because a connection cap was reached (total or "
-            "per address).", ("cap",),
+            "Connections closed at once because a connection cap was reached (total, per "
+            "address, or waiting for their TLS handshake).", ("cap",),
         )
         self.contacts_imported = r.counter(
             "tenir_contacts_imported_total", "Contacts stored through the API (one or CSV).",

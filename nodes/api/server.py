@@ -12,6 +12,10 @@
   the process's file descriptor limit, accept() never runs out of descriptors: the store's
   pool and the carriers keep theirs.
 * Request lines and header fields are limited to 8 KiB and 100 headers (aiohttp answers 400).
+* Connections are accepted a few per loop iteration and their TLS handshakes run a few at a
+  time, in turn between source addresses (``nodes/api/listener.py``): a burst of handshakes
+  does not hold the loop the heartbeat runs on, and one address's burst delays its own
+  connections, not the others'. At most ``max_connections`` more wait for that turn.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from aiohttp import web
 
 from nodes.api.context import CONTEXT
 from nodes.api.limits import HttpLimits
+from nodes.api.listener import PacedServer
 from nodes.metrics import Metrics
 
 log = logging.getLogger("tenir.api.server")
@@ -137,11 +142,13 @@ class GatedTCPSite(web.TCPSite):
         await web.BaseSite.start(self)
         server = self._runner.server
         assert server is not None
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _GatedProtocol(server, self.gate), self._host, self._port,
-            backlog=self._backlog, reuse_address=True, ssl=self.tls,
-            ssl_handshake_timeout=self.handshake_timeout_s if self.tls is not None else None)
+        self._server = await PacedServer.listen(
+            self._host, self._port, lambda: _GatedProtocol(server, self.gate),
+            backlog=self._backlog, tls=self.tls, handshake_timeout_s=self.handshake_timeout_s,
+            max_waiting=self.gate.total, refused=self._refused)
+
+    def _refused(self, cap: str) -> None:
+        self.gate.metrics.http_connections_refused.inc(cap=cap)
 
 
 @dataclass
@@ -172,8 +179,10 @@ def raise_fd_limit(wanted: int) -> int:
 
 
 def connection_cap(limits: HttpLimits, fd_limit: int) -> int:
-    """The connection cap: the configured one, kept ``FD_RESERVE`` below the descriptor limit."""
-    return max(1, min(limits.max_connections, fd_limit - FD_RESERVE))
+    """The connection cap: the configured one, or less so that as many connections open and as
+    many more waiting for their turn (``nodes/api/listener.py``) stay ``FD_RESERVE`` below the
+    descriptor limit."""
+    return max(1, min(limits.max_connections, (fd_limit - FD_RESERVE) // 2))
 
 
 async def serve(app: web.Application, host: str, port: int,
@@ -181,7 +190,7 @@ async def serve(app: web.Application, host: str, port: int,
     """Serve ``app`` (made by ``create_app``) on ``host:port`` (0: any free port) with the
     limits it was made with; over HTTPS with ``tls``."""
     limits, metrics = app[CONTEXT].limits, app[CONTEXT].metrics
-    fd_limit = raise_fd_limit(limits.max_connections + FD_RESERVE)
+    fd_limit = raise_fd_limit(2 * limits.max_connections + FD_RESERVE)
     total = connection_cap(limits, fd_limit)
     if total < limits.max_connections:
         log.warning("connection cap lowered from %d to %d: the process may open %d files",

@@ -1,19 +1,26 @@
 """Serving limits: connection caps in all and per source address (503 at once, counted, the
 slot given back when a connection closes), a request head and a body that must arrive in time,
-and a connection cap kept below the open-file limit."""
+a connection cap kept below the open-file limit, and a burst of connections taken a few per
+loop iteration, in turn between source addresses."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from nodes.api.limits import HttpLimits
+from nodes.api.listener import HANDSHAKES_IN_ALL, PacedServer
 from nodes.api.server import FD_RESERVE, connection_cap, serve
 from nodes.metrics import Metrics
 from tests.api.conftest import make_app
 from tests.fakes.memory_store import MemoryStore
+from tests.tls_kit import TestPki
 
 pytestmark = pytest.mark.unit
 
@@ -82,5 +89,97 @@ async def test_slow_heads_and_bodies_are_cut_off_in_time() -> None:
 
 
 def test_the_cap_stays_below_the_open_file_limit() -> None:
+    # as many open as waiting for their handshake, both below the limit with the reserve
     assert connection_cap(HttpLimits(max_connections=1024), 20_000) == 1024
-    assert connection_cap(HttpLimits(max_connections=1024), 1024) == 1024 - FD_RESERVE
+    assert connection_cap(HttpLimits(max_connections=1024), 2048 + FD_RESERVE) == 1024
+    assert connection_cap(HttpLimits(max_connections=1024), 1024) == (1024 - FD_RESERVE) // 2
+
+
+class _Recorder(asyncio.Protocol):
+    """Notes the loop iteration and the source address of each connection made."""
+
+    def __init__(self, made: list[tuple[int, str]], ticks: list[int]) -> None:
+        self.made, self.ticks = made, ticks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.made.append((self.ticks[0], transport.get_extra_info("peername")[0]))
+
+
+async def _burst(sources: list[str], **paced: Any) -> tuple[list[tuple[int, str]], list[str]]:
+    """Connections from ``sources`` (one per item, in that order), all made while the loop is
+    held so that the kernel queues every one before the server sees the first; returns the
+    (loop iteration, address) of each connection made, in order, and the refusals."""
+    loop = asyncio.get_running_loop()
+    ticks, made, refused = [0], list[tuple[int, str]](), list[str]()
+    stop = False
+
+    def tick() -> None:  # once per loop iteration
+        ticks[0] += 1
+        if not stop:
+            loop.call_soon(tick)
+
+    server = await PacedServer.listen(HOST, 0, lambda: _Recorder(made, ticks), backlog=512,
+                                      refused=refused.append, **paced)
+    port = server.sockets[0].getsockname()[1]
+    clients = [socket.create_connection((HOST, port), timeout=5, source_address=(source, 0))
+               for source in sources]
+    loop.call_soon(tick)
+    try:
+        for _ in range(500):
+            if len(made) + len(refused) == len(sources):
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        stop = True
+        server.close()
+        await server.wait_closed()
+        for client in clients:
+            client.close()
+    return made, refused
+
+
+@pytest.mark.asyncio
+async def test_a_burst_of_connections_is_taken_a_few_per_loop_iteration() -> None:
+    made, refused = await _burst([HOST] * 100 + ["127.0.0.2"] * 100)
+    assert len(made) == 200 and refused == []
+    per_iteration = Counter(tick for tick, _ in made)
+    assert HANDSHAKES_IN_ALL <= 16  # a few handshakes of half a millisecond each at a time
+    assert max(per_iteration.values()) <= HANDSHAKES_IN_ALL, per_iteration.most_common(3)
+    assert len(per_iteration) >= 200 // HANDSHAKES_IN_ALL
+
+
+@pytest.mark.asyncio
+async def test_an_address_sending_a_burst_delays_its_own_connections_not_the_others() -> None:
+    made, _ = await _burst(["127.0.0.2"] * 150 + ["127.0.0.3"])
+    order = [address for _, address in made]
+    assert len(order) == 151
+    # queued by the kernel behind 150 others, served among the first: its own turn
+    assert order.index("127.0.0.3") < 30, order.index("127.0.0.3")
+
+
+@pytest.mark.asyncio
+async def test_past_the_waiting_bound_a_connection_is_closed_at_once_and_counted() -> None:
+    made, refused = await _burst([HOST] * 40, max_waiting=10, per_tick=40)
+    assert refused == ["waiting"] * 30 and len(made) == 10
+
+
+@pytest.mark.asyncio
+async def test_closing_stops_accepting_and_ends_the_handshakes_under_way(
+        tmp_path: Path) -> None:
+    pki = TestPki(tmp_path)
+    server = await PacedServer.listen(HOST, 0, asyncio.Protocol, backlog=16,
+                                      tls=pki.files("paris-node1").server_context(),
+                                      handshake_timeout_s=30.0, per_address=2)
+    port = server.sockets[0].getsockname()[1]
+    # no ClientHello: two handshakes under way, three more waiting for their turn
+    silent = [await asyncio.open_connection(HOST, port) for _ in range(5)]
+    await asyncio.sleep(0.1)
+    assert server.is_serving() and server.waiting == 5 and server.queued == 3
+    server.close()
+    await asyncio.wait_for(server.wait_closed(), 5)  # not the 30 s handshake timeout
+    assert not server.is_serving() and server.sockets == () and server.waiting == 0
+    for reader, writer in silent:
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # dropped
+        writer.close()
+    with pytest.raises(OSError):
+        socket.create_connection((HOST, port), timeout=2).close()
