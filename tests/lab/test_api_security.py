@@ -4,8 +4,8 @@
   presses its button) and from the voice simulator acknowledge; forged, replayed and early ones
   are refused, counted in ``tenir_callbacks_refused_total`` and not stored;
 * a node under 600 slow connections from three addresses and 1,000 requests with 16 KB paths or
-  JSON keys: every slow connection closed within its timeout, ``/healthz`` answering within 1 s,
-  and the event loop it shares with the membership heartbeat never late by 1 s
+  JSON keys: every slow connection closed within its timeout, ``/healthz`` answering within 0.5 s,
+  and the event loop it shares with the membership heartbeat never late by 0.5 s
   (``tenir_event_loop_lag_max_seconds``, printed with the rest).
 """
 
@@ -244,5 +244,7 @@ def test_slow_and_huge_requests_from_the_network_do_not_stall_a_node(
     assert sum(statuses.values()) == 1000
     assert all(400 <= s < 500 for s in statuses), statuses  # each refused, none a 5xx
     assert probe["failures"] == [] and probe["answered"] > 0, probe["failures"][:5]
-    assert probe["slowest"] < 1.0
-    assert lag < 1.0 and stalls == 0  # the membership heartbeat would have kept its lease
+    # a burst accepted and handshaken all at once held the loop 0.74 to 0.96 s and made the
+    # probe wait behind it; paced and in turn by address (nodes/api/listener.py): under 0.1 s
+    assert probe["slowest"] < 0.5
+    assert lag < 0.5 and stalls == 0  # the membership heartbeat keeps its lease
