@@ -84,18 +84,23 @@ class TokenBucket:
                 await asyncio.sleep((n - self._tokens) / self.rate_per_s)
 
 
+def check_flow(window: int, rate_per_s: float | None, max_wait_s: float | None) -> None:
+    """Refuse a flow's settings that cannot work, naming the setting (ValueError)."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1, not {window!r}")
+    if rate_per_s is not None and rate_per_s <= 0:
+        raise ValueError(f"rate_per_s must be > 0 or None, not {rate_per_s!r}")
+    if max_wait_s is not None and max_wait_s < 0:
+        raise ValueError(f"max_wait_s must be >= 0 or None, not {max_wait_s!r}")
+
+
 class FlowControl:
     """An in-flight window plus an optional rate limit, entered with ``async with flow.slot()``."""
 
     def __init__(
         self, window: int, rate_per_s: float | None = None, max_wait_s: float | None = None,
     ) -> None:
-        if window < 1:
-            raise ValueError(f"window must be >= 1, not {window!r}")
-        if rate_per_s is not None and rate_per_s <= 0:
-            raise ValueError(f"rate_per_s must be > 0 or None, not {rate_per_s!r}")
-        if max_wait_s is not None and max_wait_s < 0:
-            raise ValueError(f"max_wait_s must be >= 0 or None, not {max_wait_s!r}")
+        check_flow(window, rate_per_s, max_wait_s)
         self.window = window
         self.max_wait_s = max_wait_s
         self._semaphore = asyncio.Semaphore(window)

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Final
 
 from nodes.carriers.base import SendResult
-from nodes.carriers.flow import TokenBucket
+from nodes.carriers.flow import TokenBucket, check_flow
 
 log = logging.getLogger("tenir.carriers")
 
@@ -70,12 +70,7 @@ class SubmitQueue:
         """``write`` writes a submission to the carrier and returns its sequence number, or 0
         when it cannot (not bound: held until ``bound``). ``on_finish`` sees every result
         before ``done`` does (the adapter's bookkeeping and logs)."""
-        if window < 1:
-            raise ValueError(f"window must be >= 1, not {window!r}")
-        if rate_per_s is not None and rate_per_s <= 0:
-            raise ValueError(f"rate_per_s must be > 0 or None, not {rate_per_s!r}")
-        if max_wait_s is not None and max_wait_s < 0:
-            raise ValueError(f"max_wait_s must be >= 0 or None, not {max_wait_s!r}")
+        check_flow(window, rate_per_s, max_wait_s)
         self.window = window
         self.max_wait_s = max_wait_s
         self.timeout_s = timeout_s
@@ -95,10 +90,6 @@ class SubmitQueue:
     def in_flight(self) -> int:
         """Submissions holding a window slot (written, or held until the bind)."""
         return self._in_flight
-
-    @property
-    def waiting(self) -> int:
-        return sum(1 for s in self._waiting if s.state == WAITING)
 
     def put(self, payload: bytes, reference: str, to: str, reply: bool,
             done: Done) -> Submission:
