@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST := $(BIN)/pytest
 
-.PHONY: install demo test test-quick test-lab lint typecheck lab-up lab-down bench-failover bench-resume bench-outage bench-throughput bench-ledger bench-lab wheelhouse chaos-matrix lock clean
+.PHONY: install demo test test-quick test-lab lint typecheck lab-up lab-down bench-failover bench-resume bench-outage bench-throughput bench-ledger bench-lab bench-handshake wheelhouse chaos-matrix lock clean
 
 install:  ## Debian packages, the Patroni venv and the project venv (idempotent)
 	@./scripts/install-debian.sh
@@ -46,6 +46,9 @@ bench-outage: install  ## PostgreSQL stopped 20 s mid-campaign on loopback: the 
 
 bench-throughput: install  ## campaign throughput on the lab, 10k / 100k / 1M recipients and a 5M launch, beside the figures of issue 13
 	$(BIN)/python bench/campaign_throughput.py --mode lab --sizes 10000 100000 1000000 --big 5000000
+
+bench-handshake: install  ## a burst of 600 TLS connections from three addresses on loopback: the node's paced listener beside asyncio's server, the loop's lag and a probe's wait
+	$(BIN)/python bench/handshake_burst.py
 
 bench-lab: install  ## the machine lab: image build, cold and warm lab up, a site's reboot, memory
 	$(BIN)/python bench/lab_deploy.py
