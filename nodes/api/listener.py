@@ -12,13 +12,17 @@ health probe from a fourth address waited behind all 600 handshakes.
 * accepts at most ``per_tick`` connections each time the socket is ready (the kernel keeps the
   rest in its queue, the listen backlog stays large, the socket is still readable at the next
   iteration): accepting costs microseconds, so the queue empties quickly;
-* runs at most ``in_all`` handshakes at once and at most ``per_address`` from one source
+* starts handshakes in ``in_all`` slots, at most ``per_address`` of them held by one source
   address; the others wait in one queue per address, served in turn (round robin), so that an
   address sending hundreds of connections delays its own, not the others'. The crypto run in one
-  loop iteration is bounded by ``in_all`` handshakes;
-* bounds the connections waiting or handshaking by ``max_waiting``: past it a new connection is
-  closed at once (``refused("waiting")``), and one that waited longer than the handshake
-  timeout is closed when its turn comes (its client has given up).
+  loop iteration is bounded by ``in_all`` handshakes. A handshake gives its slot back when it
+  ends or after ``SLOT_S`` (0.1 s), whichever comes first: answering the ClientHello, the costly
+  part, is done by then, and a client that sends nothing holds a slot 0.1 s, not the 10 s of
+  the handshake timeout (which still closes it);
+* bounds the connections waiting or handshaking by ``max_waiting`` in all and by
+  ``max_waiting_per_address`` from one address: past either a new connection is closed at once
+  (``refused("waiting")`` / ``refused("address")``), so one address cannot fill the queue of
+  all; a queued connection older than the handshake timeout is closed (a sweep each second).
 
 Each connection becomes a transport by ``loop.connect_accepted_socket`` in a task owned by the
 server (a TLS handshake that fails or outlasts ``handshake_timeout_s`` closes that connection
@@ -40,7 +44,16 @@ log = logging.getLogger("tenir.api.listener")
 ACCEPTS_PER_TICK = 32
 HANDSHAKES_IN_ALL = 16
 HANDSHAKES_PER_ADDRESS = 4
+SLOT_S = 0.1  # the longest a handshake holds its slot
 _HANDSHAKE_ERRORS = (OSError, ssl.SSLError, TimeoutError, ConnectionError)
+
+
+def _add(counts: dict[str, int], key: str, n: int) -> None:
+    left = counts.get(key, 0) + n
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
 
 
 class PacedServer(asyncio.AbstractServer):
@@ -49,7 +62,8 @@ class PacedServer(asyncio.AbstractServer):
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
                  protocol_factory: Callable[[], asyncio.BaseProtocol], *,
                  tls: ssl.SSLContext | None, handshake_timeout_s: float,
-                 max_waiting: int, refused: Callable[[str], None] | None = None,
+                 max_waiting: int, max_waiting_per_address: int | None = None,
+                 refused: Callable[[str], None] | None = None,
                  per_tick: int = ACCEPTS_PER_TICK, in_all: int = HANDSHAKES_IN_ALL,
                  per_address: int = HANDSHAKES_PER_ADDRESS) -> None:
         for name, value in (("per_tick", per_tick), ("in_all", in_all),
@@ -66,8 +80,12 @@ class PacedServer(asyncio.AbstractServer):
         self.per_tick, self.in_all, self.per_address = per_tick, in_all, per_address
         self._serving = False
         self._closed = False
-        self._running: set[asyncio.Task[None]] = set()
-        self._by_address: dict[str, int] = {}  # handshakes under way per address
+        self.max_waiting_per_address = max_waiting_per_address or max_waiting
+        self._running: set[asyncio.Task[None]] = set()  # every connection handshaking
+        self._holding: dict[asyncio.Task[None], str] = {}  # those holding a slot: address
+        self._slots_by: dict[str, int] = {}  # slots held per address
+        self._open_by: dict[str, int] = {}  # queued or handshaking per address
+        self._sweeper: asyncio.TimerHandle | None = None
         self._queues: OrderedDict[str, deque[tuple[socket.socket, float]]] = OrderedDict()
         self.queued = 0
 
@@ -76,6 +94,7 @@ class PacedServer(asyncio.AbstractServer):
                      protocol_factory: Callable[[], asyncio.BaseProtocol], *,
                      backlog: int, tls: ssl.SSLContext | None = None,
                      handshake_timeout_s: float = 10.0, max_waiting: int = 1024,
+                     max_waiting_per_address: int | None = None,
                      refused: Callable[[str], None] | None = None,
                      per_tick: int = ACCEPTS_PER_TICK, in_all: int = HANDSHAKES_IN_ALL,
                      per_address: int = HANDSHAKES_PER_ADDRESS) -> PacedServer:
@@ -96,8 +115,8 @@ class PacedServer(asyncio.AbstractServer):
             raise
         server = cls(loop, sock, protocol_factory, tls=tls,
                      handshake_timeout_s=handshake_timeout_s, max_waiting=max_waiting,
-                     refused=refused, per_tick=per_tick, in_all=in_all,
-                     per_address=per_address)
+                     max_waiting_per_address=max_waiting_per_address, refused=refused,
+                     per_tick=per_tick, in_all=in_all, per_address=per_address)
         await server.start_serving()
         return server
 
@@ -119,15 +138,19 @@ class PacedServer(asyncio.AbstractServer):
                 self._loop.remove_reader(self._sock.fileno())
                 self._loop.call_later(1.0, self._resume)
                 break
-            if self.waiting >= self.max_waiting:
+            address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+            cap = ("waiting" if self.waiting >= self.max_waiting else
+                   "address" if self._open_by.get(address, 0) >= self.max_waiting_per_address
+                   else None)
+            if cap is not None:
                 conn.close()
                 if self._refused is not None:
-                    self._refused("waiting")
+                    self._refused(cap)
                 continue
             conn.setblocking(False)
-            address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
             self._queues.setdefault(address, deque()).append((conn, self._loop.time()))
             self.queued += 1
+            _add(self._open_by, address, 1)
         self._start_turns()
 
     def _resume(self) -> None:
@@ -136,40 +159,66 @@ class PacedServer(asyncio.AbstractServer):
 
     def _start_turns(self) -> None:
         """Start handshakes while slots are free, one address after the other."""
-        while len(self._running) < self.in_all and self._queues:
+        while len(self._holding) < self.in_all and self._queues:
             started = False
             for address in list(self._queues):
-                if len(self._running) >= self.in_all:
+                if len(self._holding) >= self.in_all:
                     return
-                if self._by_address.get(address, 0) >= self.per_address:
+                if self._slots_by.get(address, 0) >= self.per_address:
                     continue
-                queue = self._queues[address]
-                conn, since = queue.popleft()
-                self.queued -= 1
-                if queue:
-                    self._queues.move_to_end(address)
-                else:
-                    del self._queues[address]
+                conn, since = self._pop(address)
                 started = True
                 if self._loop.time() - since > self.handshake_timeout_s:
                     conn.close()  # waited longer than its client would
+                    _add(self._open_by, address, -1)
                     continue
-                self._by_address[address] = self._by_address.get(address, 0) + 1
                 task = self._loop.create_task(self._connect(conn))
                 self._running.add(task)
-                task.add_done_callback(functools.partial(self._done, address=address))
+                self._holding[task] = address
+                _add(self._slots_by, address, 1)
+                task.add_done_callback(functools.partial(self._finished, address=address))
+                self._loop.call_later(SLOT_S, self._release, task)
             if not started:
                 return
 
-    def _done(self, task: asyncio.Task[None], *, address: str) -> None:
-        self._running.discard(task)
-        left = self._by_address.get(address, 1) - 1
-        if left > 0:
-            self._by_address[address] = left
+    def _pop(self, address: str) -> tuple[socket.socket, float]:
+        queue = self._queues[address]
+        item = queue.popleft()
+        self.queued -= 1
+        if queue:
+            self._queues.move_to_end(address)
         else:
-            self._by_address.pop(address, None)
-        if not self._closed:
-            self._start_turns()
+            del self._queues[address]
+        return item
+
+    def _release(self, task: asyncio.Task[None]) -> None:
+        """Give back ``task``'s slot: its handshake ended, or ran ``SLOT_S`` (by then the
+        server's costly part, answering the ClientHello, is done or the client is silent)."""
+        address = self._holding.pop(task, None)
+        if address is not None:
+            _add(self._slots_by, address, -1)
+            if not self._closed:
+                self._start_turns()
+
+    def _finished(self, task: asyncio.Task[None], *, address: str) -> None:
+        self._running.discard(task)
+        _add(self._open_by, address, -1)
+        self._release(task)
+
+    def _sweep(self) -> None:
+        """Close the queued connections that waited longer than the handshake timeout."""
+        if self._closed:
+            return
+        deadline = self._loop.time() - self.handshake_timeout_s
+        for address in list(self._queues):
+            queue = self._queues[address]
+            while queue and queue[0][1] < deadline:
+                conn, _ = self._pop(address)
+                conn.close()
+                _add(self._open_by, address, -1)
+                if address not in self._queues:
+                    break
+        self._sweeper = self._loop.call_later(1.0, self._sweep)
 
     async def _connect(self, conn: socket.socket) -> None:
         try:
@@ -198,11 +247,14 @@ class PacedServer(asyncio.AbstractServer):
         if not self._serving:
             self._serving = True
             self._loop.add_reader(self._sock.fileno(), self._ready)
+            self._sweeper = self._loop.call_later(1.0, self._sweep)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed, self._serving = True, False
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         self._loop.remove_reader(self._sock.fileno())
         self._sock.close()
         for queue in self._queues.values():
@@ -210,6 +262,7 @@ class PacedServer(asyncio.AbstractServer):
                 conn.close()
         self._queues.clear()
         self.queued = 0
+        self._open_by.clear()
         for task in self._running:
             task.cancel()
 

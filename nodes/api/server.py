@@ -145,7 +145,8 @@ class GatedTCPSite(web.TCPSite):
         self._server = await PacedServer.listen(
             self._host, self._port, lambda: _GatedProtocol(server, self.gate),
             backlog=self._backlog, tls=self.tls, handshake_timeout_s=self.handshake_timeout_s,
-            max_waiting=self.gate.total, refused=self._refused)
+            max_waiting=self.gate.total, max_waiting_per_address=self.gate.per_address,
+            refused=self._refused)
 
     def _refused(self, cap: str) -> None:
         self.gate.metrics.http_connections_refused.inc(cap=cap)

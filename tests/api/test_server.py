@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import time
 from collections import Counter
 from pathlib import Path
@@ -164,6 +165,68 @@ async def test_past_the_waiting_bound_a_connection_is_closed_at_once_and_counted
 
 
 @pytest.mark.asyncio
+async def test_past_an_addresss_waiting_bound_its_connections_are_closed_not_the_others() -> None:
+    made, refused = await _burst([HOST] * 10 + ["127.0.0.2"], max_waiting_per_address=5,
+                                 per_tick=40)
+    assert refused == ["address"] * 5
+    assert Counter(address for _, address in made) == {HOST: 5, "127.0.0.2": 1}
+
+
+async def _silent(port: int, source: str, n: int) -> list[tuple[asyncio.StreamReader,
+                                                                asyncio.StreamWriter]]:
+    """``n`` TCP connections from ``source`` that never send a ClientHello."""
+    return [await asyncio.open_connection(HOST, port, local_addr=(source, 0)) for _ in range(n)]
+
+
+@pytest.mark.asyncio
+async def test_clients_that_send_nothing_do_not_keep_others_from_their_handshake(
+        tmp_path: Path) -> None:
+    pki = TestPki(tmp_path)
+    server = await PacedServer.listen(HOST, 0, asyncio.Protocol, backlog=64,
+                                      tls=pki.files("paris-node1").server_context(),
+                                      handshake_timeout_s=30.0, in_all=4, per_address=1)
+    port = server.sockets[0].getsockname()[1]
+    silent = [c for n in range(2, 8) for c in await _silent(port, f"127.0.0.{n}", 3)]
+    try:
+        context = ssl.create_default_context(cafile=str(pki.ca_only().ca))
+        started = time.monotonic()
+        _, writer = await asyncio.wait_for(asyncio.open_connection(
+            HOST, port, ssl=context, local_addr=("127.0.0.99", 0)), 5)
+        took = time.monotonic() - started
+        writer.close()
+        # every slot was held by a silent client when it came: each gave its slot back
+        # after SLOT_S, not at the 30 s handshake timeout
+        assert took < 1.0, took
+        assert server.waiting >= 18  # the silent ones are still there, handshaking
+    finally:
+        server.close()
+        await server.wait_closed()
+        for _, w in silent:
+            w.close()
+
+
+@pytest.mark.asyncio
+async def test_a_connection_queued_past_the_handshake_timeout_is_closed(tmp_path: Path) -> None:
+    pki = TestPki(tmp_path)
+    server = await PacedServer.listen(HOST, 0, asyncio.Protocol, backlog=64,
+                                      tls=pki.files("paris-node1").server_context(),
+                                      handshake_timeout_s=0.3, per_address=1)
+    port = server.sockets[0].getsockname()[1]
+    # one handshake starts per 0.1 s (its slot given back after SLOT_S): the 100th would
+    # start after 10 s; queued past the timeout, they are closed in about a second
+    silent = await _silent(port, HOST, 100)
+    try:
+        reads = [reader.read() for reader, _ in silent]
+        assert await asyncio.wait_for(asyncio.gather(*reads), 3) == [b""] * 100
+        assert server.waiting == 0 and server.queued == 0
+    finally:
+        server.close()
+        await server.wait_closed()
+        for _, w in silent:
+            w.close()
+
+
+@pytest.mark.asyncio
 async def test_closing_stops_accepting_and_ends_the_handshakes_under_way(
         tmp_path: Path) -> None:
     pki = TestPki(tmp_path)
@@ -171,10 +234,13 @@ async def test_closing_stops_accepting_and_ends_the_handshakes_under_way(
                                       tls=pki.files("paris-node1").server_context(),
                                       handshake_timeout_s=30.0, per_address=2)
     port = server.sockets[0].getsockname()[1]
-    # no ClientHello: two handshakes under way, three more waiting for their turn
-    silent = [await asyncio.open_connection(HOST, port) for _ in range(5)]
-    await asyncio.sleep(0.1)
+    # no ClientHello: two handshakes started, three waiting for their turn, which comes as
+    # the first give their slots back (SLOT_S)
+    silent = await _silent(port, HOST, 5)
+    await asyncio.sleep(0.02)
     assert server.is_serving() and server.waiting == 5 and server.queued == 3
+    await asyncio.sleep(0.5)
+    assert server.waiting == 5 and server.queued == 0
     server.close()
     await asyncio.wait_for(server.wait_closed(), 5)  # not the 30 s handshake timeout
     assert not server.is_serving() and server.sockets == () and server.waiting == 0
