@@ -30,7 +30,7 @@ from aiohttp import web
 
 from nodes.api.context import CONTEXT
 from nodes.api.limits import HttpLimits
-from nodes.api.listener import PacedServer
+from nodes.api.listener import PacedServer, tally
 from nodes.metrics import Metrics
 
 log = logging.getLogger("tenir.api.server")
@@ -69,17 +69,13 @@ class ConnectionGate:
             self.metrics.http_connections_refused.inc(cap="address")
             return False
         self.open += 1
-        self._by_address[address] = self._by_address.get(address, 0) + 1
+        tally(self._by_address, address, 1)
         self.metrics.http_connections.set(self.open)
         return True
 
     def release(self, address: str) -> None:
         self.open -= 1
-        left = self._by_address.get(address, 1) - 1
-        if left > 0:
-            self._by_address[address] = left
-        else:
-            self._by_address.pop(address, None)
+        tally(self._by_address, address, -1)
         self.metrics.http_connections.set(self.open)
 
 

@@ -6,10 +6,12 @@ loop iteration, in turn between source addresses."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from nodes.api.listener import HANDSHAKES_IN_ALL, PacedServer
 from nodes.api.server import FD_RESERVE, connection_cap, serve
 from nodes.metrics import Metrics
 from tests.api.conftest import make_app
+from tests.carriers.support import eventually
 from tests.fakes.memory_store import MemoryStore
 from tests.tls_kit import TestPki
 
@@ -126,10 +129,8 @@ async def _burst(sources: list[str], **paced: Any) -> tuple[list[tuple[int, str]
                for source in sources]
     loop.call_soon(tick)
     try:
-        for _ in range(500):
-            if len(made) + len(refused) == len(sources):
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: len(made) + len(refused) == len(sources),
+                         what="every connection made or refused")
     finally:
         stop = True
         server.close()
@@ -141,7 +142,8 @@ async def _burst(sources: list[str], **paced: Any) -> tuple[list[tuple[int, str]
 
 @pytest.mark.asyncio
 async def test_a_burst_of_connections_is_taken_a_few_per_loop_iteration() -> None:
-    made, refused = await _burst([HOST] * 100 + ["127.0.0.2"] * 100)
+    # 20 addresses: their per-address shares (4 each) would allow 80 at once, the slots 16
+    made, refused = await _burst([f"127.0.0.{2 + n % 20}" for n in range(200)])
     assert len(made) == 200 and refused == []
     per_iteration = Counter(tick for tick, _ in made)
     assert HANDSHAKES_IN_ALL <= 16  # a few handshakes of half a millisecond each at a time
@@ -178,16 +180,26 @@ async def _silent(port: int, source: str, n: int) -> list[tuple[asyncio.StreamRe
     return [await asyncio.open_connection(HOST, port, local_addr=(source, 0)) for _ in range(n)]
 
 
+@contextlib.asynccontextmanager
+async def _tls_listener(tmp_path: Path, **paced: Any) -> AsyncIterator[tuple[PacedServer, int,
+                                                                            TestPki]]:
+    """A paced TLS listener on 127.0.0.1 that does nothing with its connections; its port."""
+    pki = TestPki(tmp_path)
+    server = await PacedServer.listen(HOST, 0, asyncio.Protocol, backlog=128,
+                                      tls=pki.files("paris-node1").server_context(), **paced)
+    try:
+        yield server, server.sockets[0].getsockname()[1], pki
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 @pytest.mark.asyncio
 async def test_clients_that_send_nothing_do_not_keep_others_from_their_handshake(
         tmp_path: Path) -> None:
-    pki = TestPki(tmp_path)
-    server = await PacedServer.listen(HOST, 0, asyncio.Protocol, backlog=64,
-                                      tls=pki.files("paris-node1").server_context(),
-                                      handshake_timeout_s=30.0, in_all=4, per_address=1)
-    port = server.sockets[0].getsockname()[1]
-    silent = [c for n in range(2, 8) for c in await _silent(port, f"127.0.0.{n}", 3)]
-    try:
+    async with _tls_listener(tmp_path, handshake_timeout_s=30.0, in_all=4,
+                             per_address=1) as (server, port, pki):
+        silent = [c for n in range(2, 8) for c in await _silent(port, f"127.0.0.{n}", 3)]
         context = ssl.create_default_context(cafile=str(pki.ca_only().ca))
         started = time.monotonic()
         _, writer = await asyncio.wait_for(asyncio.open_connection(
@@ -198,52 +210,40 @@ async def test_clients_that_send_nothing_do_not_keep_others_from_their_handshake
         # after SLOT_S, not at the 30 s handshake timeout
         assert took < 1.0, took
         assert server.waiting >= 18  # the silent ones are still there, handshaking
-    finally:
-        server.close()
-        await server.wait_closed()
-        for _, w in silent:
-            w.close()
+    for _, w in silent:
+        w.close()
 
 
 @pytest.mark.asyncio
 async def test_a_connection_queued_past_the_handshake_timeout_is_closed(tmp_path: Path) -> None:
-    pki = TestPki(tmp_path)
-    server = await PacedServer.listen(HOST, 0, asyncio.Protocol, backlog=64,
-                                      tls=pki.files("paris-node1").server_context(),
-                                      handshake_timeout_s=0.3, per_address=1)
-    port = server.sockets[0].getsockname()[1]
-    # one handshake starts per 0.1 s (its slot given back after SLOT_S): the 100th would
-    # start after 10 s; queued past the timeout, they are closed in about a second
-    silent = await _silent(port, HOST, 100)
-    try:
+    async with _tls_listener(tmp_path, handshake_timeout_s=0.3, per_address=1) as (
+            server, port, _):
+        # one handshake starts per 0.1 s (its slot given back after SLOT_S): the 100th would
+        # start after 10 s; queued past the timeout, they are closed by the sweep
+        silent = await _silent(port, HOST, 100)
         reads = [reader.read() for reader, _ in silent]
         assert await asyncio.wait_for(asyncio.gather(*reads), 3) == [b""] * 100
-        assert server.waiting == 0 and server.queued == 0
-    finally:
-        server.close()
-        await server.wait_closed()
-        for _, w in silent:
-            w.close()
+        await eventually(lambda: server.waiting == 0 and server.queued == 0,
+                         what="nothing left waiting")
+    for _, w in silent:
+        w.close()
 
 
 @pytest.mark.asyncio
 async def test_closing_stops_accepting_and_ends_the_handshakes_under_way(
         tmp_path: Path) -> None:
-    pki = TestPki(tmp_path)
-    server = await PacedServer.listen(HOST, 0, asyncio.Protocol, backlog=16,
-                                      tls=pki.files("paris-node1").server_context(),
-                                      handshake_timeout_s=30.0, per_address=2)
-    port = server.sockets[0].getsockname()[1]
-    # no ClientHello: two handshakes started, three waiting for their turn, which comes as
-    # the first give their slots back (SLOT_S)
-    silent = await _silent(port, HOST, 5)
-    await asyncio.sleep(0.02)
-    assert server.is_serving() and server.waiting == 5 and server.queued == 3
-    await asyncio.sleep(0.5)
-    assert server.waiting == 5 and server.queued == 0
-    server.close()
-    await asyncio.wait_for(server.wait_closed(), 5)  # not the 30 s handshake timeout
-    assert not server.is_serving() and server.sockets == () and server.waiting == 0
+    async with _tls_listener(tmp_path, handshake_timeout_s=30.0, per_address=2) as (
+            server, port, _):
+        # no ClientHello: two handshakes started, three waiting for their turn, which comes
+        # as the first give their slots back (SLOT_S)
+        silent = await _silent(port, HOST, 5)
+        await eventually(lambda: server.waiting == 5, what="five accepted")
+        assert server.is_serving() and server.queued == 3
+        await eventually(lambda: server.queued == 0, what="every one's turn")
+        assert server.waiting == 5
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), 5)  # not the 30 s handshake timeout
+        assert not server.is_serving() and server.sockets == () and server.waiting == 0
     for reader, writer in silent:
         assert await asyncio.wait_for(reader.read(), 5) == b""  # dropped
         writer.close()
