@@ -2,8 +2,8 @@
 listener (``nodes/api/listener.py``) beside asyncio's own server (what the node used before),
 in the same run.
 
-Each round: a server in this process with the lab's kind of certificate (ECDSA P-256), a task
-measuring how late the event loop wakes (as ``nodes/loop_lag.py``), and in child processes:
+Each round: a server in this process with the lab's kind of certificate (ECDSA P-256), the node's
+event-loop watch (``nodes/loop_lag.py``), and in child processes:
 
 * ``--attackers`` clients, each from its own loopback address (127.0.0.2, .3, ...), opening
   ``--per-attacker`` TLS connections at once and holding them until the end;
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import resource
 import sys
@@ -32,6 +31,8 @@ sys.path.insert(0, str(REPO))
 
 from bench.support import save_results  # noqa: E402
 from nodes.api.listener import PacedServer  # noqa: E402
+from nodes.loop_lag import LoopLag  # noqa: E402
+from nodes.metrics import Metrics  # noqa: E402
 from tests.tls_kit import TestPki  # noqa: E402
 
 CLIENT = r'''
@@ -72,15 +73,6 @@ class _Hold(asyncio.Protocol):
     """Keeps the connection open and ignores what it is sent."""
 
 
-async def _lag(stop: asyncio.Event, worst: list[float]) -> None:
-    loop = asyncio.get_running_loop()
-    while not stop.is_set():
-        asked = loop.time() + 0.05
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.05)
-        worst[0] = max(worst[0], loop.time() - asked)
-
-
 async def _client(port: int, ca: str, source: str, count: int, hold_s: float, *,
                   probe: bool) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
@@ -100,8 +92,8 @@ async def _round(variant: str, pki: TestPki, attackers: int, per_attacker: int
     else:
         server = await loop.create_server(_Hold, "127.0.0.1", 0, backlog=512, ssl=context)
     port = server.sockets[0].getsockname()[1]
-    worst, stop = [0.0], asyncio.Event()
-    lag = asyncio.create_task(_lag(stop, worst))
+    watch, stop = LoopLag(Metrics()), asyncio.Event()
+    lag = asyncio.create_task(watch.run(stop))
     ca = str(pki.ca_only().ca)
     probe = await _client(port, ca, "127.0.0.100", 0, 6.0, probe=True)
     await asyncio.sleep(1.0)  # the probe's interpreter started and probing
@@ -117,7 +109,7 @@ async def _round(variant: str, pki: TestPki, attackers: int, per_attacker: int
     await server.wait_closed()
     handshaken = sum(json.loads(out)["ok"] for out, _ in outs)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-    return {"variant": variant, "handshaken": handshaken, "lag_s": worst[0],
+    return {"variant": variant, "handshaken": handshaken, "lag_s": watch.worst_s,
             "probe_s": probed["worst_s"], "probes": probed["probes"],
             "cpu_us_per_handshake": cpu / max(1, handshaken) * 1e6}
 
