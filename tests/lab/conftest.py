@@ -6,7 +6,11 @@ a process still in it, a veth link, stale data), so that the first `up` also pro
 
 A test that fails mid-fault would leave a site dead for every test after it: every machine's
 journal is kept under ``$TENIR_LAB_FAILURE_LOGS`` (default ``/tmp/tenir-lab-failures``), since
-``lab down`` removes them, and the lab is healed (``lab up``) before the next test.
+``lab down`` removes them, and the lab is healed before the next test: chaos rules left in a
+namespace cleared, then ``lab up``; a lab that ``up`` cannot heal within ``HEAL_S`` is replaced
+by a fresh one (``down``, ``up``), so that one failure does not fail every test after it, each
+waiting out its own heal. The failure's reason is printed as it happens, not only in pytest's
+summary at the end: a run cut short by its time limit still says why its first test failed.
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ from pathlib import Path
 
 import pytest
 
+from chaos.faults import chaos_rules_left
+from chaos.firewall import Iptables
 from cluster.lab import netns, procs
+from cluster.lab.health import node_state
 from cluster.lab.lab import Lab, lab_coordination
 from cluster.lab.layout import Layout, lab_dir
 from cluster.lab.machines import MachinePaths, journal
@@ -68,16 +75,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def live(pytestconfig: pytest.Config) -> Callable[[str], None]:
     """Say what the lab does as it does it, past pytest's capture, when run with -v: a lab test
     can take minutes, and `make test -v` should not sit silent meanwhile."""
-    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
     verbose = pytestconfig.get_verbosity() > 0
 
     def say(text: str) -> None:
-        if verbose and reporter is not None:
-            reporter.write_line(f"    [lab {time.strftime('%H:%M:%S')}] {text}")
-        else:
+        if not (verbose and _write_past_capture(pytestconfig, text)):
             print(text)
 
     return say
+
+
+def _write_past_capture(config: pytest.Config, text: str) -> bool:
+    """Write a line to the terminal now, past pytest's capture (which would hold it until the
+    test's end, and show it only if the test fails)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return False
+    line = f"    [lab {time.strftime('%H:%M:%S')}] {text}"
+    if capture is None:
+        reporter.write_line(line)
+    else:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
+    return True
 
 
 @pytest.fixture(scope="session")
@@ -134,7 +154,17 @@ def pytest_runtest_makereport(item: pytest.Item,
     report = yield
     if call.when == "call":
         item.stash[_FAILED] = bool(getattr(report, "failed", False))
+    if getattr(report, "failed", False) and "tests/lab/" in item.nodeid:
+        _write_past_capture(item.config, f"{call.when} of {item.nodeid} failed: {_reason(report)}")
     return report
+
+
+def _reason(report: object) -> str:
+    """The failure's own message (pytest's crash line), or the last lines of its report."""
+    longrepr = getattr(report, "longrepr", None)
+    crash = getattr(longrepr, "reprcrash", None)
+    text = getattr(crash, "message", None) or "\n".join(str(longrepr).splitlines()[-12:])
+    return text if len(text) <= 2000 else text[:2000] + " [...]"
 
 
 _FAILED = pytest.StashKey[bool]()
@@ -161,5 +191,55 @@ def heal_after_failure(request: pytest.FixtureRequest) -> Iterator[None]:
     if name is None:
         return
     handle: LabHandle = request.getfixturevalue(name)
-    print(f"logs of the failed test kept in {_keep_logs(handle.layout, request.node.nodeid)}")
-    handle.lab.up(timeout=600)  # the next test starts on a whole lab
+    say: Callable[[str], None] = request.getfixturevalue("live")
+    say(f"logs of the failed test kept in {_keep_logs(handle.layout, request.node.nodeid)}")
+    heal(handle, say)
+
+
+HEAL_S = 300.0  # a lab after a power cut is healthy again within about 100 s
+
+
+def heal(handle: LabHandle, say: Callable[[str], None]) -> None:
+    """Give the next test a whole lab: chaos rules cleared, ``lab up``; if that fails, a fresh
+    lab (what the broken one held is in the failure logs)."""
+    firewall = Iptables()
+    for ns in chaos_rules_left(handle.lab, firewall):
+        say(f"clearing the chaos rules left in {ns}")
+        firewall.clear(ns)
+    try:
+        handle.lab.up(timeout=HEAL_S)
+    except Exception as exc:  # whatever stops the heal, a fresh lab follows
+        said = [f"lab up did not heal the lab ({type(exc).__name__}: {exc})",
+                *_nodes_not_dispatching(handle)]
+        for line in said:
+            say(line)
+        HEALS.extend(said)
+        say("bringing up a fresh lab")
+        handle.lab.down()
+        handle.lab.up(timeout=900)
+
+
+HEALS: list[str] = []  # what failed heals found, repeated at the session's end
+
+
+def _nodes_not_dispatching(handle: LabHandle, lines: int = 15) -> list[str]:
+    """Each alert node that does not dispatch: its state and its journal's last lines."""
+    out = []
+    for host in handle.topo.hosts_running("alert_nodes"):
+        state = node_state(handle.topo, host)
+        if state == "dispatching":
+            continue
+        try:
+            tail = handle.lab.service_log(host.name, "node").splitlines()[-lines:]
+        except Exception as exc:  # a dead machine's journal may be gone too
+            tail = [f"(journal not read: {exc})"]
+        out.append(f"{host.name} is {state}; its journal ends with:")
+        out += [f"  {line[:300]}" for line in tail]
+    return out
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if HEALS:
+        terminalreporter.section("lab heals that needed a fresh lab")
+        for line in HEALS:
+            terminalreporter.write_line(line)
