@@ -67,6 +67,7 @@ from nodes.membership import (
 from nodes.metrics import Metrics
 from nodes.signing import AckSigner, CallbackUrls
 from nodes.store_health import AllGates, PgProbe, StoreHealth
+from nodes.supervision import Supervisor
 from nodes.tls_config import certificate_expiries
 from replication.store import PgCampaignStore
 from replication.store_api import Channel
@@ -257,16 +258,15 @@ async def serve_with(cfg: NodeConfig, metrics: Metrics, journal: FileJournal,
     checkpoint_task: asyncio.Task[None] | None = None
     store_task: asyncio.Task[None] | None = None
     schedule_task: asyncio.Task[None] | None = None
-    lag_task = asyncio.create_task(LoopLag(metrics).run(watchdog_stop), name="loop-lag")
+    loops = Supervisor(lambda _name, _exc: dispatcher.request_stop("drain"),
+                       {"node": cfg.node, "site": cfg.site})
+    lag_task = loops.start(LoopLag(metrics).run(watchdog_stop), "loop-lag")
     try:
         if store_health is not None:
-            store_task = asyncio.create_task(store_health.run(watchdog_stop),
-                                             name="store-health")
-        schedule_task = asyncio.create_task(drill_service.run(metrics, watchdog_stop),
-                                            name="drill-schedule")
+            store_task = loops.start(store_health.run(watchdog_stop), "store-health")
+        schedule_task = loops.start(drill_service.run(metrics, watchdog_stop), "drill-schedule")
         if checkpointer is not None:
-            checkpoint_task = asyncio.create_task(checkpointer.run(watchdog_stop),
-                                                  name="checkpointer")
+            checkpoint_task = loops.start(checkpointer.run(watchdog_stop), "checkpointer")
         if drains is not None and cfg.coordination is not None:
             # Read the drain flags before the first claim (bounded: alerts are not held back).
             await drains.start(first_sync_s=cfg.coordination.retry_timeout * 2)
@@ -277,25 +277,18 @@ async def serve_with(cfg: NodeConfig, metrics: Metrics, journal: FileJournal,
                                 store_state=store_health)
             if store_health is not None:
                 store_health.on_cut = watchdog.step_down
-            watchdog_task = asyncio.create_task(watchdog.run(watchdog_stop), name="watchdog")
+            watchdog_task = loops.start(watchdog.run(watchdog_stop), "watchdog")
         if channels is not None:
-            channels_task = asyncio.create_task(channels.run(watchdog_stop), name="channels")
+            channels_task = loops.start(channels.run(watchdog_stop), "channels")
         await dispatcher.run()
     finally:
         await launches.close(cfg.drain_deadline_s)  # a launch cut short is failed, not lost
         watchdog_stop.set()
-        if watchdog_task is not None:
-            await watchdog_task
-        if channels_task is not None:
-            await channels_task
-        if checkpoint_task is not None:
-            await checkpoint_task
-        if store_task is not None:
-            await store_task
+        for task in (watchdog_task, channels_task, checkpoint_task, store_task):
+            await loops.reap(task)
         await probe.close()
-        if schedule_task is not None:
-            await schedule_task
-        await lag_task
+        await loops.reap(schedule_task)
+        await loops.reap(lag_task)
         if drains is not None:
             await drains.close()
         if coordinator is not None:  # leave only once our batches are released
@@ -306,6 +299,10 @@ async def serve_with(cfg: NodeConfig, metrics: Metrics, journal: FileJournal,
             with contextlib.suppress(Exception):
                 await adapter.close()
         await store.close()
+    if loops.failed:  # non-zero: the service manager starts the node again
+        log.critical("node %s stopped: %s died", cfg.node,
+                     ", ".join(name for name, _ in loops.failed))
+        return 1
     log.info("node %s stopped", cfg.node)
     return 0
 

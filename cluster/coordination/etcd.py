@@ -346,10 +346,14 @@ class EtcdCoordinator(Coordinator):
             lease = self._lease
             if lease is not None:
                 sent = time.monotonic()
-                reply = await self._call("keepalive", lambda c: c.refresh_lease(lease))
-                if reply is None:
+                try:
+                    reply = await self._call("keepalive", lambda c: c.refresh_lease(lease))
+                    ttl = None if reply is None else int(reply.TTL)
+                except _LeaseGone:  # said as an error rather than as a TTL of 0
+                    ttl = 0
+                if ttl is None:
                     raise CoordinationUnavailable("etcd keepalive: stream ended without a reply")
-                if reply.TTL <= 0:
+                if ttl <= 0:
                     log.warning("etcd: lease %x of %s is gone; re-joining with a new lease",
                                 lease, self._member.name)
                     self._lease = self._lease_acked = None
@@ -369,6 +373,10 @@ class EtcdCoordinator(Coordinator):
                 delay = min(period, self.settings.retry_timeout / 4)
             except CoordinationError as e:
                 log.warning("etcd: keepalive refused: %s", e)
+            except Exception as e:  # the membership's only renewer must not die: said, retried
+                log.error("etcd: keepalive failed unexpectedly: %s: %s", type(e).__name__, e,
+                          exc_info=e)
+                delay = min(period, self.settings.retry_timeout / 4)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
