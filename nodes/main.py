@@ -67,7 +67,7 @@ from nodes.membership import (
 from nodes.metrics import Metrics
 from nodes.signing import AckSigner, CallbackUrls
 from nodes.store_health import AllGates, PgProbe, StoreHealth
-from nodes.supervision import Supervisor
+from nodes.tasks import TaskSet
 from nodes.tls_config import certificate_expiries
 from replication.store import PgCampaignStore
 from replication.store_api import Channel
@@ -253,20 +253,20 @@ async def serve_with(cfg: NodeConfig, metrics: Metrics, journal: FileJournal,
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
     watchdog_stop = asyncio.Event()
-    watchdog_task: asyncio.Task[None] | None = None
-    channels_task: asyncio.Task[None] | None = None
-    checkpoint_task: asyncio.Task[None] | None = None
-    store_task: asyncio.Task[None] | None = None
-    schedule_task: asyncio.Task[None] | None = None
-    loops = Supervisor(lambda _name, _exc: dispatcher.request_stop("drain"),
-                       {"node": cfg.node, "site": cfg.site})
-    lag_task = loops.start(LoopLag(metrics).run(watchdog_stop), "loop-lag")
+
+    def loop_died(name: str, exc: BaseException) -> None:  # half alive is worse than restarted
+        log.critical("background loop %s died (%s): the node stops, exits 1 and its service "
+                     "manager starts it again", name, type(exc).__name__)
+        dispatcher.request_stop("drain")
+
+    loops = TaskSet("node-loops", log, on_failure=loop_died)  # nodes/tasks.py
+    loops.spawn(LoopLag(metrics).run(watchdog_stop), name="loop-lag")
     try:
         if store_health is not None:
-            store_task = loops.start(store_health.run(watchdog_stop), "store-health")
-        schedule_task = loops.start(drill_service.run(metrics, watchdog_stop), "drill-schedule")
+            loops.spawn(store_health.run(watchdog_stop), name="store-health")
+        loops.spawn(drill_service.run(metrics, watchdog_stop), name="drill-schedule")
         if checkpointer is not None:
-            checkpoint_task = loops.start(checkpointer.run(watchdog_stop), "checkpointer")
+            loops.spawn(checkpointer.run(watchdog_stop), name="checkpointer")
         if drains is not None and cfg.coordination is not None:
             # Read the drain flags before the first claim (bounded: alerts are not held back).
             await drains.start(first_sync_s=cfg.coordination.retry_timeout * 2)
@@ -277,18 +277,15 @@ async def serve_with(cfg: NodeConfig, metrics: Metrics, journal: FileJournal,
                                 store_state=store_health)
             if store_health is not None:
                 store_health.on_cut = watchdog.step_down
-            watchdog_task = loops.start(watchdog.run(watchdog_stop), "watchdog")
+            loops.spawn(watchdog.run(watchdog_stop), name="watchdog")
         if channels is not None:
-            channels_task = loops.start(channels.run(watchdog_stop), "channels")
+            loops.spawn(channels.run(watchdog_stop), name="channels")
         await dispatcher.run()
     finally:
         await launches.close(cfg.drain_deadline_s)  # a launch cut short is failed, not lost
         watchdog_stop.set()
-        for task in (watchdog_task, channels_task, checkpoint_task, store_task):
-            await loops.reap(task)
+        await loops.wait()  # each ends once watchdog_stop is set; a failure was said already
         await probe.close()
-        await loops.reap(schedule_task)
-        await loops.reap(lag_task)
         if drains is not None:
             await drains.close()
         if coordinator is not None:  # leave only once our batches are released
@@ -300,8 +297,7 @@ async def serve_with(cfg: NodeConfig, metrics: Metrics, journal: FileJournal,
                 await adapter.close()
         await store.close()
     if loops.failed:  # non-zero: the service manager starts the node again
-        log.critical("node %s stopped: %s died", cfg.node,
-                     ", ".join(name for name, _ in loops.failed))
+        log.critical("node %s stopped: %s died", cfg.node, ", ".join(loops.failed))
         return 1
     log.info("node %s stopped", cfg.node)
     return 0

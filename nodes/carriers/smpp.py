@@ -47,7 +47,7 @@ from nodes.carriers.flow import WriteCoalescer
 from nodes.carriers.redact import mask_phone
 from nodes.carriers.smpp_pdu import Command, Header, PduError, ShortMessage, Status
 from nodes.carriers.submit_queue import Done, Submission, SubmitQueue
-from nodes.carriers.tasks import TaskSet
+from nodes.tasks import TaskSet
 from replication.store_api import Channel
 
 log = logging.getLogger("tenir.carriers.smpp")

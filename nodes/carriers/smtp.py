@@ -33,7 +33,7 @@ import aiosmtplib
 from nodes.carriers.base import Ack, AckSink, Message, Receipt, ReceiptSink, SendResult
 from nodes.carriers.flow import FlowControl, LocalBusy
 from nodes.carriers.redact import mask_email
-from nodes.carriers.tasks import TaskSet
+from nodes.tasks import TaskSet
 from replication.store_api import Channel
 
 log = logging.getLogger("tenir.carriers.smtp")

@@ -34,7 +34,7 @@ from nodes.carriers import smpp_pdu as pdu
 from nodes.carriers.redact import mask_phone
 from nodes.carriers.sim.state import SimState, fraction
 from nodes.carriers.smpp_pdu import Command, Header, PduError, ShortMessage, Status
-from nodes.carriers.tasks import TaskSet
+from nodes.tasks import TaskSet
 
 log = logging.getLogger("tenir.sim.smpp")
 HANDSHAKE_S = 10.0  # a TLS handshake not done by then is dropped

@@ -32,7 +32,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from nodes.carriers.redact import mask_email
 from nodes.carriers.sim.state import SimState, fraction
 from nodes.carriers.smtp import ACK_URL_HEADER, REFERENCE_HEADER, reference_from_message_id
-from nodes.carriers.tasks import TaskSet
+from nodes.tasks import TaskSet
 
 log = logging.getLogger("tenir.sim.smtp")
 

@@ -30,7 +30,7 @@ from aiohttp import web
 from nodes.carriers.callback_auth import HEADER, sign_callback
 from nodes.carriers.redact import mask_phone
 from nodes.carriers.sim.state import ChannelSettings, SimState, fraction
-from nodes.carriers.tasks import TaskSet
+from nodes.tasks import TaskSet
 from replication.store_api import AckRule
 
 log = logging.getLogger("tenir.sim.voice")

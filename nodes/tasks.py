@@ -1,18 +1,27 @@
-"""A tracked set of asyncio tasks: every task an adapter or simulator starts is owned here, its
-failure is logged (never lost), and ``close`` cancels and reaps whatever is still running."""
+"""A tracked set of asyncio tasks: every task an adapter, a simulator or the node's main module
+starts is owned here, its failure is logged (never lost) and, with ``on_failure``, acted on at
+once; ``wait`` reaps the tasks that end by themselves, ``close`` cancels and reaps the rest.
+
+The node's background loops (store health, watchdog, channels, checkpoints, drill schedule, loop
+lag: ``nodes/main.py``) run in one, whose ``on_failure`` stops the node: a loop dead of an error
+it did not expect would otherwise go unseen until shutdown (a store-health loop dead while it
+judged the node cut keeps the node out of the dispatch for good, ``/readyz`` still ready)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 
 class TaskSet:
-    def __init__(self, name: str, logger: logging.Logger) -> None:
+    def __init__(self, name: str, logger: logging.Logger,
+                 on_failure: Callable[[str, BaseException], None] | None = None) -> None:
         self.name = name
         self._log = logger
+        self.on_failure = on_failure
+        self.failed: list[str] = []  # names of the tasks that ended with an exception
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -39,6 +48,9 @@ class TaskSet:
                 exc_info=exc,
                 extra={"event": "task_failed", "tasks": self.name, "task": task.get_name()},
             )
+            self.failed.append(task.get_name())
+            if self.on_failure is not None:
+                self.on_failure(task.get_name(), exc)
 
     async def wait(self, grace_s: float | None = None) -> bool:
         """Wait for the running tasks to finish by themselves; True if they all did in time."""
