@@ -51,7 +51,7 @@ def test_with_fencing_disabled_a_zombies_write_is_accepted_and_fencing_says_inva
         # claimed. At the middle of a campaign this short, the zombie-to-be may already have
         # sent its share, with the rest in the others' reserves: frozen, it wrote nothing late
         # (CI saw it once: fencing unknown, "paris-node1 held no batch at the fault").
-        record, history = run(lab_env.lab, ci_variant("node-freeze", moment="start"))
+        record, history = run(lab_env.lab, ci_variant("node-freeze"))
     finally:
         with psycopg.connect(superuser_dsn(lab_env.lab), autocommit=True) as conn:
             conn.execute("DROP TABLE IF EXISTS public.tenir_unsafe_switches")
@@ -71,7 +71,7 @@ def test_with_the_watchdog_off_work_moves_at_lease_expiry_and_watchdog_says_inva
                 "tenir_node_unsafe_test_environment": True}
     with deployed_with(lab, "alert_nodes", switches, playbook="nodes.yml"):
         assert "NO WATCHDOG" in lab.service_log("paris-node2", "node")
-        record, history = run(lab, ci_variant("node-kill", moment="start"))  # it holds batches
+        record, history = run(lab, ci_variant("node-kill"))
     assert record.error is None, record.error
     assert history.of("move") == []  # nobody moved anything
     v = verdict(record, "watchdog")
@@ -126,7 +126,7 @@ class DeletingEnv(LabEnv):
 def test_an_outcome_deleted_behind_the_stores_back_makes_rpo_say_invalid(
         lab_env: LabHandle) -> None:
     env = DeletingEnv(lab_env.lab, Tools(seed=SEED), su=superuser_dsn(lab_env.lab))
-    record, _ = run(lab_env.lab, ci_variant("node-kill"), env)
+    record, _ = run(lab_env.lab, ci_variant("node-kill", "middle"), env)
     assert env.deleting is not None and len(env.deleting.deleted) == 1
     reference = env.deleting.deleted[0]
     v = verdict(record, "rpo")

@@ -21,8 +21,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.chaos]
 @pytest.mark.parametrize("name", ["node-kill", "site-power-cut"])
 def test_node_kill_and_site_loss_mid_campaign_on_zookeeper(zk_lab: LabHandle,
                                                            name: str) -> None:
-    # the node's fault at the start, when it surely holds batches (test_chaos_matrix.AT_START)
-    scenario = ci_variant(name, "start" if name == "node-kill" else "middle")
+    scenario = ci_variant(name)
     assert "zookeeper" in scenario.backends
     record, _ = run(zk_lab.lab, scenario)
     assert record.backend == "zookeeper"
