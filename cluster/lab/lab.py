@@ -457,6 +457,8 @@ class Lab:
         return machines.run(self.machine(host), argv, timeout=timeout, check=True).stdout
 
     def status(self) -> list[HostStatus]:
+        """Each host's machine and services. A machine that stops while it is looked at (a
+        drill's power cut) shows its services as not running; it never raises."""
         state = self.layout.load_state()
         existing = set(netns.list_namespaces())
         out = []
@@ -478,7 +480,12 @@ class Lab:
                         pid = None
                 services.append(ServiceStatus(service, unit, pid, pid is not None))
                 if service == "patroni":
-                    pm = self.postmaster_pid(host.name) if running else None
+                    pm = None
+                    if running:  # the machine may stop between the check and the look
+                        try:
+                            pm = self.postmaster_pid(host.name)
+                        except (LabError, machines.MachineError):
+                            pm = None
                     services.append(ServiceStatus("postgres", unit, pm, pm is not None))
             out.append(HostStatus(host.name, host.site, ns, str(host.address), ns in existing,
                                   running, tuple(services)))
