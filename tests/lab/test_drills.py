@@ -19,6 +19,7 @@ operator token (the CLI's defaults without ``$TENIR_TOKEN``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -240,6 +241,26 @@ def test_every_drill_passes_and_leaves_a_record(drills_lab: LabHandle, kind: str
         assert standby_site != primary_site
 
 
+@contextlib.contextmanager
+def _drill_in_background(kind: str) -> Iterator[subprocess.Popen[str]]:
+    """``tenir drill run KIND`` in another process. If the test fails while the drill still
+    runs, the drill is aborted and awaited: left running, it kept its fault on the lab and the
+    next drill's preflight refused (CI on a19c5f4)."""
+    proc = subprocess.Popen([TENIR, "-i", str(INVENTORY), "drill", "run", kind,
+                             "--approval", approval(kind), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            tenir("drill", "abort", "--reason", "the lab test failed", timeout=120)
+            try:
+                proc.communicate(timeout=600)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+
+
 def _wait_for_fault(drills_lab: LabHandle, proc: subprocess.Popen[str], seen: Any) -> None:
     deadline = time.monotonic() + 300
     while not seen():
@@ -273,12 +294,10 @@ def test_a_stop_condition_mid_drill_heals_and_records_aborted(drills_lab: LabHan
     view = patroni_view(drills_lab.topo)
     assert view is not None and view.sync_standby is not None
     standby_site = drills_lab.topo.hosts[view.sync_standby].site
-    proc = subprocess.Popen([TENIR, "-i", str(INVENTORY), "drill", "run", "lose-standby-site",
-                             "--approval", approval("lose-standby-site"), "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_fault(drills_lab, proc, _standby_site_down(drills_lab, standby_site))
-    real = _launch_real_alert(drills_lab)
-    out, err = proc.communicate(timeout=900)
+    with _drill_in_background("lose-standby-site") as proc:
+        _wait_for_fault(drills_lab, proc, _standby_site_down(drills_lab, standby_site))
+        real = _launch_real_alert(drills_lab)
+        out, err = proc.communicate(timeout=900)
     print(err)
     result = json.loads(out)
     assert proc.returncode == 1 and result["outcome"] == "aborted", (
@@ -296,13 +315,10 @@ def test_drill_abort_from_another_process_heals_and_records_aborted(
         drills_lab: LabHandle) -> None:
     from chaos.faults import chaos_rules_left
 
-    proc = subprocess.Popen([TENIR, "-i", str(INVENTORY), "drill", "run",
-                             "cut-datacenter-link", "--approval",
-                             approval("cut-datacenter-link"), "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_fault(drills_lab, proc, lambda: bool(chaos_rules_left(drills_lab.lab)))
-    tenir("drill", "abort", "--reason", "the lab test pulls the lever", check=True)
-    out, err = proc.communicate(timeout=900)
+    with _drill_in_background("cut-datacenter-link") as proc:
+        _wait_for_fault(drills_lab, proc, lambda: bool(chaos_rules_left(drills_lab.lab)))
+        tenir("drill", "abort", "--reason", "the lab test pulls the lever", check=True)
+        out, err = proc.communicate(timeout=900)
     print(err)
     result = json.loads(out)
     assert proc.returncode == 1 and result["outcome"] == "aborted", (
