@@ -44,10 +44,7 @@ from typing import Any, TypeVar
 
 import aetcd  # type: ignore[import-untyped]
 import aetcd.watcher  # type: ignore[import-untyped]
-import grpc  # type: ignore[import-untyped]
 from aetcd import rpc
-
-from cluster.tls import TlsFiles
 
 from .base import (
     CoordinationError,
@@ -58,6 +55,7 @@ from .base import (
     Versioned,
     WatchEvent,
 )
+from .etcd_client import endpoint_client
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +69,9 @@ _DEFINITE_CODES = frozenset({
     rpc.StatusCode.UNAUTHENTICATED, rpc.StatusCode.OUT_OF_RANGE, rpc.StatusCode.UNIMPLEMENTED,
 })
 
-_CHANNEL_OPTIONS: dict[str, int] = {
-    # reconnect quickly after a server restart (gRPC's default backoff grows to 120 s)
-    "grpc.initial_reconnect_backoff_ms": 100,
-    "grpc.min_reconnect_backoff_ms": 1000,  # also the connect timeout of one attempt
-    "grpc.max_reconnect_backoff_ms": 1000,
-    # detect a dead peer under a long-lived watch stream; etcd refuses pings < 5 s apart
-    "grpc.keepalive_time_ms": 10_000,
-    "grpc.keepalive_timeout_ms": 5_000,
-    "grpc.http2.max_pings_without_data": 0,
-    "grpc.keepalive_permit_without_calls": 0,
-}
+
+
+SWITCH_SAY_EVERY_S = 30.0  # at most one "switching to endpoint" line per this many seconds
 
 
 class _LeaseGone(CoordinationError):
@@ -122,32 +112,6 @@ def _definite(exc: BaseException) -> bool:
     return isinstance(cause, rpc.AioRpcError) and cause.code() in _DEFINITE_CODES
 
 
-class TlsClient(aetcd.Client):  # type: ignore[misc]
-    """aetcd's client over TLS: aetcd 1.0 opens only plain channels. The server is verified
-    against the CA (its address must be in its certificate); our certificate's common name is
-    our etcd user (no password, no token)."""
-
-    def __init__(self, files: TlsFiles, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._credentials = grpc.ssl_channel_credentials(
-            root_certificates=files.ca.read_bytes(),
-            private_key=files.key.read_bytes() if files.key else None,
-            certificate_chain=files.cert.read_bytes() if files.cert else None)
-
-    async def connect(self) -> None:
-        if self._connected.is_set():
-            return
-        self.channel = grpc.aio.secure_channel(f"{self._host}:{self._port}", self._credentials,
-                                               options=list(self._options.items()))
-        self.kvstub = rpc.KVStub(self.channel)
-        self.clusterstub = rpc.ClusterStub(self.channel)
-        self.leasestub = rpc.LeaseStub(self.channel)
-        self.maintenancestub = rpc.MaintenanceStub(self.channel)
-        self._watcher = aetcd.watcher.Watcher(rpc.WatchStub(self.channel), timeout=self._timeout,
-                                              metadata=self.metadata)
-        self._connected.set()
-
-
 def _lease_not_found(exc: BaseException) -> bool:
     return "lease not found" in str(exc)
 
@@ -158,6 +122,7 @@ class EtcdCoordinator(Coordinator):
         self._endpoints = [parse_endpoint(e) for e in settings.endpoints]
         self._clients: list[Any] = [None] * len(self._endpoints)
         self._current = 0
+        self._switches, self._switch_said = 0, float("-inf")  # switches unsaid; last said at
         ns = settings.namespace if settings.namespace.endswith("/") else settings.namespace + "/"
         self._ns = ns.encode()
         self._lease_ttl = max(1, math.ceil(settings.ttl))
@@ -181,19 +146,24 @@ class EtcdCoordinator(Coordinator):
         client = self._clients[index]
         if client is None:
             host, port = self._endpoints[index]
-            if self.settings.tls is not None:
-                client = TlsClient(self.settings.tls, host=host, port=port,
-                                   options=dict(_CHANNEL_OPTIONS))
-            else:
-                client = aetcd.Client(host=host, port=port, options=dict(_CHANNEL_OPTIONS))
+            client = endpoint_client(host, port, self.settings.tls)
             self._clients[index] = client
         return client
 
     def _failed(self, index: int) -> None:
-        if self._current == index and len(self._endpoints) > 1:
-            self._current = (index + 1) % len(self._endpoints)
-            host, port = self._endpoints[self._current]
-            log.info("etcd: switching to endpoint %s:%s", host, port)
+        """Endpoint ``index`` did not answer: use the next. Said once per SWITCH_SAY_EVERY_S
+        at most (cut from every endpoint, a caller switches some 15 times a second)."""
+        if self._current != index or len(self._endpoints) < 2:
+            return
+        self._current = (index + 1) % len(self._endpoints)
+        self._switches += 1
+        now = time.monotonic()
+        if now - self._switch_said < SWITCH_SAY_EVERY_S:
+            return
+        host, port = self._endpoints[self._current]
+        log.info("etcd: switching to endpoint %s:%s (%d switch(es) since the last such line)",
+                 host, port, self._switches)
+        self._switch_said, self._switches = now, 0
 
     @contextlib.contextmanager
     def _unavailable_on_timeout(self, op: str) -> Iterator[None]:
