@@ -7,7 +7,8 @@ a process still in it, a veth link, stale data), so that the first `up` also pro
 A test that fails mid-fault would leave a site dead for every test after it: every machine's
 journal is kept under ``$TENIR_LAB_FAILURE_LOGS`` (default ``/tmp/tenir-lab-failures``), since
 ``lab down`` removes them, and the lab is healed before the next test: chaos rules left in a
-namespace cleared, then ``lab up``; a lab that ``up`` cannot heal within ``HEAL_S`` is replaced
+namespace cleared, ``lab up``, carriers normal, campaigns left running cancelled (what a chaos
+run does before it starts); a lab that this cannot heal within ``HEAL_S`` is replaced
 by a fresh one (``down``, ``up``), so that one failure does not fail every test after it, each
 waiting out its own heal. The failure's reason is printed as it happens, not only in pytest's
 summary at the end: a run cut short by its time limit still says why its first test failed.
@@ -24,8 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from chaos.faults import chaos_rules_left
-from chaos.firewall import Iptables
+from chaos.lab_env import LabEnv
 from cluster.lab import netns, procs
 from cluster.lab.health import node_state
 from cluster.lab.lab import Lab, lab_coordination
@@ -200,14 +200,11 @@ HEAL_S = 300.0  # a lab after a power cut is healthy again within about 100 s
 
 
 def heal(handle: LabHandle, say: Callable[[str], None]) -> None:
-    """Give the next test a whole lab: chaos rules cleared, ``lab up``; if that fails, a fresh
-    lab (what the broken one held is in the failure logs)."""
-    firewall = Iptables()
-    for ns in chaos_rules_left(handle.lab, firewall):
-        say(f"clearing the chaos rules left in {ns}")
-        firewall.clear(ns)
+    """Give the next test a whole lab as a chaos run starts from one (``LabEnv.prepare``:
+    chaos rules cleared, ``lab up``, carriers normal, leftover campaigns cancelled); if that
+    fails, a fresh lab (what the broken one held is in the failure logs)."""
     try:
-        handle.lab.up(timeout=HEAL_S)
+        LabEnv(handle.lab, up_timeout_s=HEAL_S).prepare()
     except Exception as exc:  # whatever stops the heal, a fresh lab follows
         said = [f"lab up did not heal the lab ({type(exc).__name__}: {exc})",
                 *_nodes_not_dispatching(handle)]
