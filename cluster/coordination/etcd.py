@@ -334,19 +334,20 @@ class EtcdCoordinator(Coordinator):
 
     async def _keepalive_loop(self) -> None:
         period = self.settings.ttl / 3
+        soon = min(period, self.settings.retry_timeout / 4)  # after a failure
         while True:
             delay = period
             try:
                 await self._renew()
             except CoordinationUnavailable as e:
                 log.info("etcd: keepalive failed (age %.1fs): %s", self.membership_age(), e)
-                delay = min(period, self.settings.retry_timeout / 4)
+                delay = soon
             except CoordinationError as e:
                 log.warning("etcd: keepalive refused: %s", e)
             except Exception as e:  # the membership's only renewer must not die: said, retried
                 log.error("etcd: keepalive failed unexpectedly: %s: %s", type(e).__name__, e,
                           exc_info=e)
-                delay = min(period, self.settings.retry_timeout / 4)
+                delay = soon
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):

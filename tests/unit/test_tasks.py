@@ -27,15 +27,17 @@ async def _ends() -> None:
 async def test_a_task_that_dies_is_said_and_on_failure_runs_at_once(
         caplog: pytest.LogCaptureFixture) -> None:
     stops: list[str] = []
-    stop = asyncio.Event()
-    loops = TaskSet("node-loops", log, on_failure=lambda name, exc: stops.append(f"{name}: {exc}"))
+    stop, said = asyncio.Event(), asyncio.Event()
+
+    def on_failure(name: str, exc: BaseException) -> None:
+        stops.append(f"{name}: {exc}")
+        said.set()
+
+    loops = TaskSet("node-loops", log, on_failure=on_failure)
     loops.spawn(stop.wait(), name="watchdog")  # type: ignore[arg-type]
     with caplog.at_level(logging.ERROR, logger="tests.tasks"):
         loops.spawn(_dies(), name="store-health")
-        for _ in range(100):
-            if stops:
-                break
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(said.wait(), 1.0)
     assert stops == ["store-health: peers table holds a None"]  # before anything is reaped
     assert loops.failed == ["store-health"] and len(loops) == 1  # the watchdog still runs
     assert "task failed" in caplog.text
